@@ -1,0 +1,214 @@
+//! The handler's error type and its classification: transient, waiting on the customer, or permanent.
+//!
+//! Every failure that can end an onboarding attempt is an [`Error`]. [`Error::disposition`] decides what happens to
+//! the message (retry soon, retry later and tell the customer, or dead-letter) and [`Error::reason_code`] is the
+//! stable, machine-readable code that goes into events and dead-letter properties. Classification is pure: it looks
+//! only at the data in the error, never at the network.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::contract::ValidationError;
+
+/// What should happen to a message whose attempt failed with this error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Likely to succeed if tried again soon (throttling, outages, timeouts, conflicts).
+    Transient,
+    /// Blocked on something only the customer can do in their tenant; retried with a longer backoff until a deadline.
+    WaitingOnCustomer,
+    /// Will never succeed as sent: dead-letter it.
+    Permanent,
+}
+
+/// The Azure service an HTTP error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum AzureService {
+    /// The managed-identity endpoint of the Functions platform.
+    ManagedIdentity,
+    /// Entra ID token endpoint (`login.microsoftonline.com`).
+    Entra,
+    Arm,
+    Graph,
+    KeyVault,
+    ServiceBus,
+}
+
+impl fmt::Display for AzureService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ManagedIdentity => "managed identity",
+            Self::Entra => "Entra ID",
+            Self::Arm => "Azure Resource Manager",
+            Self::Graph => "Microsoft Graph",
+            Self::KeyVault => "Key Vault",
+            Self::ServiceBus => "Service Bus",
+        })
+    }
+}
+
+/// An error response from an Azure service, parsed from any of Azure's error shapes:
+/// ARM/Graph `{"error":{"code","message"}}`, Key Vault `{"error":{"code","message","innererror":{"code"}}}`,
+/// Entra `{"error","error_description","error_codes":[...]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureError {
+    pub service: AzureService,
+    /// What we were doing, e.g. `get key`, `update storage account`.
+    pub operation: &'static str,
+    pub status: u16,
+    /// `error.code` (ARM, Graph, Key Vault) or `error` (Entra).
+    pub code: Option<String>,
+    /// Key Vault `error.innererror.code`, or the first Entra `error_codes` entry as `AADSTS<n>`.
+    pub inner_code: Option<String>,
+    /// Human-readable message from the body, with anything token-like removed.
+    pub message: String,
+    /// From `Retry-After` / `retry-after-ms` / `x-ms-retry-after-ms`, when the service sent one.
+    pub retry_after: Option<Duration>,
+}
+
+/// A failure below HTTP: the request never got a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError {
+    pub service: AzureService,
+    pub operation: &'static str,
+    pub kind: TransportErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportErrorKind {
+    Connect,
+    Timeout,
+    /// The connection dropped mid-request or mid-response.
+    Reset,
+    /// A response arrived but was not what the API documents (bad JSON, missing fields).
+    BadResponse,
+}
+
+/// Something only the customer can fix, in their own tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum CustomerAction {
+    /// The multi-tenant app has no service principal in the customer tenant (AADSTS700016).
+    InstallApplication,
+    /// The app's service principal is disabled in the customer tenant (AADSTS7000112).
+    EnableApplication,
+    /// The app's service principal lacks `Key Vault Crypto Service Encryption User` on the vault or key, or the
+    /// assignment has not propagated yet.
+    GrantKeyAccess,
+    /// No key of that name (or version) in the vault.
+    CreateKey,
+    KeyDisabled,
+    KeyExpired,
+    KeyNotYetValid,
+    /// The key is not RSA/RSA-HSM of 2048, 3072 or 4096 bits.
+    UnsupportedKeyType { detail: String },
+    /// `key_ops` lacks `wrapKey` or `unwrapKey`.
+    AllowKeyOperations { missing: Vec<String> },
+    /// Soft delete or purge protection is off on the vault (`recoveryLevel` contains `Purgeable`).
+    EnablePurgeProtection,
+}
+
+impl CustomerAction {
+    /// Stable reason code for events and dead-letter properties.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Self::InstallApplication => "ServicePrincipalMissing",
+            Self::EnableApplication => "ApplicationDisabled",
+            Self::GrantKeyAccess => "KeyAccessDenied",
+            Self::CreateKey => "KeyNotFound",
+            Self::KeyDisabled => "KeyDisabled",
+            Self::KeyExpired => "KeyExpired",
+            Self::KeyNotYetValid => "KeyNotYetValid",
+            Self::UnsupportedKeyType { .. } => "KeyTypeUnsupported",
+            Self::AllowKeyOperations { .. } => "KeyOperationsMissing",
+            Self::EnablePurgeProtection => "PurgeProtectionDisabled",
+        }
+    }
+}
+
+/// Every way an onboarding attempt can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The message itself is wrong; nothing was called.
+    #[error("invalid onboarding message: {0}")]
+    Invalid(#[from] ValidationError),
+    /// The customer's side is not ready; `detail` says exactly what we saw.
+    #[error("waiting on the customer ({}): {detail}", action.reason_code())]
+    Customer { action: CustomerAction, detail: String },
+    /// An Azure service answered with an error status.
+    #[error("{} {} failed with HTTP {}{}: {}", .0.service, .0.operation, .0.status,
+            .0.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(), .0.message)]
+    Azure(AzureError),
+    /// No response from an Azure service.
+    #[error("{} {} failed: {}", .0.service, .0.operation, .0.message)]
+    Transport(TransportError),
+    /// The ISV side is misconfigured (missing identity or federated credential, no rights): ops must fix it.
+    #[error("ISV configuration problem ({code}): {message}")]
+    IsvConfiguration { code: &'static str, message: String },
+    /// The outbound transport refused a host that is not an endpoint of the configured cloud.
+    #[error("refused to call {host}: not an allowed Azure endpoint")]
+    HostNotAllowed { host: String },
+    /// The storage account read back differs from what we configured.
+    #[error("verification failed: {0}")]
+    Verification(String),
+    /// Retries of a waiting or transient failure ran past the onboarding deadline.
+    #[error("gave up after the deadline: {last}")]
+    DeadlineExceeded { last: Box<Error> },
+}
+
+impl Error {
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::Invalid(_) | Self::IsvConfiguration { .. } | Self::HostNotAllowed { .. } => Disposition::Permanent,
+            Self::DeadlineExceeded { .. } => Disposition::Permanent,
+            Self::Customer { .. } => Disposition::WaitingOnCustomer,
+            Self::Transport(_) | Self::Verification(_) => Disposition::Transient,
+            Self::Azure(e) => crate::error_classify::classify(e).disposition,
+        }
+    }
+
+    /// Stable, machine-readable reason code (PascalCase), used in events and dead-letter properties.
+    pub fn reason_code(&self) -> &str {
+        match self {
+            Self::Invalid(e) => e.code,
+            Self::Customer { action, .. } => action.reason_code(),
+            Self::Azure(e) => crate::error_classify::classify(e).reason_code,
+            Self::Transport(e) => match e.kind {
+                TransportErrorKind::Timeout => "Timeout",
+                TransportErrorKind::BadResponse => "BadResponse",
+                TransportErrorKind::Connect | TransportErrorKind::Reset => "NetworkError",
+            },
+            Self::IsvConfiguration { code, .. } => code,
+            Self::HostNotAllowed { .. } => "HostNotAllowed",
+            Self::Verification(_) => "VerificationPending",
+            Self::DeadlineExceeded { .. } => "DeadlineExceeded",
+        }
+    }
+
+    /// The customer action this error waits on, if any (also for Azure errors that classify as customer-side).
+    pub fn customer_action(&self) -> Option<CustomerAction> {
+        match self {
+            Self::Customer { action, .. } => Some(action.clone()),
+            Self::Azure(e) => crate::error_classify::classify(e).customer_action,
+            _ => None,
+        }
+    }
+
+    /// How long the service asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Azure(e) => e.retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The result of classifying an [`AzureError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub disposition: Disposition,
+    pub reason_code: &'static str,
+    pub customer_action: Option<CustomerAction>,
+}

@@ -1,0 +1,18 @@
+//! Cross-tenant customer-managed-key onboarding, as an Azure Functions custom handler.
+//!
+//! Reading order: [`contract`] (what a message is) → [`workflow`] (what we do with it) → [`azure`] (how we talk to
+//! Azure) → [`function`] (how the Functions host talks to us). Pure logic lives in [`contract`], [`events`],
+//! [`error`], [`error_classify`], [`decide`] and [`remediation`]; only [`azure`] does network I/O.
+
+pub mod azure;
+pub mod cloud;
+pub mod config;
+pub mod contract;
+pub mod decide;
+pub mod error;
+pub mod error_classify;
+pub mod events;
+pub mod function;
+pub mod remediation;
+pub mod telemetry;
+pub mod workflow;

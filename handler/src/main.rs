@@ -1,0 +1,2 @@
+//! The `handler` executable that the Functions host starts.
+fn main() {}

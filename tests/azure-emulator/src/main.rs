@@ -1,0 +1,2 @@
+//! The `azure-emulator` executable.
+fn main() {}
