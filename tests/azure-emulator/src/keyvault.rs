@@ -22,4 +22,9 @@ impl Vaults {
     pub fn apply(&mut self, change: &crate::scenario::Change) -> Result<(), String> {
         Err(format!("not implemented yet: {change:?}"))
     }
+
+    /// State dump for `/_emulator/state`: vaults, key versions (no private material) and role assignments.
+    pub fn dump(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
 }

@@ -19,6 +19,8 @@ pub struct Shared {
     pub faults: faults::Faults,
     pub tokens: entra::TokenMinter,
     pub host: host::HostState,
+    /// The secret the managed-identity endpoint expects in `X-IDENTITY-HEADER` (App Service's `IDENTITY_HEADER`).
+    pub identity_header: String,
 }
 
 /// The Entra, ARM and Key Vault side of the emulated world. Each part owns its own rules.
@@ -42,6 +44,7 @@ impl Shared {
             log: reqlog::RequestLog::default(),
             faults: faults::Faults::default(),
             host: host::HostState::default(),
+            identity_header: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 

@@ -19,6 +19,11 @@ impl ArmState {
     pub fn apply(&mut self, change: &Change) -> Result<(), String> {
         Err(format!("not implemented yet: {change:?}"))
     }
+
+    /// State dump for `/_emulator/state`: subscriptions, identities and storage accounts as ARM would show them.
+    pub fn dump(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
 }
 
 pub async fn handle(_shared: &Shared, _req: Req) -> Response {

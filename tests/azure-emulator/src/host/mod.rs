@@ -22,6 +22,13 @@ pub struct HostOptions {
 #[derive(Debug, Default)]
 pub struct HostState {}
 
+impl HostState {
+    /// Status for `/_emulator/host`: handler pid, port, restarts, invocation counts, function keys.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+}
+
 /// A running host; `stop` ends the handler process.
 #[derive(Debug)]
 pub struct HostHandle {}

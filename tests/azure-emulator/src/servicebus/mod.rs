@@ -24,6 +24,14 @@ impl Bus {
     pub fn load(&self, _namespaces: &[ServiceBusNamespace], _cloud: Cloud) -> Result<(), String> {
         Ok(())
     }
+
+    /// State dump for `/_emulator/state`: every entity with its active, scheduled, locked and dead-lettered messages.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+
+    /// Called after the clock jumped forward, so waiting receivers re-check scheduled messages, locks and TTLs.
+    pub fn clock_advanced(&self) {}
 }
 
 /// REST data plane for `{namespace}.servicebus.windows.net`.
