@@ -13,6 +13,7 @@ pub mod error;
 pub mod error_classify;
 pub mod events;
 pub mod function;
+pub mod permissions;
 pub mod remediation;
 pub mod telemetry;
 pub mod workflow;
