@@ -1,1 +1,475 @@
-//! Stub: config.
+//! `Settings`: every app setting the handler reads, parsed and checked once at startup.
+//!
+//! [`SETTINGS`] is the single list of settings: the README table, `local.settings.example.json` and the infra tests
+//! are checked against it. Parsing takes a lookup function instead of reading the process environment so tests can
+//! pass plain maps (edition 2024 forbids mutating the environment without `unsafe`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::cloud::Cloud;
+
+/// One app setting, as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingSpec {
+    pub name: &'static str,
+    pub required: bool,
+    pub default: Option<&'static str>,
+    pub description: &'static str,
+    /// Always false today; kept so a future secret is never printed by `Debug` or the README generator.
+    pub secret: bool,
+    /// Set by the Functions platform or host rather than by the operator (absent from `local.settings.json`).
+    pub platform: bool,
+}
+
+const fn spec(name: &'static str, required: bool, default: Option<&'static str>, description: &'static str) -> SettingSpec {
+    SettingSpec { name, required, default, description, secret: false, platform: false }
+}
+
+const fn platform(name: &'static str, required: bool, description: &'static str) -> SettingSpec {
+    SettingSpec { name, required, default: None, description, secret: false, platform: true }
+}
+
+pub const PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+pub const SERVICE_BUS_NAMESPACE: &str = "ServiceBusConnection__fullyQualifiedNamespace";
+pub const ONBOARDING_QUEUE: &str = "CMK_ONBOARDING_QUEUE";
+pub const EVENTS_TOPIC: &str = "CMK_EVENTS_TOPIC";
+pub const AZURE_CLOUD: &str = "CMK_AZURE_CLOUD";
+pub const UAMI_RESOURCE_ID: &str = "CMK_UAMI_RESOURCE_ID";
+pub const UAMI_CLIENT_ID: &str = "CMK_UAMI_CLIENT_ID";
+pub const APP_CLIENT_ID: &str = "CMK_APP_CLIENT_ID";
+pub const APP_OBJECT_ID: &str = "CMK_APP_OBJECT_ID";
+pub const IDENTITY_SETS: &str = "CMK_IDENTITY_SETS";
+pub const ALLOWED_SCOPES: &str = "CMK_ALLOWED_SCOPES";
+pub const FIC_MODE: &str = "CMK_FIC_MODE";
+pub const FIC_NAME: &str = "CMK_FIC_NAME";
+pub const REGISTER_PREVIEW_FEATURE: &str = "CMK_REGISTER_PREVIEW_FEATURE";
+pub const MAX_MESSAGE_BYTES: &str = "CMK_MAX_MESSAGE_BYTES";
+pub const RETRY_BUDGET_SECONDS: &str = "CMK_RETRY_BUDGET_SECONDS";
+pub const RETRY_BASE_DELAY_MS: &str = "CMK_RETRY_BASE_DELAY_MS";
+pub const RETRY_MAX_DELAY_MS: &str = "CMK_RETRY_MAX_DELAY_MS";
+pub const DELAYED_RETRY_BASE_SECONDS: &str = "CMK_DELAYED_RETRY_BASE_SECONDS";
+pub const DELAYED_RETRY_MAX_SECONDS: &str = "CMK_DELAYED_RETRY_MAX_SECONDS";
+pub const CUSTOMER_RETRY_BASE_SECONDS: &str = "CMK_CUSTOMER_RETRY_BASE_SECONDS";
+pub const CUSTOMER_RETRY_MAX_SECONDS: &str = "CMK_CUSTOMER_RETRY_MAX_SECONDS";
+pub const DEADLINE_HOURS: &str = "CMK_DEADLINE_HOURS";
+pub const HTTP_TIMEOUT_SECONDS: &str = "CMK_HTTP_TIMEOUT_SECONDS";
+pub const TEST_PROXY_URL: &str = "CMK_TEST_PROXY_URL";
+pub const LOG_FORMAT: &str = "CMK_LOG_FORMAT";
+pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub const OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
+pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
+pub const SITE_NAME: &str = "WEBSITE_SITE_NAME";
+
+/// Every setting the handler knows, in README order.
+pub const SETTINGS: &[SettingSpec] = &[
+    platform(PORT, true, "Port the Functions host expects the handler on (set by the host)."),
+    spec(
+        SERVICE_BUS_NAMESPACE,
+        true,
+        None,
+        "Service Bus namespace host (`{ns}.servicebus.windows.net`, or the configured cloud's suffix); used by the trigger and by the handler to send scheduled copies and events.",
+    ),
+    spec(ONBOARDING_QUEUE, false, Some("onboarding"), "Queue the onboarding messages arrive on."),
+    spec(EVENTS_TOPIC, false, Some("onboarding-events"), "Topic the CloudEvents are published to."),
+    spec(AZURE_CLOUD, false, Some("AzureCloud"), "`AzureCloud`, `AzureUSGovernment` or `AzureChinaCloud`."),
+    spec(
+        UAMI_RESOURCE_ID,
+        true,
+        None,
+        "ARM id of the user-assigned managed identity used as the federated credential of the multi-tenant app.",
+    ),
+    spec(UAMI_CLIENT_ID, false, None, "Client id of that identity; read from ARM when empty."),
+    spec(APP_CLIENT_ID, true, None, "Application (client) id of the multi-tenant app the customers install."),
+    spec(APP_OBJECT_ID, true, None, "Object id of that app registration in the ISV tenant (for the FIC check)."),
+    spec(
+        IDENTITY_SETS,
+        false,
+        None,
+        "Extra identity sets by name, JSON `{\"name\":{\"uamiResourceId\",\"uamiClientId\",\"appClientId\",\"appObjectId\"}}`; a message picks one with `isvIdentity`.",
+    ),
+    spec(
+        ALLOWED_SCOPES,
+        true,
+        None,
+        "Comma-separated `/subscriptions/{id}` or `/subscriptions/{id}/resourceGroups/{rg}` the storage accounts must be in.",
+    ),
+    spec(FIC_MODE, false, Some("verify"), "`verify` (fail if the federated credential is missing) or `ensure` (create it)."),
+    spec(FIC_NAME, false, None, "Name of the federated identity credential on the app; empty means `cmk-{uami name}`."),
+    spec(
+        REGISTER_PREVIEW_FEATURE,
+        false,
+        Some("false"),
+        "Register `Microsoft.Storage/FederatedClientIdentity` (preview-era step) before the first PATCH.",
+    ),
+    spec(MAX_MESSAGE_BYTES, false, Some("262144"), "Largest accepted message body, in bytes."),
+    spec(RETRY_BUDGET_SECONDS, false, Some("90"), "Time one invocation may spend retrying transient HTTP failures."),
+    spec(RETRY_BASE_DELAY_MS, false, Some("500"), "First in-invocation retry delay (exponential, full jitter)."),
+    spec(RETRY_MAX_DELAY_MS, false, Some("30000"), "Longest in-invocation retry delay."),
+    spec(DELAYED_RETRY_BASE_SECONDS, false, Some("60"), "First delay of a scheduled retry after a transient failure."),
+    spec(DELAYED_RETRY_MAX_SECONDS, false, Some("3600"), "Longest delay of a scheduled retry after a transient failure."),
+    spec(CUSTOMER_RETRY_BASE_SECONDS, false, Some("900"), "First delay of a retry while waiting on the customer."),
+    spec(CUSTOMER_RETRY_MAX_SECONDS, false, Some("21600"), "Longest delay of a retry while waiting on the customer."),
+    spec(DEADLINE_HOURS, false, Some("168"), "Hours after the first attempt after which an onboarding is dead-lettered."),
+    spec(HTTP_TIMEOUT_SECONDS, false, Some("30"), "Timeout of one HTTP request to Azure."),
+    spec(
+        TEST_PROXY_URL,
+        false,
+        None,
+        "Tests only: loopback `http://` address all Azure-bound requests are sent to (the emulator).",
+    ),
+    spec(LOG_FORMAT, false, Some("json"), "`json` or `text`."),
+    spec(OTLP_ENDPOINT, false, None, "OTLP/HTTP collector base URL; traces are exported when set."),
+    spec(OTLP_TRACES_ENDPOINT, false, None, "OTLP/HTTP traces URL; overrides the base URL for traces."),
+    platform(IDENTITY_ENDPOINT, false, "Managed-identity endpoint (set by App Service / Functions)."),
+    platform(IDENTITY_HEADER, false, "Header value the managed-identity endpoint requires (set by the platform)."),
+    platform(SITE_NAME, false, "Function app name (set by the platform); the CloudEvents `source` uses it."),
+];
+
+/// A setting that is missing or cannot be used; always names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("app setting {name} is required but not set")]
+    Missing { name: &'static str },
+    #[error("app setting {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { name, reason: reason.into() }
+}
+
+/// The identities one onboarding uses: the UAMI that is the federated credential and the multi-tenant app.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IsvIdentity {
+    pub uami_resource_id: String,
+    #[serde(default)]
+    pub uami_client_id: Option<String>,
+    pub app_client_id: String,
+    pub app_object_id: String,
+}
+
+impl IsvIdentity {
+    /// The UAMI's name: the last segment of its resource id.
+    pub fn uami_name(&self) -> &str {
+        self.uami_resource_id.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+/// Where storage accounts may be: a whole subscription or one resource group (ids compared case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedScope {
+    Subscription { subscription_id: String },
+    ResourceGroup { subscription_id: String, resource_group: String },
+}
+
+impl AllowedScope {
+    pub fn contains(&self, subscription_id: &str, resource_group: &str) -> bool {
+        match self {
+            Self::Subscription { subscription_id: s } => s.eq_ignore_ascii_case(subscription_id),
+            Self::ResourceGroup { subscription_id: s, resource_group: g } => {
+                s.eq_ignore_ascii_case(subscription_id) && g.eq_ignore_ascii_case(resource_group)
+            }
+        }
+    }
+
+    /// Parses `/subscriptions/{guid}` or `/subscriptions/{guid}/resourceGroups/{rg}`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let segments: Vec<&str> = text.strip_prefix('/').ok_or("must start with /")?.split('/').collect();
+        let subscription = |s: &str| {
+            crate::contract::normalize_guid(s).ok_or_else(|| format!("{s:?} is not a subscription GUID"))
+        };
+        match segments.as_slice() {
+            [kw, sub] if kw.eq_ignore_ascii_case("subscriptions") => {
+                Ok(Self::Subscription { subscription_id: subscription(sub)? })
+            }
+            [kw, sub, rg_kw, rg] if kw.eq_ignore_ascii_case("subscriptions") && rg_kw.eq_ignore_ascii_case("resourceGroups") => {
+                if !crate::contract::is_resource_group_name(rg) {
+                    return Err(format!("{rg:?} is not a resource group name"));
+                }
+                Ok(Self::ResourceGroup { subscription_id: subscription(sub)?, resource_group: (*rg).to_owned() })
+            }
+            _ => Err(format!("{text:?} is neither /subscriptions/{{id}} nor /subscriptions/{{id}}/resourceGroups/{{rg}}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FicMode {
+    /// Check the federated identity credential exists and fail (ISV configuration error) if not.
+    Verify,
+    /// Create or update it (needs Graph rights on the app).
+    Ensure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Every app setting, parsed. `Debug` is safe to log: no setting is secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub port: u16,
+    pub service_bus_namespace: String,
+    pub onboarding_queue: String,
+    pub events_topic: String,
+    pub cloud: Cloud,
+    pub default_identity: IsvIdentity,
+    pub identity_sets: BTreeMap<String, IsvIdentity>,
+    pub allowed_scopes: Vec<AllowedScope>,
+    pub fic_mode: FicMode,
+    /// `None` means the default `cmk-{uami name}`; see [`Settings::fic_name_for`].
+    pub fic_name: Option<String>,
+    pub register_preview_feature: bool,
+    pub max_message_bytes: usize,
+    pub retry_budget: Duration,
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+    pub delayed_retry_base: Duration,
+    pub delayed_retry_max: Duration,
+    pub customer_retry_base: Duration,
+    pub customer_retry_max: Duration,
+    pub deadline: Duration,
+    pub http_timeout: Duration,
+    pub test_proxy_url: Option<url::Url>,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_traces_endpoint: Option<String>,
+    /// `WEBSITE_SITE_NAME`, when the platform sets it.
+    pub function_app_name: Option<String>,
+}
+
+impl Settings {
+    /// Reads every setting through `lookup` (main passes `|n| std::env::var(n).ok()`). Empty values count as unset,
+    /// as they do in the Azure portal.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing { name });
+        let with_default = |name: &'static str| get(name).unwrap_or_else(|| default_of(name).to_owned());
+
+        let port = required(PORT)?.parse::<u16>().map_err(|e| invalid(PORT, e.to_string()))?;
+        let cloud: Cloud = with_default(AZURE_CLOUD).parse().map_err(|e: String| invalid(AZURE_CLOUD, e))?;
+        let service_bus_namespace = parse_namespace(&required(SERVICE_BUS_NAMESPACE)?, cloud)?;
+
+        let default_identity = IsvIdentity {
+            uami_resource_id: parse_uami_id(&required(UAMI_RESOURCE_ID)?).map_err(|r| invalid(UAMI_RESOURCE_ID, r))?,
+            uami_client_id: get(UAMI_CLIENT_ID).map(|v| guid(UAMI_CLIENT_ID, &v)).transpose()?,
+            app_client_id: guid(APP_CLIENT_ID, &required(APP_CLIENT_ID)?)?,
+            app_object_id: guid(APP_OBJECT_ID, &required(APP_OBJECT_ID)?)?,
+        };
+        let identity_sets = get(IDENTITY_SETS).map(|v| parse_identity_sets(&v)).transpose()?.unwrap_or_default();
+
+        let allowed_scopes = required(ALLOWED_SCOPES)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| AllowedScope::parse(s).map_err(|r| invalid(ALLOWED_SCOPES, r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if allowed_scopes.is_empty() {
+            return Err(invalid(ALLOWED_SCOPES, "lists no scope"));
+        }
+
+        let fic_mode = match with_default(FIC_MODE).to_ascii_lowercase().as_str() {
+            "verify" => FicMode::Verify,
+            "ensure" => FicMode::Ensure,
+            other => return Err(invalid(FIC_MODE, format!("{other:?} is neither verify nor ensure"))),
+        };
+        let fic_name = get(FIC_NAME).map(|n| check_fic_name(&n).map(|()| n)).transpose()?;
+        let log_format = match with_default(LOG_FORMAT).to_ascii_lowercase().as_str() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => return Err(invalid(LOG_FORMAT, format!("{other:?} is neither json nor text"))),
+        };
+
+        let number = |name: &'static str| -> Result<u64, ConfigError> {
+            let text = with_default(name);
+            let n = text.parse::<u64>().map_err(|_| invalid(name, format!("{text:?} is not a whole number")))?;
+            if n == 0 { Err(invalid(name, "must be greater than zero")) } else { Ok(n) }
+        };
+        let seconds = |name| number(name).map(Duration::from_secs);
+        let millis = |name| number(name).map(Duration::from_millis);
+
+        let settings = Settings {
+            port,
+            service_bus_namespace,
+            onboarding_queue: with_default(ONBOARDING_QUEUE),
+            events_topic: with_default(EVENTS_TOPIC),
+            cloud,
+            default_identity,
+            identity_sets,
+            allowed_scopes,
+            fic_mode,
+            fic_name,
+            register_preview_feature: parse_bool(REGISTER_PREVIEW_FEATURE, &with_default(REGISTER_PREVIEW_FEATURE))?,
+            max_message_bytes: usize::try_from(number(MAX_MESSAGE_BYTES)?)
+                .map_err(|_| invalid(MAX_MESSAGE_BYTES, "too large"))?,
+            retry_budget: seconds(RETRY_BUDGET_SECONDS)?,
+            retry_base_delay: millis(RETRY_BASE_DELAY_MS)?,
+            retry_max_delay: millis(RETRY_MAX_DELAY_MS)?,
+            delayed_retry_base: seconds(DELAYED_RETRY_BASE_SECONDS)?,
+            delayed_retry_max: seconds(DELAYED_RETRY_MAX_SECONDS)?,
+            customer_retry_base: seconds(CUSTOMER_RETRY_BASE_SECONDS)?,
+            customer_retry_max: seconds(CUSTOMER_RETRY_MAX_SECONDS)?,
+            deadline: Duration::from_secs(number(DEADLINE_HOURS)?.saturating_mul(3600)),
+            http_timeout: seconds(HTTP_TIMEOUT_SECONDS)?,
+            test_proxy_url: get(TEST_PROXY_URL).map(|v| parse_test_proxy(&v)).transpose()?,
+            log_format,
+            otlp_endpoint: get(OTLP_ENDPOINT),
+            otlp_traces_endpoint: get(OTLP_TRACES_ENDPOINT),
+            function_app_name: get(SITE_NAME),
+        };
+        settings.check_ranges()?;
+        Ok(settings)
+    }
+
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let pairs = [
+            (RETRY_MAX_DELAY_MS, self.retry_base_delay, self.retry_max_delay),
+            (DELAYED_RETRY_MAX_SECONDS, self.delayed_retry_base, self.delayed_retry_max),
+            (CUSTOMER_RETRY_MAX_SECONDS, self.customer_retry_base, self.customer_retry_max),
+        ];
+        for (name, base, max) in pairs {
+            if max < base {
+                return Err(invalid(name, format!("must not be smaller than the base delay ({base:?})")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Name of the federated identity credential for `identity`: the configured one, else `cmk-{uami name}`.
+    pub fn fic_name_for(&self, identity: &IsvIdentity) -> String {
+        self.fic_name.clone().unwrap_or_else(|| format!("cmk-{}", identity.uami_name()))
+    }
+
+    /// The identity set `name` refers to; `None` means the default set.
+    pub fn identity(&self, name: Option<&str>) -> Option<&IsvIdentity> {
+        match name {
+            None => Some(&self.default_identity),
+            Some(n) => self.identity_sets.get(n),
+        }
+    }
+}
+
+fn default_of(name: &str) -> &'static str {
+    SETTINGS.iter().find(|s| s.name == name).and_then(|s| s.default).unwrap_or_default()
+}
+
+fn guid(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    crate::contract::normalize_guid(value).ok_or_else(|| invalid(name, format!("{value:?} is not a GUID")))
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(invalid(name, format!("{other:?} is not a boolean"))),
+    }
+}
+
+/// `{ns}.{service bus suffix of the cloud}`, one DNS label in front.
+fn parse_namespace(value: &str, cloud: Cloud) -> Result<String, ConfigError> {
+    let host = value.to_ascii_lowercase();
+    let label = host.strip_suffix(cloud.service_bus_suffix()).and_then(|rest| rest.strip_suffix('.'));
+    match label {
+        Some(l) if !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => Ok(host),
+        _ => Err(invalid(
+            SERVICE_BUS_NAMESPACE,
+            format!("{value:?} is not {{namespace}}.{} (cloud {cloud})", cloud.service_bus_suffix()),
+        )),
+    }
+}
+
+/// `/subscriptions/{guid}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}`,
+/// returned with the subscription lower-cased and the keywords in their canonical spelling.
+pub fn parse_uami_id(value: &str) -> Result<String, String> {
+    let segments: Vec<&str> = value.strip_prefix('/').unwrap_or("").split('/').collect();
+    let keywords_ok = |s: &[&str]| {
+        s[0].eq_ignore_ascii_case("subscriptions")
+            && s[2].eq_ignore_ascii_case("resourceGroups")
+            && s[4].eq_ignore_ascii_case("providers")
+            && s[5].eq_ignore_ascii_case("Microsoft.ManagedIdentity")
+            && s[6].eq_ignore_ascii_case("userAssignedIdentities")
+    };
+    let name_ok = |n: &str| {
+        (3..=128).contains(&n.len())
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if segments.len() == 8 && keywords_ok(&segments) && crate::contract::is_resource_group_name(segments[3]) && name_ok(segments[7]) {
+        if let Some(sub) = crate::contract::normalize_guid(segments[1]) {
+            return Ok(format!(
+                "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+                segments[3], segments[7]
+            ));
+        }
+    }
+    Err(format!("{value:?} is not a user-assigned managed identity resource id"))
+}
+
+/// Federated identity credential names: 3–120 characters, URL-friendly, starting alphanumeric.
+fn check_fic_name(name: &str) -> Result<(), ConfigError> {
+    let ok = (3..=120).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok { Ok(()) } else { Err(invalid(FIC_NAME, format!("{name:?} is not 3-120 of [A-Za-z0-9_-] starting alphanumeric"))) }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdentitySetJson {
+    uami_resource_id: String,
+    #[serde(default)]
+    uami_client_id: Option<String>,
+    app_client_id: String,
+    app_object_id: String,
+}
+
+fn parse_identity_sets(value: &str) -> Result<BTreeMap<String, IsvIdentity>, ConfigError> {
+    let raw: BTreeMap<String, IdentitySetJson> =
+        serde_json::from_str(value).map_err(|e| invalid(IDENTITY_SETS, format!("not the documented JSON: {e}")))?;
+    raw.into_iter()
+        .map(|(name, set)| {
+            if name.is_empty() {
+                return Err(invalid(IDENTITY_SETS, "an identity set has an empty name"));
+            }
+            let field = |what: &str, v: &str| {
+                crate::contract::normalize_guid(v)
+                    .ok_or_else(|| invalid(IDENTITY_SETS, format!("{name}.{what}: {v:?} is not a GUID")))
+            };
+            let identity = IsvIdentity {
+                uami_resource_id: parse_uami_id(&set.uami_resource_id)
+                    .map_err(|r| invalid(IDENTITY_SETS, format!("{name}.uamiResourceId: {r}")))?,
+                uami_client_id: set.uami_client_id.as_deref().map(|v| field("uamiClientId", v)).transpose()?,
+                app_client_id: field("appClientId", &set.app_client_id)?,
+                app_object_id: field("appObjectId", &set.app_object_id)?,
+            };
+            Ok((name, identity))
+        })
+        .collect()
+}
+
+/// The test seam may only point at this machine: `http://` on 127.0.0.0/8, `[::1]` or `localhost`.
+fn parse_test_proxy(value: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(value).map_err(|e| invalid(TEST_PROXY_URL, format!("not a URL: {e}")))?;
+    if url.scheme() != "http" {
+        return Err(invalid(TEST_PROXY_URL, "must use http://"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(TEST_PROXY_URL, "must not carry credentials"));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    if !loopback {
+        return Err(invalid(TEST_PROXY_URL, "must be a loopback address (127.0.0.0/8, [::1] or localhost)"));
+    }
+    Ok(url)
+}

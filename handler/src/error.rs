@@ -108,6 +108,8 @@ pub enum CustomerAction {
     AllowKeyOperations { missing: Vec<String> },
     /// Soft delete or purge protection is off on the vault (`recoveryLevel` contains `Purgeable`).
     EnablePurgeProtection,
+    /// The vault's firewall refused the call (`ForbiddenByFirewall`): trusted Microsoft services must be allowed.
+    AllowNetworkAccess,
 }
 
 impl CustomerAction {
@@ -124,6 +126,7 @@ impl CustomerAction {
             Self::UnsupportedKeyType { .. } => "KeyTypeUnsupported",
             Self::AllowKeyOperations { .. } => "KeyOperationsMissing",
             Self::EnablePurgeProtection => "PurgeProtectionDisabled",
+            Self::AllowNetworkAccess => "KeyVaultFirewall",
         }
     }
 }

@@ -1,4 +1,21 @@
 //! The onboarding message, contract v1: parsing and validation (pure).
+//!
+//! [`parse_and_validate`] is the only way in: it turns raw bytes into a [`ValidatedOnboarding`] or a
+//! [`ValidationError`] with a stable code. The JSON Schema `schemas/onboarding-message.v1.schema.json` describes the
+//! same rules for producers; a test keeps the two in agreement.
+
+mod grammar;
+mod message;
+mod validate;
+
+pub use grammar::{
+    StorageAccountId, is_resource_group_name, normalize_guid, parse_storage_account_id, parse_vault_uri,
+    VaultUri,
+};
+pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
+pub use validate::{KeyRef, ValidatedOnboarding, ValidationPolicy, parse_and_validate};
+
+pub use crate::config::{AllowedScope, IsvIdentity};
 
 /// Why a message was rejected. `code` is a stable PascalCase reason code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -8,4 +25,29 @@ pub struct ValidationError {
     /// JSON path of the offending field, e.g. `key.vaultUri`; `$` for the whole message.
     pub field: String,
     pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code, field: field.into(), message: message.into() }
+    }
+}
+
+/// The reason codes [`parse_and_validate`] can return.
+pub mod codes {
+    pub const INVALID_JSON: &str = "InvalidJson";
+    pub const MESSAGE_TOO_LARGE: &str = "MessageTooLarge";
+    /// A required field is missing or has the wrong JSON type.
+    pub const INVALID_MESSAGE: &str = "InvalidMessage";
+    pub const UNSUPPORTED_SCHEMA_VERSION: &str = "UnsupportedSchemaVersion";
+    pub const INVALID_ONBOARDING_ID: &str = "InvalidOnboardingId";
+    pub const INVALID_REQUESTED_AT: &str = "InvalidRequestedAt";
+    pub const INVALID_TENANT_ID: &str = "InvalidTenantId";
+    pub const INVALID_STORAGE_ACCOUNT_ID: &str = "InvalidStorageAccountId";
+    pub const INVALID_VAULT_URI: &str = "InvalidVaultUri";
+    pub const INVALID_KEY_NAME: &str = "InvalidKeyName";
+    pub const INVALID_KEY_VERSION: &str = "InvalidKeyVersion";
+    pub const INVALID_ISV_IDENTITY: &str = "InvalidIsvIdentity";
+    pub const STORAGE_ACCOUNT_NOT_ALLOWED: &str = "StorageAccountNotAllowed";
+    pub const UNKNOWN_ISV_IDENTITY: &str = "UnknownIsvIdentity";
 }

@@ -1,1 +1,3 @@
-//! Stub: function.
+//! The Functions host protocol: decode invocations, answer the host, serve the routes.
+
+pub mod invocation;

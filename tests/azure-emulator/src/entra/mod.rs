@@ -1,47 +1,19 @@
 //! Entra ID: the directory (tenants, apps, federated credentials, service principals, managed identities), token
 //! minting and verification, the App Service managed-identity endpoint and the v2.0 token endpoint.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+mod directory;
+mod endpoint;
+mod error;
+mod msi;
+mod token;
 
-use crate::clock::Clock;
-use crate::http::Req;
-use crate::scenario::{Change, Scenario};
-use crate::state::Shared;
+pub use directory::{Directory, DirectoryError, MAX_FEDERATED_CREDENTIALS, validate_credential};
+pub use endpoint::handle;
+pub use error::EntraError;
+pub use msi::msi;
+pub use token::{Claims, Subject, TokenError, TokenMinter, audience_matches, strip_default_scope};
 
-/// Tenants, applications, service principals and managed identities.
-#[derive(Debug, Default)]
-pub struct Directory {}
-
-impl Directory {
-    pub fn from_scenario(_scenario: &Scenario) -> Result<Self, String> {
-        Ok(Self {})
-    }
-
-    pub fn apply(&mut self, change: &Change) -> Result<(), String> {
-        Err(format!("not implemented yet: {change:?}"))
-    }
-}
-
-/// Mints and verifies the emulator's JWT-shaped tokens.
-#[derive(Debug)]
-pub struct TokenMinter {
-    #[allow(dead_code)]
-    clock: Clock,
-}
-
-impl TokenMinter {
-    pub fn new(clock: Clock) -> Self {
-        Self { clock }
-    }
-}
-
-/// `POST https://{login}/{tenant}/oauth2/v2.0/token` and friends.
-pub async fn handle(_shared: &Shared, _req: Req) -> Response {
-    (StatusCode::NOT_IMPLEMENTED, "entra").into_response()
-}
-
-/// The App Service managed-identity endpoint (`GET /msi/token`).
-pub async fn msi(_shared: &Shared, _req: Req) -> Response {
-    (StatusCode::NOT_IMPLEMENTED, "msi").into_response()
-}
+/// Lifetime of tokens from the token endpoint (Entra: 60–90 minutes).
+pub const APP_TOKEN_LIFETIME_SECS: i64 = 3599;
+/// Lifetime of managed-identity tokens (App Service hands out tokens valid for about a day).
+pub const MI_TOKEN_LIFETIME_SECS: i64 = 24 * 3600;

@@ -1,0 +1,342 @@
+//! Azure Resource Manager: preview features, resource providers, user-assigned identities and storage accounts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Deserialize;
+use url::Url;
+
+use super::credentials::{AppScope, TokenSource};
+use super::retry::{self, RetryOptions};
+use super::transport::{HttpResponse, OutgoingRequest, Transport};
+use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
+
+const FEATURES_API: &str = "2021-07-01";
+const PROVIDERS_API: &str = "2021-04-01";
+const IDENTITY_API: &str = "2023-01-31";
+const STORAGE_API: &str = "2023-05-01";
+/// Polls of an unexpected asynchronous PATCH before giving up (the retry budget bounds each poll too).
+const MAX_LRO_POLLS: u32 = 60;
+
+/// ARM client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ArmClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: Url,
+    transport: Transport,
+    tokens: TokenSource,
+    retry: RetryOptions,
+}
+
+/// `Microsoft.Features` feature registration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Feature {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub properties: FeatureProperties,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct FeatureProperties {
+    /// `NotRegistered`, `Registering`, `Pending`, `Registered`, `Unregistering`, `Unregistered`.
+    #[serde(default)]
+    pub state: String,
+}
+
+/// A resource provider's registration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub namespace: String,
+    /// `NotRegistered`, `Registering`, `Registered`, …
+    #[serde(default)]
+    pub registration_state: String,
+}
+
+/// A user-assigned managed identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAssignedIdentity {
+    pub id: String,
+    pub client_id: String,
+    pub principal_id: String,
+    pub tenant_id: String,
+}
+
+/// A storage account: the raw resource plus typed accessors for what onboarding reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageAccount {
+    pub raw: serde_json::Value,
+}
+
+/// `properties.encryption.keyvaultproperties`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVaultProperties {
+    #[serde(default, rename = "keyname")]
+    pub key_name: Option<String>,
+    #[serde(default, rename = "keyversion")]
+    pub key_version: Option<String>,
+    #[serde(default, rename = "keyvaulturi")]
+    pub key_vault_uri: Option<String>,
+    #[serde(default)]
+    pub current_versioned_key_identifier: Option<String>,
+    #[serde(default)]
+    pub last_key_rotation_timestamp: Option<String>,
+    #[serde(default)]
+    pub current_versioned_key_expiration_timestamp: Option<String>,
+}
+
+/// `properties.encryption.identity`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionIdentity {
+    #[serde(default)]
+    pub user_assigned_identity: Option<String>,
+    #[serde(default)]
+    pub federated_identity_client_id: Option<String>,
+}
+
+/// `properties.encryption`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Encryption {
+    #[serde(default)]
+    pub key_source: Option<String>,
+    #[serde(default, rename = "keyvaultproperties")]
+    pub key_vault_properties: Option<KeyVaultProperties>,
+    #[serde(default)]
+    pub identity: Option<EncryptionIdentity>,
+}
+
+/// The account's managed identity block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountIdentity {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub principal_id: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Resource ids as ARM returned them (compare with [`same_resource_id`]).
+    #[serde(default)]
+    pub user_assigned_identities: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl StorageAccount {
+    pub fn id(&self) -> &str {
+        self.raw.get("id").and_then(|v| v.as_str()).unwrap_or_default()
+    }
+
+    pub fn identity(&self) -> Option<AccountIdentity> {
+        self.raw.get("identity").and_then(|v| AccountIdentity::deserialize(v).ok())
+    }
+
+    pub fn encryption(&self) -> Option<Encryption> {
+        self.raw.pointer("/properties/encryption").and_then(|v| Encryption::deserialize(v).ok())
+    }
+
+    /// True when the account's identity block lists `identity_id` (resource ids compare case-insensitively).
+    pub fn has_user_assigned_identity(&self, identity_id: &str) -> bool {
+        self.identity().is_some_and(|i| i.user_assigned_identities.keys().any(|k| same_resource_id(k, identity_id)))
+    }
+}
+
+/// ARM resource ids are case-insensitive.
+pub fn same_resource_id(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/').eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+impl ArmClient {
+    /// `endpoint` is the ARM origin, e.g. `cloud.arm_endpoint()`.
+    pub fn new(endpoint: &str, transport: Transport, tokens: TokenSource, retry: RetryOptions) -> Result<Self, String> {
+        let endpoint = Url::parse(endpoint).map_err(|e| format!("bad ARM endpoint {endpoint:?}: {e}"))?;
+        Ok(Self { inner: Arc::new(Inner { endpoint, transport, tokens, retry }) })
+    }
+
+    pub async fn get_feature(&self, subscription: &str, namespace: &str, feature: &str) -> Result<Feature, Error> {
+        let path = format!("/subscriptions/{subscription}/providers/Microsoft.Features/providers/{namespace}/features/{feature}");
+        self.call(Method::GET, &path, FEATURES_API, None, "get feature").await?.json(AzureService::Arm, "get feature")
+    }
+
+    pub async fn register_feature(&self, subscription: &str, namespace: &str, feature: &str) -> Result<Feature, Error> {
+        let path = format!(
+            "/subscriptions/{subscription}/providers/Microsoft.Features/providers/{namespace}/features/{feature}/register"
+        );
+        self.call(Method::POST, &path, FEATURES_API, None, "register feature")
+            .await?
+            .json(AzureService::Arm, "register feature")
+    }
+
+    pub async fn get_provider(&self, subscription: &str, namespace: &str) -> Result<Provider, Error> {
+        let path = format!("/subscriptions/{subscription}/providers/{namespace}");
+        self.call(Method::GET, &path, PROVIDERS_API, None, "get provider").await?.json(AzureService::Arm, "get provider")
+    }
+
+    pub async fn register_provider(&self, subscription: &str, namespace: &str) -> Result<Provider, Error> {
+        let path = format!("/subscriptions/{subscription}/providers/{namespace}/register");
+        self.call(Method::POST, &path, PROVIDERS_API, None, "register provider")
+            .await?
+            .json(AzureService::Arm, "register provider")
+    }
+
+    pub async fn get_user_assigned_identity(&self, resource_id: &str) -> Result<UserAssignedIdentity, Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            id: String,
+            properties: WireProperties,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct WireProperties {
+            client_id: String,
+            principal_id: String,
+            tenant_id: String,
+        }
+        const OP: &str = "get user-assigned identity";
+        let wire: Wire = self.call(Method::GET, resource_id, IDENTITY_API, None, OP).await?.json(AzureService::Arm, OP)?;
+        Ok(UserAssignedIdentity {
+            id: wire.id,
+            client_id: wire.properties.client_id,
+            principal_id: wire.properties.principal_id,
+            tenant_id: wire.properties.tenant_id,
+        })
+    }
+
+    pub async fn get_storage_account(&self, id: &str) -> Result<StorageAccount, Error> {
+        const OP: &str = "get storage account";
+        let raw = self.call(Method::GET, id, STORAGE_API, None, OP).await?.json(AzureService::Arm, OP)?;
+        Ok(StorageAccount { raw })
+    }
+
+    /// PATCH is synchronous per the spec; should ARM ever answer 202, follow the operation and read the account back.
+    pub async fn update_storage_account(&self, id: &str, patch: &serde_json::Value) -> Result<StorageAccount, Error> {
+        const OP: &str = "update storage account";
+        let response = self.call(Method::PATCH, id, STORAGE_API, Some(patch), OP).await?;
+        if response.status == 202 {
+            self.wait_for_operation(&response, OP).await?;
+            return self.get_storage_account(id).await;
+        }
+        Ok(StorageAccount { raw: response.json(AzureService::Arm, OP)? })
+    }
+
+    /// Follows `Azure-AsyncOperation` (status document) or else `Location` (202 until done).
+    async fn wait_for_operation(&self, accepted: &HttpResponse, operation: &'static str) -> Result<(), Error> {
+        let async_operation = accepted.header("azure-asyncoperation").map(str::to_owned);
+        let location = accepted.header("location").map(str::to_owned);
+        let Some(monitor) = async_operation.clone().or(location) else { return Ok(()) };
+        let monitor = Url::parse(&monitor).map_err(|e| bad_response(operation, &format!("bad operation URL: {e}")))?;
+        let mut wait = super::error_body::retry_after(&accepted.headers).unwrap_or(Duration::from_secs(1));
+        for _ in 0..MAX_LRO_POLLS {
+            tokio::time::sleep(wait).await;
+            let request = OutgoingRequest::new(Method::GET, monitor.clone());
+            let response = self.send(&request, operation).await?;
+            if async_operation.is_some() {
+                let status = serde_json::from_slice::<serde_json::Value>(&response.body)
+                    .ok()
+                    .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned))
+                    .unwrap_or_default();
+                match status.to_ascii_lowercase().as_str() {
+                    "succeeded" => return Ok(()),
+                    "failed" | "canceled" | "cancelled" => {
+                        let body = serde_json::from_slice::<serde_json::Value>(&response.body).unwrap_or_default();
+                        let error = body.get("error").cloned().unwrap_or_default();
+                        let bytes = serde_json::json!({ "error": error }).to_string();
+                        return Err(Error::Azure(super::error_body::parse_error_body(
+                            AzureService::Arm,
+                            operation,
+                            response.status,
+                            None,
+                            bytes.as_bytes(),
+                        )));
+                    }
+                    _ => {}
+                }
+            } else if response.status != 202 {
+                return Ok(());
+            }
+            wait = super::error_body::retry_after(&response.headers).unwrap_or(Duration::from_secs(1));
+        }
+        Err(Error::Transport(TransportError {
+            service: AzureService::Arm,
+            operation,
+            kind: TransportErrorKind::Timeout,
+            message: "the asynchronous operation did not finish in time".to_owned(),
+        }))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        api_version: &str,
+        body: Option<&serde_json::Value>,
+        operation: &'static str,
+    ) -> Result<HttpResponse, Error> {
+        let mut url = self.inner.endpoint.clone();
+        url.set_path(path);
+        url.query_pairs_mut().append_pair("api-version", api_version);
+        let mut request = OutgoingRequest::new(method, url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(&request, operation).await
+    }
+
+    async fn send(&self, request: &OutgoingRequest, operation: &'static str) -> Result<HttpResponse, Error> {
+        let inner = &self.inner;
+        let authorizer = AppScope { tokens: &inner.tokens, scope: inner.transport.cloud().arm_scope() };
+        retry::send(&inner.transport, &inner.retry, AzureService::Arm, operation, request, &authorizer).await
+    }
+}
+
+fn bad_response(operation: &'static str, message: &str) -> Error {
+    Error::Transport(TransportError {
+        service: AzureService::Arm,
+        operation,
+        kind: TransportErrorKind::BadResponse,
+        message: message.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_account_accessors_read_the_wire_names() {
+        let raw = serde_json::json!({
+            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
+            "identity": {"type": "UserAssigned", "userAssignedIdentities": {
+                "/subscriptions/s/resourcegroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u": {}}},
+            "properties": {"encryption": {
+                "keySource": "Microsoft.Keyvault",
+                "keyvaultproperties": {"keyvaulturi": "https://kv.vault.azure.net", "keyname": "k", "keyversion": "",
+                    "currentVersionedKeyIdentifier": "https://kv.vault.azure.net/keys/k/abc",
+                    "lastKeyRotationTimestamp": "2026-11-29T00:00:00Z"},
+                "identity": {"userAssignedIdentity": "/x/u", "federatedIdentityClientId": "app"}}}
+        });
+        let account = StorageAccount { raw };
+        let encryption = account.encryption().unwrap();
+        let kv = encryption.key_vault_properties.unwrap();
+        assert_eq!(kv.key_name.as_deref(), Some("k"));
+        assert_eq!(kv.current_versioned_key_identifier.as_deref(), Some("https://kv.vault.azure.net/keys/k/abc"));
+        assert_eq!(encryption.identity.unwrap().federated_identity_client_id.as_deref(), Some("app"));
+        assert!(account.has_user_assigned_identity(
+            "/subscriptions/S/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/U"
+        ));
+        assert!(!account.has_user_assigned_identity("/subscriptions/s/other"));
+    }
+}

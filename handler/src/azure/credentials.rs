@@ -1,0 +1,274 @@
+//! Where tokens come from: the function app's identity, the CMK identity's exchange token, and one federated
+//! credential per customer tenant — all `azure_identity` credentials sending through our [`Transport`].
+//!
+//! Credential objects are cached (one per key) and cache their tokens per scope, so steady state makes no token
+//! request per message. Credential failures become our errors with Entra's status and error body preserved, so that
+//! classification sees `AADSTS700016` and friends.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions as CoreRetryOptions};
+use azure_identity::{
+    ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId,
+};
+
+use super::error_body::parse_error_body;
+use super::retry::Authorizer;
+use super::transport::{AuthorizationValue, HostRefused, Transport};
+use crate::cloud::Cloud;
+use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
+
+/// A bearer token. `Debug` never prints it.
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// Hands out tokens for every identity the handler uses. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cloud: Cloud,
+    transport: Transport,
+    /// ARM, Graph and Service Bus tokens: the function app's identity (or, for the ops CLI, the operator's).
+    app: Arc<dyn TokenCredential>,
+    /// The service that issues `app` tokens, for error attribution.
+    app_service: AzureService,
+    /// The CMK user-assigned identity, asked only for the token-exchange audience.
+    exchange: Option<Arc<dyn TokenCredential>>,
+    customer: Mutex<HashMap<(String, String), Arc<dyn TokenCredential>>>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("cloud", &self.inner.cloud)
+            .field("has_exchange_identity", &self.inner.exchange.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    /// The function app's managed identities (App Service protocol: `IDENTITY_ENDPOINT` / `IDENTITY_HEADER`, which
+    /// `azure_identity` reads itself). `uami_client_id` selects the CMK identity used for the assertion exchange.
+    pub fn managed_identity(cloud: Cloud, transport: &Transport, uami_client_id: Option<&str>) -> Result<Self, String> {
+        let options = |user_assigned_id| ManagedIdentityCredentialOptions {
+            user_assigned_id,
+            client_options: client_options(cloud, transport),
+            ..Default::default()
+        };
+        let app = ManagedIdentityCredential::new(Some(options(None)))
+            .map_err(|e| format!("cannot create the managed identity credential: {e}"))?;
+        let exchange = uami_client_id
+            .map(|id| {
+                ManagedIdentityCredential::new(Some(options(Some(UserAssignedId::ClientId(id.to_owned())))))
+                    .map_err(|e| format!("cannot create the CMK identity credential: {e}"))
+            })
+            .transpose()?;
+        Ok(Self::new(cloud, transport, app, AzureService::ManagedIdentity, exchange.map(|e| e as _)))
+    }
+
+    /// Any credential for ARM/Graph/Service Bus (the ops CLI passes Azure CLI or workload identity credentials), and
+    /// optionally the identity whose token is the customer-tenant assertion.
+    pub fn from_credentials(
+        cloud: Cloud,
+        transport: &Transport,
+        app: Arc<dyn TokenCredential>,
+        exchange: Option<Arc<dyn TokenCredential>>,
+    ) -> Self {
+        Self::new(cloud, transport, app, AzureService::Entra, exchange)
+    }
+
+    fn new(
+        cloud: Cloud,
+        transport: &Transport,
+        app: Arc<dyn TokenCredential>,
+        app_service: AzureService,
+        exchange: Option<Arc<dyn TokenCredential>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cloud,
+                transport: transport.clone(),
+                app,
+                app_service,
+                exchange,
+                customer: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn cloud(&self) -> Cloud {
+        self.inner.cloud
+    }
+
+    /// A token of the app's own identity for `scope` (e.g. `cloud.arm_scope()`).
+    pub async fn app_token(&self, scope: &str) -> Result<BearerToken, Error> {
+        get_token(self.inner.app.as_ref(), scope, self.inner.app_service, "get token").await
+    }
+
+    /// A token of the multi-tenant app `app_client_id` in the customer's `tenant`, obtained with the CMK identity's
+    /// exchange token as the client assertion.
+    pub async fn customer_token(&self, tenant: &str, app_client_id: &str, scope: &str) -> Result<BearerToken, Error> {
+        let credential = self.customer_credential(tenant, app_client_id)?;
+        get_token(credential.as_ref(), scope, AzureService::Entra, "get customer-tenant token").await
+    }
+
+    fn customer_credential(&self, tenant: &str, app_client_id: &str) -> Result<Arc<dyn TokenCredential>, Error> {
+        let key = (tenant.to_ascii_lowercase(), app_client_id.to_ascii_lowercase());
+        let mut cache = self.inner.customer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(credential) = cache.get(&key) {
+            return Ok(credential.clone());
+        }
+        let exchange = self.inner.exchange.clone().ok_or_else(|| Error::IsvConfiguration {
+            code: "CmkIdentityMissing",
+            message: "no user-assigned identity is configured for the cross-tenant token exchange".to_owned(),
+        })?;
+        let assertion = ExchangeAssertion {
+            exchange,
+            scope: format!("{}/.default", self.inner.cloud.token_exchange_audience()),
+        };
+        let options = ClientAssertionCredentialOptions { client_options: client_options(self.inner.cloud, &self.inner.transport) };
+        let credential: Arc<dyn TokenCredential> =
+            ClientAssertionCredential::new(tenant.to_owned(), app_client_id.to_owned(), assertion, Some(options))
+                .map_err(|e| Error::IsvConfiguration { code: "CredentialInvalid", message: e.to_string() })?;
+        cache.insert(key, credential.clone());
+        Ok(credential)
+    }
+}
+
+/// Our transport, the cloud's authority, and no retries of azure_core's own: our send loop owns retry timing.
+fn client_options(cloud: Cloud, transport: &Transport) -> ClientOptions {
+    use azure_core::cloud::CloudConfiguration;
+    let configuration = match cloud {
+        Cloud::Public => CloudConfiguration::AzurePublic,
+        Cloud::UsGovernment => CloudConfiguration::AzureGovernment,
+        Cloud::China => CloudConfiguration::AzureChina,
+    };
+    ClientOptions {
+        transport: Some(azure_core::http::Transport::new(Arc::new(transport.clone()))),
+        retry: CoreRetryOptions::none(),
+        cloud: Some(Arc::new(configuration)),
+        ..Default::default()
+    }
+}
+
+/// The CMK identity's token for the exchange audience, presented as the client assertion.
+struct ExchangeAssertion {
+    exchange: Arc<dyn TokenCredential>,
+    scope: String,
+}
+
+impl fmt::Debug for ExchangeAssertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeAssertion").field("scope", &self.scope).finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientAssertion for ExchangeAssertion {
+    async fn secret(&self, _options: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
+        let token = self.exchange.get_token(&[&self.scope], None).await?;
+        Ok(token.token.secret().to_owned())
+    }
+}
+
+async fn get_token(
+    credential: &dyn TokenCredential,
+    scope: &str,
+    service: AzureService,
+    operation: &'static str,
+) -> Result<BearerToken, Error> {
+    match credential.get_token(&[scope], None).await {
+        Ok(token) => Ok(BearerToken(token.token.secret().to_owned())),
+        Err(e) => Err(map_credential_error(&e, service, operation)),
+    }
+}
+
+/// Digs the HTTP response out of azure_identity's wrapped error (a `Credential` error around an `HttpResponse`
+/// error that keeps the raw response) so the Entra or MSI body is classified like any other Azure error.
+pub(crate) fn map_credential_error(error: &azure_core::Error, service: AzureService, operation: &'static str) -> Error {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(refused) = e.downcast_ref::<HostRefused>() {
+            return Error::HostNotAllowed { host: refused.0.clone() };
+        }
+        if let Some(core) = e.downcast_ref::<azure_core::Error>() {
+            match core.kind() {
+                azure_core::error::ErrorKind::HttpResponse { status, raw_response: Some(raw), .. } => {
+                    let status = u16::from(*status);
+                    // An MSI 400 means "identity not assigned"; the token endpoint's 400 names the Entra error.
+                    let service = if raw.body().is_empty() { service } else { body_service(raw.body(), service) };
+                    return Error::Azure(parse_error_body(service, operation, status, None, raw.body()));
+                }
+                azure_core::error::ErrorKind::Io | azure_core::error::ErrorKind::Connection => {
+                    return Error::Transport(TransportError {
+                        service,
+                        operation,
+                        kind: TransportErrorKind::Connect,
+                        message: error.to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        current = e.source();
+    }
+    Error::Transport(TransportError { service, operation, kind: TransportErrorKind::BadResponse, message: error.to_string() })
+}
+
+/// Entra bodies carry `error_codes`; attribute them to Entra even when the MSI endpoint relayed them.
+fn body_service(body: &[u8], fallback: AzureService) -> AzureService {
+    if serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error_codes").is_some()) {
+        AzureService::Entra
+    } else {
+        fallback
+    }
+}
+
+/// Bearer tokens for one scope of the app's identity.
+pub(crate) struct AppScope<'a> {
+    pub tokens: &'a TokenSource,
+    pub scope: String,
+}
+
+#[async_trait::async_trait]
+impl Authorizer for AppScope<'_> {
+    async fn authorization(&self, _url: &url::Url) -> Result<Option<AuthorizationValue>, Error> {
+        let token = self.tokens.app_token(&self.scope).await?;
+        Ok(Some(AuthorizationValue(format!("Bearer {}", token.secret()))))
+    }
+}
+
+/// Bearer tokens for one scope of the multi-tenant app in a customer tenant.
+pub(crate) struct CustomerScope<'a> {
+    pub tokens: &'a TokenSource,
+    pub tenant: &'a str,
+    pub app_client_id: &'a str,
+    pub scope: String,
+}
+
+#[async_trait::async_trait]
+impl Authorizer for CustomerScope<'_> {
+    async fn authorization(&self, _url: &url::Url) -> Result<Option<AuthorizationValue>, Error> {
+        let token = self.tokens.customer_token(self.tenant, self.app_client_id, &self.scope).await?;
+        Ok(Some(AuthorizationValue(format!("Bearer {}", token.secret()))))
+    }
+}

@@ -1,0 +1,171 @@
+//! The bounded send loop every client uses: retry what Azure documents as transient, within a time budget.
+//!
+//! The loop never sleeps past its budget: when the next wait would end after it, the last error is returned at once
+//! and the workflow schedules a delayed retry of the whole message instead. A fresh authorization is requested for
+//! every attempt (credentials cache tokens, so this costs nothing in steady state and survives token expiry).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error_body::{parse_error_body, retry_after};
+use super::transport::{AuthorizationValue, HttpResponse, OutgoingRequest, Transport};
+use crate::error::{AzureError, AzureService, Error, TransportErrorKind};
+
+/// Retry policy of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryOptions {
+    /// Backoff before the second attempt; doubles per attempt.
+    pub base_delay: Duration,
+    /// Cap of the exponential backoff (a longer `Retry-After` still wins).
+    pub max_delay: Duration,
+    /// Attempts in all, including the first.
+    pub max_attempts: u32,
+    /// Total time one call may spend, waits included.
+    pub budget: Duration,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        Self {
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+            max_attempts: 5,
+            budget: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Produces the `Authorization` header value of one attempt (a bearer token, a SAS, or none).
+#[async_trait::async_trait]
+pub trait Authorizer: Send + Sync {
+    async fn authorization(&self, url: &url::Url) -> Result<Option<AuthorizationValue>, Error>;
+}
+
+/// For endpoints that take no `Authorization` header.
+#[derive(Debug, Clone, Copy)]
+pub struct Anonymous;
+
+#[async_trait::async_trait]
+impl Authorizer for Anonymous {
+    async fn authorization(&self, _url: &url::Url) -> Result<Option<AuthorizationValue>, Error> {
+        Ok(None)
+    }
+}
+
+/// Sends `request` until it succeeds (2xx), fails permanently, or the attempts or the budget run out; returns the
+/// last error. Non-2xx responses become [`Error::Azure`].
+pub async fn send(
+    transport: &Transport,
+    options: &RetryOptions,
+    service: AzureService,
+    operation: &'static str,
+    request: &OutgoingRequest,
+    authorizer: &dyn Authorizer,
+) -> Result<HttpResponse, Error> {
+    // The allow-list comes before any token is requested.
+    transport.ensure_allowed(&request.url)?;
+    let started = Instant::now();
+    let mut attempt: u32 = 1;
+    loop {
+        let error = match attempt_once(transport, service, operation, request, authorizer).await {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        if !is_retryable(&error) || attempt >= options.max_attempts.max(1) {
+            return Err(error);
+        }
+        let wait = next_wait(options, attempt, error.retry_after());
+        if started.elapsed() + wait > options.budget {
+            tracing::debug!(%service, operation, attempt, ?wait, "retry budget exhausted");
+            return Err(error);
+        }
+        tracing::debug!(%service, operation, attempt, ?wait, error = %error, "retrying");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+async fn attempt_once(
+    transport: &Transport,
+    service: AzureService,
+    operation: &'static str,
+    request: &OutgoingRequest,
+    authorizer: &dyn Authorizer,
+) -> Result<HttpResponse, Error> {
+    let authorization = authorizer.authorization(&request.url).await?;
+    let response = transport.execute(service, operation, request, authorization.as_ref()).await?;
+    if (200..300).contains(&response.status) {
+        return Ok(response);
+    }
+    let wait = retry_after(&response.headers);
+    Err(Error::Azure(parse_error_body(service, operation, response.status, wait, &response.body)))
+}
+
+/// Transient by the HTTP contract, not by business meaning: throttling, gateway and server errors, timeouts, dropped
+/// connections, and ARM's "another operation is in progress" conflicts.
+pub fn is_retryable(error: &Error) -> bool {
+    match error {
+        Error::Azure(e) => is_retryable_status(e),
+        Error::Transport(e) => e.kind != TransportErrorKind::BadResponse,
+        _ => false,
+    }
+}
+
+fn is_retryable_status(e: &AzureError) -> bool {
+    match e.status {
+        408 | 429 | 500 | 502 | 503 | 504 => true,
+        409 => {
+            e.service == AzureService::Arm
+                && matches!(e.code.as_deref(), Some("StorageAccountOperationInProgress" | "AnotherOperationInProgress"))
+        }
+        _ => false,
+    }
+}
+
+/// `max(Retry-After, exponential backoff with jitter)`; the jitter (±20 %) keeps parallel invocations apart.
+fn next_wait(options: &RetryOptions, failed_attempts: u32, requested: Option<Duration>) -> Duration {
+    let exponent = failed_attempts.saturating_sub(1).min(20);
+    let backoff = options.base_delay.saturating_mul(1 << exponent).min(options.max_delay);
+    let jittered = backoff.mul_f64(0.8 + fastrand::f64() * 0.4);
+    requested.map_or(jittered, |r| r.max(jittered))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_yields_to_retry_after() {
+        let options = RetryOptions {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            max_attempts: 10,
+            budget: Duration::from_secs(60),
+        };
+        let first = next_wait(&options, 1, None);
+        assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120), "{first:?}");
+        let capped = next_wait(&options, 9, None);
+        assert!(capped <= Duration::from_millis(1200), "{capped:?}");
+        assert_eq!(next_wait(&options, 1, Some(Duration::from_secs(5))), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn arm_conflicts_are_retryable_only_when_an_operation_is_in_progress() {
+        let conflict = |service, code: &str| {
+            Error::Azure(AzureError {
+                service,
+                operation: "x",
+                status: 409,
+                code: Some(code.to_owned()),
+                inner_code: None,
+                message: String::new(),
+                retry_after: None,
+            })
+        };
+        assert!(is_retryable(&conflict(AzureService::Arm, "StorageAccountOperationInProgress")));
+        assert!(is_retryable(&conflict(AzureService::Arm, "AnotherOperationInProgress")));
+        assert!(!is_retryable(&conflict(AzureService::Arm, "Conflict")));
+        assert!(!is_retryable(&conflict(AzureService::KeyVault, "AnotherOperationInProgress")));
+    }
+}

@@ -1,0 +1,309 @@
+//! The only way out to Azure: one pooled HTTP client behind the allow-list, the test-proxy rewrite and trace propagation.
+//!
+//! Every request — ours and the ones `azure_identity` credentials make — passes [`Transport`]. The host is checked
+//! first, so a request to a host outside the configured cloud is refused before any token is fetched or attached.
+//! With a test proxy the request keeps its real `https://` URL everywhere above this layer; only the bytes go to the
+//! loopback proxy, with the original origin in `x-recording-upstream-base-uri` (the Azure SDK test-proxy convention).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::propagation::Injector;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use url::Url;
+
+use crate::cloud::Cloud;
+use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
+
+/// Header carrying the original origin when a request is sent to the test proxy.
+pub const UPSTREAM_HEADER: &str = "x-recording-upstream-base-uri";
+
+/// The instance-metadata address `azure_identity` uses for managed identity outside App Service.
+const IMDS_HOST: &str = "169.254.169.254";
+
+/// The pooled, allow-listed outbound HTTP transport. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: reqwest::Client,
+    cloud: Cloud,
+    test_proxy: Option<Url>,
+    /// Hosts allowed besides the cloud's own endpoints (the configured Service Bus namespace), lower-case.
+    extra_hosts: Vec<String>,
+}
+
+/// A request as our clients describe it: the real Azure URL, never rewritten.
+#[derive(Debug, Clone)]
+pub struct OutgoingRequest {
+    pub method: reqwest::Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Option<Vec<u8>>,
+}
+
+impl OutgoingRequest {
+    pub fn new(method: reqwest::Method, url: Url) -> Self {
+        Self { method, url, headers: HeaderMap::new(), body: None }
+    }
+
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.body = Some(body.to_string().into_bytes());
+        self
+    }
+
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+}
+
+/// A fully read response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Deserializes the body; a body that is not what the API documents is a [`TransportErrorKind::BadResponse`].
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        service: AzureService,
+        operation: &'static str,
+    ) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::Transport(TransportError {
+                service,
+                operation,
+                kind: TransportErrorKind::BadResponse,
+                message: format!("unexpected response body: {e}"),
+            })
+        })
+    }
+}
+
+/// The value that goes into the `Authorization` header. `Debug` never shows it.
+#[derive(Clone)]
+pub struct AuthorizationValue(pub(crate) String);
+
+impl std::fmt::Debug for AuthorizationValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthorizationValue(<redacted>)")
+    }
+}
+
+impl Transport {
+    /// Builds the transport. `test_proxy` must be `http://` on a loopback address; anything else is refused, because
+    /// sending Azure-bound requests (with tokens) to an arbitrary address is exactly what the allow-list prevents.
+    pub fn new(cloud: Cloud, test_proxy: Option<Url>, timeout: Duration) -> Result<Self, String> {
+        if let Some(proxy) = &test_proxy {
+            validate_test_proxy(proxy)?;
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            // A redirect could lead anywhere; nothing we call redirects, so never follow one.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { inner: Arc::new(Inner { client, cloud, test_proxy, extra_hosts: Vec::new() }) })
+    }
+
+    /// Also allows `host` (the configured Service Bus namespace FQDN, which may sit outside the cloud's suffix).
+    pub fn with_allowed_host(self, host: &str) -> Self {
+        let mut extra_hosts = self.inner.extra_hosts.clone();
+        extra_hosts.push(host.to_ascii_lowercase());
+        Self {
+            inner: Arc::new(Inner {
+                client: self.inner.client.clone(),
+                cloud: self.inner.cloud,
+                test_proxy: self.inner.test_proxy.clone(),
+                extra_hosts,
+            }),
+        }
+    }
+
+    pub fn cloud(&self) -> Cloud {
+        self.inner.cloud
+    }
+
+    /// The allow-list check. Callers run it before fetching a token for `url`.
+    pub fn ensure_allowed(&self, url: &Url) -> Result<(), Error> {
+        let host = url.host_str().unwrap_or_default();
+        let allowed = url.scheme() == "https"
+            && (self.inner.cloud.allowed_host(host) || self.inner.extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)));
+        if allowed { Ok(()) } else { Err(Error::HostNotAllowed { host: host.to_owned() }) }
+    }
+
+    /// Sends one request (no retries) and reads the whole response. Non-2xx statuses are returned, not errors.
+    pub async fn execute(
+        &self,
+        service: AzureService,
+        operation: &'static str,
+        request: &OutgoingRequest,
+        authorization: Option<&AuthorizationValue>,
+    ) -> Result<HttpResponse, Error> {
+        self.ensure_allowed(&request.url)?;
+        let (target, upstream) = self.destination(&request.url);
+        tracing::debug!(%service, operation, method = %request.method, url = %request.url, "azure request");
+        let mut headers = request.headers.clone();
+        if let Some(upstream) = upstream {
+            headers.insert(HeaderName::from_static(UPSTREAM_HEADER), upstream);
+        }
+        inject_trace_context(&mut headers);
+        if let Some(auth) = authorization {
+            let mut value = HeaderValue::from_str(&auth.0).map_err(|_| {
+                transport_error(service, operation, TransportErrorKind::BadResponse, "authorization value is not a valid header")
+            })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let mut builder = self.inner.client.request(request.method.clone(), target).headers(headers);
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        } else if matches!(request.method, reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH) {
+            // Azure front doors answer 411 to a body-less POST without Content-Length.
+            builder = builder.header(reqwest::header::CONTENT_LENGTH, "0");
+        }
+        let response = builder.send().await.map_err(|e| map_reqwest_error(service, operation, &e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| map_reqwest_error(service, operation, &e))?.to_vec();
+        tracing::debug!(%service, operation, status, "azure response");
+        Ok(HttpResponse { status, headers, body })
+    }
+
+    /// Where the bytes go, and the upstream header value when that is the test proxy.
+    fn destination(&self, url: &Url) -> (Url, Option<HeaderValue>) {
+        let Some(proxy) = &self.inner.test_proxy else { return (url.clone(), None) };
+        let origin = match url.port() {
+            Some(port) => format!("{}://{}:{port}", url.scheme(), url.host_str().unwrap_or_default()),
+            None => format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+        };
+        let mut target = url.clone();
+        // Both are absolute http(s) URLs with hosts, so these setters cannot fail.
+        let _ = target.set_scheme(proxy.scheme());
+        let _ = target.set_host(proxy.host_str());
+        let _ = target.set_port(proxy.port_or_known_default());
+        (target, HeaderValue::from_str(&origin).ok())
+    }
+}
+
+fn validate_test_proxy(proxy: &Url) -> Result<(), String> {
+    if proxy.scheme() != "http" {
+        return Err(format!("refusing test proxy {proxy}: it must be an http:// URL on a loopback address"));
+    }
+    let loopback = match proxy.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    if !loopback {
+        return Err(format!("refusing test proxy {proxy}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed"));
+    }
+    Ok(())
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn transport_error(service: AzureService, operation: &'static str, kind: TransportErrorKind, message: &str) -> Error {
+    Error::Transport(TransportError { service, operation, kind, message: message.to_owned() })
+}
+
+fn map_reqwest_error(service: AzureService, operation: &'static str, e: &reqwest::Error) -> Error {
+    let kind = if e.is_timeout() {
+        TransportErrorKind::Timeout
+    } else if e.is_connect() {
+        TransportErrorKind::Connect
+    } else if e.is_decode() || e.is_builder() {
+        TransportErrorKind::BadResponse
+    } else {
+        TransportErrorKind::Reset
+    };
+    // reqwest's Display includes the URL (never a token); strip it to keep messages short and stable.
+    let message = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
+    transport_error(service, operation, kind, &message)
+}
+
+/// W3C trace context of the current span into the headers (no-op without a global propagator).
+fn inject_trace_context(headers: &mut HeaderMap) {
+    struct HeaderInjector<'a>(&'a mut HeaderMap);
+    impl Injector for HeaderInjector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if value.is_empty() {
+                return;
+            }
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut HeaderInjector(headers)));
+}
+
+/// Error carried inside an `azure_core::Error` when the transport refuses a credential's request, so the credential
+/// layer can turn it back into [`Error::HostNotAllowed`].
+#[derive(Debug)]
+pub(crate) struct HostRefused(pub String);
+
+impl std::fmt::Display for HostRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused to call {}: not an allowed Azure endpoint", self.0)
+    }
+}
+
+impl std::error::Error for HostRefused {}
+
+/// `azure_identity` credentials send through this. Besides allow-listed hosts it lets through the managed-identity
+/// endpoints: the App Service `IDENTITY_ENDPOINT` (loopback, sent as is) and IMDS (rewritten to the test proxy when
+/// there is one). Those requests carry no bearer token: they are the token source.
+#[async_trait::async_trait]
+impl azure_core::http::HttpClient for Transport {
+    async fn execute_request(
+        &self,
+        request: &azure_core::http::Request,
+    ) -> azure_core::Result<azure_core::http::AsyncRawResponse> {
+        let url = request.url().clone();
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let managed_identity_endpoint = url.scheme() == "http" && (is_loopback_host(&host) || host == IMDS_HOST);
+        if !managed_identity_endpoint && self.ensure_allowed(&url).is_err() {
+            return Err(azure_core::Error::new(azure_core::error::ErrorKind::Other, HostRefused(host)));
+        }
+        tracing::debug!(method = %request.method(), url = %url, "credential request");
+        let mut req = request.clone();
+        let loopback = is_loopback_host(&host);
+        if !loopback {
+            let (target, upstream) = self.destination(&url);
+            *req.url_mut() = target;
+            if let Some(upstream) = upstream.and_then(|v| v.to_str().ok().map(str::to_owned)) {
+                req.insert_header(UPSTREAM_HEADER, upstream);
+            }
+        }
+        let mut trace_headers = HeaderMap::new();
+        inject_trace_context(&mut trace_headers);
+        for (name, value) in &trace_headers {
+            if let Ok(value) = value.to_str() {
+                req.insert_header(name.as_str().to_owned(), value.to_owned());
+            }
+        }
+        azure_core::http::HttpClient::execute_request(&self.inner.client, &req).await
+    }
+}

@@ -1,0 +1,205 @@
+//! `parse_and_validate`: raw message bytes → `ValidatedOnboarding`, checking every rule of contract v1.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::codes::*;
+use super::grammar::{
+    StorageAccountId, is_identity_set_name, is_key_name, is_key_version, is_onboarding_id,
+    is_supported_schema_version, normalize_guid, parse_storage_account_id, parse_vault_uri,
+};
+use super::{AllowedScope, IsvIdentity, ValidationError};
+use crate::cloud::Cloud;
+use crate::config::Settings;
+
+/// What validation needs from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationPolicy {
+    pub cloud: Cloud,
+    pub max_message_bytes: usize,
+    pub allowed_scopes: Vec<AllowedScope>,
+    pub default_identity: IsvIdentity,
+    pub identity_sets: BTreeMap<String, IsvIdentity>,
+}
+
+impl ValidationPolicy {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            cloud: settings.cloud,
+            max_message_bytes: settings.max_message_bytes,
+            allowed_scopes: settings.allowed_scopes.clone(),
+            default_identity: settings.default_identity.clone(),
+            identity_sets: settings.identity_sets.clone(),
+        }
+    }
+}
+
+/// The customer's key, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    /// `https://{host}/`, lowercase.
+    pub vault_uri: String,
+    pub vault_host: String,
+    pub managed_hsm: bool,
+    pub name: String,
+    /// Lowercase; `None` means automatic key version updates.
+    pub version: Option<String>,
+}
+
+impl KeyRef {
+    /// The vault (or HSM) name: the first label of the host.
+    pub fn vault_name(&self) -> &str {
+        self.vault_host.split('.').next().unwrap_or_default()
+    }
+}
+
+/// A message that passed every check; the only input the workflow accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedOnboarding {
+    pub onboarding_id: String,
+    pub requested_at: OffsetDateTime,
+    /// Lowercase GUID.
+    pub customer_tenant_id: String,
+    pub storage_account: StorageAccountId,
+    pub key: KeyRef,
+    pub identity: IsvIdentity,
+    /// The `isvIdentity` the message named; `None` for the default set.
+    pub identity_set: Option<String>,
+}
+
+/// Parses and validates one message body. Nothing here does I/O; a rejected message must cause no outbound call.
+pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<ValidatedOnboarding, ValidationError> {
+    if body.len() > policy.max_message_bytes {
+        return Err(ValidationError::new(
+            MESSAGE_TOO_LARGE,
+            "$",
+            format!("message is {} bytes; the limit is {}", body.len(), policy.max_message_bytes),
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ValidationError::new(INVALID_JSON, "$", format!("not UTF-8: {e}")))?;
+    let root: Value =
+        serde_json::from_str(text).map_err(|e| ValidationError::new(INVALID_JSON, "$", format!("not JSON: {e}")))?;
+    if !root.is_object() {
+        return Err(ValidationError::new(INVALID_MESSAGE, "$", "must be a JSON object"));
+    }
+
+    let version = required_str(&root, "schemaVersion")?;
+    if !is_supported_schema_version(version) {
+        return Err(ValidationError::new(
+            UNSUPPORTED_SCHEMA_VERSION,
+            "schemaVersion",
+            format!("{version:?} is not supported; this handler accepts 1.x"),
+        ));
+    }
+
+    let onboarding_id = required_str(&root, "onboardingId")?;
+    check(is_onboarding_id(onboarding_id), INVALID_ONBOARDING_ID, "onboardingId", || {
+        "must be 1-128 of [A-Za-z0-9._:-] starting with a letter or digit".into()
+    })?;
+
+    let requested_at_text = required_str(&root, "requestedAt")?;
+    let requested_at = OffsetDateTime::parse(requested_at_text, &Rfc3339).map_err(|e| {
+        ValidationError::new(INVALID_REQUESTED_AT, "requestedAt", format!("not an RFC 3339 date-time with offset: {e}"))
+    })?;
+
+    let tenant = required_str(&root, "customer.tenantId")?;
+    let customer_tenant_id = normalize_guid(tenant)
+        .ok_or_else(|| ValidationError::new(INVALID_TENANT_ID, "customer.tenantId", "must be a GUID (8-4-4-4-12)"))?;
+
+    let storage_account = parse_storage_account_id(required_str(&root, "storageAccount.resourceId")?)
+        .map_err(|e| ValidationError::new(INVALID_STORAGE_ACCOUNT_ID, "storageAccount.resourceId", e))?;
+
+    let vault = parse_vault_uri(required_str(&root, "key.vaultUri")?, policy.cloud)
+        .map_err(|e| ValidationError::new(INVALID_VAULT_URI, "key.vaultUri", e))?;
+
+    let key_name = required_str(&root, "key.name")?;
+    check(is_key_name(key_name), INVALID_KEY_NAME, "key.name", || "must be 1-127 of [0-9A-Za-z-]".into())?;
+
+    let version = optional_str(&root, "key.version")?;
+    if let Some(v) = version {
+        check(is_key_version(v), INVALID_KEY_VERSION, "key.version", || "must be 32 hexadecimal characters".into())?;
+    }
+
+    let identity_set = optional_str(&root, "isvIdentity")?;
+    if let Some(name) = identity_set {
+        check(is_identity_set_name(name), INVALID_ISV_IDENTITY, "isvIdentity", || {
+            "must be 1-64 of [A-Za-z0-9._-] starting with a letter or digit".into()
+        })?;
+    }
+
+    // Configuration-dependent checks come last: everything above is also expressed in the JSON Schema.
+    let allowed = policy
+        .allowed_scopes
+        .iter()
+        .any(|scope| scope.contains(&storage_account.subscription_id, &storage_account.resource_group));
+    check(allowed, STORAGE_ACCOUNT_NOT_ALLOWED, "storageAccount.resourceId", || {
+        format!("{} is outside the scopes this handler may configure", storage_account.arm_id())
+    })?;
+
+    let identity = match identity_set {
+        None => policy.default_identity.clone(),
+        Some(name) => policy.identity_sets.get(name).cloned().ok_or_else(|| {
+            ValidationError::new(UNKNOWN_ISV_IDENTITY, "isvIdentity", format!("no identity set named {name:?} is configured"))
+        })?,
+    };
+
+    Ok(ValidatedOnboarding {
+        onboarding_id: onboarding_id.to_owned(),
+        requested_at,
+        customer_tenant_id,
+        storage_account,
+        key: KeyRef {
+            vault_uri: vault.uri,
+            vault_host: vault.host,
+            managed_hsm: vault.managed_hsm,
+            name: key_name.to_owned(),
+            version: version.map(str::to_ascii_lowercase),
+        },
+        identity,
+        identity_set: identity_set.map(str::to_owned),
+    })
+}
+
+fn check(ok: bool, code: &'static str, field: &str, message: impl FnOnce() -> String) -> Result<(), ValidationError> {
+    if ok { Ok(()) } else { Err(ValidationError::new(code, field, message())) }
+}
+
+/// The value at a dotted path; `Ok(None)` when it or any parent is absent or null.
+fn lookup<'a>(root: &'a Value, path: &str) -> Result<Option<&'a Value>, ValidationError> {
+    let mut current = root;
+    let mut walked = String::new();
+    for part in path.split('.') {
+        if !walked.is_empty() {
+            walked.push('.');
+        }
+        walked.push_str(part);
+        match current {
+            Value::Object(map) => match map.get(part) {
+                None | Some(Value::Null) => return Ok(None),
+                Some(v) => current = v,
+            },
+            _ => {
+                let parent = walked.rsplit_once('.').map_or("$", |(p, _)| p).to_owned();
+                return Err(ValidationError::new(INVALID_MESSAGE, parent, "must be a JSON object"));
+            }
+        }
+    }
+    Ok(Some(current))
+}
+
+fn optional_str<'a>(root: &'a Value, path: &str) -> Result<Option<&'a str>, ValidationError> {
+    match lookup(root, path)? {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ValidationError::new(INVALID_MESSAGE, path, "must be a string")),
+    }
+}
+
+fn required_str<'a>(root: &'a Value, path: &str) -> Result<&'a str, ValidationError> {
+    optional_str(root, path)?.ok_or_else(|| ValidationError::new(INVALID_MESSAGE, path, "is required"))
+}

@@ -1,0 +1,109 @@
+//! The HTTP surface the Functions host calls: readiness on `GET /`, one route per function.
+//!
+//! This layer only translates the host's protocol: it decodes the invocation, hands the message to the workflow and
+//! turns the result into the answer the host expects. A 2xx JSON object means "complete the message"; anything else
+//! makes Service Bus redeliver it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::invocation::{self, IncomingMessage};
+use crate::workflow::{self, App, Settlement};
+
+/// Function names: the folder names under `function-definitions/`, which the host uses as the request path.
+pub const PROCESS_ONBOARDING: &str = "ProcessOnboarding";
+/// The trigger binding's `name` in `ProcessOnboarding/function.json`.
+pub const TRIGGER_BINDING: &str = "onboardingMessage";
+
+/// Application property that marks a copy the handler dead-letters by failing it fast.
+pub const DEAD_LETTER_REASON_PROPERTY: &str = "cmk-dead-letter-reason";
+
+pub fn router(app: Arc<App>) -> Router {
+    // The invocation carries the body base64-encoded (+33 %) or JSON-escaped twice (up to 6x for quote-heavy text),
+    // plus metadata; allow that for the largest message we accept. Bigger messages are rejected by the workflow as a
+    // permanent error, so they are dead-lettered with a reason instead of bouncing off a 413.
+    let limit = app.max_message_bytes().saturating_mul(8).saturating_add(1 << 20);
+    Router::new()
+        .route("/", get(ready))
+        .route(&format!("/{PROCESS_ONBOARDING}"), post(process_onboarding))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// The host polls this until it answers anything; it also pings it for health.
+async fn ready() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ready" }))
+}
+
+async fn process_onboarding(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let invocation_id = headers.get("x-azure-functions-invocationid").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let message = match invocation::decode(&body, TRIGGER_BINDING) {
+        Ok(message) => message,
+        Err(error) => {
+            tracing::error!(invocation_id, %error, "undecodable invocation; asking the host to redeliver");
+            return failure(StatusCode::BAD_REQUEST, &error.to_string());
+        }
+    };
+    let span = tracing::info_span!(
+        "invocation",
+        function = PROCESS_ONBOARDING,
+        invocation_id,
+        message_id = message.message_id.as_deref().unwrap_or(""),
+        delivery_count = message.delivery_count,
+        onboarding_id = tracing::field::Empty,
+    );
+    {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(crate::telemetry::parent_context(&message.application_properties));
+    }
+    handle(app, message).instrument(span).await
+}
+
+async fn handle(app: Arc<App>, message: IncomingMessage) -> Response {
+    if let Some(reason) = dead_letter_mark(&message) {
+        // A marked copy: fail it without any work so Service Bus moves it to the dead-letter queue after
+        // MaxDeliveryCount instant redeliveries (ARCHITECTURE.md, decision 1).
+        tracing::info!(reason, "dead-letter copy: failing fast");
+        return failure(StatusCode::INTERNAL_SERVER_ERROR, &format!("dead-lettering: {reason}"));
+    }
+    match workflow::process(&app, &message).await {
+        Ok(settlement) => {
+            let log = match &settlement {
+                Settlement::Completed { onboarding_id } => format!("onboarding {onboarding_id} completed"),
+                Settlement::RetryScheduled { onboarding_id, at, reason } => {
+                    format!("onboarding {onboarding_id}: {reason}; retry scheduled at {at}")
+                }
+                Settlement::DeadLettered { onboarding_id, reason } => {
+                    format!("onboarding {onboarding_id} failed permanently: {reason}; dead-lettered")
+                }
+            };
+            (StatusCode::OK, axum::Json(invocation::response_body(&[log]))).into_response()
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "could not settle the message; asking the host to redeliver");
+            failure(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
+        }
+    }
+}
+
+fn dead_letter_mark(message: &IncomingMessage) -> Option<&str> {
+    message
+        .application_properties
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(DEAD_LETTER_REASON_PROPERTY))
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// A non-2xx answer the host treats as a failed invocation (abandon, redeliver). Still a JSON object, so the host
+/// logs something readable.
+fn failure(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "Outputs": {}, "Logs": [], "ReturnValue": null, "error": message }))).into_response()
+}

@@ -1,0 +1,59 @@
+//! The storage reconciler's pure decisions, checked against account documents shaped like ARM's answers.
+
+use cmk_handler::workflow::storage::{DesiredEncryption, plan_update, verify};
+use serde_json::Value;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/data/storage/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn desired() -> DesiredEncryption {
+    DesiredEncryption {
+        vault_uri: "https://contoso-kv.vault.azure.net".into(),
+        key_name: "cmk".into(),
+        key_version: None,
+        uami_id: "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-identity/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk-uami".into(),
+        app_client_id: "88888888-8888-8888-8888-888888888888".into(),
+    }
+}
+
+#[test]
+fn microsoft_managed_account_gets_one_merging_patch() {
+    let patch = plan_update(&fixture("microsoft-managed.json"), &desired()).expect("a patch is needed");
+    assert_eq!(patch, fixture("expected-patch.json"));
+}
+
+#[test]
+fn applied_account_needs_no_patch_even_with_other_id_casing() {
+    // ARM returns `resourcegroups` in lower case inside encryption.identity; that is the same id.
+    assert_eq!(plan_update(&fixture("cmk-applied.json"), &desired()), None);
+    let applied = verify(&fixture("cmk-applied.json"), &desired()).unwrap();
+    assert_eq!(applied.current_versioned_key_identifier, "https://contoso-kv.vault.azure.net/keys/cmk/0123456789abcdef0123456789abcdef");
+}
+
+#[test]
+fn a_different_key_or_version_is_a_difference() {
+    let account = fixture("cmk-applied.json");
+    assert!(plan_update(&account, &DesiredEncryption { key_name: "other".into(), ..desired() }).is_some());
+    let pinned = DesiredEncryption { key_version: Some("fedcba9876543210fedcba9876543210".into()), ..desired() };
+    let patch = plan_update(&account, &pinned).unwrap();
+    assert_eq!(patch["properties"]["encryption"]["keyvaultproperties"]["keyversion"], "fedcba9876543210fedcba9876543210");
+    assert!(verify(&account, &pinned).is_err());
+}
+
+#[test]
+fn account_without_identity_gets_user_assigned_only() {
+    let mut account = fixture("microsoft-managed.json");
+    account.as_object_mut().unwrap().remove("identity");
+    let patch = plan_update(&account, &desired()).unwrap();
+    assert_eq!(patch["identity"]["type"], "UserAssigned");
+    assert_eq!(patch["identity"]["userAssignedIdentities"].as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn verify_needs_the_versioned_key_identifier() {
+    let mut account = fixture("cmk-applied.json");
+    account["properties"]["encryption"]["keyvaultproperties"].as_object_mut().unwrap().remove("currentVersionedKeyIdentifier");
+    assert!(verify(&account, &desired()).is_err());
+}

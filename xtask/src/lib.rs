@@ -1,0 +1,3 @@
+//! Repository automation behind `cargo xtask`: today, assembling the Azure Functions deployment package.
+
+pub mod package;
