@@ -166,7 +166,9 @@ impl ArmClient {
     }
 
     pub async fn get_feature(&self, subscription: &str, namespace: &str, feature: &str) -> Result<Feature, Error> {
-        let path = format!("/subscriptions/{subscription}/providers/Microsoft.Features/providers/{namespace}/features/{feature}");
+        let path = format!(
+            "/subscriptions/{subscription}/providers/Microsoft.Features/providers/{namespace}/features/{feature}"
+        );
         self.call(Method::GET, &path, FEATURES_API, None, "get feature").await?.json(AzureService::Arm, "get feature")
     }
 
@@ -181,7 +183,9 @@ impl ArmClient {
 
     pub async fn get_provider(&self, subscription: &str, namespace: &str) -> Result<Provider, Error> {
         let path = format!("/subscriptions/{subscription}/providers/{namespace}");
-        self.call(Method::GET, &path, PROVIDERS_API, None, "get provider").await?.json(AzureService::Arm, "get provider")
+        self.call(Method::GET, &path, PROVIDERS_API, None, "get provider")
+            .await?
+            .json(AzureService::Arm, "get provider")
     }
 
     pub async fn register_provider(&self, subscription: &str, namespace: &str) -> Result<Provider, Error> {
@@ -206,7 +210,8 @@ impl ArmClient {
             tenant_id: String,
         }
         const OP: &str = "get user-assigned identity";
-        let wire: Wire = self.call(Method::GET, resource_id, IDENTITY_API, None, OP).await?.json(AzureService::Arm, OP)?;
+        let wire: Wire =
+            self.call(Method::GET, resource_id, IDENTITY_API, None, OP).await?.json(AzureService::Arm, OP)?;
         Ok(UserAssignedIdentity {
             id: wire.id,
             client_id: wire.properties.client_id,

@@ -72,7 +72,6 @@ impl TokenSource {
         let options = |user_assigned_id| ManagedIdentityCredentialOptions {
             user_assigned_id,
             client_options: client_options(cloud, transport),
-            ..Default::default()
         };
         let app = ManagedIdentityCredential::new(Some(options(None)))
             .map_err(|e| format!("cannot create the managed identity credential: {e}"))?;
@@ -141,11 +140,11 @@ impl TokenSource {
             code: "CmkIdentityMissing",
             message: "no user-assigned identity is configured for the cross-tenant token exchange".to_owned(),
         })?;
-        let assertion = ExchangeAssertion {
-            exchange,
-            scope: format!("{}/.default", self.inner.cloud.token_exchange_audience()),
+        let assertion =
+            ExchangeAssertion { exchange, scope: format!("{}/.default", self.inner.cloud.token_exchange_audience()) };
+        let options = ClientAssertionCredentialOptions {
+            client_options: client_options(self.inner.cloud, &self.inner.transport),
         };
-        let options = ClientAssertionCredentialOptions { client_options: client_options(self.inner.cloud, &self.inner.transport) };
         let credential: Arc<dyn TokenCredential> =
             ClientAssertionCredential::new(tenant.to_owned(), app_client_id.to_owned(), assertion, Some(options))
                 .map_err(|e| Error::IsvConfiguration { code: "CredentialInvalid", message: e.to_string() })?;
@@ -231,7 +230,12 @@ pub(crate) fn map_credential_error(error: &azure_core::Error, service: AzureServ
         }
         current = e.source();
     }
-    Error::Transport(TransportError { service, operation, kind: TransportErrorKind::BadResponse, message: error.to_string() })
+    Error::Transport(TransportError {
+        service,
+        operation,
+        kind: TransportErrorKind::BadResponse,
+        message: error.to_string(),
+    })
 }
 
 /// Entra bodies carry `error_codes`; attribute them to Entra even when the MSI endpoint relayed them.

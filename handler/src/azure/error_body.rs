@@ -63,7 +63,8 @@ mod tests {
 
     #[test]
     fn parses_the_three_shapes() {
-        let arm = parse_error_body(AzureService::Arm, "x", 409, None, br#"{"error":{"code":"Conflict","message":"m"}}"#);
+        let arm =
+            parse_error_body(AzureService::Arm, "x", 409, None, br#"{"error":{"code":"Conflict","message":"m"}}"#);
         assert_eq!((arm.code.as_deref(), arm.message.as_str()), (Some("Conflict"), "m"));
         let kv = parse_error_body(
             AzureService::KeyVault,
@@ -80,7 +81,10 @@ mod tests {
             None,
             br#"{"error":"unauthorized_client","error_description":"AADSTS700016: nope","error_codes":[700016]}"#,
         );
-        assert_eq!((entra.code.as_deref(), entra.inner_code.as_deref()), (Some("unauthorized_client"), Some("AADSTS700016")));
+        assert_eq!(
+            (entra.code.as_deref(), entra.inner_code.as_deref()),
+            (Some("unauthorized_client"), Some("AADSTS700016"))
+        );
     }
 
     #[test]
@@ -95,12 +99,11 @@ mod tests {
 
         let mut dated = HeaderMap::new();
         let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
-        let http_date = format!(
-            "{}",
-            later.format(&time::macros::format_description!(
+        let http_date = later
+            .format(&time::macros::format_description!(
                 "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-            )).unwrap()
-        );
+            ))
+            .unwrap();
         dated.insert("retry-after", http_date.parse().unwrap());
         let wait = retry_after(&dated).expect("an HTTP date parses");
         assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");

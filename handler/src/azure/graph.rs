@@ -95,7 +95,8 @@ impl GraphClient {
         let mut all = Vec::new();
         // An app holds at most 20 credentials; paging is followed anyway, bounded to stay safe.
         for _ in 0..50 {
-            let page: Page = self.send(&OutgoingRequest::new(Method::GET, url), OP).await?.json(AzureService::Graph, OP)?;
+            let page: Page =
+                self.send(&OutgoingRequest::new(Method::GET, url), OP).await?.json(AzureService::Graph, OP)?;
             all.extend(page.value);
             match page.next_link.map(|l| Url::parse(&l)) {
                 Some(Ok(next)) => url = next,

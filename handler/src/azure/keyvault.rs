@@ -123,7 +123,9 @@ impl KeyVaultClient {
         let response = self.send(caller, OutgoingRequest::new(Method::GET, url), OP).await?;
         let wire: Wire = response.json(AzureService::KeyVault, OP)?;
         let decode = |v: Option<String>| -> Result<Vec<u8>, Error> {
-            v.map_or(Ok(Vec::new()), |s| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|e| bad_response(OP, &e)))
+            v.map_or(Ok(Vec::new()), |s| {
+                URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|e| bad_response(OP, &e))
+            })
         };
         Ok(KeyBundle {
             n: decode(wire.key.n)?,
@@ -189,7 +191,8 @@ impl KeyVaultClient {
     ) -> Result<HttpResponse, Error> {
         let inner = &self.inner;
         let scope = vault_scope(inner.transport.cloud(), &request.url);
-        let authorizer = CustomerScope { tokens: &inner.tokens, tenant: caller.tenant, app_client_id: caller.app_client_id, scope };
+        let authorizer =
+            CustomerScope { tokens: &inner.tokens, tenant: caller.tenant, app_client_id: caller.app_client_id, scope };
         retry::send(&inner.transport, &inner.retry, AzureService::KeyVault, operation, &request, &authorizer).await
     }
 }
@@ -197,7 +200,11 @@ impl KeyVaultClient {
 /// Managed HSM hosts take the HSM audience; everything else the Key Vault one.
 fn vault_scope(cloud: crate::cloud::Cloud, url: &Url) -> String {
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    if host.ends_with(&format!(".{}", cloud.managed_hsm_suffix())) { cloud.managed_hsm_scope() } else { cloud.key_vault_scope() }
+    if host.ends_with(&format!(".{}", cloud.managed_hsm_suffix())) {
+        cloud.managed_hsm_scope()
+    } else {
+        cloud.key_vault_scope()
+    }
 }
 
 fn vault_url(vault_uri: &str, path: &str, operation: &'static str) -> Result<Url, Error> {

@@ -144,7 +144,8 @@ impl Transport {
     pub fn ensure_allowed(&self, url: &Url) -> Result<(), Error> {
         let host = url.host_str().unwrap_or_default();
         let allowed = url.scheme() == "https"
-            && (self.inner.cloud.allowed_host(host) || self.inner.extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)));
+            && (self.inner.cloud.allowed_host(host)
+                || self.inner.extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)));
         if allowed { Ok(()) } else { Err(Error::HostNotAllowed { host: host.to_owned() }) }
     }
 
@@ -166,7 +167,12 @@ impl Transport {
         inject_trace_context(&mut headers);
         if let Some(auth) = authorization {
             let mut value = HeaderValue::from_str(&auth.0).map_err(|_| {
-                transport_error(service, operation, TransportErrorKind::BadResponse, "authorization value is not a valid header")
+                transport_error(
+                    service,
+                    operation,
+                    TransportErrorKind::BadResponse,
+                    "authorization value is not a valid header",
+                )
             })?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -213,7 +219,9 @@ fn validate_test_proxy(proxy: &Url) -> Result<(), String> {
         None => false,
     };
     if !loopback {
-        return Err(format!("refusing test proxy {proxy}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed"));
+        return Err(format!(
+            "refusing test proxy {proxy}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed"
+        ));
     }
     Ok(())
 }

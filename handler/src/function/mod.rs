@@ -1,3 +1,4 @@
 //! The Functions host protocol: decode invocations, answer the host, serve the routes.
 
 pub mod invocation;
+pub mod server;

@@ -1,4 +1,258 @@
-//! The onboarding workflow: validate, then run each step as a reconciler (observe, compare, act on a difference).
+//! The onboarding workflow: validate, then run each step as a reconciler (observe, compare, act on a difference),
+//! and decide the message's fate when a step fails.
+//!
+//! Steps, in order (the article's steps in brackets, reference `cross-tenant-cmk.md` §1):
+//! 1. validate the message (pure; nothing is called before it passes);
+//! 2. optionally register the legacy preview feature and re-register `Microsoft.Storage` [P0a, P0b];
+//! 3. the ISV identity chain: the CMK identity exists and the app trusts it [2, 3];
+//! 4. customer preflight as the app in the customer tenant: key checks and a wrap/unwrap round trip [11];
+//! 5. configure the storage account with one PATCH when it differs [12];
+//! 6. verify by reading it back [13], then publish `completed`.
+//!
+//! Every step may run again after a crash at any point; two deliveries of one message converge on one result.
 
+pub mod identity_chain;
 pub mod key_checks;
+pub mod settle;
 pub mod storage;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use time::OffsetDateTime;
+use tracing::Instrument;
+
+use crate::azure::{AzureClients, ClientConfig, RetryOptions};
+use crate::config::{FicMode, IsvIdentity, Settings};
+use crate::contract::{ValidatedOnboarding, ValidationPolicy, parse_and_validate};
+use crate::decide::RetryPolicy;
+use crate::error::Error;
+use crate::function::invocation::IncomingMessage;
+use identity_chain::IdentityChain;
+use key_checks::KeyFacts;
+use storage::{AppliedEncryption, DesiredEncryption};
+
+/// Everything an invocation needs, built once at startup.
+#[derive(Debug)]
+pub struct App {
+    pub settings: Settings,
+    pub clients: AzureClients,
+    pub policy: ValidationPolicy,
+    pub retry_policy: RetryPolicy,
+    caches: Caches,
+}
+
+/// Per-process memory of what needs checking only once: ARM and Graph state that does not change per message.
+#[derive(Debug, Default)]
+struct Caches {
+    /// Identity chains already verified, by UAMI resource id (lowercase) + app object id.
+    identity_chains: Mutex<BTreeMap<String, IdentityChain>>,
+    /// Subscriptions where the preview feature and provider registration were confirmed.
+    registered_subscriptions: Mutex<HashSet<String>>,
+}
+
+/// How an invocation ended when the message can be completed (the host answers 2xx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Completed { onboarding_id: String },
+    RetryScheduled { onboarding_id: String, at: OffsetDateTime, reason: String },
+    DeadLettered { onboarding_id: String, reason: String },
+}
+
+impl App {
+    pub fn new(settings: Settings) -> Result<Self, String> {
+        let config = ClientConfig {
+            cloud: settings.cloud,
+            test_proxy: settings.test_proxy_url.clone(),
+            http_timeout: settings.http_timeout,
+            retry: RetryOptions {
+                base_delay: settings.retry_base_delay,
+                max_delay: settings.retry_max_delay,
+                max_attempts: 8,
+                budget: settings.retry_budget,
+            },
+            service_bus_namespace: settings.service_bus_namespace.clone(),
+            uami_client_id: settings.default_identity.uami_client_id.clone(),
+        };
+        let clients = AzureClients::new(&config)?;
+        Ok(Self::with_clients(settings, clients))
+    }
+
+    /// For callers that build their own clients (the ops CLI).
+    pub fn with_clients(settings: Settings, clients: AzureClients) -> Self {
+        let policy = ValidationPolicy::from_settings(&settings);
+        let retry_policy = RetryPolicy::from_settings(&settings);
+        Self { settings, clients, policy, retry_policy, caches: Caches::default() }
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.settings.max_message_bytes
+    }
+}
+
+/// Processes one delivery. `Ok` means the delivery may be completed (done, retry scheduled, or dead-letter copy
+/// sent); `Err` means even settling failed and the host must redeliver.
+pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement, Error> {
+    let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
+    let validated = match parse_and_validate(&message.body, &app.policy) {
+        Ok(validated) => validated,
+        Err(invalid) => {
+            tracing::warn!(code = invalid.code, field = %invalid.field, "rejected onboarding message: {invalid}");
+            return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt).await;
+        }
+    };
+    tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
+    match run_steps(app, &validated).await {
+        Ok((chain, applied)) => settle::after_success(app, message, &validated, &chain, &applied, &attempt).await,
+        Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt).await,
+    }
+}
+
+async fn run_steps(app: &App, onboarding: &ValidatedOnboarding) -> Result<(IdentityChain, AppliedEncryption), Error> {
+    if app.settings.register_preview_feature {
+        ensure_preview_registration(app, &onboarding.storage_account.subscription_id)
+            .instrument(tracing::info_span!("step", step = "preview_registration"))
+            .await?;
+    }
+    let chain = ensure_identity_chain(app, &onboarding.identity)
+        .instrument(tracing::info_span!("step", step = "identity_chain"))
+        .await?;
+    customer_preflight(app, onboarding, &chain)
+        .instrument(tracing::info_span!("step", step = "customer_preflight"))
+        .await?;
+    let applied = configure_storage(app, onboarding, &chain)
+        .instrument(tracing::info_span!("step", step = "configure_storage"))
+        .await?;
+    Ok((chain, applied))
+}
+
+const PREVIEW_FEATURE: &str = "FederatedClientIdentity";
+const STORAGE_NAMESPACE: &str = "Microsoft.Storage";
+
+/// Legacy preview registration [P0a, P0b]: register the feature, and once it is `Registered` re-register the
+/// provider. Checked once per subscription per process; while the feature is still registering, this is a
+/// transient failure (the delayed retry polls again).
+async fn ensure_preview_registration(app: &App, subscription: &str) -> Result<(), Error> {
+    let key = subscription.to_ascii_lowercase();
+    if app.caches.registered_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+        return Ok(());
+    }
+    let arm = &app.clients.arm;
+    let mut feature = arm.get_feature(subscription, STORAGE_NAMESPACE, PREVIEW_FEATURE).await?;
+    if matches!(feature.properties.state.as_str(), "NotRegistered" | "Unregistered" | "Unregistering") {
+        feature = arm.register_feature(subscription, STORAGE_NAMESPACE, PREVIEW_FEATURE).await?;
+    }
+    if feature.properties.state != "Registered" {
+        return Err(Error::Verification(format!(
+            "feature {STORAGE_NAMESPACE}/{PREVIEW_FEATURE} is {} in subscription {subscription}",
+            feature.properties.state
+        )));
+    }
+    // After approval the provider must be registered again to pick the feature up; registering is idempotent.
+    let provider = arm.register_provider(subscription, STORAGE_NAMESPACE).await?;
+    if provider.registration_state != "Registered" {
+        let provider = arm.get_provider(subscription, STORAGE_NAMESPACE).await?;
+        if provider.registration_state != "Registered" {
+            return Err(Error::Verification(format!(
+                "provider {STORAGE_NAMESPACE} is {} in subscription {subscription}",
+                provider.registration_state
+            )));
+        }
+    }
+    app.caches.registered_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    Ok(())
+}
+
+async fn ensure_identity_chain(app: &App, identity: &IsvIdentity) -> Result<IdentityChain, Error> {
+    let key = format!("{}|{}", identity.uami_resource_id.to_ascii_lowercase(), identity.app_object_id);
+    if let Some(chain) = app.caches.identity_chains.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(chain.clone());
+    }
+    let uami = app.clients.arm.get_user_assigned_identity(&identity.uami_resource_id).await?;
+    if let Some(configured) = &identity.uami_client_id
+        && !configured.eq_ignore_ascii_case(&uami.client_id)
+    {
+        return Err(Error::IsvConfiguration {
+            code: "ManagedIdentityMismatch",
+            message: format!(
+                "identity {} has client id {}, but the configuration says {configured}",
+                identity.uami_resource_id, uami.client_id
+            ),
+        });
+    }
+    let want = identity_chain::required_credential(app.settings.cloud, &uami.tenant_id, &uami.principal_id);
+    let existing = app.clients.graph.list_federated_credentials(&identity.app_object_id).await?;
+    if !identity_chain::has_matching_credential(&existing, &want) {
+        let name = app.settings.fic_name_for(identity);
+        match app.settings.fic_mode {
+            FicMode::Verify => return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name)),
+            FicMode::Ensure => {
+                app.clients.graph.upsert_federated_credential(&identity.app_object_id, &name, &want).await?;
+                tracing::info!(name, app_object_id = %identity.app_object_id, "created the federated identity credential");
+            }
+        }
+    }
+    let chain = IdentityChain {
+        uami_id: uami.id,
+        uami_client_id: uami.client_id,
+        uami_principal_id: uami.principal_id,
+        isv_tenant_id: uami.tenant_id,
+        app_client_id: identity.app_client_id.clone(),
+    };
+    app.caches.identity_chains.lock().unwrap_or_else(|p| p.into_inner()).insert(key, chain.clone());
+    Ok(chain)
+}
+
+/// Wrap/unwrap algorithm for the round trip; Storage itself uses RSA-OAEP family algorithms.
+const ROUND_TRIP_ALGORITHM: &str = "RSA-OAEP-256";
+
+async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
+    let vault = &app.clients.key_vault;
+    let tenant = onboarding.customer_tenant_id.as_str();
+    let key = vault
+        .get_key(tenant, &chain.app_client_id, &onboarding.key.vault_uri, &onboarding.key.name, onboarding.key.version.as_deref())
+        .await?;
+    let facts = KeyFacts {
+        kid: key.kid.clone(),
+        kty: key.kty.clone(),
+        modulus_bits: (!key.n.is_empty()).then(|| key.modulus_bits()),
+        key_ops: key.key_ops.clone(),
+        enabled: key.attributes.enabled.unwrap_or(true),
+        not_before: key.attributes.nbf.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+        expires: key.attributes.exp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+        recovery_level: key.attributes.recovery_level.clone(),
+    };
+    key_checks::check_key(&facts, OffsetDateTime::now_utc())?;
+    // Proves the role allows wrap and unwrap, exactly what Storage will do with the key.
+    let probe: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+    let wrapped = vault.wrap_key(tenant, &chain.app_client_id, &key.kid, ROUND_TRIP_ALGORITHM, &probe).await?;
+    let unwrapped = vault.unwrap_key(tenant, &chain.app_client_id, &key.kid, ROUND_TRIP_ALGORITHM, &wrapped).await?;
+    if unwrapped != probe {
+        return Err(Error::Verification(format!("wrap/unwrap round trip with {} returned other bytes", key.kid)));
+    }
+    Ok(())
+}
+
+async fn configure_storage(
+    app: &App,
+    onboarding: &ValidatedOnboarding,
+    chain: &IdentityChain,
+) -> Result<AppliedEncryption, Error> {
+    let want = DesiredEncryption {
+        vault_uri: onboarding.key.vault_uri.trim_end_matches('/').to_owned(),
+        key_name: onboarding.key.name.clone(),
+        key_version: onboarding.key.version.clone(),
+        uami_id: chain.uami_id.clone(),
+        app_client_id: chain.app_client_id.clone(),
+    };
+    let account_id = onboarding.storage_account.arm_id();
+    let arm = &app.clients.arm;
+    let current = arm.get_storage_account(&account_id).await?;
+    let Some(patch) = storage::plan_update(&current.raw, &want) else {
+        tracing::info!("storage account already configured; nothing to change");
+        return storage::verify(&current.raw, &want).map_err(Error::Verification);
+    };
+    arm.update_storage_account(&account_id, &patch).await?;
+    let read_back = arm.get_storage_account(&account_id).await?;
+    storage::verify(&read_back.raw, &want).map_err(Error::Verification)
+}

@@ -1,31 +1,97 @@
-//! Azure Resource Manager: features, providers, user-assigned identities and storage accounts.
+//! Azure Resource Manager: features, providers, user-assigned identities and storage accounts, behind ARM's
+//! authentication, api-version and authorization checks.
 
-use axum::http::StatusCode;
+mod cmk;
+pub mod errors;
+pub mod ids;
+mod identities;
+mod registration;
+mod state;
+mod storage;
+mod storage_body;
+
 use axum::response::{IntoResponse, Response};
 
+pub use errors::ArmError;
+pub use state::{ArmState, IdentityResource, Registration, StorageAccountState, SubscriptionState};
+
+use crate::cloud::Cloud;
+use crate::entra::{Claims, audience_matches};
 use crate::http::Req;
-use crate::scenario::{Change, Scenario};
 use crate::state::Shared;
+use ids::Route;
 
-/// Subscriptions, features, providers, identities, storage accounts and ISV-side denials.
-#[derive(Debug, Default)]
-pub struct ArmState {}
-
-impl ArmState {
-    pub fn from_scenario(_scenario: &Scenario) -> Result<Self, String> {
-        Ok(Self {})
-    }
-
-    pub fn apply(&mut self, change: &Change) -> Result<(), String> {
-        Err(format!("not implemented yet: {change:?}"))
-    }
-
-    /// State dump for `/_emulator/state`: subscriptions, identities and storage accounts as ARM would show them.
-    pub fn dump(&self) -> serde_json::Value {
-        serde_json::json!({})
+pub async fn handle(shared: &Shared, req: Req) -> Response {
+    match serve(shared, &req) {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
     }
 }
 
-pub async fn handle(_shared: &Shared, _req: Req) -> Response {
-    (StatusCode::NOT_IMPLEMENTED, "arm").into_response()
+fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
+    let cloud = shared.world.lock().expect("world lock poisoned").cloud;
+    let claims = authenticate(shared, req, cloud)?;
+    let route = ids::route(req.url.path())?;
+    let subscription = route.subscription().to_owned();
+    if !ids::is_guid(&subscription) {
+        return Err(ArmError::invalid_subscription_id(&subscription));
+    }
+    let mut world = shared.world.lock().expect("world lock poisoned");
+    let sub_tenant = world
+        .arm
+        .subscription(&subscription)
+        .map(|s| s.tenant_id.clone())
+        .ok_or_else(|| ArmError::subscription_not_found(&subscription))?;
+    if !claims.tid.eq_ignore_ascii_case(&sub_tenant) {
+        return Err(ArmError::wrong_tenant(&claims.tid, &sub_tenant));
+    }
+    let api_version = req.query("api-version").ok_or_else(ArmError::missing_api_version)?;
+    let caller = claims.oid.as_str();
+    match route {
+        Route::Feature { subscription, namespace, feature, register } => {
+            registration::check_api_version(&api_version, registration::FEATURE_API_VERSIONS)?;
+            let action = if register {
+                "Microsoft.Features/providers/features/register/action"
+            } else {
+                "Microsoft.Features/providers/features/read"
+            };
+            world.arm.authorize(caller, action, req.url.path())?;
+            registration::feature(&mut world.arm, &req.method, &subscription, &namespace, &feature, register)
+        }
+        Route::Provider { subscription, namespace, register } => {
+            registration::check_api_version(&api_version, registration::PROVIDER_API_VERSIONS)?;
+            let action = if register { format!("{namespace}/register/action") } else { "Microsoft.Resources/subscriptions/providers/read".to_owned() };
+            world.arm.authorize(caller, &action, req.url.path())?;
+            registration::provider(&mut world.arm, &req.method, &subscription, &namespace, register)
+        }
+        Route::Resource(id) if id.is_type(ids::IDENTITY_TYPE) => {
+            identities::serve(&mut world, req, &id, &api_version, caller)
+        }
+        Route::Resource(id) if id.is_type(ids::STORAGE_TYPE) => {
+            let now = shared.clock.now();
+            storage::serve(&mut world, req, &id, &api_version, caller, now)
+        }
+        Route::Resource(id) => Err(ArmError::invalid_resource_type(&id.full_type())),
+    }
+}
+
+/// A bearer minted by this emulator, alive, for this cloud's ARM audience.
+fn authenticate(shared: &Shared, req: &Req, cloud: Cloud) -> Result<Claims, ArmError> {
+    let token = req.bearer().ok_or_else(ArmError::missing_token)?;
+    let claims = shared.tokens.verify(token).map_err(|e| ArmError::invalid_token(&e.to_string()))?;
+    let arm_audience = format!("https://{}/", cloud.arm_host());
+    let legacy_audience = legacy_arm_audience(cloud);
+    if !audience_matches(&claims.aud, &arm_audience) && !audience_matches(&claims.aud, legacy_audience) {
+        return Err(ArmError::wrong_audience(&claims.aud, cloud.arm_host()));
+    }
+    Ok(claims)
+}
+
+/// The older ARM audience each cloud still accepts.
+fn legacy_arm_audience(cloud: Cloud) -> &'static str {
+    match cloud {
+        Cloud::Public => "https://management.core.windows.net/",
+        Cloud::UsGovernment => "https://management.core.usgovcloudapi.net/",
+        Cloud::China => "https://management.core.chinacloudapi.cn/",
+    }
 }

@@ -1,7 +1,6 @@
 //! The function app's configuration: `host.json` and every `{app_root}/{Function}/function.json`, validated the way
 //! the host does (schemas, name rules, required custom-handler settings) and resolved against the app settings.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,7 +100,6 @@ impl FunctionConfig {
 /// The whole app.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    pub root: PathBuf,
     pub host: HostConfig,
     pub functions: Vec<FunctionConfig>,
     /// Things the real host would log as warnings (e.g. `retry` on a Service Bus trigger).
@@ -133,7 +131,7 @@ pub fn load(root: &Path, settings: &Settings) -> Result<AppConfig, String> {
         let function = load_function(&dir, settings, &mut warnings).map_err(|e| format!("{}: {e}", file.display()))?;
         functions.push(function);
     }
-    Ok(AppConfig { root: root.to_path_buf(), host, functions, warnings })
+    Ok(AppConfig { host, functions, warnings })
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
@@ -269,12 +267,12 @@ pub fn namespace_of(connection: Option<&str>, settings: &Settings) -> Result<Str
     let candidates = [connection.to_owned(), format!("AzureWebJobs{connection}")];
     for name in &candidates {
         if let Some(value) = settings.get(name) {
-            return namespace_from_connection_string(value)
+            return namespace_from_connection_string(&value)
                 .ok_or_else(|| format!("app setting {name} is not a Service Bus connection string (Endpoint=sb://…)"));
         }
         for separator in ["__", ":"] {
             if let Some(fqdn) = settings.get(&format!("{name}{separator}fullyQualifiedNamespace")) {
-                return Ok(first_label(fqdn));
+                return Ok(first_label(&fqdn));
             }
         }
     }
@@ -294,11 +292,6 @@ fn namespace_from_connection_string(value: &str) -> Option<String> {
 
 fn first_label(fqdn: &str) -> String {
     fqdn.trim().split('.').next().unwrap_or_default().to_ascii_lowercase()
-}
-
-/// Sorted map of name → value, for status output.
-pub fn binding_summary(function: &FunctionConfig) -> BTreeMap<String, String> {
-    function.bindings.iter().map(|b| (b.name.clone(), format!("{} ({})", b.kind, b.direction))).collect()
 }
 
 #[cfg(test)]

@@ -113,12 +113,30 @@ impl Worker {
         self.output.lock().expect("worker lock").clone()
     }
 
+    /// New invocations are held from now on, not sent to the dying process.
     pub fn kill(&self) {
+        self.hold_invocations();
         let _ = self.commands.send(WorkerCommand::Kill);
     }
 
     pub fn restart(&self) {
+        self.hold_invocations();
         let _ = self.commands.send(WorkerCommand::Restart);
+    }
+
+    fn hold_invocations(&self) {
+        self.state.send_if_modified(|state| {
+            let ready = matches!(state, WorkerState::Ready { .. });
+            if ready {
+                *state = WorkerState::Starting;
+            }
+            ready
+        });
+    }
+
+    /// Asks the supervisor to end the process, without waiting (for `Drop`).
+    pub fn request_stop(&self) {
+        let _ = self.commands.send(WorkerCommand::Stop);
     }
 
     /// Ends the process and waits for the supervisor to finish.

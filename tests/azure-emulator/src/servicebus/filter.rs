@@ -9,7 +9,7 @@ use crate::scenario::CorrelationFilter;
 use super::model::Message;
 
 /// A parsed rule filter.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Filter {
     Sql(Expr),
     Correlation(CorrelationFilter),

@@ -1,0 +1,359 @@
+//! `infra/` deploys what the handler needs: every setting it reads and every grant in `permissions::PERMISSIONS`.
+//!
+//! No Bicep compiler runs here, so this reads the Bicep source with a small scanner that knows strings, comments and
+//! braces: enough to cut out `resource` blocks and the `appSettings` array. The grammar itself is checked by
+//! `infra/checks/run.sh`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cmk_handler::config::SETTINGS;
+use cmk_handler::permissions::{Condition, Grant, PERMISSIONS, ScopeKind};
+
+/// Only the testbed sets it; production must never route Azure traffic elsewhere.
+const TEST_ONLY_SETTINGS: &[&str] = &["CMK_TEST_PROXY_URL"];
+const APP_SETTINGS_FILE: &str = "modules/function-app.bicep";
+const ISV_SETUP_SCRIPT: &str = "scripts/isv-app-setup.sh";
+
+fn infra_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra")
+}
+
+fn read_infra(relative: &str) -> String {
+    let path = infra_dir().join(relative);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The source with string contents and comments blanked (same length, newlines kept), so braces, brackets and
+/// keywords can be matched without being fooled by `'{'` or an apostrophe in a comment.
+fn code_only(source: &str) -> String {
+    let bytes = source.as_bytes();
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    out[i] = b' ';
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    if bytes[i] != b'\n' {
+                        out[i] = b' ';
+                    }
+                    i += 1;
+                }
+                out[i..(i + 2).min(bytes.len())].fill(b' ');
+                i += 2;
+            }
+            b'\'' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'\'' {
+                    let step = if bytes[i] == b'\\' { 2 } else { 1 };
+                    for j in i..(i + step).min(bytes.len()) {
+                        if bytes[j] != b'\n' {
+                            out[j] = b'_';
+                        }
+                    }
+                    i += step;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    String::from_utf8(out).expect("blanking keeps UTF-8 boundaries for ASCII delimiters")
+}
+
+/// Index just past the bracket that closes the one at `open` (in blanked code).
+fn matching_close(code: &str, open: usize) -> usize {
+    let (opening, closing) = match code.as_bytes()[open] {
+        b'{' => (b'{', b'}'),
+        b'[' => (b'[', b']'),
+        other => panic!("not an opening bracket: {}", other as char),
+    };
+    let mut depth = 0usize;
+    for (offset, &byte) in code.as_bytes()[open..].iter().enumerate() {
+        if byte == opening {
+            depth += 1;
+        } else if byte == closing {
+            depth -= 1;
+            if depth == 0 {
+                return open + offset + 1;
+            }
+        }
+    }
+    panic!("unbalanced bracket at byte {open}");
+}
+
+#[derive(Debug)]
+struct ResourceBlock {
+    file: String,
+    symbol: String,
+    /// `resource x '...' = if (cond) {` → `cond`.
+    condition: Option<String>,
+    body: String,
+}
+
+/// Every `resource <symbol> '<type>@<version>' = [if (...)] {…}` of the given type in one file (top level or nested).
+fn resource_blocks(file: &str, source: &str, resource_type: &str) -> Vec<ResourceBlock> {
+    let code = code_only(source);
+    let mut blocks = Vec::new();
+    let mut search_from = 0;
+    while let Some(found) = code[search_from..].find("resource ") {
+        let start = search_from + found;
+        search_from = start + "resource ".len();
+        let header_end = match code[start..].find('=') {
+            Some(eq) => start + eq,
+            None => break,
+        };
+        let header = &source[start..header_end];
+        let mut words = header.split_whitespace().skip(1);
+        let (Some(symbol), Some(quoted_type)) = (words.next(), words.next()) else { continue };
+        if quoted_type.trim_matches('\'').split('@').next() != Some(resource_type) {
+            continue;
+        }
+        let open = header_end + code[header_end..].find('{').expect("resource body");
+        let between = source[header_end + 1..open].trim();
+        let condition = between
+            .strip_prefix("if")
+            .map(|c| c.trim().trim_start_matches('(').trim_end_matches(')').trim().to_string());
+        let close = matching_close(&code, open);
+        blocks.push(ResourceBlock {
+            file: file.to_string(),
+            symbol: symbol.to_string(),
+            condition,
+            body: source[open..close].to_string(),
+        });
+    }
+    blocks
+}
+
+/// `key: value` of a top-level property line inside a block body (first match).
+fn property<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    body.lines().map(str::trim).find_map(|line| line.strip_prefix(&format!("{key}:")).map(str::trim))
+}
+
+/// `var <name> = '<literal>'` declarations of a file.
+fn string_vars(source: &str) -> BTreeMap<String, String> {
+    source
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("var ")?;
+            let (name, value) = rest.split_once('=')?;
+            let value = value.trim();
+            (value.starts_with('\'') && value.ends_with('\'') && value.len() >= 2)
+                .then(|| (name.trim().to_string(), value[1..value.len() - 1].to_string()))
+        })
+        .collect()
+}
+
+/// Every Bicep file under `infra/`, relative path → source.
+fn all_bicep() -> BTreeMap<String, String> {
+    fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
+        for entry in fs::read_dir(dir).expect("list infra") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if path.extension().is_some_and(|e| e == "bicep") {
+                let relative = path.strip_prefix(root).expect("under infra").to_string_lossy().replace('\\', "/");
+                out.insert(relative, fs::read_to_string(&path).expect("read bicep"));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&infra_dir(), &infra_dir(), &mut out);
+    out
+}
+
+/// `name` → `value` source text of each entry of `var appSettings = [...]`.
+fn declared_app_settings() -> BTreeMap<String, String> {
+    let source = read_infra(APP_SETTINGS_FILE);
+    let code = code_only(&source);
+    let start = code.find("var appSettings = [").expect("function-app.bicep declares var appSettings");
+    let open = start + code[start..].find('[').expect("array");
+    let close = matching_close(&code, open);
+    let mut settings = BTreeMap::new();
+    let (array, array_code) = (&source[open + 1..close - 1], &code[open + 1..close - 1]);
+    let mut from = 0;
+    while let Some(found) = array_code[from..].find('{') {
+        let entry_open = from + found;
+        let entry_close = matching_close(array_code, entry_open);
+        let entry = &array[entry_open..entry_close];
+        let name = property(entry, "name").expect("entry has a name").trim_matches('\'').to_string();
+        let value = property(entry, "value").expect("entry has a value").to_string();
+        assert!(settings.insert(name.clone(), value).is_none(), "{name} is set twice");
+        from = entry_close;
+    }
+    let site = resource_blocks(APP_SETTINGS_FILE, &source, "Microsoft.Web/sites");
+    assert_eq!(site.len(), 1, "one function app");
+    assert_eq!(property(&site[0].body, "appSettings"), Some("appSettings"), "the site uses var appSettings");
+    settings
+}
+
+#[test]
+fn every_setting_the_handler_reads_is_set_by_the_bicep() {
+    let declared = declared_app_settings();
+    let mut missing = Vec::new();
+    for spec in SETTINGS.iter().filter(|s| !s.platform && !TEST_ONLY_SETTINGS.contains(&s.name)) {
+        if !declared.contains_key(spec.name) {
+            missing.push(spec.name);
+        }
+    }
+    assert!(missing.is_empty(), "settings the handler reads but infra/ does not set: {missing:?}");
+    let required: Vec<_> = SETTINGS.iter().filter(|s| s.required && !s.platform).map(|s| s.name).collect();
+    assert!(required.iter().all(|name| declared.contains_key(*name)), "required settings: {required:?}");
+}
+
+#[test]
+fn bicep_sets_no_unknown_handler_setting_and_keeps_the_defaults() {
+    let declared = declared_app_settings();
+    let known: BTreeMap<&str, Option<&str>> = SETTINGS.iter().map(|s| (s.name, s.default)).collect();
+    for (name, value) in &declared {
+        let is_handler_setting = name.starts_with("CMK_") || name.starts_with("OTEL_");
+        if is_handler_setting {
+            assert!(known.contains_key(name.as_str()), "infra/ sets {name}, which the handler does not read");
+        }
+        for test_only in TEST_ONLY_SETTINGS {
+            assert_ne!(name, test_only, "the test seam must never be configured in Azure");
+        }
+        // A literal that differs from the documented default would silently change behaviour in Azure only.
+        if let (Some(Some(default)), Some(literal)) =
+            (known.get(name.as_str()), value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+        {
+            assert_eq!(literal, *default, "{name}: infra literal differs from the handler default");
+        }
+    }
+    // The trigger reads the queue through %CMK_ONBOARDING_QUEUE% and connects with identity, not a secret.
+    assert!(declared.contains_key("ServiceBusConnection__fullyQualifiedNamespace"));
+    assert_eq!(declared.get("ServiceBusConnection__credential").map(String::as_str), Some("'managedidentity'"));
+    assert_eq!(declared.get("AzureWebJobsStorage__credential").map(String::as_str), Some("'managedidentity'"));
+    assert!(!declared.keys().any(|k| k == "AzureWebJobsStorage"
+        || k.contains("ConnectionString") && k != "APPLICATIONINSIGHTS_CONNECTION_STRING"));
+}
+
+/// Where in `infra/` each scope kind's role assignments live: (file, `scope:` symbol, or None for the deployment's
+/// own scope, as in the storage-access modules deployed into each allowed scope).
+fn expected_locations(scope: ScopeKind) -> &'static [(&'static str, Option<&'static str>)] {
+    match scope {
+        ScopeKind::OnboardingQueue => &[("modules/servicebus-access.bicep", Some("onboardingQueue"))],
+        ScopeKind::EventsTopic => &[("modules/servicebus-access.bicep", Some("eventsTopic"))],
+        ScopeKind::AllowedStorageScopes => {
+            &[("modules/storage-access.bicep", None), ("modules/storage-access-resource-group.bicep", None)]
+        }
+        ScopeKind::AllowedSubscriptions => &[("modules/storage-access.bicep", None)],
+        ScopeKind::CmkIdentity => &[("modules/function-app.bicep", Some("cmkIdentity"))],
+        ScopeKind::HostStorage => &[("modules/function-app.bicep", Some("hostStorage"))],
+        ScopeKind::ApplicationInsights => &[("modules/function-app.bicep", Some("appInsights"))],
+        ScopeKind::MultiTenantApp => &[],
+    }
+}
+
+/// The module parameter through which main.bicep passes the custom role named `role_name`, after checking that the
+/// role definition holds exactly `actions`.
+fn custom_role_parameter(files: &BTreeMap<String, String>, role_name: &str, actions: &[&str]) -> String {
+    let main = &files["main.bicep"];
+    let definitions = resource_blocks("main.bicep", main, "Microsoft.Authorization/roleDefinitions");
+    let definition = definitions
+        .iter()
+        .find(|d| property(&d.body, "roleName").is_some_and(|n| n.trim_matches('\'').starts_with(role_name)))
+        .unwrap_or_else(|| panic!("main.bicep defines no custom role {role_name:?}"));
+    let code = code_only(&definition.body);
+    let start = code.find("actions: [").expect("actions array");
+    let open = start + code[start..].find('[').expect("bracket");
+    let declared: BTreeSet<&str> = definition.body[open + 1..matching_close(&code, open) - 1]
+        .lines()
+        .map(|l| l.trim().trim_matches('\''))
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(declared, actions.iter().copied().collect(), "actions of custom role {role_name}");
+    let reference = format!("{}.name", definition.symbol);
+    main.lines()
+        .find_map(|line| {
+            let (key, value) = line.trim().split_once(':')?;
+            value.contains(&reference).then(|| key.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("main.bicep never passes {reference} to a module"))
+}
+
+#[test]
+fn every_permission_is_granted_by_the_bicep_and_nothing_more() {
+    let files = &all_bicep();
+    let assignments: Vec<ResourceBlock> = files
+        .iter()
+        .flat_map(|(file, source)| resource_blocks(file, source, "Microsoft.Authorization/roleAssignments"))
+        .collect();
+    let mut used: BTreeSet<(String, String)> = BTreeSet::new();
+
+    for permission in PERMISSIONS.iter().filter(|p| p.scope != ScopeKind::MultiTenantApp) {
+        let role_reference: Box<dyn Fn(&ResourceBlock) -> bool> = match permission.grant {
+            Grant::BuiltInRole { id, .. } => Box::new(move |block: &ResourceBlock| {
+                let vars = string_vars(&files[&block.file]);
+                let role = property(&block.body, "roleDefinitionId").unwrap_or_default();
+                vars.iter().any(|(name, value)| value == id && role.contains(name.as_str())) || role.contains(id)
+            }),
+            Grant::CustomRole { name, actions } => {
+                let parameter = custom_role_parameter(files, name, actions);
+                Box::new(move |block: &ResourceBlock| {
+                    property(&block.body, "roleDefinitionId").is_some_and(|r| r.contains(parameter.as_str()))
+                })
+            }
+            Grant::GraphAppRole { .. } | Grant::GraphOwner => panic!("Graph grants belong to MultiTenantApp"),
+        };
+        for (file, scope_symbol) in expected_locations(permission.scope) {
+            let matching = assignments.iter().find(|block| {
+                block.file == *file && property(&block.body, "scope") == *scope_symbol && role_reference(block)
+            });
+            let block = matching.unwrap_or_else(|| {
+                panic!("no role assignment in infra/{file} (scope {scope_symbol:?}) grants {:?}", permission.grant)
+            });
+            let principal = property(&block.body, "principalId").unwrap_or_default();
+            assert!(
+                principal == "principalId" || principal == "functionApp.identity.principalId",
+                "{}: granted to {principal}, not the function app's system identity",
+                block.symbol
+            );
+            assert_eq!(property(&block.body, "principalType"), Some("'ServicePrincipal'"), "{}", block.symbol);
+            if permission.condition == Condition::RegisterPreviewFeature {
+                assert_eq!(
+                    block.condition.as_deref(),
+                    Some("registerPreviewFeature"),
+                    "{} is conditional",
+                    block.symbol
+                );
+            }
+            used.insert((block.file.clone(), block.symbol.clone()));
+        }
+    }
+    let extra: Vec<_> =
+        assignments.iter().filter(|b| !used.contains(&(b.file.clone(), b.symbol.clone()))).map(|b| &b.symbol).collect();
+    assert!(extra.is_empty(), "role assignments with no entry in PERMISSIONS (least privilege): {extra:?}");
+}
+
+#[test]
+fn graph_grants_are_made_by_the_isv_setup_script() {
+    let script = read_infra(ISV_SETUP_SCRIPT);
+    for permission in PERMISSIONS.iter().filter(|p| p.scope == ScopeKind::MultiTenantApp) {
+        match permission.grant {
+            Grant::GraphAppRole { value } => {
+                assert!(script.contains(&format!("'{value}'")), "isv-app-setup.sh does not grant {value}")
+            }
+            Grant::GraphOwner => assert!(script.contains("/owners/\\$ref"), "isv-app-setup.sh does not add the owner"),
+            other => panic!("unexpected grant on the app: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn scanner_ignores_braces_in_strings_and_comments() {
+    let source =
+        "// don't { count\nresource a 'T@1' = if (x) {\n  name: '}{'\n  inner: { b: 1 }\n}\nresource c 'U@1' = {}\n";
+    let blocks = resource_blocks("f", source, "T");
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].symbol, "a");
+    assert_eq!(blocks[0].condition.as_deref(), Some("x"));
+    assert!(blocks[0].body.ends_with("{ b: 1 }\n}"));
+}

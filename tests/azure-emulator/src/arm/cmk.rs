@@ -1,0 +1,157 @@
+//! What the Storage RP does when an account is pointed at a Key Vault key: the encryption identity must be one
+//! of the account's identities, then the RP reaches the key *as the app in the vault's tenant* (managed-identity
+//! assertion → federated exchange → the vault's RBAC and key checks) and records the version it will use.
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::errors::ArmError;
+use super::ids::{IDENTITY_TYPE, ResourceId};
+use super::state::StorageAccountState;
+use super::storage::dotnet_time;
+use crate::cloud::{Cloud, Service};
+use crate::entra::{Claims, Subject};
+use crate::keyvault::{KeyVersionInfo, StorageKeyError};
+use crate::state::World;
+
+/// How long the assertion the RP mints for itself lives; only its claims matter here.
+const ASSERTION_LIFETIME_SECS: i64 = 600;
+
+fn missing_prerequisites() -> ArmError {
+    ArmError::bad_request(
+        "BadRequest",
+        "Missing pre-requisites to enable EncryptionAtRest/Customer Managed Key for this storage account. For more information, see - https://aka.ms/storagecmkconfiguration",
+    )
+}
+
+fn authentication_failure() -> ArmError {
+    ArmError::bad_request(
+        "KeyVaultAuthenticationFailure",
+        "The operation failed because of authentication issue on the keyvault. For more information, see - https://aka.ms/storagekeyvaultaccesspolicy",
+    )
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The encryption identity is one of the account's user-assigned identities (or, without one, the account has a
+/// system-assigned identity and no federated client id); the vault reference names a vault and a key.
+pub fn require_prerequisites(account: &StorageAccountState) -> Result<(), ArmError> {
+    let encryption = &account.encryption;
+    match text(encryption, "/identity/userAssignedIdentity") {
+        Some(uami) => {
+            if !account.user_identities.contains_key(&uami.to_ascii_lowercase()) {
+                return Err(missing_prerequisites());
+            }
+        }
+        None => {
+            let federated = text(encryption, "/identity/federatedIdentityClientId").is_some();
+            if account.system_identity.is_none() || federated {
+                return Err(missing_prerequisites());
+            }
+        }
+    }
+    if text(encryption, "/keyvaultproperties/keyvaulturi").is_none() || text(encryption, "/keyvaultproperties/keyname").is_none() {
+        return Err(ArmError::bad_request(
+            "InvalidRequestPropertyValue",
+            "encryption.keyvaultproperties.keyvaulturi and keyname are required when keySource is Microsoft.Keyvault.",
+        ));
+    }
+    Ok(())
+}
+
+/// Reaches the key the way the RP does. Call after [`require_prerequisites`].
+pub fn check_key_access(world: &World, account: &StorageAccountState, now: OffsetDateTime) -> Result<KeyVersionInfo, ArmError> {
+    let encryption = &account.encryption;
+    let uri = text(encryption, "/keyvaultproperties/keyvaulturi").unwrap_or_default();
+    let key_name = text(encryption, "/keyvaultproperties/keyname").unwrap_or_default();
+    let key_version = text(encryption, "/keyvaultproperties/keyversion");
+    let vault_not_found = || ArmError::bad_request("KeyVaultVaultNotFound", format!("The specified key vault '{uri}' is not found."));
+    let host = url::Url::parse(uri).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    let host = host.filter(|h| matches!(Cloud::service_for_host(h), Some((_, Service::KeyVault { .. })))).ok_or_else(|| {
+        ArmError::bad_request(
+            "InvalidRequestPropertyValue",
+            format!("The value '{uri}' of encryption.keyvaultproperties.keyvaulturi is not a Key Vault or Managed HSM URI."),
+        )
+    })?;
+    let vault_tenant = world.vaults.by_host(&host).map(|v| v.tenant_id.clone()).ok_or_else(vault_not_found)?;
+    let (principal, tenant) = storage_principal(world, account, &vault_tenant, now)?;
+    world
+        .vaults
+        .check_storage_access(&host, &principal, &tenant, key_name, key_version, now.unix_timestamp())
+        .map_err(|error| match error {
+            StorageKeyError::VaultNotFound(_) => vault_not_found(),
+            StorageKeyError::NotRecoverable => ArmError::bad_request("KeyVaultPolicyError", "Keyvault policy recoverable is not set"),
+            StorageKeyError::KeyNotFound(_) => ArmError::bad_request(
+                "KeyVaultEncryptionKeyNotFound",
+                "The key vault key is not found to unwrap the encryption key.",
+            ),
+            _ => authentication_failure(),
+        })
+}
+
+/// The principal and tenant Key Vault will see: the app's service principal in the vault's tenant when a
+/// federated client id is set, else the account's own identity.
+fn storage_principal(
+    world: &World,
+    account: &StorageAccountState,
+    vault_tenant: &str,
+    now: OffsetDateTime,
+) -> Result<(String, String), ArmError> {
+    let encryption = &account.encryption;
+    let Some(uami_id) = text(encryption, "/identity/userAssignedIdentity") else {
+        let (principal, tenant) = account.system_identity.clone().ok_or_else(missing_prerequisites)?;
+        return Ok((principal, tenant));
+    };
+    let uami = world.arm.identity(uami_id).ok_or_else(|| {
+        ArmError::bad_request(
+            "KeyVaultAccessTokenCannotBeAcquired",
+            "Cannot acquire a Key Vault access token for the storage account's user-assigned identity.",
+        )
+    })?;
+    let Some(app_id) = text(encryption, "/identity/federatedIdentityClientId") else {
+        return Ok((uami.principal_id.clone(), uami.tenant_id.clone()));
+    };
+    let cloud = world.cloud;
+    let canonical_id = ResourceId::parse(uami_id).map(|id| id.canonical(IDENTITY_TYPE)).unwrap_or_else(|| uami_id.to_owned());
+    let subject = Subject {
+        tenant_id: &uami.tenant_id,
+        object_id: &uami.principal_id,
+        client_id: &uami.client_id,
+        mi_resource_id: Some(&canonical_id),
+    };
+    let assertion = Claims::issue(cloud, &subject, cloud.token_exchange_audience(), now.unix_timestamp(), ASSERTION_LIFETIME_SECS);
+    let service_principal =
+        world.directory.federated_exchange(cloud, app_id, vault_tenant, &assertion).map_err(|_| authentication_failure())?;
+    Ok((service_principal.id.clone(), vault_tenant.to_owned()))
+}
+
+/// Records the version Storage now uses, as the account shows it, and turns on account-key encryption for blob
+/// and file.
+pub fn record_key(account: &mut StorageAccountState, key: &KeyVersionInfo, now: OffsetDateTime) {
+    let stamp = dotnet_time(now);
+    let properties = &mut account.encryption["keyvaultproperties"];
+    let rotated = properties.get("currentVersionedKeyIdentifier").and_then(Value::as_str) != Some(key.kid.as_str());
+    properties["currentVersionedKeyIdentifier"] = json!(key.kid);
+    if rotated || properties.get("lastKeyRotationTimestamp").is_none() {
+        properties["lastKeyRotationTimestamp"] = json!(stamp);
+    }
+    match key.exp.and_then(|exp| OffsetDateTime::from_unix_timestamp(exp).ok()) {
+        Some(exp) => properties["currentVersionedKeyExpirationTimestamp"] = json!(dotnet_time(exp)),
+        None => {
+            if let Some(object) = properties.as_object_mut() {
+                object.remove("currentVersionedKeyExpirationTimestamp");
+            }
+        }
+    }
+    for service in ["blob", "file"] {
+        let entry = &mut account.encryption["services"][service];
+        let was_enabled = entry.get("enabled").and_then(Value::as_bool) == Some(true);
+        entry["enabled"] = json!(true);
+        entry["keyType"] = json!("Account");
+        if !was_enabled || entry.get("lastEnabledTime").is_none() {
+            entry["lastEnabledTime"] = json!(stamp);
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! What ARM knows: subscriptions with their feature and provider registrations, resource groups, user-assigned
+//! identities, storage accounts and the ISV-side denials.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use super::errors::ArmError;
+use super::ids::{self, ResourceId};
+use crate::cloud::Cloud;
+use crate::scenario::{ArmDenial, Change, Scenario};
+
+/// Subscriptions, features, providers, identities, storage accounts and ISV-side denials.
+#[derive(Debug, Default)]
+pub struct ArmState {
+    pub(crate) cloud: Cloud,
+    /// By lower-cased subscription id.
+    pub(crate) subscriptions: BTreeMap<String, SubscriptionState>,
+    /// Lower-cased `/subscriptions/{s}/resourcegroups/{rg}` of every group a scenario resource lives in.
+    pub(crate) groups: BTreeSet<String>,
+    /// By [`ResourceId::key`].
+    pub(crate) identities: BTreeMap<String, IdentityResource>,
+    /// By [`ResourceId::key`].
+    pub(crate) storage: BTreeMap<String, StorageAccountState>,
+    pub(crate) denials: Vec<ArmDenial>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscriptionState {
+    pub id: String,
+    pub tenant_id: String,
+    /// How many GETs a registration stays `Registering`.
+    pub polls: u32,
+    /// Features by lower-cased `Namespace/Name`.
+    pub features: BTreeMap<String, Registration>,
+    /// Providers by lower-cased namespace.
+    pub providers: BTreeMap<String, Registration>,
+}
+
+/// A feature or provider registration and how many polls remain before it completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// Display name: `Namespace/Feature` or the provider namespace.
+    pub name: String,
+    pub state: String,
+    pub polls_left: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityResource {
+    pub id: ResourceId,
+    pub location: String,
+    pub tags: Value,
+    pub client_id: String,
+    pub principal_id: String,
+    pub tenant_id: String,
+}
+
+/// A storage account. `encryption` and `extra` hold ARM JSON as the account shows it.
+#[derive(Debug, Clone)]
+pub struct StorageAccountState {
+    pub id: ResourceId,
+    pub location: String,
+    pub kind: String,
+    pub sku: String,
+    pub tags: Value,
+    /// System-assigned identity: (principal id, tenant id).
+    pub system_identity: Option<(String, String)>,
+    /// User-assigned identity ids as last sent, by lower-cased id.
+    pub user_identities: BTreeMap<String, String>,
+    /// Whether the account has an `identity` block at all (`{"type":"None"}` after an explicit None).
+    pub identity_declared: bool,
+    pub encryption: Value,
+    /// Other `properties` members a PATCH set (access tier, TLS version, …), shown back as sent.
+    pub extra: Map<String, Value>,
+    pub creation_time: String,
+}
+
+/// Namespaces every subscription knows, registered unless the scenario says otherwise.
+const KNOWN_PROVIDERS: &[&str] = &[
+    "Microsoft.Storage",
+    "Microsoft.ManagedIdentity",
+    "Microsoft.KeyVault",
+    "Microsoft.Features",
+    "Microsoft.Resources",
+    "Microsoft.ServiceBus",
+    "Microsoft.Web",
+    "Microsoft.Authorization",
+];
+
+/// The feature the cross-tenant CMK preview used; known in every subscription.
+pub const FEDERATED_CLIENT_IDENTITY: &str = "Microsoft.Storage/FederatedClientIdentity";
+
+impl ArmState {
+    pub fn from_scenario(scenario: &Scenario) -> Result<Self, String> {
+        let cloud = Cloud::from_name(scenario.cloud.as_deref().unwrap_or("AzureCloud"))?;
+        let mut state = Self { cloud, denials: scenario.arm_denials.clone(), ..Self::default() };
+        for sub in &scenario.subscriptions {
+            let mut features = BTreeMap::new();
+            features.insert(FEDERATED_CLIENT_IDENTITY.to_ascii_lowercase(), registration(FEDERATED_CLIENT_IDENTITY, "NotRegistered"));
+            for (name, value) in &sub.features {
+                if !name.contains('/') {
+                    return Err(format!("feature {name:?} must be written Namespace/Name"));
+                }
+                features.insert(name.to_ascii_lowercase(), registration(name, value));
+            }
+            let mut providers: BTreeMap<String, Registration> =
+                KNOWN_PROVIDERS.iter().map(|ns| (ns.to_ascii_lowercase(), registration(ns, "Registered"))).collect();
+            for (name, value) in &sub.providers {
+                providers.insert(name.to_ascii_lowercase(), registration(name, value));
+            }
+            let sub_state = SubscriptionState {
+                id: sub.id.clone(),
+                tenant_id: sub.tenant_id.clone(),
+                polls: sub.feature_registration_polls,
+                features,
+                providers,
+            };
+            state.subscriptions.insert(sub.id.to_ascii_lowercase(), sub_state);
+        }
+        for identity in &scenario.managed_identities {
+            let id = ResourceId::parse(&identity.resource_id)
+                .filter(|id| id.is_type(ids::IDENTITY_TYPE))
+                .ok_or_else(|| format!("managed identity id {:?} is not a user-assigned identity id", identity.resource_id))?;
+            state.groups.insert(group_key(&id));
+            state.identities.insert(
+                id.key(),
+                IdentityResource {
+                    id,
+                    location: identity.location.clone(),
+                    tags: json!({}),
+                    client_id: identity.client_id.clone(),
+                    principal_id: identity.principal_id.clone(),
+                    tenant_id: identity.tenant_id.clone(),
+                },
+            );
+        }
+        for account in &scenario.storage_accounts {
+            let parsed = StorageAccountState::from_scenario(account, &state)?;
+            state.groups.insert(group_key(&parsed.id));
+            state.storage.insert(parsed.id.key(), parsed);
+        }
+        Ok(state)
+    }
+
+    pub fn apply(&mut self, change: &Change) -> Result<(), String> {
+        match change {
+            Change::SetArmDenials { denials } => {
+                self.denials = denials.clone();
+                Ok(())
+            }
+            other => Err(format!("not an ARM change: {other:?}")),
+        }
+    }
+
+    /// State dump for `/_emulator/state`: subscriptions, identities and storage accounts as ARM would show them.
+    pub fn dump(&self) -> Value {
+        let subscriptions: Vec<Value> = self
+            .subscriptions
+            .values()
+            .map(|s| {
+                let states = |m: &BTreeMap<String, Registration>| -> Map<String, Value> {
+                    m.values().map(|r| (r.name.clone(), json!(r.state))).collect()
+                };
+                json!({ "id": s.id, "tenantId": s.tenant_id, "features": states(&s.features), "providers": states(&s.providers) })
+            })
+            .collect();
+        let identities: Vec<Value> = self.identities.values().map(IdentityResource::to_arm).collect();
+        let storage: Vec<Value> = self.storage.values().map(|a| a.to_arm(self)).collect();
+        json!({
+            "subscriptions": subscriptions,
+            "userAssignedIdentities": identities,
+            "storageAccounts": storage,
+            "armDenials": self.denials,
+        })
+    }
+
+    pub fn subscription(&self, id: &str) -> Option<&SubscriptionState> {
+        self.subscriptions.get(&id.to_ascii_lowercase())
+    }
+
+    pub fn subscription_mut(&mut self, id: &str) -> Option<&mut SubscriptionState> {
+        self.subscriptions.get_mut(&id.to_ascii_lowercase())
+    }
+
+    pub fn group_exists(&self, id: &ResourceId) -> bool {
+        self.groups.contains(&group_key(id))
+    }
+
+    pub fn identity(&self, id: &str) -> Option<&IdentityResource> {
+        let id = ResourceId::parse(id)?;
+        self.identities.get(&id.key())
+    }
+
+    /// 403 `AuthorizationFailed` when a denial covers `scope` for `principal`.
+    pub fn authorize(&self, principal: &str, action: &str, scope: &str) -> Result<(), ArmError> {
+        let denied = self
+            .denials
+            .iter()
+            .any(|d| d.principal_id.eq_ignore_ascii_case(principal) && ids::scope_covers(&d.scope, scope));
+        if denied { Err(ArmError::authorization_failed(principal, action, scope)) } else { Ok(()) }
+    }
+
+    /// Whether a denial covers `scope` for `principal`.
+    pub fn is_denied(&self, principal: &str, scope: &str) -> bool {
+        self.authorize(principal, "", scope).is_err()
+    }
+}
+
+fn registration(name: &str, state: &str) -> Registration {
+    Registration { name: name.to_owned(), state: state.to_owned(), polls_left: 0 }
+}
+
+pub(crate) fn group_key(id: &ResourceId) -> String {
+    format!("/subscriptions/{}/resourcegroups/{}", id.subscription, id.group).to_ascii_lowercase()
+}
+
+impl IdentityResource {
+    /// The `Identity` resource as `UserAssignedIdentities_Get` returns it.
+    pub fn to_arm(&self) -> Value {
+        json!({
+            "id": self.id.lowercase_groups(ids::IDENTITY_TYPE),
+            "name": self.id.name,
+            "type": ids::IDENTITY_TYPE,
+            "location": self.location,
+            "tags": self.tags,
+            "properties": { "tenantId": self.tenant_id, "principalId": self.principal_id, "clientId": self.client_id },
+        })
+    }
+}

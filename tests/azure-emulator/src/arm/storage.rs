@@ -1,0 +1,427 @@
+//! `Microsoft.Storage/storageAccounts` GET and PATCH (`StorageAccounts_Update`, synchronous): identity and
+//! encryption merge rules, and the account as ARM shows it.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::cmk;
+use super::errors::ArmError;
+use super::ids::{IDENTITY_TYPE, ResourceId, STORAGE_TYPE};
+use super::state::{ArmState, StorageAccountState};
+use super::storage_body;
+use crate::cloud::Cloud;
+use crate::http::Req;
+use crate::scenario::StorageAccount;
+use crate::state::World;
+
+/// Storage api-versions that know `federatedIdentityClientId`; all are served with the 2023-05-01 shape.
+pub const API_VERSIONS: &[&str] = &[
+    "2021-08-01",
+    "2021-09-01",
+    "2022-05-01",
+    "2022-09-01",
+    "2023-01-01",
+    "2023-04-01",
+    "2023-05-01",
+    "2024-01-01",
+    "2025-01-01",
+    "2025-06-01",
+];
+
+/// .NET's round-trip timestamp format, which the Storage RP uses (`2019-12-13T20:36:23.7023290Z`).
+pub fn dotnet_time(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z");
+    at.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_default()
+}
+
+fn invalid_value(message: impl Into<String>) -> ArmError {
+    ArmError::bad_request("InvalidRequestPropertyValue", message)
+}
+
+pub fn serve(
+    world: &mut World,
+    req: &Req,
+    id: &ResourceId,
+    api_version: &str,
+    caller: &str,
+    now: OffsetDateTime,
+) -> Result<Response, ArmError> {
+    if !API_VERSIONS.contains(&api_version) {
+        return Err(ArmError::invalid_api_version(api_version, STORAGE_TYPE, API_VERSIONS));
+    }
+    let path = req.url.path();
+    let action = match req.method {
+        Method::GET => "Microsoft.Storage/storageAccounts/read",
+        Method::PATCH => "Microsoft.Storage/storageAccounts/write",
+        _ => {
+            return Err(ArmError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("The emulator serves GET and PATCH on storage accounts, not {}.", req.method),
+            ));
+        }
+    };
+    world.arm.authorize(caller, action, path)?;
+    if !world.arm.group_exists(id) {
+        return Err(ArmError::resource_group_not_found(&id.group));
+    }
+    let account = world
+        .arm
+        .storage
+        .get(&id.key())
+        .ok_or_else(|| ArmError::resource_not_found(STORAGE_TYPE, &id.name, &id.group))?
+        .clone();
+    if req.method == Method::GET {
+        return Ok(Json(account.to_arm(&world.arm)).into_response());
+    }
+    let body: Value = serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
+    storage_body::check(&body, &storage_body::UPDATE_PARAMETERS, "")?;
+    let updated = patch(world, account, &body, caller, path, now)?;
+    let response = updated.to_arm(&world.arm);
+    world.arm.storage.insert(id.key(), updated);
+    Ok(Json(response).into_response())
+}
+
+/// Applies a PATCH body to a copy of the account; the caller stores it only if every check passed.
+fn patch(
+    world: &World,
+    mut account: StorageAccountState,
+    body: &Value,
+    caller: &str,
+    scope: &str,
+    now: OffsetDateTime,
+) -> Result<StorageAccountState, ArmError> {
+    let members = |v: &Value, name: &str| v.get(name).filter(|m| !m.is_null()).cloned();
+    if let Some(identity) = members(body, "identity") {
+        merge_identity(&world.arm, &mut account, &identity, caller, scope)?;
+    }
+    if let Some(tags) = members(body, "tags") {
+        account.tags = tags;
+    }
+    if let Some(sku) = members(body, "sku").and_then(|s| s.get("name").and_then(Value::as_str).map(str::to_owned)) {
+        account.sku = sku;
+    }
+    if let Some(kind) = members(body, "kind").and_then(|k| k.as_str().map(str::to_owned)) {
+        account.kind = kind;
+    }
+    let properties = members(body, "properties").unwrap_or_else(|| json!({}));
+    let encryption = members(&properties, "encryption");
+    if let Some(properties) = properties.as_object() {
+        for (key, value) in properties {
+            if key != "encryption" && !value.is_null() {
+                account.extra.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(encryption) = &encryption {
+        merge_encryption(&mut account, encryption, now)?;
+    }
+    let uses_vault = account.encryption.get("keySource").and_then(Value::as_str) == Some("Microsoft.Keyvault");
+    if uses_vault && (encryption.is_some() || body.get("identity").is_some()) {
+        cmk::require_prerequisites(&account)?;
+    }
+    if uses_vault && encryption.is_some() {
+        let key = cmk::check_key_access(world, &account, now)?;
+        cmk::record_key(&mut account, &key, now);
+    }
+    Ok(account)
+}
+
+fn merge_identity(
+    arm: &ArmState,
+    account: &mut StorageAccountState,
+    identity: &Value,
+    caller: &str,
+    scope: &str,
+) -> Result<(), ArmError> {
+    let kind = identity.get("type").and_then(Value::as_str).ok_or_else(|| {
+        ArmError::invalid_request_content("Required property 'type' not found in JSON. Path 'identity'")
+    })?;
+    let normalised: String = kind.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+    let (system, user) = match normalised.as_str() {
+        "none" => (false, false),
+        "systemassigned" => (true, false),
+        "userassigned" => (false, true),
+        "systemassigned,userassigned" => (true, true),
+        _ => {
+            return Err(invalid_value(format!(
+                "The value '{kind}' of identity.type is invalid. Allowed values are 'None', 'SystemAssigned', 'UserAssigned', 'SystemAssigned,UserAssigned'."
+            )));
+        }
+    };
+    let requested = identity.get("userAssignedIdentities").and_then(Value::as_object).cloned().unwrap_or_default();
+    if !user && requested.values().any(|v| !v.is_null()) {
+        return Err(invalid_value(format!(
+            "userAssignedIdentities can only be set when identity.type includes UserAssigned (it is '{kind}')."
+        )));
+    }
+    account.system_identity = if system {
+        account.system_identity.take().or_else(|| {
+            let principal = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, account.id.key().as_bytes()).to_string();
+            let tenant = arm.subscription(&account.id.subscription).map(|s| s.tenant_id.clone()).unwrap_or_default();
+            Some((principal, tenant))
+        })
+    } else {
+        None
+    };
+    if user {
+        for (raw_id, value) in &requested {
+            let key = raw_id.to_ascii_lowercase();
+            if value.is_null() {
+                account.user_identities.remove(&key);
+                continue;
+            }
+            let parsed = ResourceId::parse(raw_id)
+                .filter(|id| id.is_type(IDENTITY_TYPE))
+                .ok_or_else(|| ArmError::linked_invalid_property_id(raw_id, "identity.userAssignedIdentities"))?;
+            if arm.identities.get(&parsed.key()).is_none() {
+                return Err(ArmError::bad_request(
+                    "FailedIdentityOperation",
+                    format!(
+                        "Identity operation for resource '{}' failed with error 'Failed to perform resource identity operation. Status: 'BadRequest'. Response: '{{\"error\":{{\"code\":\"BadRequest\",\"message\":\"Resource '{raw_id}' was not found.\"}}}}'.'.",
+                        account.id.canonical(STORAGE_TYPE)
+                    ),
+                ));
+            }
+            if arm.is_denied(caller, raw_id) {
+                return Err(ArmError::linked_authorization_failed(
+                    caller,
+                    "Microsoft.Storage/storageAccounts/write",
+                    scope,
+                    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+                    raw_id,
+                ));
+            }
+            account.user_identities.insert(key, raw_id.clone());
+        }
+        if account.user_identities.is_empty() {
+            return Err(invalid_value("identity.type includes UserAssigned but no userAssignedIdentities remain."));
+        }
+    } else {
+        account.user_identities.clear();
+    }
+    account.identity_declared = true;
+    Ok(())
+}
+
+fn merge_encryption(account: &mut StorageAccountState, body: &Value, now: OffsetDateTime) -> Result<(), ArmError> {
+    let mut encryption = account.encryption.as_object().cloned().unwrap_or_default();
+    if let Some(source) = body.get("keySource").and_then(Value::as_str) {
+        let canonical = match source.to_ascii_lowercase().as_str() {
+            "microsoft.storage" => "Microsoft.Storage",
+            "microsoft.keyvault" => "Microsoft.Keyvault",
+            _ => {
+                return Err(invalid_value(format!(
+                    "The value '{source}' of encryption.keySource is invalid. Allowed values are 'Microsoft.Storage', 'Microsoft.Keyvault'."
+                )));
+            }
+        };
+        encryption.insert("keySource".into(), json!(canonical));
+    }
+    if let Some(services) = body.get("services").and_then(Value::as_object) {
+        let mut merged = encryption.get("services").and_then(Value::as_object).cloned().unwrap_or_default();
+        for (name, service) in services.iter().filter(|(_, s)| !s.is_null()) {
+            let mut entry = merged.get(name).and_then(Value::as_object).cloned().unwrap_or_default();
+            if let Some(enabled) = service.get("enabled").and_then(Value::as_bool) {
+                entry.insert("enabled".into(), json!(enabled));
+            }
+            let current_type = entry.get("keyType").and_then(Value::as_str).map(str::to_owned);
+            if let Some(key_type) = service.get("keyType").and_then(Value::as_str) {
+                // Queue and table key types are fixed at creation (x-ms-mutability create/read).
+                let fixed = matches!(name.as_str(), "queue" | "table");
+                if fixed && current_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(key_type)) {
+                    return Err(invalid_value(format!("encryption.services.{name}.keyType cannot be changed after creation.")));
+                }
+                entry.insert("keyType".into(), json!(key_type));
+            }
+            entry.entry("keyType").or_insert_with(|| json!("Account"));
+            entry.entry("enabled").or_insert_with(|| json!(true));
+            entry.entry("lastEnabledTime").or_insert_with(|| json!(dotnet_time(now)));
+            merged.insert(name.clone(), Value::Object(entry));
+        }
+        encryption.insert("services".into(), Value::Object(merged));
+    }
+    if let Some(infrastructure) = body.get("requireInfrastructureEncryption").and_then(Value::as_bool) {
+        let current = encryption.get("requireInfrastructureEncryption").and_then(Value::as_bool).unwrap_or(false);
+        if infrastructure != current {
+            return Err(invalid_value("requireInfrastructureEncryption can only be set when the account is created."));
+        }
+    }
+    if let Some(properties) = body.get("keyvaultproperties").filter(|v| !v.is_null()) {
+        let previous = encryption.get("keyvaultproperties").cloned().unwrap_or_else(|| json!({}));
+        let field = |name: &str| properties.get(name).and_then(Value::as_str).map(str::to_owned);
+        let mut sent = Map::new();
+        sent.insert("keyvaulturi".into(), json!(field("keyvaulturi").unwrap_or_default()));
+        sent.insert("keyname".into(), json!(field("keyname").unwrap_or_default()));
+        sent.insert("keyversion".into(), json!(field("keyversion").unwrap_or_default()));
+        // Keep what Storage recorded about the key it used last; `record_key` refreshes it after the checks.
+        for kept in ["currentVersionedKeyIdentifier", "lastKeyRotationTimestamp", "currentVersionedKeyExpirationTimestamp"] {
+            if let Some(value) = previous.get(kept) {
+                sent.insert(kept.into(), value.clone());
+            }
+        }
+        encryption.insert("keyvaultproperties".into(), Value::Object(sent));
+    }
+    if let Some(identity) = body.get("identity").and_then(Value::as_object) {
+        let mut merged = encryption.get("identity").and_then(Value::as_object).cloned().unwrap_or_default();
+        for (key, value) in identity {
+            if value.is_null() {
+                merged.remove(key);
+            } else {
+                merged.insert(key.clone(), value.clone());
+            }
+        }
+        encryption.insert("identity".into(), Value::Object(merged));
+    }
+    if encryption.get("keySource").and_then(Value::as_str) != Some("Microsoft.Keyvault") {
+        // Back to Microsoft-managed keys: the vault reference goes, the encryption identity stays (as the RP does).
+        encryption.remove("keyvaultproperties");
+    }
+    account.encryption = Value::Object(encryption);
+    Ok(())
+}
+
+impl StorageAccountState {
+    pub fn from_scenario(account: &StorageAccount, arm: &ArmState) -> Result<Self, String> {
+        let id = ResourceId::parse(&account.id)
+            .filter(|id| id.is_type(STORAGE_TYPE))
+            .ok_or_else(|| format!("storage account id {:?} is not a storage account id", account.id))?;
+        let created = dotnet_time(OffsetDateTime::now_utc());
+        let mut state = Self {
+            id,
+            location: account.location.clone(),
+            kind: account.kind.clone(),
+            sku: account.sku.clone(),
+            tags: json!({}),
+            system_identity: None,
+            user_identities: BTreeMap::new(),
+            identity_declared: false,
+            encryption: json!({
+                "services": {
+                    "blob": { "keyType": "Account", "enabled": true, "lastEnabledTime": created },
+                    "file": { "keyType": "Account", "enabled": true, "lastEnabledTime": created },
+                },
+                "keySource": "Microsoft.Storage",
+                "requireInfrastructureEncryption": false,
+            }),
+            extra: Map::new(),
+            creation_time: created,
+        };
+        if let Some(identity) = &account.identity {
+            state.identity_declared = true;
+            let kind = identity.get("type").and_then(Value::as_str).unwrap_or("None").to_ascii_lowercase();
+            if kind.contains("systemassigned") {
+                let principal = identity.get("principalId").and_then(Value::as_str).map(str::to_owned);
+                let principal = principal.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let tenant = identity.get("tenantId").and_then(Value::as_str).map(str::to_owned);
+                let tenant = tenant
+                    .or_else(|| arm.subscription(&state.id.subscription).map(|s| s.tenant_id.clone()))
+                    .unwrap_or_default();
+                state.system_identity = Some((principal, tenant));
+            }
+            if let Some(users) = identity.get("userAssignedIdentities").and_then(Value::as_object) {
+                for raw in users.keys() {
+                    state.user_identities.insert(raw.to_ascii_lowercase(), raw.clone());
+                }
+            }
+        }
+        if let Some(encryption) = &account.encryption {
+            let mut merged = state.encryption.as_object().cloned().unwrap_or_default();
+            for (key, value) in encryption.as_object().ok_or("storage account encryption must be an object")? {
+                merged.insert(key.clone(), value.clone());
+            }
+            state.encryption = Value::Object(merged);
+        }
+        Ok(state)
+    }
+
+    fn identity_to_arm(&self, arm: &ArmState) -> Option<Value> {
+        if !self.identity_declared {
+            return None;
+        }
+        let kind = match (self.system_identity.is_some(), !self.user_identities.is_empty()) {
+            (false, false) => "None",
+            (true, false) => "SystemAssigned",
+            (false, true) => "UserAssigned",
+            (true, true) => "SystemAssigned,UserAssigned",
+        };
+        let mut identity = json!({ "type": kind });
+        if let Some((principal, tenant)) = &self.system_identity {
+            identity["principalId"] = json!(principal);
+            identity["tenantId"] = json!(tenant);
+        }
+        if !self.user_identities.is_empty() {
+            let users: Map<String, Value> = self
+                .user_identities
+                .values()
+                .map(|raw| {
+                    let details = arm
+                        .identity(raw)
+                        .map(|mi| json!({ "principalId": mi.principal_id, "clientId": mi.client_id }))
+                        .unwrap_or_else(|| json!({}));
+                    (raw.clone(), details)
+                })
+                .collect();
+            identity["userAssignedIdentities"] = Value::Object(users);
+        }
+        Some(identity)
+    }
+
+    /// The account as `StorageAccounts_GetProperties` (and the PATCH response) show it.
+    pub fn to_arm(&self, arm: &ArmState) -> Value {
+        let suffix = match arm.cloud {
+            Cloud::Public => "core.windows.net",
+            Cloud::UsGovernment => "core.usgovcloudapi.net",
+            Cloud::China => "core.chinacloudapi.cn",
+        };
+        let name = &self.id.name;
+        let endpoint = |service: &str| format!("https://{name}.{service}.{suffix}/");
+        let mut encryption = self.encryption.clone();
+        // The RP prints the encryption identity with `resourcegroups` lower-cased.
+        if let Some(uami) = encryption.pointer("/identity/userAssignedIdentity").and_then(Value::as_str) {
+            if let Some(parsed) = ResourceId::parse(uami) {
+                encryption["identity"]["userAssignedIdentity"] = json!(parsed.lowercase_groups(IDENTITY_TYPE));
+            }
+        }
+        let mut properties = json!({
+            "privateEndpointConnections": [],
+            "networkAcls": { "bypass": "AzureServices", "virtualNetworkRules": [], "ipRules": [], "defaultAction": "Allow" },
+            "supportsHttpsTrafficOnly": true,
+            "encryption": encryption,
+            "accessTier": "Hot",
+            "provisioningState": "Succeeded",
+            "creationTime": self.creation_time,
+            "primaryEndpoints": {
+                "web": endpoint("web"), "dfs": endpoint("dfs"), "blob": endpoint("blob"),
+                "file": endpoint("file"), "queue": endpoint("queue"), "table": endpoint("table"),
+            },
+            "primaryLocation": self.location,
+            "statusOfPrimary": "available",
+            "minimumTlsVersion": "TLS1_2",
+            "allowBlobPublicAccess": false,
+        });
+        for (key, value) in &self.extra {
+            properties[key] = value.clone();
+        }
+        let tier = if self.sku.starts_with("Premium") { "Premium" } else { "Standard" };
+        let mut account = json!({
+            "id": self.id.canonical(STORAGE_TYPE),
+            "name": name,
+            "type": STORAGE_TYPE,
+            "location": self.location,
+            "tags": self.tags,
+            "sku": { "name": self.sku, "tier": tier },
+            "kind": self.kind,
+            "properties": properties,
+        });
+        if let Some(identity) = self.identity_to_arm(arm) {
+            account["identity"] = identity;
+        }
+        account
+    }
+}

@@ -1,0 +1,164 @@
+//! A running function app: its configuration, the supervised handler, the function keys and the counters that
+//! `/_emulator/host` shows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::config::{AppConfig, FunctionConfig};
+use super::json::Json;
+use super::process::{Worker, WorkerState};
+use super::settings::Settings;
+use super::{invoke, sb_outputs};
+use crate::state::Shared;
+
+/// The master (admin) key and the default function key.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub master: String,
+    pub function: String,
+}
+
+impl Keys {
+    pub fn generate() -> Keys {
+        Keys { master: random_key(), function: random_key() }
+    }
+}
+
+/// Keys look like the host's: 56 URL-safe base64 characters.
+fn random_key() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0_u8; 42];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: AppConfig,
+    pub settings: Settings,
+    pub worker: Arc<Worker>,
+    pub client: reqwest::Client,
+    /// How long invocations wait for a (re)starting handler.
+    pub hold: Duration,
+    pub keys: Keys,
+    /// Weak: `Shared` owns the `HostState` that owns this runtime.
+    pub shared: Weak<Shared>,
+    counters: Counters,
+    last_error: Mutex<Option<String>>,
+    function_logs: Mutex<Vec<String>>,
+}
+
+impl Runtime {
+    pub fn new(
+        config: AppConfig,
+        settings: Settings,
+        worker: Arc<Worker>,
+        hold: Duration,
+        keys: Keys,
+        shared: Weak<Shared>,
+    ) -> Self {
+        // Connections to the handler are pooled keep-alive HTTP/1.1, like the host's HttpClient.
+        let client = reqwest::Client::builder().no_proxy().build().expect("http client");
+        Self {
+            config,
+            settings,
+            worker,
+            client,
+            hold,
+            keys,
+            shared,
+            counters: Counters::default(),
+            last_error: Mutex::default(),
+            function_logs: Mutex::default(),
+        }
+    }
+
+    /// `Logs` of a successful answer go to the function's user log (`Function.<Name>.User`) at Information.
+    pub fn log_answer(&self, function: &str, answer: &Json) {
+        let mut logs = self.function_logs.lock().expect("host lock");
+        for line in invoke::logs(answer) {
+            tracing::info!(target: "azure_emulator::host::function", function, "{line}");
+            logs.push(format!("Function.{function}.User: {line}"));
+        }
+    }
+
+    pub fn record_ok(&self) {
+        self.counters.ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_failure(&self, function: &str, message: &str) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(function, message, "function invocation failed");
+        *self.last_error.lock().expect("host lock") = Some(format!("{function}: {message}"));
+    }
+
+    /// A timeout fails the invocation and restarts the handler process (reference §3.2).
+    pub fn record_timeout(&self, function: &str) {
+        self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+        let timeout = self.config.host.function_timeout.unwrap_or(Duration::MAX);
+        self.record_failure(
+            function,
+            &format!("Timeout value of {timeout:?} exceeded by function 'Functions.{function}'. Restarting worker process."),
+        );
+        self.worker.restart();
+    }
+
+    pub fn function_logs(&self) -> Vec<String> {
+        self.function_logs.lock().expect("host lock").clone()
+    }
+
+    /// Sends every declared `serviceBus` output of a successful answer, in order; the first failure fails the
+    /// invocation (messages already sent stay sent).
+    pub async fn send_service_bus_outputs(
+        &self,
+        function: &FunctionConfig,
+        answer: &Json,
+        invocation_id: Uuid,
+    ) -> Result<usize, String> {
+        let Some(shared) = self.shared.upgrade() else { return Err("the emulator is shutting down".into()) };
+        sb_outputs::send(&shared, &self.settings, function, answer, invocation_id)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let state = self.worker.state();
+        let (pid, port) = match state {
+            WorkerState::Ready { port, pid } => (Some(pid), Some(port)),
+            _ => (None, None),
+        };
+        let shutdown_reason = match &state {
+            WorkerState::ShutDown(reason) => Some(reason.clone()),
+            _ => None,
+        };
+        serde_json::json!({
+            "state": state.name(),
+            "pid": pid,
+            "port": port,
+            "restarts": self.worker.restarts(),
+            "invocations": {
+                "ok": self.counters.ok.load(Ordering::Relaxed),
+                "failed": self.counters.failed.load(Ordering::Relaxed),
+                "timedOut": self.counters.timed_out.load(Ordering::Relaxed),
+            },
+            "lastError": self.last_error.lock().expect("host lock").clone().or_else(|| self.worker.last_error()),
+            "handlerLastError": self.worker.last_error(),
+            "shutdownReason": shutdown_reason,
+            "keys": { "master": self.keys.master, "function": self.keys.function },
+            "functions": self.config.functions.iter().map(|f| serde_json::json!({
+                "name": f.name,
+                "trigger": f.trigger().map(|t| t.kind.clone()),
+                "disabled": f.disabled,
+            })).collect::<Vec<_>>(),
+            "warnings": self.config.warnings,
+        })
+    }
+}

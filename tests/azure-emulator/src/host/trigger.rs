@@ -1,0 +1,224 @@
+//! Service Bus trigger dispatch: one listener per `serviceBusTrigger` function receives under peek-lock, up to
+//! `maxConcurrentCalls` at once, invokes the handler and settles as the extension does (reference §3, §8.2):
+//! success → outputs, then complete; failure → abandon at once; timeout → abandon and restart the handler.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::config::{self, FunctionConfig};
+use super::invoke::{self, Outcome};
+use super::payload::{self, InvocationContext, TriggerMessage};
+use super::process::WorkerState;
+use super::runtime::Runtime;
+use crate::servicebus::Delivered;
+use crate::state::Shared;
+
+/// How long one receive call waits before the listener looks at the handler state again.
+const RECEIVE_WAIT: Duration = Duration::from_secs(1);
+
+/// Where one function listens.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub function: FunctionConfig,
+    pub trigger_name: String,
+    pub namespace: String,
+    pub fully_qualified_namespace: String,
+    /// `queue` or `topic/subscriptions/sub`.
+    pub entity: String,
+    pub binary: bool,
+    pub auto_complete: bool,
+    client_id: Uuid,
+}
+
+/// Resolves every Service Bus-triggered function to its namespace and entity.
+pub fn listeners(runtime: &Runtime, suffix: &str) -> Result<Vec<Listener>, String> {
+    let mut found = Vec::new();
+    for function in runtime.config.functions.iter().filter(|f| !f.disabled) {
+        let Some(trigger) = function.trigger().filter(|t| t.kind == "servicebustrigger") else { continue };
+        let entity = match (trigger.str("queueName"), trigger.str("topicName"), trigger.str("subscriptionName")) {
+            (Some(queue), _, _) => queue.to_owned(),
+            (None, Some(topic), Some(subscription)) => format!("{topic}/subscriptions/{subscription}"),
+            _ => return Err(format!("function {}: the trigger needs queueName or topicName + subscriptionName", function.name)),
+        };
+        let namespace = config::namespace_of(trigger.str("connection"), &runtime.settings)
+            .map_err(|e| format!("function {}: {e}", function.name))?;
+        if trigger.str("cardinality").is_some_and(|c| c.eq_ignore_ascii_case("many")) {
+            return Err(format!("function {}: cardinality \"many\" (batch dispatch) is not emulated", function.name));
+        }
+        let auto_complete = trigger.bool("autoCompleteMessages").unwrap_or(runtime.config.host.service_bus.auto_complete_messages);
+        found.push(Listener {
+            function: function.clone(),
+            trigger_name: trigger.name.clone(),
+            fully_qualified_namespace: format!("{namespace}.{}", suffix),
+            namespace,
+            entity,
+            binary: trigger.is_binary(),
+            auto_complete,
+            client_id: Uuid::new_v4(),
+        });
+    }
+    Ok(found)
+}
+
+/// Starts a receive loop per listener; abort the handles to stop.
+pub fn spawn(shared: &Arc<Shared>, runtime: &Arc<Runtime>, listeners: Vec<Listener>) -> Vec<JoinHandle<()>> {
+    listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(listen(shared.clone(), runtime.clone(), Arc::new(listener))))
+        .collect()
+}
+
+async fn listen(shared: Arc<Shared>, runtime: Arc<Runtime>, listener: Arc<Listener>) {
+    let slots = Arc::new(Semaphore::new(runtime.config.host.service_bus.max_concurrent_calls));
+    let mut reported = false;
+    loop {
+        if matches!(runtime.worker.state(), WorkerState::ShutDown(_) | WorkerState::Stopped) {
+            return;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        match shared.bus.receive(&listener.namespace, &listener.entity, RECEIVE_WAIT).await {
+            Ok(Some(delivered)) => {
+                let (shared, runtime, listener) = (shared.clone(), runtime.clone(), listener.clone());
+                tokio::spawn(async move {
+                    process(&shared, &runtime, &listener, delivered).await;
+                    drop(slot);
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if !reported {
+                    tracing::error!(function = listener.function.name, entity = listener.entity, "receive failed: {e}");
+                    reported = true;
+                }
+                // The SDK's processor backs off on errors the same way.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn process(shared: &Arc<Shared>, runtime: &Arc<Runtime>, listener: &Listener, delivered: Delivered) {
+    let invocation_id = Uuid::new_v4();
+    let lock_token = delivered.lock_token;
+    let function = &listener.function.name;
+    let context = InvocationContext {
+        function_name: function.clone(),
+        trigger_name: listener.trigger_name.clone(),
+        binary: listener.binary,
+        fully_qualified_namespace: listener.fully_qualified_namespace.clone(),
+        client_id: listener.client_id,
+        utc_now: shared.clock.now(),
+        rand_guid: Uuid::new_v4(),
+    };
+    let body = payload::service_bus_request(&trigger_message(&delivered), &context);
+    let renewal = tokio::spawn(renew_lock(
+        shared.clone(),
+        listener.namespace.clone(),
+        listener.entity.clone(),
+        lock_token,
+        delivered.locked_until,
+        runtime.config.host.service_bus.max_auto_lock_renewal,
+    ));
+    let outcome = invoke::invoke(
+        &runtime.client,
+        &runtime.worker,
+        runtime.hold,
+        function,
+        invocation_id,
+        body,
+        runtime.config.host.function_timeout,
+    )
+    .await;
+    renewal.abort();
+    let succeeded = match outcome {
+        Outcome::Success(answer) => {
+            runtime.log_answer(function, &answer);
+            match runtime.send_service_bus_outputs(&listener.function, &answer, invocation_id).await {
+                Ok(_) => {
+                    runtime.record_ok();
+                    true
+                }
+                Err(message) => {
+                    runtime.record_failure(function, &message);
+                    false
+                }
+            }
+        }
+        Outcome::Failure(message) => {
+            runtime.record_failure(function, &message);
+            false
+        }
+        Outcome::TimedOut => {
+            runtime.record_timeout(function);
+            false
+        }
+    };
+    let settled = if succeeded {
+        if !listener.auto_complete {
+            // autoCompleteMessages=false: nobody completes; the lock expires and the message comes back.
+            return;
+        }
+        shared.bus.complete(&listener.namespace, &listener.entity, lock_token)
+    } else {
+        // Abandoned regardless of autoCompleteMessages, with no back-off.
+        shared.bus.abandon(&listener.namespace, &listener.entity, lock_token)
+    };
+    if let Err(e) = settled {
+        tracing::warn!(function, entity = listener.entity, succeeded, "settling the message failed: {e}");
+    }
+}
+
+/// Keeps the lock while the invocation runs, up to `maxAutoLockRenewalDuration`.
+async fn renew_lock(
+    shared: Arc<Shared>,
+    namespace: String,
+    entity: String,
+    lock_token: Uuid,
+    mut locked_until: time::OffsetDateTime,
+    limit: Duration,
+) {
+    let started = Instant::now();
+    loop {
+        let remaining = (locked_until - shared.clock.now()).max(time::Duration::ZERO);
+        let pause = Duration::try_from(remaining / 2).unwrap_or_default().max(Duration::from_millis(10));
+        tokio::time::sleep(pause).await;
+        if started.elapsed() >= limit {
+            tracing::warn!(entity, %lock_token, "maxAutoLockRenewalDuration reached; the lock is no longer renewed");
+            return;
+        }
+        match shared.bus.renew_lock(&namespace, &entity, lock_token) {
+            Ok(until) => locked_until = until,
+            Err(e) => {
+                tracing::warn!(entity, %lock_token, "lock renewal failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn trigger_message(delivered: &Delivered) -> TriggerMessage {
+    let message = &delivered.message;
+    TriggerMessage {
+        body: message.body.clone(),
+        delivery_count: message.delivery_count,
+        lock_token: delivered.lock_token,
+        expires_at: message.expires_at,
+        enqueued_time: message.enqueued_time,
+        sequence_number: message.sequence_number,
+        message_id: message.message_id.clone(),
+        content_type: message.content_type.clone(),
+        reply_to: message.reply_to.clone(),
+        to: message.to.clone(),
+        subject: message.label.clone(),
+        correlation_id: message.correlation_id.clone(),
+        session_id: message.session_id.clone(),
+        reply_to_session_id: message.reply_to_session_id.clone(),
+        partition_key: message.partition_key.clone(),
+        dead_letter_source: message.dead_letter_source.clone(),
+        application_properties: message.application_properties.clone(),
+    }
+}

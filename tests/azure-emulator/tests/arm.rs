@@ -1,0 +1,333 @@
+//! Emulated ARM: authentication and authorization errors, feature and provider polling, user-assigned identities,
+//! and the storage account PATCH with each Storage RP error and the identity merge rules.
+
+use azure_emulator::cloud::Cloud;
+use azure_emulator::control::AzureClient;
+use azure_emulator::entra::{Claims, Subject};
+use azure_emulator::keyvault::deterministic_version;
+use azure_emulator::scenario::Change;
+use azure_emulator::{Emulator, EmulatorOptions, Scenario};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ISV: &str = "11111111-1111-1111-1111-111111111111";
+const CUSTOMER: &str = "22222222-2222-2222-2222-222222222222";
+const SUB: &str = "00000000-0000-0000-0000-000000000001";
+const CALLER: &str = "f0000000-0000-0000-0000-000000000001";
+const DENIED: &str = "de000000-0000-0000-0000-000000000001";
+const APP_ID: &str = "a1111111-1111-1111-1111-111111111111";
+const SP_IN_CUSTOMER: &str = "5e000000-0000-0000-0000-000000000002";
+const ARM: &str = "https://management.azure.com";
+const UAMI: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk-uami";
+const NO_FIC_UAMI: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/no-fic-uami";
+const ACCOUNT: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-isv/providers/Microsoft.Storage/storageAccounts/isvdata1";
+
+struct Env {
+    emulator: Emulator,
+    client: AzureClient,
+    token: String,
+}
+
+async fn start() -> Env {
+    let scenario: Scenario = serde_json::from_str(include_str!("data/arm/cross_tenant.json")).expect("scenario parses");
+    let options = EmulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario: Some(scenario), host: None };
+    let emulator = Emulator::start(options).await.expect("emulator starts");
+    let client = AzureClient::new(emulator.url());
+    let token = mint(&emulator, ISV, CALLER, "https://management.azure.com/");
+    Env { emulator, client, token }
+}
+
+fn mint(emulator: &Emulator, tenant: &str, oid: &str, resource: &str) -> String {
+    let tokens = &emulator.shared().tokens;
+    let subject = Subject { tenant_id: tenant, object_id: oid, client_id: oid, mi_resource_id: None };
+    tokens.mint(Claims::issue(Cloud::Public, &subject, resource, tokens.now(), 3600))
+}
+
+impl Env {
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, &format!("{ARM}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn patch_account(&self, body: Value) -> (u16, Value) {
+        self.call(Method::PATCH, &format!("{ACCOUNT}?api-version=2023-05-01"), Some(&self.token), Some(body)).await
+    }
+
+    async fn get_account(&self) -> Value {
+        let (status, body) = self.call(Method::GET, &format!("{ACCOUNT}?api-version=2023-05-01"), Some(&self.token), None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// The PATCH from the spec example, pointed at the scenario's vault and identity.
+fn cmk_body(vault_uri: &str, key: &str, uami: &str, app_id: &str) -> Value {
+    json!({
+        "identity": { "type": "UserAssigned", "userAssignedIdentities": { uami: {} } },
+        "properties": { "encryption": {
+            "keySource": "Microsoft.Keyvault",
+            "keyvaultproperties": { "keyvaulturi": vault_uri, "keyname": key, "keyversion": "" },
+            "identity": { "userAssignedIdentity": uami, "federatedIdentityClientId": app_id },
+            "services": { "blob": { "enabled": true, "keyType": "Account" }, "file": { "enabled": true, "keyType": "Account" } }
+        } }
+    })
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn authentication_and_authorization_errors_look_like_arm() {
+    let env = start().await;
+    let path = format!("{ACCOUNT}?api-version=2023-05-01");
+    let (status, body) = env.call(Method::GET, &path, None, None).await;
+    assert_eq!((status, code(&body)), (401, "AuthenticationFailed"));
+    let vault_token = mint(&env.emulator, ISV, CALLER, "https://vault.azure.net");
+    let (status, body) = env.call(Method::GET, &path, Some(&vault_token), None).await;
+    assert_eq!((status, code(&body)), (401, "InvalidAuthenticationTokenAudience"));
+    let (status, body) = env.call(Method::GET, &path, Some("not-a-token"), None).await;
+    assert_eq!((status, code(&body)), (401, "InvalidAuthenticationToken"));
+    let foreign = mint(&env.emulator, CUSTOMER, CALLER, "https://management.azure.com/");
+    let (status, body) = env.call(Method::GET, &path, Some(&foreign), None).await;
+    assert_eq!((status, code(&body)), (401, "InvalidAuthenticationTokenTenant"));
+    let denied = mint(&env.emulator, ISV, DENIED, "https://management.azure.com/");
+    let (status, body) = env.call(Method::GET, &path, Some(&denied), None).await;
+    assert_eq!((status, code(&body)), (403, "AuthorizationFailed"));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("The client '{DENIED}' with object id '{DENIED}' does not have authorization to perform action 'Microsoft.Storage/storageAccounts/read'")), "{message}");
+
+    // Lifting the denial at run time lets the same caller in.
+    env.emulator.shared().apply(&[Change::SetArmDenials { denials: vec![] }]).unwrap();
+    let (status, _) = env.call(Method::GET, &path, Some(&denied), None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn addressing_errors_look_like_arm() {
+    let env = start().await;
+    let token = Some(env.token.as_str());
+    let cases = [
+        (format!("{ACCOUNT}?api-version=2019-01-01"), 400, "NoRegisteredProviderFound"),
+        (ACCOUNT.to_owned(), 400, "MissingApiVersionParameter"),
+        (format!("{}?api-version=2023-05-01", ACCOUNT.replace(SUB, "00000000-0000-0000-0000-000000000009")), 404, "SubscriptionNotFound"),
+        (format!("{}?api-version=2023-05-01", ACCOUNT.replace(SUB, "not-a-guid")), 400, "InvalidSubscriptionId"),
+        (format!("{}?api-version=2023-05-01", ACCOUNT.replace("rg-isv", "rg-missing")), 404, "ResourceGroupNotFound"),
+        (format!("{}?api-version=2023-05-01", ACCOUNT.replace("isvdata1", "missing1")), 404, "ResourceNotFound"),
+        (format!("/subscriptions/{SUB}/providers/Microsoft.Storage?api-version=1999-01-01"), 400, "InvalidApiVersionParameter"),
+    ];
+    for (path, status, expected) in cases {
+        let (got, body) = env.call(Method::GET, &path, token, None).await;
+        assert_eq!((got, code(&body)), (status, expected), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn feature_and_provider_registration_complete_after_the_configured_polls() {
+    let env = start().await;
+    let token = Some(env.token.as_str());
+    let feature = format!("/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity");
+    let (status, body) = env.call(Method::GET, &format!("{feature}?api-version=2021-07-01"), token, None).await;
+    assert_eq!((status, body["properties"]["state"].as_str()), (200, Some("NotRegistered")));
+    let (status, body) = env.call(Method::POST, &format!("{feature}/register?api-version=2021-07-01"), token, None).await;
+    assert_eq!((status, body["properties"]["state"].as_str()), (200, Some("Registering")));
+    assert_eq!(body["name"], "Microsoft.Storage/FederatedClientIdentity");
+    assert_eq!(body["type"], "Microsoft.Features/providers/features");
+    let mut states = Vec::new();
+    for _ in 0..3 {
+        let (_, body) = env.call(Method::GET, &format!("{feature}?api-version=2021-07-01"), token, None).await;
+        states.push(body["properties"]["state"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(states, ["Registering", "Registered", "Registered"]);
+
+    let provider = format!("/subscriptions/{SUB}/providers/Microsoft.Web");
+    let (_, body) = env.call(Method::POST, &format!("{provider}/register?api-version=2021-04-01"), token, None).await;
+    assert_eq!(body["registrationState"], "Registering");
+    assert_eq!(body["namespace"], "Microsoft.Web");
+    let (_, body) = env.call(Method::GET, &format!("{provider}?api-version=2021-04-01"), token, None).await;
+    assert_eq!(body["registrationState"], "Registering");
+    let (_, body) = env.call(Method::GET, &format!("{provider}?api-version=2021-04-01"), token, None).await;
+    assert_eq!(body["registrationState"], "Registered");
+}
+
+#[tokio::test]
+async fn identity_put_creates_once_and_registers_in_the_directory() {
+    let env = start().await;
+    let token = Some(env.token.as_str());
+    let path = format!("/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/new-uami?api-version=2023-01-31");
+    let (status, created) = env.call(Method::PUT, &path, token, Some(json!({ "location": "westeurope", "tags": { "k": "v" } }))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["properties"]["tenantId"], ISV);
+    assert!(created["id"].as_str().unwrap().contains("/resourcegroups/rg-isv/"), "ARM lower-cases resourcegroups here");
+    let (status, again) = env.call(Method::PUT, &path, token, Some(json!({ "location": "westeurope" }))).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["properties"]["principalId"], created["properties"]["principalId"]);
+    let (status, got) = env.call(Method::GET, &path, token, None).await;
+    assert_eq!((status, &got["properties"]["clientId"]), (200, &created["properties"]["clientId"]));
+    let world = env.emulator.shared().world.lock().unwrap();
+    let registered = world.directory.managed_identity_by_resource_id(created["id"].as_str().unwrap()).expect("in the directory");
+    assert_eq!(registered.principal_id, created["properties"]["principalId"].as_str().unwrap());
+    drop(world);
+
+    let (status, body) = env.call(Method::PUT, &path, token, Some(json!({ "location": "westeurope", "colour": "blue" }))).await;
+    assert_eq!((status, code(&body)), (400, "InvalidRequestContent"));
+    let (status, body) = env.call(Method::PUT, &path.replace("rg-isv", "rg-nowhere"), token, Some(json!({ "location": "westeurope" }))).await;
+    assert_eq!((status, code(&body)), (404, "ResourceGroupNotFound"));
+}
+
+#[tokio::test]
+async fn cross_tenant_cmk_patch_fills_what_storage_reports() {
+    let env = start().await;
+    let (status, body) = env.patch_account(cmk_body("https://custvault.vault.azure.net", "cmk", UAMI, APP_ID)).await;
+    assert_eq!(status, 200, "{body}");
+    let latest = deterministic_version("custvault.vault.azure.net", "cmk", 1);
+    let encryption = &body["properties"]["encryption"];
+    assert_eq!(encryption["keySource"], "Microsoft.Keyvault");
+    assert_eq!(
+        encryption["keyvaultproperties"]["currentVersionedKeyIdentifier"],
+        format!("https://custvault.vault.azure.net/keys/cmk/{latest}")
+    );
+    assert_eq!(encryption["keyvaultproperties"]["keyversion"], "");
+    assert!(encryption["keyvaultproperties"]["lastKeyRotationTimestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(encryption["keyvaultproperties"].get("currentVersionedKeyExpirationTimestamp").is_none());
+    assert_eq!(encryption["identity"]["federatedIdentityClientId"], APP_ID);
+    assert_eq!(encryption["identity"]["userAssignedIdentity"], UAMI.replace("resourceGroups", "resourcegroups"));
+    assert_eq!(encryption["services"]["blob"]["keyType"], "Account");
+    assert_eq!(encryption["services"]["file"]["enabled"], true);
+    assert_eq!(body["identity"]["type"], "UserAssigned");
+    assert_eq!(body["identity"]["userAssignedIdentities"][UAMI]["principalId"], "e0000000-0000-0000-0000-000000000001");
+    assert_eq!(body["identity"]["userAssignedIdentities"][UAMI]["clientId"], "c0000000-0000-0000-0000-000000000001");
+    assert_eq!(env.get_account().await, body, "GET shows what the PATCH answered");
+
+    // Pinning a version that expires reports its expiry; going back to Microsoft-managed keys drops the vault.
+    let mut pinned = cmk_body("https://custvault.vault.azure.net", "expiring-key", UAMI, APP_ID);
+    pinned["properties"]["encryption"]["keySource"] = json!("microsoft.keyvault");
+    let (status, body) = env.patch_account(pinned).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["properties"]["encryption"]["keySource"], "Microsoft.Keyvault");
+    assert_eq!(
+        body["properties"]["encryption"]["keyvaultproperties"]["currentVersionedKeyExpirationTimestamp"],
+        "2100-01-01T00:00:00.0000000Z"
+    );
+    let (status, body) = env.patch_account(json!({ "properties": { "encryption": { "keySource": "Microsoft.Storage" } } })).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["properties"]["encryption"].get("keyvaultproperties").is_none());
+    assert_eq!(body["properties"]["encryption"]["identity"]["federatedIdentityClientId"], APP_ID, "encryption identity stays");
+}
+
+#[tokio::test]
+async fn managed_hsm_key_with_key_scoped_role_works() {
+    let env = start().await;
+    let (status, body) = env.patch_account(cmk_body("https://custhsm.managedhsm.azure.net", "hsmkey", UAMI, APP_ID)).await;
+    assert_eq!(status, 200, "{body}");
+    let kid = body["properties"]["encryption"]["keyvaultproperties"]["currentVersionedKeyIdentifier"].as_str().unwrap();
+    assert!(kid.starts_with("https://custhsm.managedhsm.azure.net/keys/hsmkey/"), "{kid}");
+}
+
+#[tokio::test]
+async fn each_storage_rp_error_leaves_the_account_unchanged() {
+    let env = start().await;
+    let before = env.get_account().await;
+    let vault = "https://custvault.vault.azure.net";
+    let mut not_attached = cmk_body(vault, "cmk", UAMI, APP_ID);
+    not_attached["identity"] = json!({ "type": "UserAssigned", "userAssignedIdentities": { NO_FIC_UAMI: {} } });
+    let mut unknown_member = cmk_body(vault, "cmk", UAMI, APP_ID);
+    unknown_member["properties"]["encryption"]["keyvaultproperties"]["keyUrl"] = json!("x");
+    let mut ill_typed = cmk_body(vault, "cmk", UAMI, APP_ID);
+    ill_typed["properties"]["encryption"]["services"]["blob"]["enabled"] = json!("true");
+    let mut bad_source = cmk_body(vault, "cmk", UAMI, APP_ID);
+    bad_source["properties"]["encryption"]["keySource"] = json!("Microsoft.Vault");
+    let missing_uami = UAMI.replace("cmk-uami", "ghost-uami");
+    let cases: Vec<(&str, Value, u16, &str, &str)> = vec![
+        ("identity not on the account", not_attached, 400, "BadRequest", "Missing pre-requisites"),
+        ("purge protection off", cmk_body("https://nopurgevault.vault.azure.net", "cmk", UAMI, APP_ID), 400, "KeyVaultPolicyError", "recoverable is not set"),
+        ("no role for the app", cmk_body("https://norolevault.vault.azure.net", "cmk", UAMI, APP_ID), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
+        ("disabled key", cmk_body(vault, "disabled-key", UAMI, APP_ID), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
+        ("expired key", cmk_body(vault, "expired-key", UAMI, APP_ID), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
+        ("missing key", cmk_body(vault, "nokey", UAMI, APP_ID), 400, "KeyVaultEncryptionKeyNotFound", "key vault key is not found"),
+        ("unknown vault", cmk_body("https://novault.vault.azure.net", "cmk", UAMI, APP_ID), 400, "KeyVaultVaultNotFound", "not found"),
+        ("FIC does not name this identity", cmk_body(vault, "cmk", NO_FIC_UAMI, APP_ID), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
+        ("app unknown in the vault tenant", cmk_body(vault, "cmk", UAMI, "a9999999-9999-9999-9999-999999999999"), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
+        ("unknown member", unknown_member, 400, "InvalidRequestContent", "Could not find member 'keyUrl'"),
+        ("ill-typed member", ill_typed, 400, "InvalidRequestContent", "System.Boolean"),
+        ("bad key source", bad_source, 400, "InvalidRequestPropertyValue", "keySource"),
+        ("identity does not exist", cmk_body(vault, "cmk", &missing_uami, APP_ID), 400, "FailedIdentityOperation", "ghost-uami"),
+        ("malformed identity id", cmk_body(vault, "cmk", "cmk-uami", APP_ID), 400, "LinkedInvalidPropertyId", "cmk-uami"),
+    ];
+    for (name, body, status, expected_code, message) in cases {
+        let (got, answer) = env.patch_account(body).await;
+        assert_eq!((got, code(&answer)), (status, expected_code), "{name}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(message), "{name}: {answer}");
+        assert_eq!(env.get_account().await, before, "{name} changed the account");
+    }
+}
+
+#[tokio::test]
+async fn revoking_the_role_breaks_the_next_patch() {
+    let env = start().await;
+    let body = cmk_body("https://custvault.vault.azure.net", "cmk", UAMI, APP_ID);
+    assert_eq!(env.patch_account(body.clone()).await.0, 200);
+    let revoke = Change::RevokeRole {
+        vault: "custvault".into(),
+        principal_id: SP_IN_CUSTOMER.into(),
+        role: "Key Vault Crypto Service Encryption User".into(),
+    };
+    env.emulator.shared().apply(&[revoke]).unwrap();
+    let (status, answer) = env.patch_account(body).await;
+    assert_eq!((status, code(&answer)), (400, "KeyVaultAuthenticationFailure"));
+}
+
+#[tokio::test]
+async fn identity_merge_rules() {
+    let env = start().await;
+    let (status, body) = env.patch_account(json!({ "identity": { "type": "SystemAssigned" } })).await;
+    assert_eq!(status, 200, "{body}");
+    let system_principal = body["identity"]["principalId"].as_str().unwrap().to_owned();
+    assert_eq!(body["identity"]["tenantId"], ISV);
+
+    let (_, body) = env
+        .patch_account(json!({ "identity": { "type": "SystemAssigned,UserAssigned", "userAssignedIdentities": { UAMI: {} } } }))
+        .await;
+    assert_eq!(body["identity"]["type"], "SystemAssigned,UserAssigned");
+    assert_eq!(body["identity"]["principalId"], system_principal.as_str(), "the system identity survives");
+    assert_eq!(body["identity"]["userAssignedIdentities"][UAMI]["clientId"], "c0000000-0000-0000-0000-000000000001");
+
+    let (_, body) = env
+        .patch_account(json!({ "identity": { "type": "SystemAssigned,UserAssigned", "userAssignedIdentities": { NO_FIC_UAMI: {} } } }))
+        .await;
+    assert_eq!(body["identity"]["userAssignedIdentities"].as_object().unwrap().len(), 2, "entries merge: {body}");
+
+    let (_, body) = env
+        .patch_account(json!({ "identity": { "type": "SystemAssigned,UserAssigned", "userAssignedIdentities": { NO_FIC_UAMI: null } } }))
+        .await;
+    let users = body["identity"]["userAssignedIdentities"].as_object().unwrap();
+    assert_eq!(users.keys().collect::<Vec<_>>(), [UAMI], "null removes: {body}");
+
+    let (_, body) = env.patch_account(json!({ "identity": { "type": "UserAssigned" } })).await;
+    assert_eq!(body["identity"]["type"], "UserAssigned");
+    assert!(body["identity"].get("principalId").is_none(), "UserAssigned alone drops the system identity: {body}");
+
+    let (status, answer) =
+        env.patch_account(json!({ "identity": { "type": "UserAssigned", "userAssignedIdentities": { UAMI: null } } })).await;
+    assert_eq!((status, code(&answer)), (400, "InvalidRequestPropertyValue"), "removing the last one under UserAssigned");
+
+    let (status, answer) = env.patch_account(json!({ "identity": { "type": "Everything" } })).await;
+    assert_eq!((status, code(&answer)), (400, "InvalidRequestPropertyValue"));
+
+    let (_, body) = env.patch_account(json!({ "identity": { "type": "None" } })).await;
+    assert_eq!(body["identity"], json!({ "type": "None" }));
+
+    // With CMK on, detaching the encryption identity is refused, as the RP needs it to reach the key.
+    assert_eq!(env.patch_account(cmk_body("https://custvault.vault.azure.net", "cmk", UAMI, APP_ID)).await.0, 200);
+    let (status, answer) = env.patch_account(json!({ "identity": { "type": "SystemAssigned" } })).await;
+    assert_eq!((status, code(&answer)), (400, "BadRequest"), "{answer}");
+}

@@ -1,0 +1,600 @@
+//! The emulated Functions host, end to end through the real `test-handler` binary: configuration errors, the
+//! handler's process environment, restart policy, Service Bus dispatch (payloads byte for byte, settlement, outputs,
+//! timeouts) and HTTP triggers with function keys.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use azure_emulator::host::{HostOptions, HostHandle};
+use azure_emulator::servicebus::NewMessage;
+use azure_emulator::{Emulator, EmulatorOptions, Scenario, StartError};
+use serde_json::{Value, json};
+
+const NS: &str = "contoso-sb";
+const QUEUE: &str = "onboarding";
+const TOPIC: &str = "onboarding-events";
+const BODY: &str = r#"{"onboardingId":"obd-7f3c","tenantId":"contoso","subscriptionId":"00000000-0000-0000-0000-000000000000"}"#;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A throw-away function app folder.
+struct App {
+    root: PathBuf,
+}
+
+impl App {
+    fn new(host_json: Value) -> App {
+        let root = std::env::temp_dir().join(format!("host-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(root.join("records")).unwrap();
+        std::fs::write(root.join("host.json"), serde_json::to_vec_pretty(&host_json).unwrap()).unwrap();
+        App { root }
+    }
+
+    fn function(self, name: &str, function_json: Value) -> App {
+        std::fs::create_dir_all(self.root.join(name)).unwrap();
+        std::fs::write(self.root.join(name).join("function.json"), serde_json::to_vec_pretty(&function_json).unwrap())
+            .unwrap();
+        self
+    }
+
+    fn records(&self) -> PathBuf {
+        self.root.join("records")
+    }
+
+    /// Recorded request bodies of `function`, oldest first.
+    fn bodies(&self, function: &str) -> Vec<String> {
+        self.recorded(function, "json")
+    }
+
+    fn headers(&self, function: &str) -> Vec<String> {
+        self.recorded(function, "headers")
+    }
+
+    fn recorded(&self, function: &str, extension: &str) -> Vec<String> {
+        let suffix = format!("-{function}.{extension}");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.records())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().unwrap().to_string_lossy().ends_with(&suffix))
+            .collect();
+        names.sort();
+        names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn handler_path() -> &'static str {
+    env!("CARGO_BIN_EXE_test-handler")
+}
+
+fn host_json(extra: Value) -> Value {
+    let mut host = json!({
+        "version": "2.0",
+        "customHandler": {
+            "description": {
+                "defaultExecutablePath": handler_path(),
+                "arguments": ["--flag", "%TEST_APP_SETTING%", "%UNSET_SETTING_FOR_HOST_TESTS%"]
+            }
+        },
+        "functionTimeout": "00:00:30",
+        "extensions": { "serviceBus": { "maxConcurrentCalls": 1 } }
+    });
+    if let (Some(host), Value::Object(extra)) = (host.as_object_mut(), extra) {
+        host.extend(extra);
+    }
+    host
+}
+
+fn sb_trigger(binary: bool) -> Value {
+    let mut trigger = json!({
+        "name": "onboardingMessage", "type": "serviceBusTrigger", "direction": "in",
+        "queueName": "%QUEUE_NAME%", "connection": "ServiceBusConnection"
+    });
+    if binary {
+        trigger["dataType"] = json!("binary");
+    }
+    trigger
+}
+
+fn scenario() -> Scenario {
+    serde_json::from_value(json!({
+        "tenants": [{ "id": "11111111-1111-1111-1111-111111111111" }],
+        "serviceBus": [{
+            "name": NS,
+            "tenantId": "11111111-1111-1111-1111-111111111111",
+            "queues": [{ "name": QUEUE, "lockDuration": "PT5S", "maxDeliveryCount": 3 }],
+            "topics": [{ "name": TOPIC, "subscriptions": [{ "name": "all" }] }]
+        }]
+    }))
+    .unwrap()
+}
+
+fn options(app: &App, mode: &[(&str, &str)]) -> HostOptions {
+    let mut settings: BTreeMap<String, String> = [
+        ("ServiceBusConnection__fullyQualifiedNamespace", "contoso-sb.servicebus.windows.net"),
+        ("QUEUE_NAME", QUEUE),
+        ("TEST_APP_SETTING", "from-app-settings"),
+        ("FUNCTIONS_WORKER_RUNTIME", "Custom"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    settings.insert("TEST_HANDLER_RECORD_DIR".into(), app.records().display().to_string());
+    for (k, v) in mode {
+        settings.insert(k.to_string(), v.to_string());
+    }
+    let mut options = HostOptions::new(&app.root, settings);
+    options.init_timeout = Duration::from_secs(20);
+    options.master_key = Some("master-key-for-tests".into());
+    options.function_key = Some("function-key-for-tests".into());
+    options
+}
+
+async fn start(app: &App, options: HostOptions) -> Emulator {
+    let _ = app;
+    Emulator::start(EmulatorOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        scenario: Some(scenario()),
+        host: Some(options),
+    })
+    .await
+    .expect("emulator with host starts")
+}
+
+fn host(emulator: &Emulator) -> &HostHandle {
+    emulator.host().expect("host is running")
+}
+
+/// Polls `check` until it yields a value; fails the test after `WAIT`.
+async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn send(emulator: &Emulator, body: &str) {
+    let message = NewMessage {
+        body: body.as_bytes().to_vec(),
+        content_type: Some("application/json".into()),
+        message_id: Some("c2f1e0a4d6b94a3f8e2b1c0d9e8f7a6b".into()),
+        correlation_id: Some("req-1234".into()),
+        application_properties: [("source".to_owned(), json!("portal"))].into(),
+        ..NewMessage::default()
+    };
+    emulator.shared().bus.send(NS, QUEUE, message).expect("send to the trigger queue");
+}
+
+fn queue_is_empty(emulator: &Emulator) -> bool {
+    emulator.shared().bus.peek(NS, QUEUE, 0, 10).unwrap().is_empty()
+}
+
+/// Compact JSON with the member order of the text (no whitespace outside strings).
+fn minify(text: &str) -> String {
+    let mut out = String::new();
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Replaces the string value of each volatile member (ids, times, sequence numbers) with `"<normalised>"`.
+fn normalise(compact: &str) -> String {
+    let mut text = compact.to_owned();
+    for key in [
+        "LockToken",
+        "ExpiresAtUtc",
+        "ExpiresAt",
+        "EnqueuedTimeUtc",
+        "EnqueuedTime",
+        "SequenceNumber",
+        "Identifier",
+        "UtcNow",
+        "RandGuid",
+    ] {
+        let needle = format!("\"{key}\":\"");
+        let mut from = 0;
+        while let Some(at) = text[from..].find(&needle).map(|i| i + from) {
+            let start = at + needle.len();
+            let mut end = start;
+            let bytes = text.as_bytes();
+            while bytes[end] != b'"' {
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            text.replace_range(start..end, "<normalised>");
+            from = start;
+        }
+    }
+    text
+}
+
+fn shared_specs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/specs")
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/host").join(name)).unwrap()
+}
+
+#[test]
+fn schemas_and_fixtures_are_verbatim_copies() {
+    let specs = shared_specs();
+    if !specs.exists() {
+        return;
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["host.schema.json", "function.schema.json"] {
+        let ours = std::fs::read(manifest.join("schemas").join(name)).unwrap();
+        assert_eq!(ours, std::fs::read(specs.join(name)).unwrap(), "schemas/{name} differs from shared/specs");
+    }
+    for name in [
+        "servicebus-trigger.default-datatype.request.json",
+        "servicebus-trigger.binary-datatype.request.json",
+        "servicebus-trigger.handler-response.json",
+        "servicebus-output.resulting-message.json",
+    ] {
+        assert_eq!(fixture(&format!("derived/{name}")), std::fs::read_to_string(specs.join("functions/derived").join(name)).unwrap());
+    }
+    assert_eq!(
+        fixture("http-order.handler-request.json"),
+        std::fs::read_to_string(specs.join("functions/docs-verbatim/http-order.handler-request.json")).unwrap()
+    );
+}
+
+async fn start_error(app: &App) -> String {
+    let result = Emulator::start(EmulatorOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        scenario: Some(scenario()),
+        host: Some(options(app, &[])),
+    })
+    .await;
+    match result {
+        Err(StartError::Host(error)) => error.to_string(),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("the host started although the configuration is invalid"),
+    }
+}
+
+#[tokio::test]
+async fn configuration_errors_name_the_file() {
+    let app = App::new(host_json(json!({}))).function("1bad", json!({ "bindings": [sb_trigger(false)] }));
+    let error = start_error(&app).await;
+    assert!(error.contains("1bad") && error.contains("function name"), "{error}");
+
+    let mut bad_binding = sb_trigger(false);
+    bad_binding["name"] = json!("onboarding_message");
+    let app = App::new(host_json(json!({}))).function("Fn", json!({ "bindings": [bad_binding] }));
+    let error = start_error(&app).await;
+    assert!(error.contains("function.json") && error.contains("onboarding_message"), "{error}");
+
+    let app = App::new(json!({ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "" } } }));
+    let error = start_error(&app).await;
+    assert!(error.contains("host.json") && error.contains("DefaultExecutablePath"), "{error}");
+
+    let app = App::new(host_json(json!({ "functionTimeout": 30 })));
+    let error = start_error(&app).await;
+    assert!(error.contains("host.json") && error.contains("schema"), "{error}");
+
+    let mut unresolved = sb_trigger(false);
+    unresolved["queueName"] = json!("%NOT_AN_APP_SETTING_ANYWHERE%");
+    let app = App::new(host_json(json!({}))).function("Fn", json!({ "bindings": [unresolved] }));
+    let error = start_error(&app).await;
+    assert!(error.contains("function.json") && error.contains("NOT_AN_APP_SETTING_ANYWHERE"), "{error}");
+}
+
+#[tokio::test]
+async fn the_handler_gets_the_hosts_environment_and_its_output_is_kept() {
+    let mut trigger = sb_trigger(false);
+    trigger["autoCompleteMessages"] = json!(false);
+    let app = App::new(host_json(json!({})))
+        .function("Quiet", json!({ "bindings": [trigger], "retry": { "strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:01" } }));
+    let emulator = start(&app, options(&app, &[])).await;
+    let host = host(&emulator);
+    let status = host.status();
+    assert_eq!(status["state"], "ready");
+    let port = status["port"].as_u64().unwrap();
+    let output = wait_for("the handler's start-up lines", || {
+        let output = host.handler_output();
+        output.iter().any(|l| l.contains("stderr is captured")).then_some(output)
+    })
+    .await;
+    let line = |name: &str| output.iter().find(|l| l.starts_with(&format!("test-handler env {name}="))).cloned().unwrap();
+    assert_eq!(line("FUNCTIONS_CUSTOMHANDLER_PORT"), format!("test-handler env FUNCTIONS_CUSTOMHANDLER_PORT={port}"));
+    assert_eq!(line("FUNCTIONS_HTTPWORKER_PORT"), format!("test-handler env FUNCTIONS_HTTPWORKER_PORT={port}"));
+    assert!(!line("FUNCTIONS_CUSTOMHANDLER_WORKER_ID").ends_with("<unset>"));
+    assert!(!line("FUNCTIONS_HTTPWORKER_ID").ends_with("<unset>"));
+    let root = std::path::absolute(&app.root).unwrap().display().to_string();
+    assert_eq!(line("FUNCTIONS_APP_ROOT_PATH"), format!("test-handler env FUNCTIONS_APP_ROOT_PATH={root}"));
+    assert_eq!(line("IDENTITY_ENDPOINT"), format!("test-handler env IDENTITY_ENDPOINT={}/msi/token", emulator.url()));
+    assert_eq!(line("TEST_APP_SETTING"), "test-handler env TEST_APP_SETTING=from-app-settings");
+    assert!(output.contains(&format!("test-handler cwd={root}")), "{output:?}");
+    assert!(output.contains(&r#"test-handler args=["--flag", "from-app-settings"]"#.to_owned()), "{output:?}");
+    let warnings = status["warnings"].to_string();
+    assert!(warnings.contains("retries will not be supported") && warnings.contains("autoCompleteMessages"), "{warnings}");
+    emulator.shutdown().await;
+}
+
+async fn payload_for(binary: bool) -> (String, String) {
+    let app = App::new(host_json(json!({}))).function("ProcessOnboarding", json!({ "bindings": [sb_trigger(binary)] }));
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "ok")])).await;
+    send(&emulator, BODY);
+    wait_for("the message to be completed", || (host(&emulator).status()["invocations"]["ok"] == 1).then_some(())).await;
+    wait_for("the queue to be empty", || queue_is_empty(&emulator).then_some(())).await;
+    let bodies = app.bodies("ProcessOnboarding");
+    let headers = app.headers("ProcessOnboarding");
+    emulator.shutdown().await;
+    assert_eq!(bodies.len(), 1);
+    (bodies[0].clone(), headers[0].clone())
+}
+
+#[tokio::test]
+async fn service_bus_payloads_match_the_derived_examples_byte_for_byte() {
+    for (binary, name) in [(false, "default-datatype"), (true, "binary-datatype")] {
+        let (body, headers) = payload_for(binary).await;
+        let expected = minify(&fixture(&format!("derived/servicebus-trigger.{name}.request.json")));
+        assert_eq!(normalise(&body), normalise(&expected), "{name}");
+        let lines: Vec<&str> = headers.lines().collect();
+        assert_eq!(lines[0], "POST /ProcessOnboarding");
+        assert!(lines.contains(&"content-type: application/json; charset=utf-8"), "{headers}");
+        assert!(lines.contains(&"x-azure-functions-hostversion: 4.1037.0.0"), "{headers}");
+        assert!(lines.contains(&"user-agent: Azure-Functions-Host/4.1037.0.0"), "{headers}");
+        let id = lines.iter().find_map(|l| l.strip_prefix("x-azure-functions-invocationid: ")).unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn failures_abandon_until_the_message_is_dead_lettered() {
+    let app = App::new(host_json(json!({}))).function("ProcessOnboarding", json!({ "bindings": [sb_trigger(true)] }));
+    // Not JSON, then 500, then 500: three failed deliveries; the queue's MaxDeliveryCount is 3.
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "text|fail")])).await;
+    send(&emulator, BODY);
+    let dead = wait_for("the dead-lettered message", || {
+        let dead = emulator.shared().bus.peek(NS, &format!("{QUEUE}/$DeadLetterQueue"), 0, 10).unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead[0].dead_letter_reason.as_deref(), Some("MaxDeliveryCountExceeded"));
+    let counts: Vec<Value> = app
+        .bodies("ProcessOnboarding")
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap()["Metadata"]["DeliveryCount"].clone())
+        .collect();
+    assert_eq!(counts, vec![json!("1"), json!("2"), json!("3")]);
+    let status = host(&emulator).status();
+    assert_eq!(status["invocations"]["failed"], 3);
+    assert_eq!(status["invocations"]["ok"], 0);
+    assert_eq!(status["restarts"], 0);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_answer_hangs_until_the_timeout_and_restarts_the_handler() {
+    let app = App::new(host_json(json!({}))).function("ProcessOnboarding", json!({ "bindings": [sb_trigger(true)] }));
+    let mut options = options(&app, &[("TEST_HANDLER_MODE", "empty|ok")]);
+    options.function_timeout = Some(Duration::from_millis(700));
+    let emulator = start(&app, options).await;
+    let first_pid = host(&emulator).status()["pid"].clone();
+    let started = Instant::now();
+    send(&emulator, BODY);
+    wait_for("the redelivery to succeed", || (host(&emulator).status()["invocations"]["ok"] == 1).then_some(())).await;
+    assert!(started.elapsed() >= Duration::from_millis(700), "the empty answer did not hang");
+    let status = host(&emulator).status();
+    assert_eq!(status["invocations"]["timedOut"], 1);
+    assert_eq!(status["restarts"], 1);
+    assert_ne!(status["pid"], first_pid);
+    let counts: Vec<Value> = app
+        .bodies("ProcessOnboarding")
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap()["Metadata"]["DeliveryCount"].clone())
+        .collect();
+    assert_eq!(counts, vec![json!("1"), json!("2")]);
+    wait_for("the queue to be empty", || queue_is_empty(&emulator).then_some(())).await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn outputs_are_sent_in_order_before_settlement() {
+    let response = minify(&fixture("derived/servicebus-trigger.handler-response.json"));
+    let app = App::new(host_json(json!({}))).function(
+        "ProcessOnboarding",
+        json!({ "bindings": [
+            sb_trigger(true),
+            { "name": "completionEvent", "type": "serviceBus", "direction": "out", "topicName": TOPIC, "connection": "ServiceBusConnection" }
+        ]}),
+    );
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", &format!("respond:{response}"))])).await;
+    send(&emulator, BODY);
+    let event = emulator
+        .shared()
+        .bus
+        .receive(NS, &format!("{TOPIC}/subscriptions/all"), WAIT)
+        .await
+        .unwrap()
+        .expect("the output message");
+    wait_for("the trigger message to be completed", || queue_is_empty(&emulator).then_some(())).await;
+    let expected: Value = serde_json::from_str(&fixture("derived/servicebus-output.resulting-message.json")).unwrap();
+    assert_eq!(String::from_utf8(event.message.body.clone()).unwrap(), expected["Body (UTF-8 text)"].as_str().unwrap());
+    assert_eq!(event.message.content_type.as_deref(), Some("text/plain"));
+    let headers = app.headers("ProcessOnboarding");
+    let invocation = headers[0].lines().find_map(|l| l.strip_prefix("x-azure-functions-invocationid: ")).unwrap();
+    assert_eq!(event.message.application_properties.get("$AzureWebJobsParentId"), Some(&json!(invocation)));
+    assert!(host(&emulator).function_logs().contains(&"Function.ProcessOnboarding.User: Processed onboarding obd-7f3c".to_owned()));
+    emulator.shutdown().await;
+
+    // A failing second output: the first is already sent, the invocation fails and the trigger is abandoned.
+    let app = App::new(host_json(json!({}))).function(
+        "ProcessOnboarding",
+        json!({ "bindings": [
+            sb_trigger(true),
+            { "name": "first", "type": "serviceBus", "direction": "out", "topicName": TOPIC, "connection": "ServiceBusConnection" },
+            { "name": "second", "type": "serviceBus", "direction": "out", "queueName": "missing", "connection": "ServiceBusConnection" }
+        ]}),
+    );
+    let answer = r#"{"Outputs":{"first":{"n":1},"second":{"n":2}}}"#;
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", &format!("respond:{answer}"))])).await;
+    send(&emulator, BODY);
+    wait_for("a failed invocation", || (host(&emulator).status()["invocations"]["failed"] == 1).then_some(())).await;
+    let sent = emulator.shared().bus.receive(NS, &format!("{TOPIC}/subscriptions/all"), WAIT).await.unwrap().unwrap();
+    assert_eq!(String::from_utf8(sent.message.body).unwrap(), "{\n  \"n\": 1\n}");
+    wait_for("the redelivery", || (app.bodies("ProcessOnboarding").len() >= 2).then_some(())).await;
+    let redelivered: Value = serde_json::from_str(&app.bodies("ProcessOnboarding")[1]).unwrap();
+    assert_eq!(redelivered["Metadata"]["DeliveryCount"], "2");
+    emulator.shutdown().await;
+}
+
+fn http_function(auth_level: &str) -> Value {
+    json!({ "bindings": [
+        { "type": "httpTrigger", "direction": "in", "name": "req", "methods": ["post"], "authLevel": auth_level, "route": "order/{id?}" },
+        { "type": "http", "direction": "out", "name": "res" }
+    ]})
+}
+
+#[tokio::test]
+async fn http_triggers_check_function_keys_and_translate_the_answer() {
+    let app = App::new(host_json(json!({})))
+        .function("order", http_function("function"))
+        .function("admin", json!({ "bindings": [
+            { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "admin" },
+            { "type": "http", "direction": "out", "name": "res" }
+        ]}))
+        .function("open", json!({ "bindings": [
+            { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous" },
+            { "type": "http", "direction": "out", "name": "res" }
+        ]}));
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "echo")])).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = emulator.url();
+    let order = r#"{"id":1005,"quantity":2,"color":"black"}"#;
+    let post = |path: &str| client.post(format!("{url}{path}")).header("content-type", "application/json").body(order);
+
+    assert_eq!(post("/api/order").send().await.unwrap().status(), 401);
+    assert_eq!(post("/api/order").header("x-functions-key", "wrong").send().await.unwrap().status(), 401);
+    assert_eq!(client.get(format!("{url}/api/order?code=function-key-for-tests")).send().await.unwrap().status(), 404);
+    let answer = post("/api/order/7?code=master-key-for-tests").send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = post("/api/order?x=1").header("x-functions-key", "function-key-for-tests").send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["x-test-handler"], "echo");
+    let echoed: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    let req = &echoed["Data"]["req"];
+    let docs: Value = serde_json::from_str(&fixture("http-order.handler-request.json")).unwrap();
+    for key in docs["Data"]["req"].as_object().unwrap().keys() {
+        assert!(req.get(key).is_some(), "Data.req.{key} is missing: {req}");
+    }
+    assert_eq!(req["Method"], "POST");
+    assert_eq!(req["Body"], order);
+    assert_eq!(req["Query"], r#"{"x":"1"}"#);
+    assert_eq!(req["Headers"]["Content-Type"], json!(["application/json"]));
+    assert_eq!(req["Url"], format!("{url}/api/order?x=1"));
+
+    assert_eq!(post("/api/admin?code=function-key-for-tests").send().await.unwrap().status(), 401);
+    assert_eq!(post("/api/admin?code=master-key-for-tests").send().await.unwrap().status(), 200);
+    assert_eq!(post("/api/open").send().await.unwrap().status(), 200);
+    assert_eq!(post("/api/nothing-here").send().await.unwrap().status(), 404);
+    let status = host(&emulator).status();
+    assert_eq!(status["keys"]["master"], "master-key-for-tests");
+    assert_eq!(status["invocations"]["ok"], 4);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_policy_follows_the_exit_code() {
+    let app = App::new(host_json(json!({}))).function("Exit", http_function("anonymous"));
+    let emulator = start(
+        &app,
+        options(&app, &[("TEST_HANDLER_MODE", "exit:200|exit:3")]),
+    )
+    .await;
+    let host = host(&emulator);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let call = || client.post(format!("{}/api/order", emulator.url())).send();
+    let pid = |status: &Value| status["pid"].clone();
+
+    // SIGKILL is a crash: restarted, counted as an error.
+    let first = pid(&host.status());
+    host.kill_handler();
+    wait_for("a restart after the kill", || {
+        let status = host.status();
+        (status["state"] == "ready" && pid(&status) != first).then_some(())
+    })
+    .await;
+    assert_eq!(host.status()["restarts"], 1);
+
+    // Exit 200 is an intentional restart; exit 3 is the second error; the third error shuts the host down.
+    for expected_restarts in [2, 3] {
+        assert_eq!(call().await.unwrap().status(), 500);
+        wait_for("a restart", || {
+            let status = host.status();
+            (status["state"] == "ready" && status["restarts"] == expected_restarts).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(call().await.unwrap().status(), 500);
+    wait_for("the host to shut down", || (host.status()["state"] == "shutdown").then_some(())).await;
+    let status = host.status();
+    assert!(status["shutdownReason"].as_str().unwrap().contains("Exceeded http worker restart retry count"));
+    assert_eq!(status["restarts"], 3);
+    emulator.shutdown().await;
+
+    // Exit 0 is never restarted.
+    let app = App::new(host_json(json!({}))).function("Exit", http_function("anonymous"));
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "exit:0")])).await;
+    let host = emulator.host().unwrap();
+    assert_eq!(call_once(&emulator).await, 500);
+    wait_for("the handler to exit", || (host.status()["state"] == "exited").then_some(())).await;
+    assert_eq!(host.status()["restarts"], 0);
+    assert_eq!(call_once(&emulator).await, 500);
+    assert!(host.handler_output().contains(&"test-handler exiting with 0".to_owned()));
+    emulator.shutdown().await;
+}
+
+async fn call_once(emulator: &Emulator) -> u16 {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    client.post(format!("{}/api/order", emulator.url())).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_handler_that_never_listens_fails_the_start() {
+    let app = App::new(host_json(json!({}))).function("Exit", http_function("anonymous"));
+    let mut options = options(&app, &[("TEST_HANDLER_NEVER_LISTEN", "1")]);
+    options.init_timeout = Duration::from_millis(300);
+    options.hold_timeout = Some(Duration::from_secs(20));
+    let result = Emulator::start(EmulatorOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        scenario: Some(scenario()),
+        host: Some(options),
+    })
+    .await;
+    match result {
+        Err(StartError::Host(error)) => {
+            let error = error.to_string();
+            assert!(error.contains("Initializing HttpWorker timed out") && error.contains("Shutting down"), "{error}");
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("the host started although the handler never listens"),
+    }
+}
