@@ -106,7 +106,6 @@ resource storageEncryptionRole 'Microsoft.Authorization/roleDefinitions@2022-04-
         actions: [
           'Microsoft.Storage/storageAccounts/read'
           'Microsoft.Storage/storageAccounts/write'
-          'Microsoft.Storage/storageAccounts/listKeys/action'
         ]
         notActions: []
       }

@@ -199,11 +199,8 @@ impl OnboardingEvent {
     pub fn to_service_bus(&self) -> (Vec<u8>, String, BTreeMap<String, Value>) {
         let body = serde_json::to_vec(self).unwrap_or_else(|e| unreachable_serialization(&e));
         let mut properties = BTreeMap::new();
-        properties.insert("cloudEvents:specversion".to_owned(), Value::from(self.specversion.as_str()));
-        properties.insert("cloudEvents:id".to_owned(), Value::from(self.id.as_str()));
-        properties.insert("cloudEvents:source".to_owned(), Value::from(self.source.as_str()));
-        properties.insert("cloudEvents:type".to_owned(), Value::from(self.event_type.as_str()));
-        properties.insert("cloudEvents:subject".to_owned(), Value::from(self.subject.as_str()));
+        // Structured mode: the envelope is the body. The binary-mode `cloudEvents:*` properties are left out: the
+        // Service Bus REST API carries application properties as HTTP headers, where `:` is not allowed.
         properties.insert("eventType".to_owned(), Value::from(self.event_type.as_str()));
         properties.insert("onboardingId".to_owned(), Value::from(self.onboardingid.as_str()));
         if let Some(tenant) = &self.customertenantid {

@@ -142,3 +142,27 @@ async fn one_managed_identity_token_request_serves_many_calls() {
     assert_eq!(requests[0].query.get("client_id"), None, "the app's own identity is system-assigned");
     assert_eq!(requests[0].header("x-recording-upstream-base-uri"), Some("http://169.254.169.254"));
 }
+
+#[tokio::test]
+async fn a_throttled_or_failing_token_endpoint_is_retried_like_any_call() {
+    let stub = Stub::start(|request, index| match (token_request(request), index) {
+        (true, 0) => (
+            429,
+            vec![("retry-after", "0".to_owned())],
+            r#"{"error":"temporarily_unavailable","error_codes":[50196]}"#.to_owned(),
+        ),
+        (true, 1) => (503, vec![], String::new()),
+        (true, _) => {
+            json(200, serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "customer-token"}))
+        }
+        (false, _) => key_bundle(),
+    })
+    .await;
+    let (key_vault, _) = key_vault(&stub);
+
+    key_vault.get_key(TENANT, APP, VAULT, "cmk", None).await.unwrap();
+
+    let paths: Vec<String> = stub.requests().iter().map(|r| r.path.clone()).collect();
+    let token_path = format!("/{TENANT}/oauth2/v2.0/token");
+    assert_eq!(paths, [token_path.clone(), token_path.clone(), token_path, "/keys/cmk".to_owned()]);
+}

@@ -90,7 +90,7 @@ async fn peek_lock_parses_64_bit_sequence_numbers_and_settles_through_the_lock_u
             let broker = serde_json::json!({
                 "DeliveryCount": 3, "SequenceNumber": BIG_SEQUENCE, "EnqueuedSequenceNumber": BIG_SEQUENCE,
                 "LockToken": "7da9cfd5-lock", "MessageId": "msg-1", "CorrelationId": "corr-1", "Label": "onboarding",
-                "State": "Active", "TimeToLive": 922337203685.47754, "DeadLetterSource": "onboarding"
+                "State": "Active", "TimeToLive": 922_337_203_685.477_6, "DeadLetterSource": "onboarding"
             });
             (
                 201,

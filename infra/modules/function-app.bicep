@@ -201,7 +201,7 @@ var appSettings = [
   }
   {
     name: 'CMK_RETRY_BASE_DELAY_MS'
-    value: '501'
+    value: '500'
   }
   {
     name: 'CMK_RETRY_MAX_DELAY_MS'
@@ -222,6 +222,10 @@ var appSettings = [
   {
     name: 'CMK_CUSTOMER_RETRY_MAX_SECONDS'
     value: '21600'
+  }
+  {
+    name: 'CMK_DEADLINE_HOURS'
+    value: '168'
   }
   {
     name: 'CMK_HTTP_TIMEOUT_SECONDS'

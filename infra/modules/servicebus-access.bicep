@@ -46,7 +46,7 @@ resource queueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 resource topicSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(eventsTopic.id, principalId, serviceBusDataSender)
-  scope: onboardingQueue
+  scope: eventsTopic
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
     principalId: principalId

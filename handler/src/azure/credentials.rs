@@ -16,7 +16,7 @@ use azure_identity::{
     ManagedIdentityCredentialOptions, UserAssignedId,
 };
 
-use super::error_body::parse_error_body;
+use super::error_body::{parse_error_body, retry_after};
 use super::retry::Authorizer;
 use super::transport::{AuthorizationValue, HostRefused, Transport};
 use crate::cloud::Cloud;
@@ -215,7 +215,8 @@ pub(crate) fn map_credential_error(error: &azure_core::Error, service: AzureServ
                     let status = u16::from(*status);
                     // An MSI 400 means "identity not assigned"; the token endpoint's 400 names the Entra error.
                     let service = if raw.body().is_empty() { service } else { body_service(raw.body(), service) };
-                    return Error::Azure(parse_error_body(service, operation, status, None, raw.body()));
+                    let wait = retry_after(&raw_headers(raw.headers()));
+                    return Error::Azure(parse_error_body(service, operation, status, wait, raw.body()));
                 }
                 azure_core::error::ErrorKind::Io | azure_core::error::ErrorKind::Connection => {
                     return Error::Transport(TransportError {
@@ -236,6 +237,17 @@ pub(crate) fn map_credential_error(error: &azure_core::Error, service: AzureServ
         kind: TransportErrorKind::BadResponse,
         message: error.to_string(),
     })
+}
+
+/// azure_core's headers as a reqwest map, to read `Retry-After` the same way as for our own requests.
+fn raw_headers(headers: &azure_core::http::headers::Headers) -> reqwest::header::HeaderMap {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
+            Some((name, reqwest::header::HeaderValue::from_str(value.as_str()).ok()?))
+        })
+        .collect()
 }
 
 /// Entra bodies carry `error_codes`; attribute them to Entra even when the MSI endpoint relayed them.

@@ -312,6 +312,17 @@ impl azure_core::http::HttpClient for Transport {
                 req.insert_header(name.as_str().to_owned(), value.to_owned());
             }
         }
-        azure_core::http::HttpClient::execute_request(&self.inner.client, &req).await
+        let response = azure_core::http::HttpClient::execute_request(&self.inner.client, &req).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        // Hand error responses back as errors that keep status, headers and body: azure_identity otherwise tries to
+        // parse them and, for a non-JSON 503 or an empty 429, loses the status that makes the failure retryable.
+        let raw = response.try_into_raw_response().await?;
+        let status = raw.status();
+        Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::HttpResponse { status, error_code: None, raw_response: Some(Box::new(raw)) },
+            format!("token endpoint answered HTTP {}", u16::from(status)),
+        ))
     }
 }

@@ -16,9 +16,14 @@ pub enum Service {
     Login,
     Graph,
     /// Key Vault or Managed HSM; the vault name is the first DNS label.
-    KeyVault { vault: String, managed_hsm: bool },
+    KeyVault {
+        vault: String,
+        managed_hsm: bool,
+    },
     /// Service Bus; the namespace name is the first DNS label.
-    ServiceBus { namespace: String },
+    ServiceBus {
+        namespace: String,
+    },
 }
 
 impl Cloud {

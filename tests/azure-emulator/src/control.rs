@@ -67,7 +67,10 @@ async fn state(State(shared): State<Arc<Shared>>) -> Json<Value> {
     }))
 }
 
-async fn list_requests(State(shared): State<Arc<Shared>>, Query(query): Query<HashMap<String, String>>) -> Json<Vec<RequestRecord>> {
+async fn list_requests(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Json<Vec<RequestRecord>> {
     Json(shared.log.list(query.get("host").map(String::as_str)))
 }
 
@@ -176,7 +179,8 @@ impl Client {
 
     /// Adds a fault rule; returns its id.
     pub async fn add_fault(&self, rule: &FaultRule) -> Result<String, ControlError> {
-        let body: Value = Self::check(self.http.post(self.url("/faults")).json(rule).send().await?).await?.json().await?;
+        let body: Value =
+            Self::check(self.http.post(self.url("/faults")).json(rule).send().await?).await?.json().await?;
         Ok(body["id"].as_str().unwrap_or_default().to_owned())
     }
 
@@ -208,7 +212,8 @@ pub struct AzureClient {
 
 impl AzureClient {
     pub fn new(emulator_url: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("reqwest client");
+        let http =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("reqwest client");
         Self { base: emulator_url.into().trim_end_matches('/').to_owned(), http }
     }
 
@@ -217,7 +222,9 @@ impl AzureClient {
         let parsed = url::Url::parse(url).expect("absolute Azure URL");
         let origin = parsed.origin().ascii_serialization();
         let path_and_query = &parsed[url::Position::BeforePath..];
-        self.http.request(method, format!("{}{path_and_query}", self.base)).header(crate::router::UPSTREAM_HEADER, origin)
+        self.http
+            .request(method, format!("{}{path_and_query}", self.base))
+            .header(crate::router::UPSTREAM_HEADER, origin)
     }
 
     pub fn get(&self, url: &str) -> reqwest::RequestBuilder {

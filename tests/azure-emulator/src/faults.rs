@@ -167,9 +167,14 @@ impl Faults {
             active.status.fired += 1;
             tracing::info!(rule = %active.status.id, method = %req.method, url = %req.url, "fault injected");
             return Some(match &active.status.rule.action {
-                FaultAction::Respond { status, retry_after, error_code, message } => {
-                    Fault::Respond(error_response(&host, *status, *retry_after, error_code.as_deref(), message.as_deref(), clock))
-                }
+                FaultAction::Respond { status, retry_after, error_code, message } => Fault::Respond(error_response(
+                    &host,
+                    *status,
+                    *retry_after,
+                    error_code.as_deref(),
+                    message.as_deref(),
+                    clock,
+                )),
                 FaultAction::Delay { delay_ms } => Fault::Delay(std::time::Duration::from_millis(*delay_ms)),
                 FaultAction::Reset { .. } => Fault::Reset,
             });
@@ -261,7 +266,10 @@ fn xml_escape(text: &str) -> String {
 /// status line it had buffered, so the client sees the connection close with no HTTP response, like a reset.
 pub fn reset_response() -> Response {
     let failing = futures::stream::once(async {
-        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected reset",
+        ))
     });
     Response::new(Body::from_stream(failing))
 }

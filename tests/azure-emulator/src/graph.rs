@@ -44,7 +44,11 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
     };
     let path = percent_decode_str(req.url.path()).decode_utf8_lossy().into_owned();
     let Some(route) = path.strip_prefix("/v1.0/").and_then(parse_route) else {
-        return ctx.error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Resource not found for the segment '{path}'."));
+        return ctx.error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Resource not found for the segment '{path}'."),
+        );
     };
     let mut world = shared.world.lock().expect("world lock poisoned");
     let directory = &mut world.directory;
@@ -54,13 +58,20 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
         (&Method::GET, Route::Applications) => {
             let filter = req.query("$filter").unwrap_or_default();
             let Some(app_id) = parse_filter_eq(&filter, "appId") else {
-                return ctx.error(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", &format!("Unsupported query: {filter}"));
+                return ctx.error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_UnsupportedQuery",
+                    &format!("Unsupported query: {filter}"),
+                );
             };
             let found: Vec<Value> = find_app(directory, tenant, &AppKey::AppId(app_id))
                 .map(|app| application_json(&host, app, false))
                 .into_iter()
                 .collect();
-            ctx.ok(StatusCode::OK, json!({ "@odata.context": format!("https://{host}/v1.0/$metadata#applications"), "value": found }))
+            ctx.ok(
+                StatusCode::OK,
+                json!({ "@odata.context": format!("https://{host}/v1.0/$metadata#applications"), "value": found }),
+            )
         }
         (&Method::GET, Route::Application(key)) => match find_app(directory, tenant, &key) {
             Some(app) => ctx.ok(StatusCode::OK, application_json(&host, app, true)),
@@ -74,7 +85,9 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
                 Method::GET => {
                     let app = directory.application_by_object_id(&object_id).expect("found above");
                     let value: Vec<Value> = app.federated_identity_credentials.iter().map(credential_json).collect();
-                    let context = format!("https://{host}/v1.0/$metadata#applications('{object_id}')/federatedIdentityCredentials");
+                    let context = format!(
+                        "https://{host}/v1.0/$metadata#applications('{object_id}')/federatedIdentityCredentials"
+                    );
                     ctx.ok(StatusCode::OK, json!({ "@odata.context": context, "value": value }))
                 }
                 Method::POST => {
@@ -105,14 +118,21 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
         (&Method::GET, Route::ServicePrincipals) => {
             let filter = req.query("$filter").unwrap_or_default();
             let Some(app_id) = parse_filter_eq(&filter, "appId") else {
-                return ctx.error(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", &format!("Unsupported query: {filter}"));
+                return ctx.error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_UnsupportedQuery",
+                    &format!("Unsupported query: {filter}"),
+                );
             };
             let value: Vec<Value> = directory
                 .service_principal(tenant, &app_id)
                 .map(|sp| service_principal_json(&host, directory, sp))
                 .into_iter()
                 .collect();
-            ctx.ok(StatusCode::OK, json!({ "@odata.context": format!("https://{host}/v1.0/$metadata#servicePrincipals"), "value": value }))
+            ctx.ok(
+                StatusCode::OK,
+                json!({ "@odata.context": format!("https://{host}/v1.0/$metadata#servicePrincipals"), "value": value }),
+            )
         }
         (&Method::POST, Route::ServicePrincipals) => {
             let app_id = match body_json(&req).and_then(|body| required_str(&body, "appId")) {
@@ -207,7 +227,9 @@ fn parse_route(rest: &str) -> Option<Route> {
         if after.is_empty() {
             return Some(Route::ServicePrincipals);
         }
-        return alternate_key(after, "appId").filter(|(_, tail)| tail.is_empty()).map(|(id, _)| Route::ServicePrincipalByAppId(id));
+        return alternate_key(after, "appId")
+            .filter(|(_, tail)| tail.is_empty())
+            .map(|(id, _)| Route::ServicePrincipalByAppId(id));
     }
     let after = rest.strip_prefix("applications")?;
     if after.is_empty() {
@@ -234,12 +256,24 @@ fn parse_route(rest: &str) -> Option<Route> {
     Some(Route::Credential(key, id.to_owned()))
 }
 
-/// `(appId='x')rest` → `("x", rest)`.
+/// `(appId='x')rest` → `("x", rest)`; OData doubles a quote inside a literal (`''`).
 fn alternate_key<'a>(segment: &'a str, property: &str) -> Option<(String, &'a str)> {
-    let inner = segment.strip_prefix('(')?.strip_prefix(property)?.strip_prefix('=')?;
-    let quoted = inner.strip_prefix('\'')?;
-    let end = quoted.find("')")?;
-    Some((quoted[..end].to_owned(), &quoted[end + 2..]))
+    let quoted = segment.strip_prefix('(')?.strip_prefix(property)?.strip_prefix("='")?;
+    let mut value = String::new();
+    let mut chars = quoted.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '\'' {
+            value.push(c);
+            continue;
+        }
+        if chars.peek().is_some_and(|&(_, next)| next == '\'') {
+            chars.next();
+            value.push('\'');
+            continue;
+        }
+        return quoted[i + 1..].strip_prefix(')').map(|rest| (value, rest));
+    }
+    None
 }
 
 /// `appId eq 'x'` → `x`.
@@ -265,7 +299,8 @@ fn key_text(key: &AppKey) -> String {
 }
 
 fn body_json(req: &Req) -> Result<Value, DirectoryError> {
-    serde_json::from_slice(&req.body).map_err(|e| DirectoryError::Invalid(format!("Unable to read JSON request payload: {e}")))
+    serde_json::from_slice(&req.body)
+        .map_err(|e| DirectoryError::Invalid(format!("Unable to read JSON request payload: {e}")))
 }
 
 fn required_str(body: &Value, field: &str) -> Result<String, DirectoryError> {
@@ -329,8 +364,9 @@ fn credential_json(credential: &FederatedIdentityCredential) -> Value {
 
 fn entity_json(host: &str, object_id: &str, credential: &FederatedIdentityCredential) -> Value {
     let mut body = credential_json(credential);
-    body["@odata.context"] =
-        json!(format!("https://{host}/v1.0/$metadata#applications('{object_id}')/federatedIdentityCredentials/$entity"));
+    body["@odata.context"] = json!(format!(
+        "https://{host}/v1.0/$metadata#applications('{object_id}')/federatedIdentityCredentials/$entity"
+    ));
     body
 }
 
@@ -364,13 +400,18 @@ impl Ctx<'_> {
     }
 
     fn not_found(&self, key: &str) -> Response {
-        let message =
-            format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present.");
+        let message = format!(
+            "Resource '{key}' does not exist or one of its queried reference-property objects are not present."
+        );
         self.error(StatusCode::NOT_FOUND, "Request_ResourceNotFound", &message)
     }
 
     fn method_not_allowed(&self) -> Response {
-        self.error(StatusCode::METHOD_NOT_ALLOWED, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+        self.error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            "Specified HTTP method is not allowed for the request target.",
+        )
     }
 
     fn directory_error(&self, error: &DirectoryError) -> Response {
@@ -385,7 +426,13 @@ impl Ctx<'_> {
     fn error(&self, status: StatusCode, code: &str, message: &str) -> Response {
         let request_id = uuid::Uuid::new_v4().to_string();
         let date = self.shared.clock.now().replace_nanosecond(0).map(|t| t.format(&Rfc3339).unwrap_or_default());
-        let body = error_body(code, message, date.unwrap_or_default(), &request_id, self.client_request_id.as_deref().unwrap_or(&request_id));
+        let body = error_body(
+            code,
+            message,
+            date.unwrap_or_default(),
+            &request_id,
+            self.client_request_id.as_deref().unwrap_or(&request_id),
+        );
         self.decorate((status, Json(body)).into_response())
     }
 
@@ -436,6 +483,11 @@ mod tests {
             Some(Route::Credential(AppKey::ObjectId("o".into()), "f1".into()))
         );
         assert_eq!(parse_route("servicePrincipals(appId='a')"), Some(Route::ServicePrincipalByAppId("a".into())));
+        assert_eq!(
+            parse_route("applications/o/federatedIdentityCredentials(name='it''s')"),
+            Some(Route::Credential(AppKey::ObjectId("o".into()), "it's".into()))
+        );
+        assert_eq!(parse_route("applications(appId='x'"), None);
         assert_eq!(parse_route("users"), None);
         assert_eq!(parse_route("applications/o/owners"), None);
     }

@@ -33,9 +33,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -67,9 +65,9 @@ async fn run(args: Args) -> Result<(), String> {
         (None, Some(_)) => return Err("--settings needs --app-root (the settings are for the handler)".to_owned()),
         (None, None) => None,
     };
-    let emulator = Emulator::start(EmulatorOptions { listen: args.listen, scenario, host })
-        .await
-        .map_err(|e| e.to_string())?;
+    let emulator =
+        Emulator::start(EmulatorOptions { listen: args.listen, scenario, host }).await.map_err(|e| e.to_string())?;
+    let signals = ShutdownSignals::install()?;
     let ready = serde_json::json!({
         "url": emulator.url(),
         "msiEndpoint": format!("{}/msi/token", emulator.url()),
@@ -78,10 +76,12 @@ async fn run(args: Args) -> Result<(), String> {
     });
     {
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{ready}").and_then(|()| stdout.flush()).map_err(|e| format!("cannot write the ready line: {e}"))?;
+        writeln!(stdout, "{ready}")
+            .and_then(|()| stdout.flush())
+            .map_err(|e| format!("cannot write the ready line: {e}"))?;
     }
     tracing::info!(url = emulator.url(), "azure-emulator ready");
-    shutdown_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     emulator.shutdown().await;
     Ok(())
@@ -111,23 +111,35 @@ fn read_settings(path: &Path) -> Result<BTreeMap<String, String>, String> {
         .collect())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C and SIGTERM, registered before the ready line so that a signal sent right after it is not missed.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let install = |kind| signal(kind).map_err(|e| format!("cannot install a signal handler: {e}"));
+            Ok(Self { interrupt: install(SignalKind::interrupt())?, terminate: install(SignalKind::terminate())? })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

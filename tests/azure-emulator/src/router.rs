@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,10 +25,7 @@ pub const UPSTREAM_HEADER: &str = "x-recording-upstream-base-uri";
 const MAX_BODY: usize = 110 * 1024 * 1024;
 
 pub fn app(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .nest("/_emulator", control::router())
-        .fallback(dispatch)
-        .with_state(shared)
+    Router::new().nest("/_emulator", control::router()).fallback(dispatch).with_state(shared)
 }
 
 /// Where a request is going.
@@ -42,10 +39,16 @@ pub enum Target {
 }
 
 /// Rebuilds the original URL of a request. Pure, so it can be tested with data.
-pub fn original_url(upstream: Option<&str>, host: Option<&str>, path_and_query: &str, local_base: &str) -> Result<(Url, bool), String> {
+pub fn original_url(
+    upstream: Option<&str>,
+    host: Option<&str>,
+    path_and_query: &str,
+    local_base: &str,
+) -> Result<(Url, bool), String> {
     if let Some(base) = upstream {
         let base = base.trim_end_matches('/');
-        let url = Url::parse(&format!("{base}{path_and_query}")).map_err(|e| format!("bad {UPSTREAM_HEADER} {base:?}: {e}"))?;
+        let url = Url::parse(&format!("{base}{path_and_query}"))
+            .map_err(|e| format!("bad {UPSTREAM_HEADER} {base:?}: {e}"))?;
         return Ok((url, false));
     }
     if let Some(host) = host {
@@ -128,11 +131,6 @@ fn unknown_host(host: &str) -> Response {
     crate::faults::reset_response()
 }
 
-#[allow(dead_code)]
-fn empty() -> Body {
-    Body::empty()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,14 +150,19 @@ mod tests {
 
     #[test]
     fn azure_host_header_routes_without_upstream() {
-        let (url, local) = original_url(None, Some("myvault.vault.azure.net"), "/keys/k", "http://127.0.0.1:1").unwrap();
+        let (url, local) =
+            original_url(None, Some("myvault.vault.azure.net"), "/keys/k", "http://127.0.0.1:1").unwrap();
         assert_eq!(url.host_str(), Some("myvault.vault.azure.net"));
-        assert_eq!(target_of(&url, local), Target::Azure(Cloud::Public, Service::KeyVault { vault: "myvault".into(), managed_hsm: false }));
+        assert_eq!(
+            target_of(&url, local),
+            Target::Azure(Cloud::Public, Service::KeyVault { vault: "myvault".into(), managed_hsm: false })
+        );
     }
 
     #[test]
     fn loopback_is_local() {
-        let (url, local) = original_url(None, Some("127.0.0.1:9"), "/msi/token?resource=x", "http://127.0.0.1:9").unwrap();
+        let (url, local) =
+            original_url(None, Some("127.0.0.1:9"), "/msi/token?resource=x", "http://127.0.0.1:9").unwrap();
         assert!(local);
         assert_eq!(url.path(), "/msi/token");
     }

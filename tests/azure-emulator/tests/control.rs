@@ -74,7 +74,10 @@ async fn scenario_and_changes_round_trip_through_the_state_dump() {
         .apply_changes(&[Change::RemoveServicePrincipal { tenant_id: "nobody".into(), app_id: APP_ID.into() }])
         .await
         .unwrap_err();
-    assert!(matches!(&error, ControlError::Status { status: 400, body } if body.contains("no service principal")), "{error}");
+    assert!(
+        matches!(&error, ControlError::Status { status: 400, body } if body.contains("no service principal")),
+        "{error}"
+    );
 
     // A scenario that contradicts itself is refused and the world is kept.
     let mut broken = scenario();

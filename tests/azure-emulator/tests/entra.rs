@@ -44,7 +44,8 @@ async fn msi(emulator: &Emulator, resource: &str, id: Option<(&str, &str)>, head
 }
 
 async fn uami_assertion(emulator: &Emulator) -> String {
-    let response = msi(emulator, EXCHANGE, Some(("client_id", UAMI_CLIENT_ID)), &emulator.shared().identity_header).await;
+    let response =
+        msi(emulator, EXCHANGE, Some(("client_id", UAMI_CLIENT_ID)), &emulator.shared().identity_header).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     body["access_token"].as_str().unwrap().to_owned()
@@ -83,8 +84,12 @@ fn assert_entra_error(status: u16, body: &Value, expected_status: u16, code: u64
 
 /// Claims like the UAMI's exchange token, for tests that need one wrong field.
 fn uami_claims(emulator: &Emulator) -> Claims {
-    let subject =
-        Subject { tenant_id: ISV, object_id: UAMI_PRINCIPAL_ID, client_id: UAMI_CLIENT_ID, mi_resource_id: Some(UAMI_RESOURCE_ID) };
+    let subject = Subject {
+        tenant_id: ISV,
+        object_id: UAMI_PRINCIPAL_ID,
+        client_id: UAMI_CLIENT_ID,
+        mi_resource_id: Some(UAMI_RESOURCE_ID),
+    };
     Claims::issue(Default::default(), &subject, EXCHANGE, emulator.shared().tokens.now(), 3600)
 }
 
@@ -150,7 +155,10 @@ async fn federated_credential_mismatches_name_the_part() {
         assert_entra_error(status, &body, 400, 70021);
         assert_eq!(body["error"], "invalid_client");
         let description = body["error_description"].as_str().unwrap();
-        assert!(description.contains("No matching federated identity record found for presented assertion"), "{description}");
+        assert!(
+            description.contains("No matching federated identity record found for presented assertion"),
+            "{description}"
+        );
         assert!(description.contains(&format!("assertion {part} '")), "{part}: {description}");
     }
 }
@@ -245,7 +253,8 @@ async fn storage_rp_can_use_the_exchange_rules_directly() {
     let world = emulator.shared().world.lock().unwrap();
     let sp = world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims).unwrap();
     assert_eq!(sp.id, SP_IN_CUSTOMER);
-    let error = world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER_WITHOUT_SP, &claims).unwrap_err();
+    let error =
+        world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER_WITHOUT_SP, &claims).unwrap_err();
     assert_eq!((error.status.as_u16(), error.code), (400, 700016));
     assert!(world.directory.managed_identity_by_resource_id(&UAMI_RESOURCE_ID.to_lowercase()).is_some());
 }
@@ -268,7 +277,12 @@ async fn msi_endpoint_selects_identities_like_app_service() {
     assert_eq!((claims.oid.as_str(), claims.tid.as_str(), claims.aud.as_str()), (SYSTEM_PRINCIPAL_ID, ISV, arm));
     assert_eq!(claims.iss, format!("https://sts.windows.net/{ISV}/"));
 
-    for id in [("client_id", UAMI_CLIENT_ID), ("principal_id", UAMI_PRINCIPAL_ID), ("object_id", UAMI_PRINCIPAL_ID), ("mi_res_id", UAMI_RESOURCE_ID)] {
+    for id in [
+        ("client_id", UAMI_CLIENT_ID),
+        ("principal_id", UAMI_PRINCIPAL_ID),
+        ("object_id", UAMI_PRINCIPAL_ID),
+        ("mi_res_id", UAMI_RESOURCE_ID),
+    ] {
         let response = msi(&emulator, arm, Some(id), &header).await;
         assert_eq!(response.status(), 200, "{id:?}");
         let body: Value = response.json().await.unwrap();

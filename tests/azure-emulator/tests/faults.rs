@@ -7,7 +7,8 @@ use azure_emulator::faults::{FaultAction, FaultMatch, FaultRule};
 use azure_emulator::{Emulator, EmulatorOptions};
 use serde_json::Value;
 
-const OPENID: &str = "https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/v2.0/.well-known/openid-configuration";
+const OPENID: &str =
+    "https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/v2.0/.well-known/openid-configuration";
 
 async fn start() -> Emulator {
     let options = EmulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario: None, host: None };
@@ -29,7 +30,10 @@ async fn status_with_retry_after_fires_n_times_in_the_entra_shape() {
     let emulator = start().await;
     let control = Client::new(emulator.url());
     let azure = AzureClient::new(emulator.url());
-    let id = control.add_fault(&FaultRule { times: Some(2), ..respond("login.microsoftonline.com", 429, Some(1)) }).await.unwrap();
+    let id = control
+        .add_fault(&FaultRule { times: Some(2), ..respond("login.microsoftonline.com", 429, Some(1)) })
+        .await
+        .unwrap();
     for _ in 0..2 {
         let response = azure.get(OPENID).send().await.unwrap();
         assert_eq!(response.status(), 429);
@@ -39,7 +43,8 @@ async fn status_with_retry_after_fires_n_times_in_the_entra_shape() {
         assert!(body["error_description"].as_str().unwrap().contains("slow down"));
     }
     assert_eq!(azure.get(OPENID).send().await.unwrap().status(), 200);
-    let listed: Value = reqwest::get(format!("{}/_emulator/faults", emulator.url())).await.unwrap().json().await.unwrap();
+    let listed: Value =
+        reqwest::get(format!("{}/_emulator/faults", emulator.url())).await.unwrap().json().await.unwrap();
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["fired"], 2);
     // Responses from faults are logged like any other.
@@ -54,12 +59,21 @@ async fn error_bodies_follow_the_target_service() {
     let azure = AzureClient::new(emulator.url());
     control.add_fault(&respond("*", 503, None)).await.unwrap();
 
-    let arm: Value = azure.get("https://management.azure.com/subscriptions/s?api-version=2021-04-01").send().await.unwrap().json().await.unwrap();
+    let arm: Value = azure
+        .get("https://management.azure.com/subscriptions/s?api-version=2021-04-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(arm["error"]["code"], "ServiceUnavailable");
     assert!(arm["error"].get("innererror").is_none());
-    let graph: Value = azure.get("https://graph.microsoft.com/v1.0/applications/x").send().await.unwrap().json().await.unwrap();
+    let graph: Value =
+        azure.get("https://graph.microsoft.com/v1.0/applications/x").send().await.unwrap().json().await.unwrap();
     assert!(graph["error"]["innerError"]["request-id"].is_string());
-    let vault: Value = azure.get("https://kv1.vault.azure.net/keys/k?api-version=7.4").send().await.unwrap().json().await.unwrap();
+    let vault: Value =
+        azure.get("https://kv1.vault.azure.net/keys/k?api-version=7.4").send().await.unwrap().json().await.unwrap();
     assert_eq!(vault["error"]["innererror"]["code"], "ServiceUnavailable");
     let bus = azure.get("https://ns1.servicebus.windows.net/onboarding/messages/head").send().await.unwrap();
     assert_eq!(bus.status(), 503);
@@ -70,7 +84,8 @@ async fn error_bodies_follow_the_target_service() {
 async fn seeded_probability_is_reproducible() {
     async fn pattern(seed: u64) -> Vec<bool> {
         let emulator = start().await;
-        let rule = FaultRule { probability: Some(0.5), seed: Some(seed), ..respond("login.microsoftonline.com", 500, None) };
+        let rule =
+            FaultRule { probability: Some(0.5), seed: Some(seed), ..respond("login.microsoftonline.com", 500, None) };
         Client::new(emulator.url()).add_fault(&rule).await.unwrap();
         let azure = AzureClient::new(emulator.url());
         let mut fired = Vec::new();
@@ -89,7 +104,8 @@ async fn seeded_probability_is_reproducible() {
 #[tokio::test]
 async fn delay_then_serve() {
     let emulator = start().await;
-    let rule = FaultRule { action: FaultAction::Delay { delay_ms: 300 }, ..respond("login.microsoftonline.com", 500, None) };
+    let rule =
+        FaultRule { action: FaultAction::Delay { delay_ms: 300 }, ..respond("login.microsoftonline.com", 500, None) };
     Client::new(emulator.url()).add_fault(&rule).await.unwrap();
     let started = Instant::now();
     let response = AzureClient::new(emulator.url()).get(OPENID).send().await.unwrap();
@@ -101,17 +117,24 @@ async fn delay_then_serve() {
 async fn reset_drops_the_connection_before_any_response() {
     let emulator = start().await;
     let control = Client::new(emulator.url());
-    let rule = FaultRule { action: FaultAction::Reset { reset: true }, times: Some(1), ..respond("graph.microsoft.com", 500, None) };
+    let rule = FaultRule {
+        action: FaultAction::Reset { reset: true },
+        times: Some(1),
+        ..respond("graph.microsoft.com", 500, None)
+    };
     let id = control.add_fault(&rule).await.unwrap();
     let azure = AzureClient::new(emulator.url());
-    let error = azure.get("https://graph.microsoft.com/v1.0/applications/x").send().await.expect_err("connection dropped");
+    let error =
+        azure.get("https://graph.microsoft.com/v1.0/applications/x").send().await.expect_err("connection dropped");
     assert!(!error.is_status() && error.status().is_none(), "{error:?}");
     // The rule fired once; the next request is served (401: no token).
     let response = azure.get("https://graph.microsoft.com/v1.0/applications/x").send().await.unwrap();
     assert_eq!(response.status(), 401);
-    let delete = reqwest::Client::new().delete(format!("{}/_emulator/faults/{id}", emulator.url())).send().await.unwrap();
+    let delete =
+        reqwest::Client::new().delete(format!("{}/_emulator/faults/{id}", emulator.url())).send().await.unwrap();
     assert_eq!(delete.status(), 204);
-    let again = reqwest::Client::new().delete(format!("{}/_emulator/faults/{id}", emulator.url())).send().await.unwrap();
+    let again =
+        reqwest::Client::new().delete(format!("{}/_emulator/faults/{id}", emulator.url())).send().await.unwrap();
     assert_eq!(again.status(), 404);
 }
 
@@ -140,7 +163,9 @@ async fn rules_match_on_method_and_path_and_can_be_cleared() {
 async fn invalid_rules_are_refused() {
     let emulator = start().await;
     let http = reqwest::Client::new();
-    for body in [r#"{"action":{"status":429},"probability":2}"#, r#"{"action":{"bogus":true}}"#, r#"{"action":{"status":42}}"#] {
+    for body in
+        [r#"{"action":{"status":429},"probability":2}"#, r#"{"action":{"bogus":true}}"#, r#"{"action":{"status":42}}"#]
+    {
         let response = http
             .post(format!("{}/_emulator/faults", emulator.url()))
             .header("content-type", "application/json")

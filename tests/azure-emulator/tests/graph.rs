@@ -118,11 +118,13 @@ fn assert_graph_error(status: u16, body: &Value, expected_status: u16, code: &st
 async fn applications_by_id_app_id_and_filter() {
     let emulator = start().await;
     let token = isv_graph_token(&emulator).await;
-    let (status, body) = call(&emulator, &token, Method::GET, &format!("{GRAPH}/applications/{APP_OBJECT_ID}"), None).await;
+    let (status, body) =
+        call(&emulator, &token, Method::GET, &format!("{GRAPH}/applications/{APP_OBJECT_ID}"), None).await;
     assert_eq!(status, 200);
     assert_eq!((body["id"].as_str(), body["appId"].as_str()), (Some(APP_OBJECT_ID), Some(APP_ID)));
     assert_eq!(body["signInAudience"], "AzureADMultipleOrgs");
-    let (status, body) = call(&emulator, &token, Method::GET, &format!("{GRAPH}/applications(appId='{APP_ID}')"), None).await;
+    let (status, body) =
+        call(&emulator, &token, Method::GET, &format!("{GRAPH}/applications(appId='{APP_ID}')"), None).await;
     assert_eq!((status, body["id"].as_str()), (200, Some(APP_OBJECT_ID)));
     let filter = format!("{GRAPH}/applications?$filter=appId%20eq%20'{APP_ID}'");
     let (status, body) = call(&emulator, &token, Method::GET, &filter, None).await;
@@ -158,12 +160,14 @@ async fn federated_credentials_upsert_list_and_delete() {
     let (status, body) = call(&emulator, &token, Method::PATCH, &by_name, Some(fic("second", "s-1"))).await;
     assert_graph_error(status, &body, 404, "Request_ResourceNotFound");
     let (status, body) =
-        call_with(&emulator, &token, Method::PATCH, &by_name, Some(fic("second", "s-1")), Some("create-if-missing")).await;
+        call_with(&emulator, &token, Method::PATCH, &by_name, Some(fic("second", "s-1")), Some("create-if-missing"))
+            .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["name"], "second");
     let id = body["id"].as_str().unwrap().to_owned();
     let (status, body) =
-        call_with(&emulator, &token, Method::PATCH, &by_name, Some(fic("second", "s-2")), Some("create-if-missing")).await;
+        call_with(&emulator, &token, Method::PATCH, &by_name, Some(fic("second", "s-2")), Some("create-if-missing"))
+            .await;
     assert_eq!((status, body), (204, Value::Null));
     let (status, body) = call(&emulator, &token, Method::GET, &format!("{collection}/{id}"), None).await;
     assert_eq!((status, body["subject"].as_str()), (200, Some("s-2")));
@@ -188,7 +192,8 @@ async fn federated_credential_rules() {
     let (status, body) = call(&emulator, &token, Method::POST, &collection, Some(fic("cmk-uami", "other"))).await;
     assert_graph_error(status, &body, 409, "Request_MultipleObjectsWithSameKeyValue");
     let (status, body) =
-        call(&emulator, &token, Method::POST, &collection, Some(fic("copy", "bbbbbbbb-0000-0000-0000-00000000b002"))).await;
+        call(&emulator, &token, Method::POST, &collection, Some(fic("copy", "bbbbbbbb-0000-0000-0000-00000000b002")))
+            .await;
     assert_graph_error(status, &body, 409, "Request_MultipleObjectsWithSameKeyValue");
     for bad_name in ["ab", "-starts-with-dash", "has space", &"x".repeat(121)] {
         let (status, body) = call(&emulator, &token, Method::POST, &collection, Some(fic(bad_name, "s"))).await;
@@ -196,14 +201,17 @@ async fn federated_credential_rules() {
     }
     // The scenario has one credential; 19 more reach the limit of 20, the 21st is refused.
     for i in 0..19 {
-        let (status, body) = call(&emulator, &token, Method::POST, &collection, Some(fic(&format!("fic-{i}"), &format!("s{i}")))).await;
+        let (status, body) =
+            call(&emulator, &token, Method::POST, &collection, Some(fic(&format!("fic-{i}"), &format!("s{i}")))).await;
         assert_eq!(status, 201, "{i}: {body}");
     }
     let (status, body) = call(&emulator, &token, Method::POST, &collection, Some(fic("fic-20", "s20"))).await;
     assert_graph_error(status, &body, 400, "Request_BadRequest");
     assert!(body["error"]["message"].as_str().unwrap().contains("20"));
     let upsert = format!("{GRAPH}/applications/{APP_OBJECT_ID}/federatedIdentityCredentials(name='fic-20')");
-    let (status, body) = call_with(&emulator, &token, Method::PATCH, &upsert, Some(fic("fic-20", "s20")), Some("create-if-missing")).await;
+    let (status, body) =
+        call_with(&emulator, &token, Method::PATCH, &upsert, Some(fic("fic-20", "s20")), Some("create-if-missing"))
+            .await;
     assert_graph_error(status, &body, 400, "Request_BadRequest");
 }
 
@@ -214,10 +222,15 @@ async fn service_principals_lookup_and_create() {
     let url = format!("{GRAPH}/servicePrincipals(appId='{APP_ID}')");
     let (status, body) = call(&emulator, &customer, Method::GET, &url, None).await;
     assert_eq!((status, body["id"].as_str()), (200, Some("cccccccc-0000-0000-0000-000000000001")));
-    let (status, body) =
-        call(&emulator, &customer, Method::POST, &format!("{GRAPH}/servicePrincipals"), Some(json!({ "appId": APP_ID }))).await;
+    let (status, body) = call(
+        &emulator,
+        &customer,
+        Method::POST,
+        &format!("{GRAPH}/servicePrincipals"),
+        Some(json!({ "appId": APP_ID })),
+    )
+    .await;
     assert_graph_error(status, &body, 409, "Request_MultipleObjectsWithSameKeyValue");
-
 }
 
 #[tokio::test]
@@ -226,7 +239,10 @@ async fn posting_a_service_principal_installs_the_app() {
     // Remove the ISV-tenant SP so that the ISV's own token can create it.
     let control = azure_emulator::control::Client::new(emulator.url());
     control
-        .apply_changes(&[azure_emulator::scenario::Change::RemoveServicePrincipal { tenant_id: ISV.into(), app_id: APP_ID.into() }])
+        .apply_changes(&[azure_emulator::scenario::Change::RemoveServicePrincipal {
+            tenant_id: ISV.into(),
+            app_id: APP_ID.into(),
+        }])
         .await
         .unwrap();
     let isv = isv_graph_token(&emulator).await;
@@ -234,7 +250,8 @@ async fn posting_a_service_principal_installs_the_app() {
     let (status, body) = call(&emulator, &isv, Method::GET, &url, None).await;
     assert_graph_error(status, &body, 404, "Request_ResourceNotFound");
     let (status, body) =
-        call(&emulator, &isv, Method::POST, &format!("{GRAPH}/servicePrincipals"), Some(json!({ "appId": APP_ID }))).await;
+        call(&emulator, &isv, Method::POST, &format!("{GRAPH}/servicePrincipals"), Some(json!({ "appId": APP_ID })))
+            .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["appId"], APP_ID);
     let created = body["id"].as_str().unwrap().to_owned();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use azure_emulator::host::{HostOptions, HostHandle};
+use azure_emulator::host::{HostHandle, HostOptions};
 use azure_emulator::servicebus::NewMessage;
 use azure_emulator::{Emulator, EmulatorOptions, Scenario, StartError};
 use serde_json::{Value, json};
@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 const NS: &str = "contoso-sb";
 const QUEUE: &str = "onboarding";
 const TOPIC: &str = "onboarding-events";
-const BODY: &str = r#"{"onboardingId":"obd-7f3c","tenantId":"contoso","subscriptionId":"00000000-0000-0000-0000-000000000000"}"#;
+const BODY: &str =
+    r#"{"onboardingId":"obd-7f3c","tenantId":"contoso","subscriptionId":"00000000-0000-0000-0000-000000000000"}"#;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A throw-away function app folder.
@@ -256,7 +257,10 @@ fn schemas_and_fixtures_are_verbatim_copies() {
         "servicebus-trigger.handler-response.json",
         "servicebus-output.resulting-message.json",
     ] {
-        assert_eq!(fixture(&format!("derived/{name}")), std::fs::read_to_string(specs.join("functions/derived").join(name)).unwrap());
+        assert_eq!(
+            fixture(&format!("derived/{name}")),
+            std::fs::read_to_string(specs.join("functions/derived").join(name)).unwrap()
+        );
     }
     assert_eq!(
         fixture("http-order.handler-request.json"),
@@ -290,7 +294,8 @@ async fn configuration_errors_name_the_file() {
     let error = start_error(&app).await;
     assert!(error.contains("function.json") && error.contains("onboarding_message"), "{error}");
 
-    let app = App::new(json!({ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "" } } }));
+    let app =
+        App::new(json!({ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "" } } }));
     let error = start_error(&app).await;
     assert!(error.contains("host.json") && error.contains("DefaultExecutablePath"), "{error}");
 
@@ -321,7 +326,8 @@ async fn the_handler_gets_the_hosts_environment_and_its_output_is_kept() {
         output.iter().any(|l| l.contains("stderr is captured")).then_some(output)
     })
     .await;
-    let line = |name: &str| output.iter().find(|l| l.starts_with(&format!("test-handler env {name}="))).cloned().unwrap();
+    let line =
+        |name: &str| output.iter().find(|l| l.starts_with(&format!("test-handler env {name}="))).cloned().unwrap();
     assert_eq!(line("FUNCTIONS_CUSTOMHANDLER_PORT"), format!("test-handler env FUNCTIONS_CUSTOMHANDLER_PORT={port}"));
     assert_eq!(line("FUNCTIONS_HTTPWORKER_PORT"), format!("test-handler env FUNCTIONS_HTTPWORKER_PORT={port}"));
     assert!(!line("FUNCTIONS_CUSTOMHANDLER_WORKER_ID").ends_with("<unset>"));
@@ -333,7 +339,10 @@ async fn the_handler_gets_the_hosts_environment_and_its_output_is_kept() {
     assert!(output.contains(&format!("test-handler cwd={root}")), "{output:?}");
     assert!(output.contains(&r#"test-handler args=["--flag", "from-app-settings"]"#.to_owned()), "{output:?}");
     let warnings = status["warnings"].to_string();
-    assert!(warnings.contains("retries will not be supported") && warnings.contains("autoCompleteMessages"), "{warnings}");
+    assert!(
+        warnings.contains("retries will not be supported") && warnings.contains("autoCompleteMessages"),
+        "{warnings}"
+    );
     emulator.shutdown().await;
 }
 
@@ -341,7 +350,8 @@ async fn payload_for(binary: bool) -> (String, String) {
     let app = App::new(host_json(json!({}))).function("ProcessOnboarding", json!({ "bindings": [sb_trigger(binary)] }));
     let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "ok")])).await;
     send(&emulator, BODY);
-    wait_for("the message to be completed", || (host(&emulator).status()["invocations"]["ok"] == 1).then_some(())).await;
+    wait_for("the message to be completed", || (host(&emulator).status()["invocations"]["ok"] == 1).then_some(()))
+        .await;
     wait_for("the queue to be empty", || queue_is_empty(&emulator).then_some(())).await;
     let bodies = app.bodies("ProcessOnboarding");
     let headers = app.headers("ProcessOnboarding");
@@ -442,7 +452,11 @@ async fn outputs_are_sent_in_order_before_settlement() {
     let headers = app.headers("ProcessOnboarding");
     let invocation = headers[0].lines().find_map(|l| l.strip_prefix("x-azure-functions-invocationid: ")).unwrap();
     assert_eq!(event.message.application_properties.get("$AzureWebJobsParentId"), Some(&json!(invocation)));
-    assert!(host(&emulator).function_logs().contains(&"Function.ProcessOnboarding.User: Processed onboarding obd-7f3c".to_owned()));
+    assert!(
+        host(&emulator)
+            .function_logs()
+            .contains(&"Function.ProcessOnboarding.User: Processed onboarding obd-7f3c".to_owned())
+    );
     emulator.shutdown().await;
 
     // A failing second output: the first is already sent, the invocation fails and the trigger is abandoned.
@@ -457,12 +471,20 @@ async fn outputs_are_sent_in_order_before_settlement() {
     let answer = r#"{"Outputs":{"first":{"n":1},"second":{"n":2}}}"#;
     let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", &format!("respond:{answer}"))])).await;
     send(&emulator, BODY);
-    wait_for("a failed invocation", || (host(&emulator).status()["invocations"]["failed"] == 1).then_some(())).await;
+    // The queue's MaxDeliveryCount is 3: each delivery fails the same way, so the message ends dead-lettered.
+    wait_for("three failed deliveries", || (host(&emulator).status()["invocations"]["failed"] == 3).then_some(()))
+        .await;
     let sent = emulator.shared().bus.receive(NS, &format!("{TOPIC}/subscriptions/all"), WAIT).await.unwrap().unwrap();
     assert_eq!(String::from_utf8(sent.message.body).unwrap(), "{\n  \"n\": 1\n}");
-    wait_for("the redelivery", || (app.bodies("ProcessOnboarding").len() >= 2).then_some(())).await;
-    let redelivered: Value = serde_json::from_str(&app.bodies("ProcessOnboarding")[1]).unwrap();
+    let bodies = app.bodies("ProcessOnboarding");
+    assert_eq!(bodies.len(), 3);
+    let redelivered: Value = serde_json::from_str(&bodies[1]).unwrap();
     assert_eq!(redelivered["Metadata"]["DeliveryCount"], "2");
+    wait_for("the dead-lettered message", || {
+        let dead = emulator.shared().bus.peek(NS, &format!("{QUEUE}/$DeadLetterQueue"), 0, 10).unwrap();
+        (dead.len() == 1).then_some(())
+    })
+    .await;
     emulator.shutdown().await;
 }
 
@@ -477,14 +499,20 @@ fn http_function(auth_level: &str) -> Value {
 async fn http_triggers_check_function_keys_and_translate_the_answer() {
     let app = App::new(host_json(json!({})))
         .function("order", http_function("function"))
-        .function("admin", json!({ "bindings": [
-            { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "admin" },
-            { "type": "http", "direction": "out", "name": "res" }
-        ]}))
-        .function("open", json!({ "bindings": [
-            { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous" },
-            { "type": "http", "direction": "out", "name": "res" }
-        ]}));
+        .function(
+            "admin",
+            json!({ "bindings": [
+                { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "admin" },
+                { "type": "http", "direction": "out", "name": "res" }
+            ]}),
+        )
+        .function(
+            "open",
+            json!({ "bindings": [
+                { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous" },
+                { "type": "http", "direction": "out", "name": "res" }
+            ]}),
+        );
     let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "echo")])).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = emulator.url();
@@ -524,11 +552,7 @@ async fn http_triggers_check_function_keys_and_translate_the_answer() {
 #[tokio::test]
 async fn restart_policy_follows_the_exit_code() {
     let app = App::new(host_json(json!({}))).function("Exit", http_function("anonymous"));
-    let emulator = start(
-        &app,
-        options(&app, &[("TEST_HANDLER_MODE", "exit:200|exit:3")]),
-    )
-    .await;
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "exit:200|exit:3")])).await;
     let host = host(&emulator);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let call = || client.post(format!("{}/api/order", emulator.url())).send();

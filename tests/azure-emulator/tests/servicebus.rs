@@ -404,3 +404,13 @@ async fn bad_requests_are_refused_with_the_service_status() {
     let bad_lock = format!("https://{NS}.servicebus.windows.net/orders/messages/1/{}", uuid::Uuid::new_v4());
     assert_eq!(bus.settle(reqwest::Method::DELETE, &bad_lock).await, StatusCode::GONE);
 }
+
+#[tokio::test]
+async fn a_bad_filter_fails_the_scenario_load_with_the_rule_named() {
+    let mut scenario: Value = serde_json::from_str(include_str!("data/servicebus/scenario.json")).unwrap();
+    scenario["serviceBus"][0]["topics"][0]["subscriptions"][1]["rules"][0]["sqlFilter"] = json!("region = 'eu' AND");
+    let scenario: Scenario = serde_json::from_value(scenario).unwrap();
+    let options = EmulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario: Some(scenario), host: None };
+    let error = Emulator::start(options).await.expect_err("the load fails").to_string();
+    assert!(error.contains("subscription eu: rule eu-only: invalid SQL filter"), "{error}");
+}

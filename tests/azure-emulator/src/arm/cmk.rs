@@ -52,7 +52,9 @@ pub fn require_prerequisites(account: &StorageAccountState) -> Result<(), ArmErr
             }
         }
     }
-    if text(encryption, "/keyvaultproperties/keyvaulturi").is_none() || text(encryption, "/keyvaultproperties/keyname").is_none() {
+    if text(encryption, "/keyvaultproperties/keyvaulturi").is_none()
+        || text(encryption, "/keyvaultproperties/keyname").is_none()
+    {
         return Err(ArmError::bad_request(
             "InvalidRequestPropertyValue",
             "encryption.keyvaultproperties.keyvaulturi and keyname are required when keySource is Microsoft.Keyvault.",
@@ -62,12 +64,17 @@ pub fn require_prerequisites(account: &StorageAccountState) -> Result<(), ArmErr
 }
 
 /// Reaches the key the way the RP does. Call after [`require_prerequisites`].
-pub fn check_key_access(world: &World, account: &StorageAccountState, now: OffsetDateTime) -> Result<KeyVersionInfo, ArmError> {
+pub fn check_key_access(
+    world: &World,
+    account: &StorageAccountState,
+    now: OffsetDateTime,
+) -> Result<KeyVersionInfo, ArmError> {
     let encryption = &account.encryption;
     let uri = text(encryption, "/keyvaultproperties/keyvaulturi").unwrap_or_default();
     let key_name = text(encryption, "/keyvaultproperties/keyname").unwrap_or_default();
     let key_version = text(encryption, "/keyvaultproperties/keyversion");
-    let vault_not_found = || ArmError::bad_request("KeyVaultVaultNotFound", format!("The specified key vault '{uri}' is not found."));
+    let vault_not_found =
+        || ArmError::bad_request("KeyVaultVaultNotFound", format!("The specified key vault '{uri}' is not found."));
     let host = url::Url::parse(uri).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
     let host = host.filter(|h| matches!(Cloud::service_for_host(h), Some((_, Service::KeyVault { .. })))).ok_or_else(|| {
         ArmError::bad_request(
@@ -77,18 +84,19 @@ pub fn check_key_access(world: &World, account: &StorageAccountState, now: Offse
     })?;
     let vault_tenant = world.vaults.by_host(&host).map(|v| v.tenant_id.clone()).ok_or_else(vault_not_found)?;
     let (principal, tenant) = storage_principal(world, account, &vault_tenant, now)?;
-    world
-        .vaults
-        .check_storage_access(&host, &principal, &tenant, key_name, key_version, now.unix_timestamp())
-        .map_err(|error| match error {
+    world.vaults.check_storage_access(&host, &principal, &tenant, key_name, key_version, now.unix_timestamp()).map_err(
+        |error| match error {
             StorageKeyError::VaultNotFound(_) => vault_not_found(),
-            StorageKeyError::NotRecoverable => ArmError::bad_request("KeyVaultPolicyError", "Keyvault policy recoverable is not set"),
+            StorageKeyError::NotRecoverable => {
+                ArmError::bad_request("KeyVaultPolicyError", "Keyvault policy recoverable is not set")
+            }
             StorageKeyError::KeyNotFound(_) => ArmError::bad_request(
                 "KeyVaultEncryptionKeyNotFound",
                 "The key vault key is not found to unwrap the encryption key.",
             ),
             _ => authentication_failure(),
-        })
+        },
+    )
 }
 
 /// The principal and tenant Key Vault will see: the app's service principal in the vault's tenant when a
@@ -114,16 +122,20 @@ fn storage_principal(
         return Ok((uami.principal_id.clone(), uami.tenant_id.clone()));
     };
     let cloud = world.cloud;
-    let canonical_id = ResourceId::parse(uami_id).map(|id| id.canonical(IDENTITY_TYPE)).unwrap_or_else(|| uami_id.to_owned());
+    let canonical_id =
+        ResourceId::parse(uami_id).map(|id| id.canonical(IDENTITY_TYPE)).unwrap_or_else(|| uami_id.to_owned());
     let subject = Subject {
         tenant_id: &uami.tenant_id,
         object_id: &uami.principal_id,
         client_id: &uami.client_id,
         mi_resource_id: Some(&canonical_id),
     };
-    let assertion = Claims::issue(cloud, &subject, cloud.token_exchange_audience(), now.unix_timestamp(), ASSERTION_LIFETIME_SECS);
-    let service_principal =
-        world.directory.federated_exchange(cloud, app_id, vault_tenant, &assertion).map_err(|_| authentication_failure())?;
+    let assertion =
+        Claims::issue(cloud, &subject, cloud.token_exchange_audience(), now.unix_timestamp(), ASSERTION_LIFETIME_SECS);
+    let service_principal = world
+        .directory
+        .federated_exchange(cloud, app_id, vault_tenant, &assertion)
+        .map_err(|_| authentication_failure())?;
     Ok((service_principal.id.clone(), vault_tenant.to_owned()))
 }
 

@@ -22,11 +22,19 @@ impl ArmError {
     }
 
     pub fn missing_token() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing.",
+        )
     }
 
     pub fn invalid_token(reason: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", format!("The access token is invalid. {reason}"))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            format!("The access token is invalid. {reason}"),
+        )
     }
 
     pub fn wrong_audience(audience: &str, arm_host: &str) -> Self {
@@ -59,7 +67,13 @@ impl ArmError {
         )
     }
 
-    pub fn linked_authorization_failed(principal: &str, action: &str, scope: &str, linked_action: &str, linked: &str) -> Self {
+    pub fn linked_authorization_failed(
+        principal: &str,
+        action: &str,
+        scope: &str,
+        linked_action: &str,
+        linked: &str,
+    ) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
             "LinkedAuthorizationFailed",
@@ -94,7 +108,11 @@ impl ArmError {
     }
 
     pub fn subscription_not_found(subscription: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{subscription}' could not be found."))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "SubscriptionNotFound",
+            format!("The subscription '{subscription}' could not be found."),
+        )
     }
 
     pub fn invalid_subscription_id(subscription: &str) -> Self {
@@ -105,7 +123,11 @@ impl ArmError {
     }
 
     pub fn resource_group_not_found(group: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "ResourceGroupNotFound", format!("Resource group '{group}' could not be found."))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "ResourceGroupNotFound",
+            format!("Resource group '{group}' could not be found."),
+        )
     }
 
     pub fn resource_not_found(resource_type: &str, name: &str, group: &str) -> Self {
@@ -152,8 +174,9 @@ impl IntoResponse for ArmError {
                 self.message.replace('"', "'")
             )
         });
-        let mut response = (self.status, axum::Json(json!({ "error": { "code": self.code, "message": self.message } })))
-            .into_response();
+        let mut response =
+            (self.status, axum::Json(json!({ "error": { "code": self.code, "message": self.message } })))
+                .into_response();
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
         }

@@ -19,7 +19,13 @@ pub const API_VERSIONS: &[&str] =
 /// Members a PUT body may carry; the read-only ones are ignored, as ARM does.
 const PUT_MEMBERS: &[&str] = &["location", "tags", "properties", "id", "name", "type", "systemData"];
 
-pub fn serve(world: &mut World, req: &Req, id: &ResourceId, api_version: &str, caller: &str) -> Result<Response, ArmError> {
+pub fn serve(
+    world: &mut World,
+    req: &Req,
+    id: &ResourceId,
+    api_version: &str,
+    caller: &str,
+) -> Result<Response, ArmError> {
     if !API_VERSIONS.contains(&api_version) {
         return Err(ArmError::invalid_api_version(api_version, IDENTITY_TYPE, API_VERSIONS));
     }
@@ -53,7 +59,8 @@ pub fn serve(world: &mut World, req: &Req, id: &ResourceId, api_version: &str, c
 }
 
 fn put(world: &mut World, req: &Req, id: &ResourceId) -> Result<Response, ArmError> {
-    let body: Value = serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
+    let body: Value =
+        serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
     let object = body.as_object().ok_or_else(|| ArmError::invalid_request_content("the body is not a JSON object"))?;
     if let Some(unknown) = object.keys().find(|k| !PUT_MEMBERS.contains(&k.as_str())) {
         return Err(ArmError::invalid_request_content(&format!(
@@ -63,12 +70,18 @@ fn put(world: &mut World, req: &Req, id: &ResourceId) -> Result<Response, ArmErr
     let location = object
         .get("location")
         .and_then(Value::as_str)
-        .ok_or_else(|| ArmError::bad_request("LocationRequired", "The location property is required for this definition."))?
+        .ok_or_else(|| {
+            ArmError::bad_request("LocationRequired", "The location property is required for this definition.")
+        })?
         .to_owned();
     let tags = match object.get("tags") {
         None | Some(Value::Null) => json!({}),
         Some(tags @ Value::Object(map)) if map.values().all(Value::is_string) => tags.clone(),
-        Some(_) => return Err(ArmError::invalid_request_content("Error converting value to type 'Dictionary<string, string>'. Path 'tags'")),
+        Some(_) => {
+            return Err(ArmError::invalid_request_content(
+                "Error converting value to type 'Dictionary<string, string>'. Path 'tags'",
+            ));
+        }
     };
     let key = id.key();
     if let Some(existing) = world.arm.identities.get_mut(&key) {
@@ -86,7 +99,11 @@ fn put(world: &mut World, req: &Req, id: &ResourceId) -> Result<Response, ArmErr
     }
     let tenant_id = world.arm.subscription(&id.subscription).map(|s| s.tenant_id.clone()).unwrap_or_default();
     let identity = IdentityResource {
-        id: ResourceId { namespace: "Microsoft.ManagedIdentity".into(), resource_type: "userAssignedIdentities".into(), ..id.clone() },
+        id: ResourceId {
+            namespace: "Microsoft.ManagedIdentity".into(),
+            resource_type: "userAssignedIdentities".into(),
+            ..id.clone()
+        },
         location: location.clone(),
         tags,
         client_id: uuid::Uuid::new_v4().to_string(),

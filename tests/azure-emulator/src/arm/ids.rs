@@ -60,19 +60,28 @@ impl ResourceId {
 
     /// The canonical id (`resourceGroups` spelled as in requests).
     pub fn canonical(&self, full_type: &str) -> String {
-        format!("/subscriptions/{}/resourceGroups/{}/providers/{full_type}/{}", self.subscription, self.group, self.name)
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/{full_type}/{}",
+            self.subscription, self.group, self.name
+        )
     }
 
     /// The id as some RPs print it, with `resourcegroups` lower-cased.
     pub fn lowercase_groups(&self, full_type: &str) -> String {
-        format!("/subscriptions/{}/resourcegroups/{}/providers/{full_type}/{}", self.subscription, self.group, self.name)
+        format!(
+            "/subscriptions/{}/resourcegroups/{}/providers/{full_type}/{}",
+            self.subscription, self.group, self.name
+        )
     }
 
     /// Lookup key: the whole id lower-cased.
     pub fn key(&self) -> String {
         format!(
             "/subscriptions/{}/resourcegroups/{}/providers/{}/{}",
-            self.subscription, self.group, self.full_type(), self.name
+            self.subscription,
+            self.group,
+            self.full_type(),
+            self.name
         )
         .to_ascii_lowercase()
     }
@@ -148,19 +157,31 @@ mod tests {
     #[test]
     fn routes() {
         let sub = "00000000-0000-0000-0000-000000000001";
-        let feature = format!("/subscriptions/{sub}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity/register");
+        let feature = format!(
+            "/subscriptions/{sub}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity/register"
+        );
         assert!(matches!(route(&feature), Ok(Route::Feature { register: true, .. })));
-        assert!(matches!(route(&format!("/subscriptions/{sub}/providers/Microsoft.Storage")), Ok(Route::Provider { register: false, .. })));
-        let account = format!("/subscriptions/{sub}/resourcegroups/rg/providers/Microsoft.Storage/storageAccounts/acct");
+        assert!(matches!(
+            route(&format!("/subscriptions/{sub}/providers/Microsoft.Storage")),
+            Ok(Route::Provider { register: false, .. })
+        ));
+        let account =
+            format!("/subscriptions/{sub}/resourcegroups/rg/providers/Microsoft.Storage/storageAccounts/acct");
         let Ok(Route::Resource(id)) = route(&account) else { panic!("not a resource") };
         assert!(id.is_type(STORAGE_TYPE));
-        assert_eq!(id.canonical(STORAGE_TYPE), format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct"));
+        assert_eq!(
+            id.canonical(STORAGE_TYPE),
+            format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct")
+        );
         assert!(route("/subscriptions/x/what").is_err());
     }
 
     #[test]
     fn scopes_cover_descendants_only() {
-        assert!(scope_covers("/subscriptions/S/resourceGroups/rg", "/subscriptions/s/resourcegroups/RG/providers/x/y/z"));
+        assert!(scope_covers(
+            "/subscriptions/S/resourceGroups/rg",
+            "/subscriptions/s/resourcegroups/RG/providers/x/y/z"
+        ));
         assert!(!scope_covers("/subscriptions/s/resourceGroups/rg", "/subscriptions/s/resourceGroups/rg2"));
     }
 }

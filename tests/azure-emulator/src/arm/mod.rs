@@ -3,8 +3,8 @@
 
 mod cmk;
 pub mod errors;
-pub mod ids;
 mod identities;
+pub mod ids;
 mod registration;
 mod state;
 mod storage;
@@ -60,7 +60,11 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
         }
         Route::Provider { subscription, namespace, register } => {
             registration::check_api_version(&api_version, registration::PROVIDER_API_VERSIONS)?;
-            let action = if register { format!("{namespace}/register/action") } else { "Microsoft.Resources/subscriptions/providers/read".to_owned() };
+            let action = if register {
+                format!("{namespace}/register/action")
+            } else {
+                "Microsoft.Resources/subscriptions/providers/read".to_owned()
+            };
             world.arm.authorize(caller, &action, req.url.path())?;
             registration::provider(&mut world.arm, &req.method, &subscription, &namespace, register)
         }

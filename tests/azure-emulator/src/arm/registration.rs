@@ -10,7 +10,8 @@ use super::errors::ArmError;
 use super::state::{ArmState, Registration};
 
 pub const FEATURE_API_VERSIONS: &[&str] = &["2015-12-01", "2021-07-01"];
-pub const PROVIDER_API_VERSIONS: &[&str] = &["2019-10-01", "2020-06-01", "2021-01-01", "2021-04-01", "2022-09-01", "2024-03-01"];
+pub const PROVIDER_API_VERSIONS: &[&str] =
+    &["2019-10-01", "2020-06-01", "2021-01-01", "2021-04-01", "2022-09-01", "2024-03-01"];
 
 pub fn check_api_version(version: &str, supported: &[&str]) -> Result<(), ArmError> {
     if supported.contains(&version) { Ok(()) } else { Err(ArmError::invalid_api_version_parameter(version, supported)) }

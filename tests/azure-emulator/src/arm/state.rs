@@ -97,7 +97,10 @@ impl ArmState {
         let mut state = Self { cloud, denials: scenario.arm_denials.clone(), ..Self::default() };
         for sub in &scenario.subscriptions {
             let mut features = BTreeMap::new();
-            features.insert(FEDERATED_CLIENT_IDENTITY.to_ascii_lowercase(), registration(FEDERATED_CLIENT_IDENTITY, "NotRegistered"));
+            features.insert(
+                FEDERATED_CLIENT_IDENTITY.to_ascii_lowercase(),
+                registration(FEDERATED_CLIENT_IDENTITY, "NotRegistered"),
+            );
             for (name, value) in &sub.features {
                 if !name.contains('/') {
                     return Err(format!("feature {name:?} must be written Namespace/Name"));
@@ -119,9 +122,9 @@ impl ArmState {
             state.subscriptions.insert(sub.id.to_ascii_lowercase(), sub_state);
         }
         for identity in &scenario.managed_identities {
-            let id = ResourceId::parse(&identity.resource_id)
-                .filter(|id| id.is_type(ids::IDENTITY_TYPE))
-                .ok_or_else(|| format!("managed identity id {:?} is not a user-assigned identity id", identity.resource_id))?;
+            let id = ResourceId::parse(&identity.resource_id).filter(|id| id.is_type(ids::IDENTITY_TYPE)).ok_or_else(
+                || format!("managed identity id {:?} is not a user-assigned identity id", identity.resource_id),
+            )?;
             state.groups.insert(group_key(&id));
             state.identities.insert(
                 id.key(),

@@ -35,7 +35,8 @@ pub const API_VERSIONS: &[&str] = &[
 
 /// .NET's round-trip timestamp format, which the Storage RP uses (`2019-12-13T20:36:23.7023290Z`).
 pub fn dotnet_time(at: OffsetDateTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z");
     at.to_offset(time::UtcOffset::UTC).format(&format).unwrap_or_default()
 }
 
@@ -79,7 +80,8 @@ pub fn serve(
     if req.method == Method::GET {
         return Ok(Json(account.to_arm(&world.arm)).into_response());
     }
-    let body: Value = serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
+    let body: Value =
+        serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
     storage_body::check(&body, &storage_body::UPDATE_PARAMETERS, "")?;
     let updated = patch(world, account, &body, caller, path, now)?;
     let response = updated.to_arm(&world.arm);
@@ -235,7 +237,9 @@ fn merge_encryption(account: &mut StorageAccountState, body: &Value, now: Offset
                 // Queue and table key types are fixed at creation (x-ms-mutability create/read).
                 let fixed = matches!(name.as_str(), "queue" | "table");
                 if fixed && current_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(key_type)) {
-                    return Err(invalid_value(format!("encryption.services.{name}.keyType cannot be changed after creation.")));
+                    return Err(invalid_value(format!(
+                        "encryption.services.{name}.keyType cannot be changed after creation."
+                    )));
                 }
                 entry.insert("keyType".into(), json!(key_type));
             }
@@ -260,7 +264,9 @@ fn merge_encryption(account: &mut StorageAccountState, body: &Value, now: Offset
         sent.insert("keyname".into(), json!(field("keyname").unwrap_or_default()));
         sent.insert("keyversion".into(), json!(field("keyversion").unwrap_or_default()));
         // Keep what Storage recorded about the key it used last; `record_key` refreshes it after the checks.
-        for kept in ["currentVersionedKeyIdentifier", "lastKeyRotationTimestamp", "currentVersionedKeyExpirationTimestamp"] {
+        for kept in
+            ["currentVersionedKeyIdentifier", "lastKeyRotationTimestamp", "currentVersionedKeyExpirationTimestamp"]
+        {
             if let Some(value) = previous.get(kept) {
                 sent.insert(kept.into(), value.clone());
             }
@@ -390,7 +396,10 @@ impl StorageAccountState {
         }
         let mut properties = json!({
             "privateEndpointConnections": [],
-            "networkAcls": { "bypass": "AzureServices", "virtualNetworkRules": [], "ipRules": [], "defaultAction": "Allow" },
+            "networkAcls": {
+                "bypass": "AzureServices", "virtualNetworkRules": [], "ipRules": [], "resourceAccessRules": [],
+                "defaultAction": "Allow",
+            },
             "supportsHttpsTrafficOnly": true,
             "encryption": encryption,
             "accessTier": "Hot",

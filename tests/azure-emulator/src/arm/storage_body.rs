@@ -18,8 +18,10 @@ pub enum Shape {
     Any,
 }
 
-const ENCRYPTION_SERVICE: Shape =
-    Shape::Object("EncryptionService", &[("enabled", Shape::Bool), ("lastEnabledTime", Shape::String), ("keyType", Shape::String)]);
+const ENCRYPTION_SERVICE: Shape = Shape::Object(
+    "EncryptionService",
+    &[("enabled", Shape::Bool), ("lastEnabledTime", Shape::String), ("keyType", Shape::String)],
+);
 
 const ENCRYPTION: Shape = Shape::Object(
     "Encryption",
@@ -28,7 +30,12 @@ const ENCRYPTION: Shape = Shape::Object(
             "services",
             Shape::Object(
                 "EncryptionServices",
-                &[("blob", ENCRYPTION_SERVICE), ("file", ENCRYPTION_SERVICE), ("table", ENCRYPTION_SERVICE), ("queue", ENCRYPTION_SERVICE)],
+                &[
+                    ("blob", ENCRYPTION_SERVICE),
+                    ("file", ENCRYPTION_SERVICE),
+                    ("table", ENCRYPTION_SERVICE),
+                    ("queue", ENCRYPTION_SERVICE),
+                ],
             ),
         ),
         ("keySource", Shape::String),
@@ -57,7 +64,8 @@ const ENCRYPTION: Shape = Shape::Object(
     ],
 );
 
-const USER_ASSIGNED: Shape = Shape::Object("UserAssignedIdentity", &[("principalId", Shape::String), ("clientId", Shape::String)]);
+const USER_ASSIGNED: Shape =
+    Shape::Object("UserAssignedIdentity", &[("principalId", Shape::String), ("clientId", Shape::String)]);
 
 /// `StorageAccountUpdateParameters` with `properties` flattened as on the wire.
 pub const UPDATE_PARAMETERS: Shape = Shape::Object(
@@ -115,7 +123,9 @@ pub const UPDATE_PARAMETERS: Shape = Shape::Object(
 /// `userAssignedIdentities` it means "remove").
 pub fn check(value: &Value, shape: &Shape, path: &str) -> Result<(), ArmError> {
     let type_error = |expected: &str| {
-        ArmError::invalid_request_content(&format!("Error converting value {value} to type '{expected}'. Path '{path}'"))
+        ArmError::invalid_request_content(&format!(
+            "Error converting value {value} to type '{expected}'. Path '{path}'"
+        ))
     };
     match (shape, value) {
         (_, Value::Null) | (Shape::Any, _) => Ok(()),
@@ -157,7 +167,13 @@ mod tests {
         let body = json!({ "properties": { "encryption": { "keySource": "Microsoft.Keyvault", "keyVaultUrl": "x" } } });
         let error = check(&body, &UPDATE_PARAMETERS, "").unwrap_err();
         assert_eq!(error.code, "InvalidRequestContent");
-        assert!(error.message.contains("'keyVaultUrl' on object of type 'Encryption'. Path 'properties.encryption.keyVaultUrl'"), "{}", error.message);
+        assert!(
+            error
+                .message
+                .contains("'keyVaultUrl' on object of type 'Encryption'. Path 'properties.encryption.keyVaultUrl'"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -77,7 +77,9 @@ impl Handler {
 fn recorded_count(dir: &str, function: &str) -> usize {
     let suffix = format!("-{function}.json");
     std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(&suffix)).count())
+        .map(|entries| {
+            entries.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(&suffix)).count()
+        })
         .unwrap_or(0)
 }
 
@@ -88,7 +90,8 @@ async fn main() {
         println!("test-handler exiting at start with {code}");
         std::process::exit(code);
     }
-    let port: u16 = env.get("FUNCTIONS_CUSTOMHANDLER_PORT").and_then(|p| p.parse().ok()).expect("FUNCTIONS_CUSTOMHANDLER_PORT");
+    let port: u16 =
+        env.get("FUNCTIONS_CUSTOMHANDLER_PORT").and_then(|p| p.parse().ok()).expect("FUNCTIONS_CUSTOMHANDLER_PORT");
     println!("test-handler pid={} port={port}", std::process::id());
     println!("test-handler cwd={}", std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default());
     println!("test-handler args={:?}", std::env::args().skip(1).collect::<Vec<_>>());

@@ -78,7 +78,8 @@ impl Directory {
             return Err(format!("service principal {}: unknown application {}", sp.id, sp.app_id));
         }
         // Re-adding replaces: a customer re-installing the app gets a fresh object.
-        self.service_principals.retain(|existing| !(existing.tenant_id == sp.tenant_id && existing.app_id == sp.app_id));
+        self.service_principals
+            .retain(|existing| !(existing.tenant_id == sp.tenant_id && existing.app_id == sp.app_id));
         self.service_principals.push(sp);
         Ok(())
     }
@@ -86,7 +87,10 @@ impl Directory {
     fn check_identities(&self) -> Result<(), String> {
         for identity in &self.managed_identities {
             if !self.tenant_exists(&identity.tenant_id) {
-                return Err(format!("managed identity {}: unknown tenant {}", identity.resource_id, identity.tenant_id));
+                return Err(format!(
+                    "managed identity {}: unknown tenant {}",
+                    identity.resource_id, identity.tenant_id
+                ));
             }
         }
         if let Some(app) = &self.function_app {
@@ -238,8 +242,11 @@ impl Directory {
         update: &serde_json::Value,
     ) -> Result<(), DirectoryError> {
         let application = self.application_mut(app_object_id)?;
-        let index = find_credential(&application.federated_identity_credentials, key)
-            .ok_or_else(|| DirectoryError::NotFound(format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present.")))?;
+        let index = find_credential(&application.federated_identity_credentials, key).ok_or_else(|| {
+            DirectoryError::NotFound(format!(
+                "Resource '{key}' does not exist or one of its queried reference-property objects are not present."
+            ))
+        })?;
         let mut updated = application.federated_identity_credentials[index].clone();
         if let Some(name) = update.get("name").and_then(|n| n.as_str())
             && name != updated.name
@@ -248,9 +255,11 @@ impl Directory {
         }
         merge_credential(&mut updated, update)?;
         validate_credential(&updated)?;
-        let clash = application.federated_identity_credentials.iter().enumerate().any(|(i, c)| {
-            i != index && c.issuer == updated.issuer && c.subject == updated.subject
-        });
+        let clash = application
+            .federated_identity_credentials
+            .iter()
+            .enumerate()
+            .any(|(i, c)| i != index && c.issuer == updated.issuer && c.subject == updated.subject);
         if clash {
             return Err(DirectoryError::Conflict(
                 "FederatedIdentityCredential with the same issuer and subject already exists.".to_owned(),
@@ -262,20 +271,29 @@ impl Directory {
 
     pub fn remove_federated_credential(&mut self, app_object_id: &str, key: &str) -> Result<(), DirectoryError> {
         let application = self.application_mut(app_object_id)?;
-        let index = find_credential(&application.federated_identity_credentials, key)
-            .ok_or_else(|| DirectoryError::NotFound(format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present.")))?;
+        let index = find_credential(&application.federated_identity_credentials, key).ok_or_else(|| {
+            DirectoryError::NotFound(format!(
+                "Resource '{key}' does not exist or one of its queried reference-property objects are not present."
+            ))
+        })?;
         application.federated_identity_credentials.remove(index);
         Ok(())
     }
 
     /// `POST /servicePrincipals` in `tenant_id`: installs the app there.
-    pub fn create_service_principal(&mut self, tenant_id: &str, app_id: &str) -> Result<&ServicePrincipal, DirectoryError> {
+    pub fn create_service_principal(
+        &mut self,
+        tenant_id: &str,
+        app_id: &str,
+    ) -> Result<&ServicePrincipal, DirectoryError> {
         let application = self.application_by_app_id(app_id).ok_or_else(|| {
             DirectoryError::Invalid(format!(
                 "The appId '{app_id}' of the service principal does not reference a valid application object."
             ))
         })?;
-        if !application.tenant_id.eq_ignore_ascii_case(tenant_id) && application.sign_in_audience != "AzureADMultipleOrgs" {
+        if !application.tenant_id.eq_ignore_ascii_case(tenant_id)
+            && application.sign_in_audience != "AzureADMultipleOrgs"
+        {
             return Err(DirectoryError::Invalid(format!(
                 "The appId '{app_id}' of the service principal does not reference a valid application object."
             )));
@@ -322,7 +340,10 @@ fn find_credential(credentials: &[FederatedIdentityCredential], key: &str) -> Op
         .or_else(|| credentials.iter().position(|c| c.name.eq_ignore_ascii_case(key)))
 }
 
-fn merge_credential(credential: &mut FederatedIdentityCredential, update: &serde_json::Value) -> Result<(), DirectoryError> {
+fn merge_credential(
+    credential: &mut FederatedIdentityCredential,
+    update: &serde_json::Value,
+) -> Result<(), DirectoryError> {
     let invalid = |field: &str| DirectoryError::Invalid(format!("Invalid value specified for property '{field}'."));
     if let Some(value) = update.get("issuer") {
         credential.issuer = value.as_str().ok_or_else(|| invalid("issuer"))?.to_owned();
@@ -351,16 +372,22 @@ pub fn validate_credential(credential: &FederatedIdentityCredential) -> Result<(
         )));
     }
     if credential.issuer.trim().is_empty() || credential.issuer.len() > 600 {
-        return Err(DirectoryError::Invalid("Invalid value specified for property 'issuer' of resource 'FederatedIdentityCredential'.".to_owned()));
+        return Err(DirectoryError::Invalid(
+            "Invalid value specified for property 'issuer' of resource 'FederatedIdentityCredential'.".to_owned(),
+        ));
     }
     if credential.subject.trim().is_empty() || credential.subject.len() > 600 {
-        return Err(DirectoryError::Invalid("Invalid value specified for property 'subject' of resource 'FederatedIdentityCredential'.".to_owned()));
+        return Err(DirectoryError::Invalid(
+            "Invalid value specified for property 'subject' of resource 'FederatedIdentityCredential'.".to_owned(),
+        ));
     }
     if credential.audiences.len() != 1 || credential.audiences[0].is_empty() || credential.audiences[0].len() > 600 {
         return Err(DirectoryError::Invalid("Invalid value specified for property 'audiences' of resource 'FederatedIdentityCredential': exactly one audience is required.".to_owned()));
     }
     if credential.description.as_ref().is_some_and(|d| d.chars().count() > 600) {
-        return Err(DirectoryError::Invalid("Invalid value specified for property 'description' of resource 'FederatedIdentityCredential'.".to_owned()));
+        return Err(DirectoryError::Invalid(
+            "Invalid value specified for property 'description' of resource 'FederatedIdentityCredential'.".to_owned(),
+        ));
     }
     Ok(())
 }

@@ -8,9 +8,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::APP_TOKEN_LIFETIME_SECS;
 use super::error::EntraError;
 use super::token::{Claims, Subject, TokenError, strip_default_scope};
-use super::APP_TOKEN_LIFETIME_SECS;
 use crate::cloud::Cloud;
 use crate::http::Req;
 use crate::state::Shared;
@@ -89,7 +89,9 @@ fn token(shared: &Shared, cloud: Cloud, tenant: &str, req: &Req) -> Result<serde
         return Err(EntraError::bad_request(
             "invalid_request",
             900144,
-            format!("The request body must contain the following parameter: 'client_assertion_type' with value '{JWT_BEARER}'."),
+            format!(
+                "The request body must contain the following parameter: 'client_assertion_type' with value '{JWT_BEARER}'."
+            ),
         ));
     }
     let world = shared.world.lock().expect("world lock poisoned");
@@ -118,14 +120,18 @@ fn single_default_scope(scope: &str) -> Result<&str, EntraError> {
         return Err(EntraError::bad_request(
             "invalid_scope",
             70011,
-            format!("The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
+            format!(
+                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+            ),
         ));
     };
     if !only.ends_with("/.default") || only.len() == "/.default".len() {
         return Err(EntraError::bad_request(
             "invalid_scope",
             1002012,
-            format!("The provided value for scope {only} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+            format!(
+                "The provided value for scope {only} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
         ));
     }
     Ok(strip_default_scope(only))
@@ -138,11 +144,9 @@ fn invalid_assertion(error: &TokenError) -> EntraError {
             700024,
             format!("Client assertion is not within its valid time range. ({error})"),
         ),
-        TokenError::Malformed(_) | TokenError::BadSignature => EntraError::bad_request(
-            "invalid_request",
-            50027,
-            format!("JWT token is invalid or malformed. ({error})"),
-        ),
+        TokenError::Malformed(_) | TokenError::BadSignature => {
+            EntraError::bad_request("invalid_request", 50027, format!("JWT token is invalid or malformed. ({error})"))
+        }
     }
 }
 

@@ -32,7 +32,9 @@ impl EntraError {
         Self::bad_request(
             "invalid_request",
             90002,
-            format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
         )
     }
 
@@ -41,12 +43,7 @@ impl EntraError {
         let trace_id = uuid::Uuid::new_v4();
         let correlation_id = uuid::Uuid::new_v4();
         // Entra prints the timestamp as "2025-01-01 10:00:00Z" in the body and in the description trailer.
-        let timestamp = now
-            .replace_nanosecond(0)
-            .unwrap_or(now)
-            .format(&Rfc3339)
-            .unwrap_or_default()
-            .replace('T', " ");
+        let timestamp = now.replace_nanosecond(0).unwrap_or(now).format(&Rfc3339).unwrap_or_default().replace('T', " ");
         serde_json::json!({
             "error": self.error,
             "error_description": format!(
@@ -79,7 +76,8 @@ mod tests {
 
     #[test]
     fn body_has_entra_shape() {
-        let error = EntraError::bad_request("unauthorized_client", 700016, "Application with identifier 'x' was not found.");
+        let error =
+            EntraError::bad_request("unauthorized_client", 700016, "Application with identifier 'x' was not found.");
         let body = error.body(OffsetDateTime::UNIX_EPOCH);
         assert_eq!(body["error"], "unauthorized_client");
         assert_eq!(body["error_codes"], serde_json::json!([700016]));

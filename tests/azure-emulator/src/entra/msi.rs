@@ -27,7 +27,10 @@ pub async fn msi(shared: &Shared, req: Req) -> Response {
     }
     // Constant-time comparison is pointless here; the secret only guards against SSRF-style misuse.
     if req.header("x-identity-header") != Some(shared.identity_header.as_str()) {
-        return app_service_error(StatusCode::BAD_REQUEST, "The X-IDENTITY-HEADER header is missing or does not match.");
+        return app_service_error(
+            StatusCode::BAD_REQUEST,
+            "The X-IDENTITY-HEADER header is missing or does not match.",
+        );
     }
     match req.query("api-version").as_deref() {
         Some("2019-08-01") => {}
@@ -69,7 +72,8 @@ pub async fn msi(shared: &Shared, req: Req) -> Response {
 
 /// No id: the function app's system-assigned identity. An id: one of its user-assigned identities.
 fn select(directory: &Directory, req: &Req) -> Result<Selected, String> {
-    let app = directory.function_app().ok_or("The function app has no managed identity (no functionApp in the scenario).")?;
+    let app =
+        directory.function_app().ok_or("The function app has no managed identity (no functionApp in the scenario).")?;
     let by_client = req.query("client_id");
     let by_principal = req.query("principal_id").or_else(|| req.query("object_id"));
     let by_resource = req.query("mi_res_id").or_else(|| req.query("msi_res_id"));

@@ -140,7 +140,8 @@ impl TokenMinter {
     /// as Entra reports a missing service principal before an expired assertion.
     pub fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed("expected three dot-separated segments".into()));
         };
@@ -221,7 +222,10 @@ mod tests {
         let token = minter.mint(Claims::issue(Cloud::Public, &subject(), "r", minter.now(), 60));
         clock.advance(std::time::Duration::from_secs(61));
         assert!(matches!(minter.verify(&token), Err(TokenError::Expired { .. })));
-        let future = minter.mint(Claims { nbf: minter.now() + 100, ..Claims::issue(Cloud::Public, &subject(), "r", minter.now(), 600) });
+        let future = minter.mint(Claims {
+            nbf: minter.now() + 100,
+            ..Claims::issue(Cloud::Public, &subject(), "r", minter.now(), 600)
+        });
         assert!(matches!(minter.verify(&future), Err(TokenError::NotYetValid { .. })));
     }
 

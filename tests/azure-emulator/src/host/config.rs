@@ -25,7 +25,9 @@ fn valid_binding_name(name: &str) -> bool {
         return true;
     }
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && name.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric())
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric())
 }
 
 /// `customHandler.description`.
@@ -174,10 +176,13 @@ fn parse_host(json: &Value) -> Result<HostConfig, String> {
         .map(|n| n as usize)
         .unwrap_or(16 * cores)
         .max(1);
-    let auto_complete_messages = sb.and_then(|s| s.get("autoCompleteMessages")).and_then(Value::as_bool).unwrap_or(true);
+    let auto_complete_messages =
+        sb.and_then(|s| s.get("autoCompleteMessages")).and_then(Value::as_bool).unwrap_or(true);
     let max_auto_lock_renewal = match sb.and_then(|s| s.get("maxAutoLockRenewalDuration")).and_then(Value::as_str) {
         None => Duration::from_secs(5 * 60),
-        Some(text) => parse_timespan(text).ok_or_else(|| format!("maxAutoLockRenewalDuration {text:?} is not a timespan"))?,
+        Some(text) => {
+            parse_timespan(text).ok_or_else(|| format!("maxAutoLockRenewalDuration {text:?} is not a timespan"))?
+        }
     };
     let route_prefix = json
         .pointer("/extensions/http/routePrefix")
@@ -322,7 +327,10 @@ mod tests {
         let settings = Settings::new(
             [
                 ("Sb__fullyQualifiedNamespace".to_owned(), "Contoso-SB.servicebus.windows.net".to_owned()),
-                ("AzureWebJobsOther".to_owned(), "Endpoint=sb://other.servicebus.windows.net/;SharedAccessKeyName=k".to_owned()),
+                (
+                    "AzureWebJobsOther".to_owned(),
+                    "Endpoint=sb://other.servicebus.windows.net/;SharedAccessKeyName=k".to_owned(),
+                ),
             ]
             .into(),
         );

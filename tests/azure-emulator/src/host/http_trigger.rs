@@ -171,7 +171,14 @@ fn request_body(
         "sys".into(),
         Json::Object(vec![
             ("MethodName".into(), Json::str(&function.name)),
-            ("UtcNow".into(), Json::str(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default())),
+            (
+                "UtcNow".into(),
+                Json::str(
+                    time::OffsetDateTime::now_utc()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                ),
+            ),
             ("RandGuid".into(), Json::str(invocation_id.to_string())),
         ]),
     ));

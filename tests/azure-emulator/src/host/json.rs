@@ -193,7 +193,9 @@ impl From<&serde_json::Value> for Json {
             serde_json::Value::Number(n) => Json::Number(n.clone()),
             serde_json::Value::String(s) => Json::String(s.clone()),
             serde_json::Value::Array(items) => Json::Array(items.iter().map(Json::from).collect()),
-            serde_json::Value::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), Json::from(v))).collect()),
+            serde_json::Value::Object(map) => {
+                Json::Object(map.iter().map(|(k, v)| (k.clone(), Json::from(v))).collect())
+            }
         }
     }
 }

@@ -228,14 +228,7 @@ fn worker_spec(
     environment.push(("FUNCTIONS_APP_ROOT_PATH".into(), app_root.display().to_string()));
     environment.push(("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", shared.base_url)));
     environment.push(("IDENTITY_HEADER".into(), shared.identity_header.clone()));
-    process::WorkerSpec {
-        program,
-        arguments,
-        working_directory,
-        environment,
-        fixed_port: host.port,
-        init_timeout,
-    }
+    process::WorkerSpec { program, arguments, working_directory, environment, fixed_port: host.port, init_timeout }
 }
 
 /// HTTP-triggered functions under `/api/`.

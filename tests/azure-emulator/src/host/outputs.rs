@@ -22,8 +22,8 @@ fn read_as_enumerable(value: &Json) -> Vec<Json> {
         Json::Array(items) => items.clone(),
         Json::String(text) => {
             let trimmed = text.trim();
-            let looks_like_json =
-                (trimmed.starts_with('{') && trimmed.ends_with('}')) || (trimmed.starts_with('[') && trimmed.ends_with(']'));
+            let looks_like_json = (trimmed.starts_with('{') && trimmed.ends_with('}'))
+                || (trimmed.starts_with('[') && trimmed.ends_with(']'));
             match (looks_like_json, Json::parse(trimmed)) {
                 (true, Ok(Json::Array(items))) => items,
                 (true, Ok(parsed)) => vec![parsed],
@@ -78,7 +78,9 @@ mod tests {
         let value = response.get("Outputs").unwrap().get("completionEvent").unwrap();
         assert_eq!(
             message_bodies(value, false),
-            vec!["{\n  \"onboardingId\": \"obd-7f3c\",\n  \"status\": \"Completed\",\n  \"completedAtUtc\": \"2024-10-24T14:32:20Z\"\n}"]
+            vec![
+                "{\n  \"onboardingId\": \"obd-7f3c\",\n  \"status\": \"Completed\",\n  \"completedAtUtc\": \"2024-10-24T14:32:20Z\"\n}"
+            ]
         );
     }
 

@@ -75,10 +75,8 @@ pub fn service_bus_request(message: &TriggerMessage, ctx: &InvocationContext) ->
     metadata.insert_text("LockToken", Some(&message.lock_token.to_string()));
     let expires = message.expires_at.map(to_utc);
     metadata.insert("ExpiresAtUtc", Json::str(expires.map(date_time).unwrap_or_else(|| MAX_DATE.to_owned())));
-    metadata.insert(
-        "ExpiresAt",
-        Json::str(expires.map(date_time_offset).unwrap_or_else(|| format!("{MAX_DATE}+00:00"))),
-    );
+    metadata
+        .insert("ExpiresAt", Json::str(expires.map(date_time_offset).unwrap_or_else(|| format!("{MAX_DATE}+00:00"))));
     let enqueued = to_utc(message.enqueued_time);
     metadata.insert("EnqueuedTimeUtc", Json::str(date_time(enqueued)));
     metadata.insert("EnqueuedTime", Json::str(date_time_offset(enqueued)));
@@ -93,7 +91,8 @@ pub fn service_bus_request(message: &TriggerMessage, ctx: &InvocationContext) ->
     metadata.insert_text("SessionId", message.session_id.as_deref());
     metadata.insert_text("ReplyToSessionId", message.reply_to_session_id.as_deref());
     metadata.insert_text("PartitionKey", message.partition_key.as_deref());
-    let properties = Json::Object(message.application_properties.iter().map(|(k, v)| (k.clone(), Json::from(v))).collect());
+    let properties =
+        Json::Object(message.application_properties.iter().map(|(k, v)| (k.clone(), Json::from(v))).collect());
     metadata.insert("ApplicationProperties", properties.clone());
     metadata.insert("UserProperties", properties);
     metadata.insert(
@@ -144,7 +143,8 @@ fn apply_body_binding_data(metadata: &mut Metadata, text: &str) {
 /// `(string)JToken` of a string token: Newtonsoft parsed ISO dates into `DateTime`, whose invariant text is
 /// `MM/dd/yyyy HH:mm:ss` (inferred in the reference, not observed).
 fn newtonsoft_string_token(text: &str) -> String {
-    let looks_like_date = text.len() >= 19 && text.as_bytes().get(10) == Some(&b'T') && text.as_bytes().get(4) == Some(&b'-');
+    let looks_like_date =
+        text.len() >= 19 && text.as_bytes().get(10) == Some(&b'T') && text.as_bytes().get(4) == Some(&b'-');
     if looks_like_date {
         if let Ok(parsed) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
             let format = format_description!("[month]/[day]/[year] [hour]:[minute]:[second]");
@@ -232,7 +232,8 @@ mod tests {
         (message, ctx)
     }
 
-    const BODY: &str = r#"{"onboardingId":"obd-7f3c","tenantId":"contoso","subscriptionId":"00000000-0000-0000-0000-000000000000"}"#;
+    const BODY: &str =
+        r#"{"onboardingId":"obd-7f3c","tenantId":"contoso","subscriptionId":"00000000-0000-0000-0000-000000000000"}"#;
 
     fn derived(name: &str) -> String {
         let text = std::fs::read_to_string(format!(
@@ -258,8 +259,9 @@ mod tests {
 
     #[test]
     fn body_members_overwrite_collisions_and_stringify() {
-        let (message, ctx) =
-            derived_example_message(r#"{"correlationId":"X","n":5,"ok":true,"o":{"b":1,"a":2},"arr":[1],"at":"2024-10-24T14:32:17Z"}"#);
+        let (message, ctx) = derived_example_message(
+            r#"{"correlationId":"X","n":5,"ok":true,"o":{"b":1,"a":2},"arr":[1],"at":"2024-10-24T14:32:17Z"}"#,
+        );
         let body = Json::parse(&service_bus_request(&message, &ctx)).unwrap();
         let metadata = body.get("Metadata").unwrap();
         assert_eq!(metadata.get("CorrelationId"), Some(&Json::str("\"X\"")));

@@ -36,7 +36,10 @@ pub struct WorkerSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkerState {
     Starting,
-    Ready { port: u16, pid: u32 },
+    Ready {
+        port: u16,
+        pid: u32,
+    },
     /// Exit code 0: the host does not restart it; invocations fail until the host restarts.
     Exited,
     /// The restart policy gave up ("Shutting down Functions Host").
@@ -279,7 +282,8 @@ async fn supervise(worker: Arc<Worker>, spec: WorkerSpec, mut commands: mpsc::Un
         errors.push(now);
         worker.stats.lock().expect("worker lock").last_error = Some(error.clone());
         if errors.len() >= ERROR_EVENTS_THRESHOLD {
-            let reason = format!("Exceeded http worker restart retry count. Shutting down Functions Host (last: {error})");
+            let reason =
+                format!("Exceeded http worker restart retry count. Shutting down Functions Host (last: {error})");
             tracing::error!("{reason}");
             worker.set_state(WorkerState::ShutDown(reason));
             return;

@@ -108,7 +108,9 @@ impl Runtime {
         let timeout = self.config.host.function_timeout.unwrap_or(Duration::MAX);
         self.record_failure(
             function,
-            &format!("Timeout value of {timeout:?} exceeded by function 'Functions.{function}'. Restarting worker process."),
+            &format!(
+                "Timeout value of {timeout:?} exceeded by function 'Functions.{function}'. Restarting worker process."
+            ),
         );
         self.worker.restart();
     }

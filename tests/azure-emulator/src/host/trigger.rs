@@ -42,14 +42,20 @@ pub fn listeners(runtime: &Runtime, suffix: &str) -> Result<Vec<Listener>, Strin
         let entity = match (trigger.str("queueName"), trigger.str("topicName"), trigger.str("subscriptionName")) {
             (Some(queue), _, _) => queue.to_owned(),
             (None, Some(topic), Some(subscription)) => format!("{topic}/subscriptions/{subscription}"),
-            _ => return Err(format!("function {}: the trigger needs queueName or topicName + subscriptionName", function.name)),
+            _ => {
+                return Err(format!(
+                    "function {}: the trigger needs queueName or topicName + subscriptionName",
+                    function.name
+                ));
+            }
         };
         let namespace = config::namespace_of(trigger.str("connection"), &runtime.settings)
             .map_err(|e| format!("function {}: {e}", function.name))?;
         if trigger.str("cardinality").is_some_and(|c| c.eq_ignore_ascii_case("many")) {
             return Err(format!("function {}: cardinality \"many\" (batch dispatch) is not emulated", function.name));
         }
-        let auto_complete = trigger.bool("autoCompleteMessages").unwrap_or(runtime.config.host.service_bus.auto_complete_messages);
+        let auto_complete =
+            trigger.bool("autoCompleteMessages").unwrap_or(runtime.config.host.service_bus.auto_complete_messages);
         found.push(Listener {
             function: function.clone(),
             trigger_name: trigger.name.clone(),

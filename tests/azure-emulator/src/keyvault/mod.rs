@@ -84,7 +84,8 @@ fn authenticate(shared: &Shared, req: &Req, cloud: Cloud, tenant: &str, resource
     let Some(token) = req.bearer() else {
         return Err(refuse("Request is missing a Bearer or PoP token."));
     };
-    let claims = shared.tokens.verify(token).map_err(|e| refuse(&format!("AKV10000: Request is unauthorized: {e}.")))?;
+    let claims =
+        shared.tokens.verify(token).map_err(|e| refuse(&format!("AKV10000: Request is unauthorized: {e}.")))?;
     if !audience_matches(&claims.aud, resource) {
         return Err(refuse(&format!("AKV10022: Invalid audience. Expected {resource}, found: {}.", claims.aud)));
     }

@@ -62,8 +62,12 @@ fn forbidden_by_rbac(vault: &VaultState, principal: &str, key_name: &str, action
 
 fn key_not_found(vault: &VaultState, name: &str, version: Option<&str>) -> Response {
     let message = match version {
-        Some(version) => format!("A key with (name/id) {name}/{version} was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"),
-        None => format!("A key with (name/id) {name} was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"),
+        Some(version) => format!(
+            "A key with (name/id) {name}/{version} was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
+        ),
+        None => format!(
+            "A key with (name/id) {name} was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
+        ),
     };
     let _ = vault;
     error(StatusCode::NOT_FOUND, "KeyNotFound", &message, None)
@@ -168,9 +172,12 @@ pub async fn create_key(call: &Call<'_>, name: &str) -> Response {
         Ok(params) => params,
         Err(e) => return bad_parameter(&format!("The request body is invalid: {e}")),
     };
-    let valid_name = !name.is_empty() && name.len() <= 127 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let valid_name =
+        !name.is_empty() && name.len() <= 127 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if !valid_name {
-        return bad_parameter("The request URI contains an invalid name: key names are 1-127 characters of 0-9, a-z, A-Z and -.");
+        return bad_parameter(
+            "The request URI contains an invalid name: key names are 1-127 characters of 0-9, a-z, A-Z and -.",
+        );
     }
     let now = call.now();
     let created = call.with_vault(|vault| {
@@ -310,6 +317,8 @@ pub async fn wrap(call: &Call<'_>, name: &str, version: &str, wrap: bool) -> Res
             "value": crypto::encode_b64url(&bytes),
         }))
         .into_response(),
-        Err(_) => bad_parameter(&format!("The {op_name} operation failed: the value does not match the key or algorithm.")),
+        Err(_) => {
+            bad_parameter(&format!("The {op_name} operation failed: the value does not match the key or algorithm."))
+        }
     }
 }

@@ -54,7 +54,8 @@ pub fn allowed(assignments: &[RoleAssignment], principal: &str, key_name: &str, 
     let key_scope = format!("/keys/{key_name}");
     assignments.iter().any(|assignment| {
         let scope = assignment.scope.trim_end_matches('/');
-        let in_scope = scope.is_empty() || scope.eq_ignore_ascii_case(&key_scope) || scope.eq_ignore_ascii_case("/keys");
+        let in_scope =
+            scope.is_empty() || scope.eq_ignore_ascii_case(&key_scope) || scope.eq_ignore_ascii_case("/keys");
         assignment.principal_id.eq_ignore_ascii_case(principal)
             && in_scope
             && role_actions(&assignment.role).is_some_and(|actions| actions.contains(&action))

@@ -226,7 +226,12 @@ impl Bus {
     }
 
     /// Receive-and-delete; waits up to `wait` for a message.
-    pub async fn receive_and_delete(&self, ns: &str, entity: &str, wait: Duration) -> Result<Option<Message>, BusError> {
+    pub async fn receive_and_delete(
+        &self,
+        ns: &str,
+        entity: &str,
+        wait: Duration,
+    ) -> Result<Option<Message>, BusError> {
         self.wait_for(ns, entity, wait, |receiver, kind, _| receiver.take_next(kind)).await
     }
 
@@ -299,12 +304,16 @@ impl Bus {
 
     pub fn complete(&self, ns: &str, entity: &str, lock_token: Uuid) -> Result<(), BusError> {
         let kind = EntityPath::parse(entity).kind;
-        self.with_receiver(ns, entity, |receiver, _| receiver.complete(kind, lock_token))?.then_some(()).ok_or(BusError::LockLost)
+        self.with_receiver(ns, entity, |receiver, _| receiver.complete(kind, lock_token))?
+            .then_some(())
+            .ok_or(BusError::LockLost)
     }
 
     pub fn abandon(&self, ns: &str, entity: &str, lock_token: Uuid) -> Result<(), BusError> {
         let kind = EntityPath::parse(entity).kind;
-        self.with_receiver(ns, entity, |receiver, _| receiver.abandon(kind, lock_token))?.then_some(()).ok_or(BusError::LockLost)
+        self.with_receiver(ns, entity, |receiver, _| receiver.abandon(kind, lock_token))?
+            .then_some(())
+            .ok_or(BusError::LockLost)
     }
 
     /// Moves a locked message to the dead-letter queue with an application-chosen reason.
@@ -330,7 +339,12 @@ impl Bus {
     }
 
     /// The sequence number and message id a live lock holds (for the REST lock URLs, which name either).
-    pub fn lock_owner(&self, ns: &str, entity: &str, lock_token: Uuid) -> Result<Option<(i64, Option<String>)>, BusError> {
+    pub fn lock_owner(
+        &self,
+        ns: &str,
+        entity: &str,
+        lock_token: Uuid,
+    ) -> Result<Option<(i64, Option<String>)>, BusError> {
         let kind = EntityPath::parse(entity).kind;
         self.with_receiver(ns, entity, |receiver, _| {
             let sequence = receiver.locked_sequence(kind, lock_token)?;
@@ -387,7 +401,9 @@ fn admit(intake: &mut Intake, message: NewMessage, now: OffsetDateTime) -> Resul
     if let (Some(session), Some(partition)) = (&message.session_id, &message.partition_key)
         && session != partition
     {
-        return Err(BusError::BadRequest("SessionId and PartitionKey must have the same value when both are set.".into()));
+        return Err(BusError::BadRequest(
+            "SessionId and PartitionKey must have the same value when both are set.".into(),
+        ));
     }
     // The REST front end gives every message an id, as the service does.
     let message_id = message.message_id.clone().unwrap_or_else(|| Uuid::new_v4().simple().to_string());
@@ -479,24 +495,36 @@ fn build_namespace(spec: &ServiceBusNamespace) -> Result<Namespace, String> {
                 subscription.rules.iter().map(parse_rule).collect::<Result<_, _>>().map_err(context)?
             };
             let path = format!("{}/subscriptions/{}", topic.name, subscription.name);
-            subscriptions
-                .insert(subscription.name.to_ascii_lowercase(), Subscription { filters, receiver: Receiver::new(path, settings) });
+            subscriptions.insert(
+                subscription.name.to_ascii_lowercase(),
+                Subscription { filters, receiver: Receiver::new(path, settings) },
+            );
         }
         topics.insert(topic.name.to_ascii_lowercase(), Topic { intake, subscriptions });
     }
-    let auth = NamespaceAuth { tenant_id: spec.tenant_id.clone(), local_auth: spec.local_auth, sas_keys: spec.sas_keys.clone() };
+    let auth = NamespaceAuth {
+        tenant_id: spec.tenant_id.clone(),
+        local_auth: spec.local_auth,
+        sas_keys: spec.sas_keys.clone(),
+    };
     Ok(Namespace { auth, queues, topics })
 }
 
 fn parse_rule(rule: &crate::scenario::Rule) -> Result<Filter, String> {
     match (&rule.sql_filter, &rule.correlation_filter) {
-        (Some(sql), None) => Filter::sql(sql).map_err(|e| format!("rule {}: invalid SQL filter {sql:?}: {e}", rule.name)),
+        (Some(sql), None) => {
+            Filter::sql(sql).map_err(|e| format!("rule {}: invalid SQL filter {sql:?}: {e}", rule.name))
+        }
         (None, Some(correlation)) => Ok(Filter::Correlation(correlation.clone())),
         _ => Err(format!("rule {}: give exactly one of sqlFilter and correlationFilter", rule.name)),
     }
 }
 
-fn receiver_settings(lock: &str, max_delivery_count: u32, dead_letter_on_expiration: bool) -> Result<ReceiverSettings, String> {
+fn receiver_settings(
+    lock: &str,
+    max_delivery_count: u32,
+    dead_letter_on_expiration: bool,
+) -> Result<ReceiverSettings, String> {
     let lock_duration = iso_duration::parse(lock).map_err(|e| format!("lockDuration: {e}"))?;
     if max_delivery_count == 0 {
         return Err("maxDeliveryCount must be at least 1".into());

@@ -44,11 +44,10 @@ fn correlation_matches(filter: &CorrelationFilter, message: &Message) -> bool {
         (&filter.session_id, &message.session_id),
     ];
     let system_ok = system.iter().all(|(wanted, actual)| wanted.is_none() || wanted == actual);
-    system_ok
-        && filter.properties.iter().all(|(name, wanted)| {
-            let actual = property(&message.application_properties, name).map(Value::from_json);
-            matches!((actual, Value::from_json(wanted)), (Some(a), b) if a.compare(&b) == Some(std::cmp::Ordering::Equal))
-        })
+    system_ok && filter.properties.iter().all(|(name, wanted)| {
+        let actual = property(&message.application_properties, name).map(Value::from_json);
+        matches!((actual, Value::from_json(wanted)), (Some(a), b) if a.compare(&b) == Some(std::cmp::Ordering::Equal))
+    })
 }
 
 /// Application properties by name: exact first, then ignoring case.
@@ -516,7 +515,9 @@ impl Parser {
             other => return Err(format!("expected a property name after '.', found {other:?}")),
         };
         match first.0.to_ascii_lowercase().as_str() {
-            "sys" => SysProperty::from_name(&name).map(Ident::Sys).ok_or_else(|| format!("unknown system property sys.{name}")),
+            "sys" => SysProperty::from_name(&name)
+                .map(Ident::Sys)
+                .ok_or_else(|| format!("unknown system property sys.{name}")),
             "user" => Ok(Ident::User(name)),
             other => Err(format!("unknown property scope {other:?} (use sys. or user.)")),
         }

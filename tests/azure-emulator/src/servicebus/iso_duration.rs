@@ -12,7 +12,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     };
     let mut seconds = 0f64;
     let mut any = false;
-    for (part, units) in [(date_part, &[('D', 86_400f64)][..]), (time_part.unwrap_or(""), &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..])] {
+    for (part, units) in
+        [(date_part, &[('D', 86_400f64)][..]), (time_part.unwrap_or(""), &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..])]
+    {
         let mut number = String::new();
         let mut next_unit = 0;
         for c in part.chars() {

@@ -89,13 +89,16 @@ pub struct Message {
     /// The TTL in force (the message's own, capped by the entity default); `None` is infinite.
     #[serde(with = "seconds")]
     pub time_to_live: Option<Duration>,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub scheduled_enqueue_time: Option<OffsetDateTime>,
     pub application_properties: BTreeMap<String, serde_json::Value>,
     pub sequence_number: i64,
     pub enqueued_sequence_number: i64,
     /// When the message became active (for a scheduled message: when it became due).
+    #[serde(with = "time::serde::rfc3339")]
     pub enqueued_time: OffsetDateTime,
     /// `enqueued_time + time_to_live`; `None` never expires.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     /// How many times the message has been delivered under a lock; a delivered message counts itself.
     pub delivery_count: u32,
@@ -137,6 +140,9 @@ pub enum BusError {
          or was received by a different receiver instance."
     )]
     LockLost,
+    /// A lock URL whose message id or sequence number is not the locked message's.
+    #[error("No message was found with the specified MessageId or LockToken.")]
+    MessageNotFound,
     #[error("The message of {size} bytes exceeds the limit of {limit} bytes currently allowed on the entity.")]
     MessageTooLarge { size: usize, limit: usize },
     #[error("The maximum entity size has been reached or exceeded for '{0}'.")]
@@ -151,6 +157,7 @@ impl BusError {
         match self {
             Self::EntityNotFound(_) => 404,
             Self::LockLost => 410,
+            Self::MessageNotFound => 404,
             Self::MessageTooLarge { .. } => 413,
             Self::QuotaExceeded(_) => 403,
             Self::BadRequest(_) => 400,

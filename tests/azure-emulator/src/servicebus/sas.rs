@@ -72,7 +72,8 @@ pub fn verify(token: &str, keys: &[SasKey], resource_url: &str, right: &str, now
     };
     // Clients differ in how they escape `sr` (upper- or lower-case hex); the signature covers the text they sent.
     let candidates = [raw_sr.to_owned(), url_encode(&resource), url_encode(&resource).to_ascii_lowercase()];
-    let signed = candidates.iter().any(|encoded| constant_time_eq(&sign(&key.key, &format!("{encoded}\n{se}")), &signature));
+    let signed =
+        candidates.iter().any(|encoded| constant_time_eq(&sign(&key.key, &format!("{encoded}\n{se}")), &signature));
     if !signed {
         return Err(unauthorized("InvalidSignature: The token has an invalid signature."));
     }
@@ -98,8 +99,7 @@ pub fn verify(token: &str, keys: &[SasKey], resource_url: &str, right: &str, now
 fn covers(sr: &str, url: &str) -> bool {
     let normalise = |text: &str| {
         let decoded = percent_decode_str(text).decode_utf8_lossy().to_ascii_lowercase();
-        let without_scheme = decoded.split_once("://").map_or(decoded.as_str(), |(_, rest)| rest).to_owned();
-        without_scheme
+        decoded.split_once("://").map_or(decoded.as_str(), |(_, rest)| rest).to_owned()
     };
     let (sr, url) = (normalise(sr), normalise(url));
     let sr = sr.trim_end_matches('/');
@@ -141,9 +141,16 @@ mod tests {
     fn refusals() {
         let url = "https://ns.servicebus.windows.net/orders/messages";
         let expired = sas_token("https://ns.servicebus.windows.net/", "root", "secret", 999);
-        assert!(verify(token_value(&expired), &keys(), url, "Send", 1_000).unwrap_err().detail.starts_with("ExpiredToken"));
+        assert!(
+            verify(token_value(&expired), &keys(), url, "Send", 1_000).unwrap_err().detail.starts_with("ExpiredToken")
+        );
         let forged = sas_token("https://ns.servicebus.windows.net/", "root", "wrong", 2_000);
-        assert!(verify(token_value(&forged), &keys(), url, "Send", 1_000).unwrap_err().detail.starts_with("InvalidSignature"));
+        assert!(
+            verify(token_value(&forged), &keys(), url, "Send", 1_000)
+                .unwrap_err()
+                .detail
+                .starts_with("InvalidSignature")
+        );
         let sender = sas_token("ns.servicebus.windows.net", "sender", "s3nd", 2_000);
         assert_eq!(verify(token_value(&sender), &keys(), url, "Send", 1_000), Ok(()));
         assert_eq!(verify(token_value(&sender), &keys(), url, "Listen", 1_000).unwrap_err().status, 403);

@@ -322,10 +322,13 @@ impl Receiver {
 
     /// Browses without locking: active and scheduled messages (or dead letters) from `from_sequence`, at most `max`.
     pub fn peek(&self, kind: SubQueueKind, from_sequence: i64, max: usize) -> Vec<Message> {
-        let active = self.sub(kind).messages.range(from_sequence..).map(|(&sequence, stored)| (sequence, &stored.message));
+        let active =
+            self.sub(kind).messages.range(from_sequence..).map(|(&sequence, stored)| (sequence, &stored.message));
         let mut found: Vec<(i64, &Message)> = active.take(max).collect();
         if kind == SubQueueKind::Main {
-            found.extend(self.scheduled.range(from_sequence..).take(max).map(|(&sequence, message)| (sequence, message)));
+            found.extend(
+                self.scheduled.range(from_sequence..).take(max).map(|(&sequence, message)| (sequence, message)),
+            );
             found.sort_by_key(|&(sequence, _)| sequence);
             found.truncate(max);
         }
@@ -338,7 +341,7 @@ impl Receiver {
             let mut value = serde_json::to_value(message).unwrap_or_default();
             value["body"] = String::from_utf8_lossy(&message.body).into_owned().into();
             if let Some(until) = locked_until {
-                value["lockedUntil"] = serde_json::to_value(until).unwrap_or_default();
+                value["lockedUntil"] = until.format(&time::format_description::well_known::Rfc3339).unwrap_or_default().into();
             }
             value
         };

@@ -94,7 +94,8 @@ pub fn message_from_request(headers: &HeaderMap, body: &[u8]) -> Result<NewMessa
     message.content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(raw) = headers.get("brokerproperties") {
         let text = String::from_utf8_lossy(raw.as_bytes());
-        let object: Map<String, Value> = serde_json::from_str(&text).map_err(|_| invalid_header("BrokerProperties", &text))?;
+        let object: Map<String, Value> =
+            serde_json::from_str(&text).map_err(|_| invalid_header("BrokerProperties", &text))?;
         apply_broker_properties(&mut message, &object).map_err(|_| invalid_header("BrokerProperties", &text))?;
     }
     for (name, value) in headers {
@@ -272,7 +273,8 @@ mod tests {
         headers.insert("attempt", HeaderValue::from_static("3"));
         headers.insert("urgent", HeaderValue::from_static("true"));
         headers.insert("x-ms-client-request-id", HeaderValue::from_static("abc"));
-        headers.insert("brokerproperties", HeaderValue::from_static(r#"{"MessageId":"m1","TimeToLive":1.5,"Label":"L"}"#));
+        headers
+            .insert("brokerproperties", HeaderValue::from_static(r#"{"MessageId":"m1","TimeToLive":1.5,"Label":"L"}"#));
         let message = message_from_request(&headers, b"hi").unwrap();
         assert_eq!(message.message_id.as_deref(), Some("m1"));
         assert_eq!(message.time_to_live, Some(Duration::from_millis(1500)));

@@ -1,0 +1,194 @@
+//! CloudEvents: every event validates against its JSON Schema, serialises to the golden JSON in
+//! `tests/data/events/`, and has a stable id that changes exactly when the fact it reports changes.
+//!
+//! Regenerate the goldens after an intended change with `BLESS_GOLDEN=1 cargo test -p handler --test events`.
+
+use std::path::Path;
+
+use cmk_handler::cloud::Cloud;
+use cmk_handler::error::CustomerAction;
+use cmk_handler::events::{
+    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, EventData, EventType, FailedData, OnboardingEvent,
+    event_source,
+};
+use cmk_handler::remediation::{RemediationContext, remediation};
+use serde_json::{Value, json};
+use time::macros::datetime;
+
+const ONBOARDING: &str = "obd-2026-0001";
+const TENANT: &str = "22222222-2222-2222-2222-222222222222";
+const ACCOUNT: &str = "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/contosodata";
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn source() -> String {
+    event_source(Some("func-cmk-onboarding"))
+}
+
+fn completed_data() -> CompletedData {
+    CompletedData {
+        onboarding_id: ONBOARDING.into(),
+        customer_tenant_id: TENANT.into(),
+        storage_account_id: ACCOUNT.into(),
+        key_vault_uri: "https://contoso-kv.vault.azure.net/".into(),
+        key_name: "cmk".into(),
+        key_version: None,
+        current_versioned_key_identifier: "https://contoso-kv.vault.azure.net/keys/cmk/0682afdd9c104f4285df20107e956cad".into(),
+        last_key_rotation_timestamp: Some(datetime!(2026-11-29 10:00:05 UTC)),
+        user_assigned_identity_id: "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-identity/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk-uami".into(),
+        federated_identity_client_id: "aaaaaaaa-0000-0000-0000-000000000001".into(),
+        attempts: 1,
+        first_attempt_at: datetime!(2026-11-29 10:00:01 UTC),
+        completed_at: datetime!(2026-11-29 10:00:06 UTC),
+    }
+}
+
+fn completed() -> OnboardingEvent {
+    OnboardingEvent::completed(&source(), completed_data(), datetime!(2026-11-29 10:00:06 UTC))
+        .with_traceparent(Some(TRACEPARENT.into()))
+}
+
+fn action_required() -> OnboardingEvent {
+    let ctx = RemediationContext {
+        cloud: Cloud::Public,
+        customer_tenant_id: "44444444-4444-4444-4444-444444444444",
+        app_client_id: "aaaaaaaa-0000-0000-0000-000000000001",
+        vault_name: "fabrikam-kv",
+        managed_hsm: false,
+        key_name: "cmk",
+        key_version: None,
+        vault_resource_id: None,
+    };
+    let r = remediation(&CustomerAction::InstallApplication, &ctx);
+    let data = ActionRequiredData {
+        onboarding_id: "obd-2026-0002".into(),
+        customer_tenant_id: "44444444-4444-4444-4444-444444444444".into(),
+        storage_account_id: ACCOUNT.replace("contosodata", "fabrikamdata"),
+        reason_code: "ServicePrincipalMissing".into(),
+        missing: r.missing,
+        actions: r.actions,
+        admin_consent_url: r.admin_consent_url,
+        next_attempt_at: datetime!(2026-11-29 10:20:00 UTC),
+        deadline: datetime!(2026-12-06 10:05:00 UTC),
+    };
+    OnboardingEvent::action_required(&source(), data, "ServicePrincipalMissing:3f2a9c0d1e4b5a67", datetime!(2026-11-29 10:05:02 UTC))
+}
+
+fn failed() -> OnboardingEvent {
+    let data = FailedData {
+        onboarding_id: "obd-2026-0003".into(),
+        customer_tenant_id: Some(TENANT.into()),
+        storage_account_id: Some(ACCOUNT.into()),
+        reason_code: "InvalidVaultUri".into(),
+        message: "invalid onboarding message: key.vaultUri: must start with https://".into(),
+        attempts: 1,
+        first_attempt_at: None,
+        dead_lettered: true,
+    };
+    OnboardingEvent::failed(&source(), data, "6c1d2e3f-delivered-message-id", datetime!(2026-11-29 10:10:01 UTC))
+}
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events").join(format!("{name}.v1.schema.json"));
+    let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
+}
+
+fn check(name: &str, event: &OnboardingEvent) {
+    let json = serde_json::to_value(event).unwrap();
+    let validator = schema(name);
+    let errors: Vec<String> = validator.iter_errors(&json).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name}: {errors:#?}");
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/events").join(format!("{name}.json"));
+    if std::env::var_os("BLESS_GOLDEN").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap() + "\n").unwrap();
+    }
+    let golden: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(json, golden, "{name}: differs from the golden file; actual:\n{}", serde_json::to_string_pretty(&json).unwrap());
+
+    let back: OnboardingEvent = serde_json::from_value(json).unwrap();
+    assert_eq!(&back, event, "{name}: round trip");
+}
+
+#[test]
+fn completed_matches_schema_and_golden() {
+    check("completed", &completed());
+}
+
+#[test]
+fn action_required_matches_schema_and_golden() {
+    check("action-required", &action_required());
+}
+
+#[test]
+fn failed_matches_schema_and_golden() {
+    check("failed", &failed());
+}
+
+#[test]
+fn schemas_reject_what_they_should() {
+    let mut wrong_type = serde_json::to_value(completed()).unwrap();
+    wrong_type["type"] = json!("com.cmkonboard.onboarding.failed.v1");
+    assert!(!schema("completed").is_valid(&wrong_type));
+    let mut not_dead_lettered = serde_json::to_value(failed()).unwrap();
+    not_dead_lettered["data"]["deadLettered"] = json!(false);
+    assert!(!schema("failed").is_valid(&not_dead_lettered));
+    let mut no_actions = serde_json::to_value(action_required()).unwrap();
+    no_actions["data"]["actions"] = json!([]);
+    assert!(!schema("action-required").is_valid(&no_actions));
+}
+
+#[test]
+fn ids_change_only_with_the_fact_they_report() {
+    // Same fact, another time and trace: same id (duplicate detection drops it).
+    let later = OnboardingEvent::completed(&source(), completed_data(), datetime!(2026-11-30 00:00 UTC));
+    assert_eq!(later.id, completed().id);
+    let elsewhere = OnboardingEvent::completed(&event_source(None), completed_data(), datetime!(2026-11-30 00:00 UTC));
+    assert_eq!(elsewhere.id, completed().id);
+    assert_eq!(elsewhere.source, "/cmk-onboarding/handler");
+
+    // Another key version: another fact.
+    let pinned = CompletedData { key_version: Some("0682afdd9c104f4285df20107e956cad".into()), ..completed_data() };
+    assert_ne!(OnboardingEvent::completed(&source(), pinned, later.time).id, completed().id);
+
+    // action_required: per state fingerprint.
+    let same = action_required();
+    let EventData::ActionRequired(data) = same.data.clone() else { panic!() };
+    let next_state = OnboardingEvent::action_required(&source(), data.clone(), "KeyAccessDenied:0000000000000000", same.time);
+    assert_ne!(next_state.id, same.id);
+    let same_state = OnboardingEvent::action_required(&source(), data, "ServicePrincipalMissing:3f2a9c0d1e4b5a67", later.time);
+    assert_eq!(same_state.id, same.id);
+
+    // failed: a replay (new delivered message id) that fails again is a new event.
+    let EventData::Failed(data) = failed().data else { panic!() };
+    let replay = OnboardingEvent::failed(&source(), data, "replayed-message-id", later.time);
+    assert_ne!(replay.id, failed().id);
+
+    // Same discriminator, different type or onboarding: different ids.
+    let ids = [completed().id, action_required().id, failed().id];
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+    assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).unwrap().get_version_num() == 5));
+}
+
+#[test]
+fn service_bus_message_carries_filterable_properties() {
+    let event = completed();
+    let (body, message_id, properties) = event.to_service_bus();
+    assert_eq!(message_id, event.id);
+    let parsed: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(parsed["type"], "com.cmkonboard.onboarding.completed.v1");
+    assert_eq!(parsed["traceparent"], TRACEPARENT);
+    assert_eq!(properties["eventType"], json!(EventType::Completed.as_str()));
+    assert_eq!(properties["cloudEvents:type"], json!(EventType::Completed.as_str()));
+    assert_eq!(properties["cloudEvents:id"], json!(event.id));
+    assert_eq!(properties["onboardingId"], json!(ONBOARDING));
+    assert_eq!(properties["customerTenantId"], json!(TENANT));
+    assert_eq!(CLOUDEVENTS_CONTENT_TYPE, "application/cloudevents+json");
+
+    let no_tenant = FailedData { customer_tenant_id: None, storage_account_id: None, ..match failed().data {
+        EventData::Failed(d) => d,
+        _ => unreachable!(),
+    } };
+    let (_, _, properties) = OnboardingEvent::failed(&source(), no_tenant, "m", event.time).to_service_bus();
+    assert!(!properties.contains_key("customerTenantId"));
+}

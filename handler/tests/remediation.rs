@@ -1,0 +1,104 @@
+//! Remediation: golden commands for every `CustomerAction`, with this onboarding's values filled in.
+//!
+//! Regenerate the goldens after an intended change with `BLESS_GOLDEN=1 cargo test -p handler --test remediation`,
+//! then review the diff.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cmk_handler::cloud::Cloud;
+use cmk_handler::error::CustomerAction;
+use cmk_handler::remediation::{RemediationContext, remediation};
+
+fn every_action() -> Vec<CustomerAction> {
+    vec![
+        CustomerAction::InstallApplication,
+        CustomerAction::EnableApplication,
+        CustomerAction::GrantKeyAccess,
+        CustomerAction::CreateKey,
+        CustomerAction::KeyDisabled,
+        CustomerAction::KeyExpired,
+        CustomerAction::KeyNotYetValid,
+        CustomerAction::UnsupportedKeyType { detail: "EC key".into() },
+        CustomerAction::AllowKeyOperations { missing: vec!["wrapKey".into()] },
+        CustomerAction::EnablePurgeProtection,
+        CustomerAction::AllowNetworkAccess,
+    ]
+}
+
+const TENANT: &str = "22222222-2222-2222-2222-222222222222";
+const APP: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+
+fn vault() -> RemediationContext<'static> {
+    RemediationContext {
+        cloud: Cloud::Public,
+        customer_tenant_id: TENANT,
+        app_client_id: APP,
+        vault_name: "contoso-kv",
+        managed_hsm: false,
+        key_name: "cmk",
+        key_version: None,
+        vault_resource_id: None,
+    }
+}
+
+fn hsm() -> RemediationContext<'static> {
+    RemediationContext { vault_name: "contoso-hsm", managed_hsm: true, key_version: Some("0682afdd9c104f4285df20107e956cad"), ..vault() }
+}
+
+fn check_golden(file: &str, ctx: &RemediationContext<'_>) {
+    let actual: BTreeMap<&str, _> = every_action().iter().map(|a| (a.reason_code(), remediation(a, ctx))).collect();
+    let actual = serde_json::to_value(&actual).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/remediation").join(file);
+    if std::env::var_os("BLESS_GOLDEN").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+    }
+    let golden: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(actual, golden, "{file} differs; actual:\n{}", serde_json::to_string_pretty(&actual).unwrap());
+}
+
+#[test]
+fn key_vault_commands_match_the_golden_file() {
+    check_golden("key-vault.json", &vault());
+}
+
+#[test]
+fn managed_hsm_commands_match_the_golden_file() {
+    check_golden("managed-hsm.json", &hsm());
+}
+
+#[test]
+fn every_action_names_this_onboarding() {
+    for ctx in [vault(), hsm()] {
+        for action in every_action() {
+            let r = remediation(&action, &ctx);
+            assert!(r.missing.ends_with('.') && r.missing.matches(". ").count() == 0, "one sentence: {}", r.missing);
+            assert!(r.actions.len() >= 2, "sign-in plus at least one step");
+            assert_eq!(r.actions[0].azure_cli, vec![format!("az login --tenant {TENANT}")]);
+            assert_eq!(r.admin_consent_url, format!("https://login.microsoftonline.com/{TENANT}/adminconsent?client_id={APP}"));
+            let commands: Vec<&String> = r.actions.iter().flat_map(|s| s.azure_cli.iter().chain(&s.powershell)).collect();
+            assert!(r.actions.iter().all(|s| !s.azure_cli.is_empty() && !s.powershell.is_empty()));
+            let mentions = |needle: &str| commands.iter().any(|c| c.contains(needle));
+            match action {
+                CustomerAction::InstallApplication | CustomerAction::EnableApplication => assert!(mentions(APP)),
+                CustomerAction::GrantKeyAccess => {
+                    assert!(mentions(APP) && mentions(ctx.vault_name));
+                    let role = if ctx.managed_hsm { "Managed HSM Crypto Service Encryption User" } else { "Key Vault Crypto Service Encryption User" };
+                    assert!(mentions(role), "{role}");
+                }
+                _ => assert!(mentions(ctx.vault_name), "{action:?} names the vault"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_known_vault_resource_id_replaces_the_lookup() {
+    let id = "/subscriptions/66666666-6666-6666-6666-666666666666/resourceGroups/contoso-rg/providers/Microsoft.KeyVault/vaults/contoso-kv";
+    let ctx = RemediationContext { vault_resource_id: Some(id), ..vault() };
+    let r = remediation(&CustomerAction::GrantKeyAccess, &ctx);
+    assert!(r.actions[1].azure_cli.contains(&format!("kvResourceId={id}")));
+    assert!(!r.actions[1].azure_cli.iter().any(|c| c.contains("az keyvault show")));
+    let unknown = remediation(&CustomerAction::GrantKeyAccess, &vault());
+    assert!(unknown.actions[1].azure_cli.iter().any(|c| c.contains("--scope $kvResourceId")));
+}
