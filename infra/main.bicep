@@ -82,8 +82,8 @@ var names = {
 }
 
 // Exactly the value the handler parses: `/subscriptions/{id}` or `/subscriptions/{id}/resourceGroups/{rg}`.
-var allowedScopeIds = [for scope in storageScopes: empty(scope.resourceGroupName) ? '/subscriptions/${scope.subscriptionId}' : '/subscriptions/${scope.subscriptionId}/resourceGroups/${scope.resourceGroupName}']
-var scopeSubscriptionIds = [for scope in storageScopes: '/subscriptions/${scope.subscriptionId}']
+var allowedScopeIds = [for storageScope in storageScopes: empty(storageScope.resourceGroupName) ? '/subscriptions/${storageScope.subscriptionId}' : '/subscriptions/${storageScope.subscriptionId}/resourceGroups/${storageScope.resourceGroupName}']
+var scopeSubscriptionIds = [for storageScope in storageScopes: '/subscriptions/${storageScope.subscriptionId}']
 // union() with an empty array drops duplicates: two resource groups of one subscription name it once.
 var allowedSubscriptionIds = union(scopeSubscriptionIds, [])
 
@@ -194,11 +194,11 @@ module serviceBusAccess 'modules/servicebus-access.bicep' = {
   }
 }
 
-module storageAccess 'modules/storage-access.bicep' = [for (scope, i) in storageScopes: {
+module storageAccess 'modules/storage-access.bicep' = [for (storageScope, i) in storageScopes: {
   name: 'storage-access-${i}'
-  scope: subscription(scope.subscriptionId)
+  scope: subscription(storageScope.subscriptionId)
   params: {
-    resourceGroupName: scope.resourceGroupName
+    resourceGroupName: storageScope.resourceGroupName
     principalId: functionApp.outputs.principalId
     storageEncryptionRoleName: storageEncryptionRole.name
     registerPreviewFeature: registerPreviewFeature

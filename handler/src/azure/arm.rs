@@ -243,7 +243,7 @@ impl ArmClient {
         let location = accepted.header("location").map(str::to_owned);
         let Some(monitor) = async_operation.clone().or(location) else { return Ok(()) };
         let monitor = Url::parse(&monitor).map_err(|e| bad_response(operation, &format!("bad operation URL: {e}")))?;
-        let mut wait = super::error_body::retry_after(&accepted.headers).unwrap_or(Duration::from_secs(1));
+        let mut wait = super::retry_after::retry_after(&accepted.headers).unwrap_or(Duration::from_secs(1));
         for _ in 0..MAX_LRO_POLLS {
             tokio::time::sleep(wait).await;
             let request = OutgoingRequest::new(Method::GET, monitor.clone());
@@ -259,7 +259,7 @@ impl ArmClient {
                         let body = serde_json::from_slice::<serde_json::Value>(&response.body).unwrap_or_default();
                         let error = body.get("error").cloned().unwrap_or_default();
                         let bytes = serde_json::json!({ "error": error }).to_string();
-                        return Err(Error::Azure(super::error_body::parse_error_body(
+                        return Err(Error::Azure(crate::error_classify::parse_error_body(
                             AzureService::Arm,
                             operation,
                             response.status,
@@ -272,7 +272,7 @@ impl ArmClient {
             } else if response.status != 202 {
                 return Ok(());
             }
-            wait = super::error_body::retry_after(&response.headers).unwrap_or(Duration::from_secs(1));
+            wait = super::retry_after::retry_after(&response.headers).unwrap_or(Duration::from_secs(1));
         }
         Err(Error::Transport(TransportError {
             service: AzureService::Arm,

@@ -16,11 +16,12 @@ use azure_identity::{
     ManagedIdentityCredentialOptions, UserAssignedId,
 };
 
-use super::error_body::{parse_error_body, retry_after};
 use super::retry::Authorizer;
+use super::retry_after::retry_after;
 use super::transport::{AuthorizationValue, HostRefused, Transport};
 use crate::cloud::Cloud;
 use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
+use crate::error_classify::parse_error_body;
 
 /// A bearer token. `Debug` never prints it.
 #[derive(Clone)]

@@ -117,7 +117,8 @@ impl GraphClient {
         let url = self.url(&format!(
             "/v1.0/applications/{}/federatedIdentityCredentials(name='{}')",
             segment(app_object_id),
-            segment(&name.replace('\'', "''"))
+            // OData doubles a quote inside a quoted key; the quotes themselves stay literal in the path.
+            name.split('\'').map(segment).collect::<Vec<_>>().join("''")
         ));
         let mut body = serde_json::to_value(spec).unwrap_or_default();
         if let Some(object) = body.as_object_mut() {

@@ -4,7 +4,7 @@
 //! [`AzureClients::new`] builds them all from a [`ClientConfig`]; nothing in here reads the process environment
 //! except `azure_identity`'s managed-identity credential, which reads `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` itself.
 
-mod error_body;
+mod retry_after;
 
 pub mod arm;
 pub mod credentials;

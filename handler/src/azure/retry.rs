@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::error_body::{parse_error_body, retry_after};
+use super::retry_after::retry_after;
 use super::transport::{AuthorizationValue, HttpResponse, OutgoingRequest, Transport};
 use crate::error::{AzureError, AzureService, Error, TransportErrorKind};
+use crate::error_classify::parse_error_body;
 
 /// Retry policy of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +124,15 @@ fn is_retryable_status(e: &AzureError) -> bool {
     }
 }
 
-/// `max(Retry-After, exponential backoff with jitter)`; the jitter (±20 %) keeps parallel invocations apart.
+/// `max(Retry-After, exponential backoff with full jitter)`; the jitter keeps parallel invocations apart.
 fn next_wait(options: &RetryOptions, failed_attempts: u32, requested: Option<Duration>) -> Duration {
-    let exponent = failed_attempts.saturating_sub(1).min(20);
-    let backoff = options.base_delay.saturating_mul(1 << exponent).min(options.max_delay);
-    let jittered = backoff.mul_f64(0.8 + fastrand::f64() * 0.4);
-    requested.map_or(jittered, |r| r.max(jittered))
+    crate::decide::in_invocation_backoff(
+        failed_attempts,
+        options.base_delay,
+        options.max_delay,
+        requested,
+        fastrand::f64(),
+    )
 }
 
 #[cfg(test)]
@@ -143,10 +147,10 @@ mod tests {
             max_attempts: 10,
             budget: Duration::from_secs(60),
         };
-        let first = next_wait(&options, 1, None);
-        assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120), "{first:?}");
-        let capped = next_wait(&options, 9, None);
-        assert!(capped <= Duration::from_millis(1200), "{capped:?}");
+        for _ in 0..100 {
+            assert!(next_wait(&options, 1, None) <= Duration::from_millis(100));
+            assert!(next_wait(&options, 9, None) <= Duration::from_millis(1000));
+        }
         assert_eq!(next_wait(&options, 1, Some(Duration::from_secs(5))), Duration::from_secs(5));
     }
 

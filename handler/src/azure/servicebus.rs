@@ -321,7 +321,8 @@ impl Authorizer for SasSigner<'_> {
 /// The key's UTF-8 text is the HMAC key (Service Bus does not base64-decode it).
 pub fn shared_access_signature(url: &Url, key_name: &str, key: &str, expiry: i64) -> String {
     let resource = format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or_default(), url.path());
-    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    // Unreserved characters stay as they are, as .NET's `WebUtility.UrlEncode` (the reference SAS signer) leaves them.
+    let encode = super::encode_segment;
     let sr = encode(&resource);
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
     mac.update(format!("{sr}\n{expiry}").as_bytes());

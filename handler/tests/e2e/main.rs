@@ -1,4 +1,9 @@
 //! End-to-end tests: the real `handler` binary under the emulated Functions host, against the emulated Azure.
 
+mod customer;
+mod faults;
 mod happy_path;
+mod idempotency;
+mod poison;
+mod secrets;
 mod testbed;

@@ -35,8 +35,9 @@ enum AppKey {
 }
 
 pub async fn handle(shared: &Shared, req: Req) -> Response {
-    let client_request_id = req.header("client-request-id").map(str::to_owned);
-    let ctx = Ctx { shared, client_request_id };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_request_id = req.header("client-request-id").map_or_else(|| request_id.clone(), str::to_owned);
+    let ctx = Ctx { shared, request_id, client_request_id };
     let cloud = Cloud::service_for_host(&req.host()).map(|(cloud, _)| cloud).unwrap_or_default();
     let claims = match authenticate(shared, cloud, &req) {
         Ok(claims) => claims,
@@ -387,7 +388,8 @@ fn service_principal_json(host: &str, directory: &Directory, sp: &ServicePrincip
 /// Per-request response helpers: Graph echoes `client-request-id` and stamps errors with the emulator clock.
 struct Ctx<'a> {
     shared: &'a Shared,
-    client_request_id: Option<String>,
+    request_id: String,
+    client_request_id: String,
 }
 
 impl Ctx<'_> {
@@ -424,27 +426,18 @@ impl Ctx<'_> {
     }
 
     fn error(&self, status: StatusCode, code: &str, message: &str) -> Response {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let date = self.shared.clock.now().replace_nanosecond(0).map(|t| t.format(&Rfc3339).unwrap_or_default());
-        let body = error_body(
-            code,
-            message,
-            date.unwrap_or_default(),
-            &request_id,
-            self.client_request_id.as_deref().unwrap_or(&request_id),
-        );
+        let now = self.shared.clock.now();
+        let date = now.replace_nanosecond(0).unwrap_or(now).format(&Rfc3339).unwrap_or_default();
+        let body = error_body(code, message, date, &self.request_id, &self.client_request_id);
         self.decorate((status, Json(body)).into_response())
     }
 
     fn decorate(&self, mut response: Response) -> Response {
-        let request_id = uuid::Uuid::new_v4().to_string();
         let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            headers.insert("request-id", value);
-        }
-        let client = self.client_request_id.clone().unwrap_or(request_id);
-        if let Ok(value) = HeaderValue::from_str(&client) {
-            headers.insert("client-request-id", value);
+        for (name, value) in [("request-id", &self.request_id), ("client-request-id", &self.client_request_id)] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
         }
         response
     }

@@ -33,13 +33,13 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
             }
         }
         (&Method::GET, [tenant, "v2.0", ".well-known", "openid-configuration"]) => openid_configuration(cloud, tenant),
-        _ => EntraError::new(
-            StatusCode::NOT_FOUND,
+        (_, [_, "oauth2", "v2.0", "token"]) => EntraError::bad_request(
             "invalid_request",
             900561,
             format!("The endpoint only accepts POST requests. Received a {} request.", req.method),
         )
         .response_at(shared.clock.now()),
+        _ => (StatusCode::NOT_FOUND, "no such Entra endpoint in the emulator").into_response(),
     }
 }
 

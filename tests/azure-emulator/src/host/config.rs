@@ -209,7 +209,7 @@ pub fn parse_timespan(text: &str) -> Option<Duration> {
     let hours: u64 = parts.next()?.parse().ok()?;
     let minutes: u64 = parts.next()?.parse().ok()?;
     let seconds: f64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || minutes > 59 || seconds >= 60.0 || seconds < 0.0 {
+    if parts.next().is_some() || minutes > 59 || !(0.0..60.0).contains(&seconds) {
         return None;
     }
     let whole = (days * 24 + hours) * 3600 + minutes * 60;

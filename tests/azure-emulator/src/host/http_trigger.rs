@@ -28,8 +28,8 @@ pub async fn serve(runtime: &Runtime, req: Req) -> Response {
     if !method_allowed(trigger, req.method.as_str()) {
         return not_found();
     }
-    if let Err(response) = authorize(runtime, trigger, &req) {
-        return response;
+    if !authorized(runtime, trigger, &req) {
+        return StatusCode::UNAUTHORIZED.into_response();
     }
     let invocation_id = Uuid::new_v4();
     let body = request_body(function, trigger, &req, &params, invocation_id);
@@ -68,8 +68,11 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "no HTTP-triggered function matches this route").into_response()
 }
 
+/// Route parameters captured from the path, in template order.
+type RouteParams = Vec<(String, String)>;
+
 /// The first enabled HTTP function whose route template matches, with the captured route parameters.
-fn find<'a>(runtime: &'a Runtime, path: &str) -> Option<(&'a FunctionConfig, &'a Binding, Vec<(String, String)>)> {
+fn find<'a>(runtime: &'a Runtime, path: &str) -> Option<(&'a FunctionConfig, &'a Binding, RouteParams)> {
     runtime.config.functions.iter().filter(|f| !f.disabled).find_map(|function| {
         let trigger = function.trigger().filter(|t| t.kind == "httptrigger")?;
         let template = trigger.str("route").unwrap_or(&function.name);
@@ -78,7 +81,7 @@ fn find<'a>(runtime: &'a Runtime, path: &str) -> Option<(&'a FunctionConfig, &'a
 }
 
 /// ASP.NET-style templates: literal segments (case-insensitive), `{name}`, `{name?}`, `{name:constraint}`, `{*rest}`.
-pub fn match_route(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+pub fn match_route(template: &str, path: &str) -> Option<RouteParams> {
     let template: Vec<&str> = template.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let mut params = Vec::new();
@@ -116,19 +119,18 @@ fn method_allowed(trigger: &Binding, method: &str) -> bool {
 }
 
 /// `authLevel` (default `function`): a function key or the master key; `admin` needs the master key.
-fn authorize(runtime: &Runtime, trigger: &Binding, req: &Req) -> Result<(), Response> {
+fn authorized(runtime: &Runtime, trigger: &Binding, req: &Req) -> bool {
     let level = trigger.str("authLevel").unwrap_or("function").to_ascii_lowercase();
     if level == "anonymous" {
-        return Ok(());
+        return true;
     }
     let presented = req.header("x-functions-key").map(str::to_owned).or_else(|| req.query("code"));
     let keys = &runtime.keys;
-    let accepted = match presented.as_deref() {
+    match presented.as_deref() {
         Some(key) if key == keys.master => true,
         Some(key) => level != "admin" && key == keys.function,
         None => false,
-    };
-    if accepted { Ok(()) } else { Err(StatusCode::UNAUTHORIZED.into_response()) }
+    }
 }
 
 /// `{"Data":{"req":{Url,Method,Query,Headers,Params,Identities,Body}},"Metadata":{…}}`.

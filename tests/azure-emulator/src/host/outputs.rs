@@ -6,11 +6,11 @@ use super::json::Json;
 
 /// Message bodies (UTF-8 text) in send order. `binary` is the output binding's `dataType: "binary"`.
 pub fn message_bodies(value: &Json, binary: bool) -> Vec<String> {
-    if let (Json::String(text), false) = (value, binary) {
-        if is_dotnet_base64(text) {
-            // `Convert.FromBase64String` succeeded: the collector receives a byte[] and calls ToString() on it.
-            return vec!["System.Byte[]".to_owned()];
-        }
+    if let (Json::String(text), false) = (value, binary)
+        && is_dotnet_base64(text)
+    {
+        // `Convert.FromBase64String` succeeded: the collector receives a byte[] and calls ToString() on it.
+        return vec!["System.Byte[]".to_owned()];
     }
     read_as_enumerable(value).iter().filter_map(to_dotnet_string).collect()
 }
@@ -49,7 +49,7 @@ fn to_dotnet_string(value: &Json) -> Option<String> {
 /// trailing `=`. The empty string decodes to an empty array.
 fn is_dotnet_base64(text: &str) -> bool {
     let chars: Vec<u8> = text.bytes().filter(|b| !b" \t\r\n".contains(b)).collect();
-    if chars.len() % 4 != 0 {
+    if !chars.len().is_multiple_of(4) {
         return false;
     }
     let padding = chars.iter().rev().take_while(|&&b| b == b'=').count();

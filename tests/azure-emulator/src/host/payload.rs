@@ -145,13 +145,12 @@ fn apply_body_binding_data(metadata: &mut Metadata, text: &str) {
 fn newtonsoft_string_token(text: &str) -> String {
     let looks_like_date =
         text.len() >= 19 && text.as_bytes().get(10) == Some(&b'T') && text.as_bytes().get(4) == Some(&b'-');
-    if looks_like_date {
-        if let Ok(parsed) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
-            let format = format_description!("[month]/[day]/[year] [hour]:[minute]:[second]");
-            if let Ok(formatted) = to_utc(parsed).format(format) {
-                return formatted;
-            }
-        }
+    if looks_like_date
+        && let Ok(parsed) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        && let Ok(formatted) =
+            to_utc(parsed).format(format_description!("[month]/[day]/[year] [hour]:[minute]:[second]"))
+    {
+        return formatted;
     }
     text.to_owned()
 }

@@ -1,0 +1,68 @@
+//! Done-when 3: a customer not ready (no service principal; then no role; then purge protection off) gets the right
+//! `action_required` events, once per state; after the customer fixes each, the delayed retry completes.
+
+use azure_emulator::scenario::{Change, RoleAssignment, ServicePrincipal};
+
+use crate::testbed::{TestBed, onboarding};
+
+const FABRIKAM_TENANT: &str = "44444444-4444-4444-4444-444444444444";
+const FABRIKAM_ACCOUNT: &str = "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/fabrikamdata";
+const FABRIKAM_SP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
+
+fn reasons(bed: &TestBed) -> Vec<String> {
+    bed.events_of("action_required").iter().map(|e| e["data"]["reasonCode"].as_str().unwrap_or("?").to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_steps_are_asked_for_one_at_a_time_then_it_completes() {
+    let bed = TestBed::start().await;
+    bed.send(
+        &onboarding("obd-fabrikam", FABRIKAM_TENANT, FABRIKAM_ACCOUNT, "https://fabrikam-kv.vault.azure.net/", "cmk"),
+        "msg-fabrikam",
+    );
+
+    bed.wait_until("action_required: service principal", |bed| reasons(bed) == ["ServicePrincipalMissing"]).await;
+    let first = &bed.events_of("action_required")[0];
+    assert_eq!(
+        first["data"]["adminConsentUrl"],
+        format!("https://login.microsoftonline.com/{FABRIKAM_TENANT}/adminconsent?client_id=88888888-8888-8888-8888-888888888888")
+    );
+    let commands = first["data"]["actions"].to_string();
+    assert!(commands.contains("az ad sp create --id 88888888-8888-8888-8888-888888888888"), "{commands}");
+    // Let a few more retries see the same state: it must not be announced again.
+    bed.wait_until("two more attempts in the same state", |bed| {
+        bed.requests().iter().filter(|r| r.path.starts_with(&format!("/{FABRIKAM_TENANT}/oauth2"))).count() >= 3
+    })
+    .await;
+    assert_eq!(reasons(&bed), ["ServicePrincipalMissing"]);
+
+    bed.apply(vec![Change::AddServicePrincipal {
+        service_principal: ServicePrincipal {
+            id: FABRIKAM_SP.into(),
+            app_id: "88888888-8888-8888-8888-888888888888".into(),
+            tenant_id: FABRIKAM_TENANT.into(),
+            account_enabled: true,
+        },
+    }]);
+    bed.wait_until("action_required: key access", |bed| reasons(bed).len() == 2).await;
+    assert_eq!(reasons(&bed)[1], "KeyAccessDenied");
+
+    bed.apply(vec![Change::GrantRole {
+        vault: "fabrikam-kv".into(),
+        assignment: RoleAssignment {
+            principal_id: FABRIKAM_SP.into(),
+            role: "Key Vault Crypto Service Encryption User".into(),
+            scope: "/".into(),
+        },
+    }]);
+    bed.wait_until("action_required: purge protection", |bed| reasons(bed).len() == 3).await;
+    assert_eq!(reasons(&bed)[2], "PurgeProtectionDisabled");
+
+    bed.apply(vec![Change::SetPurgeProtection { vault: "fabrikam-kv".into(), enabled: true }]);
+    bed.wait_until("completed", |bed| !bed.events_of("completed").is_empty()).await;
+    bed.wait_queue_idle().await;
+    assert_eq!(reasons(&bed).len(), 3, "one action_required per distinct state");
+    let completed = &bed.events_of("completed")[0];
+    assert!(completed["data"]["attempts"].as_u64().unwrap() >= 4, "{completed:#}");
+    assert!(bed.dead_letters().is_empty());
+}
