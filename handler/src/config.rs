@@ -23,7 +23,12 @@ pub struct SettingSpec {
     pub platform: bool,
 }
 
-const fn spec(name: &'static str, required: bool, default: Option<&'static str>, description: &'static str) -> SettingSpec {
+const fn spec(
+    name: &'static str,
+    required: bool,
+    default: Option<&'static str>,
+    description: &'static str,
+) -> SettingSpec {
     SettingSpec { name, required, default, description, secret: false, platform: false }
 }
 
@@ -96,7 +101,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         None,
         "Comma-separated `/subscriptions/{id}` or `/subscriptions/{id}/resourceGroups/{rg}` the storage accounts must be in.",
     ),
-    spec(FIC_MODE, false, Some("verify"), "`verify` (fail if the federated credential is missing) or `ensure` (create it)."),
+    spec(
+        FIC_MODE,
+        false,
+        Some("verify"),
+        "`verify` (fail if the federated credential is missing) or `ensure` (create it).",
+    ),
     spec(FIC_NAME, false, None, "Name of the federated identity credential on the app; empty means `cmk-{uami name}`."),
     spec(
         REGISTER_PREVIEW_FEATURE,
@@ -109,10 +119,20 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec(RETRY_BASE_DELAY_MS, false, Some("500"), "First in-invocation retry delay (exponential, full jitter)."),
     spec(RETRY_MAX_DELAY_MS, false, Some("30000"), "Longest in-invocation retry delay."),
     spec(DELAYED_RETRY_BASE_SECONDS, false, Some("60"), "First delay of a scheduled retry after a transient failure."),
-    spec(DELAYED_RETRY_MAX_SECONDS, false, Some("3600"), "Longest delay of a scheduled retry after a transient failure."),
+    spec(
+        DELAYED_RETRY_MAX_SECONDS,
+        false,
+        Some("3600"),
+        "Longest delay of a scheduled retry after a transient failure.",
+    ),
     spec(CUSTOMER_RETRY_BASE_SECONDS, false, Some("900"), "First delay of a retry while waiting on the customer."),
     spec(CUSTOMER_RETRY_MAX_SECONDS, false, Some("21600"), "Longest delay of a retry while waiting on the customer."),
-    spec(DEADLINE_HOURS, false, Some("168"), "Hours after the first attempt after which an onboarding is dead-lettered."),
+    spec(
+        DEADLINE_HOURS,
+        false,
+        Some("168"),
+        "Hours after the first attempt after which an onboarding is dead-lettered.",
+    ),
     spec(HTTP_TIMEOUT_SECONDS, false, Some("30"), "Timeout of one HTTP request to Azure."),
     spec(
         TEST_PROXY_URL,
@@ -179,20 +199,23 @@ impl AllowedScope {
     /// Parses `/subscriptions/{guid}` or `/subscriptions/{guid}/resourceGroups/{rg}`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let segments: Vec<&str> = text.strip_prefix('/').ok_or("must start with /")?.split('/').collect();
-        let subscription = |s: &str| {
-            crate::contract::normalize_guid(s).ok_or_else(|| format!("{s:?} is not a subscription GUID"))
-        };
+        let subscription =
+            |s: &str| crate::contract::normalize_guid(s).ok_or_else(|| format!("{s:?} is not a subscription GUID"));
         match segments.as_slice() {
             [kw, sub] if kw.eq_ignore_ascii_case("subscriptions") => {
                 Ok(Self::Subscription { subscription_id: subscription(sub)? })
             }
-            [kw, sub, rg_kw, rg] if kw.eq_ignore_ascii_case("subscriptions") && rg_kw.eq_ignore_ascii_case("resourceGroups") => {
+            [kw, sub, rg_kw, rg]
+                if kw.eq_ignore_ascii_case("subscriptions") && rg_kw.eq_ignore_ascii_case("resourceGroups") =>
+            {
                 if !crate::contract::is_resource_group_name(rg) {
                     return Err(format!("{rg:?} is not a resource group name"));
                 }
                 Ok(Self::ResourceGroup { subscription_id: subscription(sub)?, resource_group: (*rg).to_owned() })
             }
-            _ => Err(format!("{text:?} is neither /subscriptions/{{id}} nor /subscriptions/{{id}}/resourceGroups/{{rg}}")),
+            _ => Err(format!(
+                "{text:?} is neither /subscriptions/{{id}} nor /subscriptions/{{id}}/resourceGroups/{{rg}}"
+            )),
         }
     }
 }
@@ -400,13 +423,16 @@ pub fn parse_uami_id(value: &str) -> Result<String, String> {
             && n.starts_with(|c: char| c.is_ascii_alphanumeric())
             && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
-    if segments.len() == 8 && keywords_ok(&segments) && crate::contract::is_resource_group_name(segments[3]) && name_ok(segments[7]) {
-        if let Some(sub) = crate::contract::normalize_guid(segments[1]) {
-            return Ok(format!(
-                "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
-                segments[3], segments[7]
-            ));
-        }
+    if segments.len() == 8
+        && keywords_ok(&segments)
+        && crate::contract::is_resource_group_name(segments[3])
+        && name_ok(segments[7])
+        && let Some(sub) = crate::contract::normalize_guid(segments[1])
+    {
+        return Ok(format!(
+            "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+            segments[3], segments[7]
+        ));
     }
     Err(format!("{value:?} is not a user-assigned managed identity resource id"))
 }
@@ -416,7 +442,11 @@ fn check_fic_name(name: &str) -> Result<(), ConfigError> {
     let ok = (3..=120).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok { Ok(()) } else { Err(invalid(FIC_NAME, format!("{name:?} is not 3-120 of [A-Za-z0-9_-] starting alphanumeric"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(FIC_NAME, format!("{name:?} is not 3-120 of [A-Za-z0-9_-] starting alphanumeric")))
+    }
 }
 
 #[derive(serde::Deserialize)]

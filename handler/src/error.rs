@@ -103,9 +103,13 @@ pub enum CustomerAction {
     KeyExpired,
     KeyNotYetValid,
     /// The key is not RSA/RSA-HSM of 2048, 3072 or 4096 bits.
-    UnsupportedKeyType { detail: String },
+    UnsupportedKeyType {
+        detail: String,
+    },
     /// `key_ops` lacks `wrapKey` or `unwrapKey`.
-    AllowKeyOperations { missing: Vec<String> },
+    AllowKeyOperations {
+        missing: Vec<String>,
+    },
     /// Soft delete or purge protection is off on the vault (`recoveryLevel` contains `Purgeable`).
     EnablePurgeProtection,
     /// The vault's firewall refused the call (`ForbiddenByFirewall`): trusted Microsoft services must be allowed.

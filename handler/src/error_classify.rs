@@ -129,11 +129,19 @@ const RULES: &[(When, Then)] = &[
 /// Classifies an Azure error response by [`RULES`]; anything unmatched (no 4xx) is treated as transient.
 pub fn classify(e: &AzureError) -> Classified {
     let Some((_, then)) = RULES.iter().find(|(when, _)| when.matches(e)) else {
-        return Classified { disposition: Disposition::Transient, reason_code: "ServiceUnavailable", customer_action: None };
+        return Classified {
+            disposition: Disposition::Transient,
+            reason_code: "ServiceUnavailable",
+            customer_action: None,
+        };
     };
     match then {
-        Transient(reason) => Classified { disposition: Disposition::Transient, reason_code: reason, customer_action: None },
-        Permanent(reason) => Classified { disposition: Disposition::Permanent, reason_code: reason, customer_action: None },
+        Transient(reason) => {
+            Classified { disposition: Disposition::Transient, reason_code: reason, customer_action: None }
+        }
+        Permanent(reason) => {
+            Classified { disposition: Disposition::Permanent, reason_code: reason, customer_action: None }
+        }
         Customer(action) => {
             let action = match action {
                 Act::AllowKeyOperations { .. } => Act::AllowKeyOperations { missing: forbidden_operations(&e.message) },

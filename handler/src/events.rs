@@ -146,14 +146,35 @@ impl OnboardingEvent {
             data.storage_account_id.to_ascii_lowercase()
         );
         let tenant = Some(data.customer_tenant_id.clone());
-        Self::build(source, EventType::Completed, data.onboarding_id.clone(), tenant, &discriminator, time, EventData::Completed(data))
+        Self::build(
+            source,
+            EventType::Completed,
+            data.onboarding_id.clone(),
+            tenant,
+            &discriminator,
+            time,
+            EventData::Completed(data),
+        )
     }
 
     /// Id over the customer-side state fingerprint: one `action_required` per distinct state.
-    pub fn action_required(source: &str, data: ActionRequiredData, state_fingerprint: &str, time: OffsetDateTime) -> Self {
+    pub fn action_required(
+        source: &str,
+        data: ActionRequiredData,
+        state_fingerprint: &str,
+        time: OffsetDateTime,
+    ) -> Self {
         let tenant = Some(data.customer_tenant_id.clone());
         let id = data.onboarding_id.clone();
-        Self::build(source, EventType::ActionRequired, id, tenant, state_fingerprint, time, EventData::ActionRequired(data))
+        Self::build(
+            source,
+            EventType::ActionRequired,
+            id,
+            tenant,
+            state_fingerprint,
+            time,
+            EventData::ActionRequired(data),
+        )
     }
 
     /// Id over the reason and the delivered message's id, so an ops replay that fails again is a new event.

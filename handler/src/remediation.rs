@@ -73,7 +73,9 @@ fn missing(action: &CustomerAction, c: &RemediationContext<'_>) -> String {
         CustomerAction::CreateKey => format!("There is no key named {key} in {store} {vault}."),
         CustomerAction::KeyDisabled => format!("Key {key} in {store} {vault} is disabled."),
         CustomerAction::KeyExpired => format!("Key {key} in {store} {vault} has expired."),
-        CustomerAction::KeyNotYetValid => format!("Key {key} in {store} {vault} is not valid yet (its activation date is in the future)."),
+        CustomerAction::KeyNotYetValid => {
+            format!("Key {key} in {store} {vault} is not valid yet (its activation date is in the future).")
+        }
         CustomerAction::UnsupportedKeyType { detail } => format!(
             "Key {key} in {store} {vault} cannot encrypt Azure Storage ({detail}); it must be RSA or RSA-HSM of 2048, 3072 or 4096 bits."
         ),
@@ -164,7 +166,9 @@ fn steps(action: &CustomerAction, c: &RemediationContext<'_>) -> Vec<Remediation
             &[format!(
                 "az keyvault key set-attributes {cli_target} --name {key}{cli_version} --not-before $(date -u +%Y-%m-%dT%H:%M:%SZ)"
             )],
-            &[format!("Update-AzKeyVaultKey {ps_target} -Name {key}{ps_version} -NotBefore (Get-Date).ToUniversalTime()")],
+            &[format!(
+                "Update-AzKeyVaultKey {ps_target} -Name {key}{ps_version} -NotBefore (Get-Date).ToUniversalTime()"
+            )],
         )],
         CustomerAction::AllowKeyOperations { .. } => vec![step(
             format!("Allow the wrapKey and unwrapKey operations on the key {key}"),

@@ -58,7 +58,11 @@ fn every_error_fixture_classifies_as_documented() {
         let classified = classify(&error);
         assert_eq!(serde_json::to_value(classified.disposition).unwrap(), expect["disposition"], "{name}: disposition");
         assert_eq!(classified.reason_code, expect["reasonCode"].as_str().unwrap(), "{name}: reason");
-        assert_eq!(serde_json::to_value(&classified.customer_action).unwrap(), expect["customerAction"], "{name}: action");
+        assert_eq!(
+            serde_json::to_value(&classified.customer_action).unwrap(),
+            expect["customerAction"],
+            "{name}: action"
+        );
 
         for secret in expect["messageMustNotContain"].as_array().into_iter().flatten() {
             assert!(!error.message.contains(secret.as_str().unwrap()), "{name}: leaked {secret} in {}", error.message);
@@ -94,9 +98,11 @@ fn messages_are_bounded_and_cleaned() {
     let error = parse_error_body(AzureService::Arm, "get feature", 400, None, huge.as_bytes());
     assert!(error.message.chars().count() <= 1001, "{}", error.message.len());
 
-    let sas = "SharedAccessSignature sr=https%3A%2F%2Fns.servicebus.windows.net&sig=abcDEF123%2B%3D&se=1700000000&skn=send";
+    let sas =
+        "SharedAccessSignature sr=https%3A%2F%2Fns.servicebus.windows.net&sig=abcDEF123%2B%3D&se=1700000000&skn=send";
     let cleaned = redact_secrets(sas);
     assert!(!cleaned.contains("abcDEF123"), "{cleaned}");
-    let kept = "Resource '/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers' was not found.";
+    let kept =
+        "Resource '/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers' was not found.";
     assert_eq!(redact_secrets(kept), kept);
 }

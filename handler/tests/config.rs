@@ -90,7 +90,10 @@ fn a_missing_required_setting_is_named() {
     for name in required {
         let mut values = load("minimal.json");
         values.remove(name);
-        assert_eq!(parse(&values).unwrap_err(), ConfigError::Missing { name: SETTINGS.iter().find(|s| s.name == name).unwrap().name });
+        assert_eq!(
+            parse(&values).unwrap_err(),
+            ConfigError::Missing { name: SETTINGS.iter().find(|s| s.name == name).unwrap().name }
+        );
         values.insert(name.to_owned(), "  ".to_owned());
         assert_eq!(error_names(parse(&values).unwrap_err()), name, "blank counts as missing");
     }
@@ -142,7 +145,13 @@ fn an_invalid_setting_is_named() {
 
 #[test]
 fn the_test_proxy_may_only_be_loopback() {
-    for ok in ["http://127.0.0.1:7777", "http://127.9.8.7:1", "http://[::1]:8080/", "http://localhost:7071", "http://LOCALHOST"] {
+    for ok in [
+        "http://127.0.0.1:7777",
+        "http://127.9.8.7:1",
+        "http://[::1]:8080/",
+        "http://localhost:7071",
+        "http://LOCALHOST",
+    ] {
         assert!(parse(&with("CMK_TEST_PROXY_URL", ok)).unwrap().test_proxy_url.is_some(), "{ok}");
     }
 }

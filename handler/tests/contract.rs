@@ -126,8 +126,9 @@ fn picks_the_named_identity_set_and_detects_managed_hsm() {
 
 #[test]
 fn the_vault_must_be_in_the_configured_cloud() {
-    let body = std::fs::read(data_dir("invalid").join("InvalidVaultUri--config--us-government-vault-in-public-cloud.json"))
-        .unwrap();
+    let body =
+        std::fs::read(data_dir("invalid").join("InvalidVaultUri--config--us-government-vault-in-public-cloud.json"))
+            .unwrap();
     let mut gov = policy();
     gov.cloud = Cloud::UsGovernment;
     assert_eq!(parse_and_validate(&body, &gov).unwrap().key.vault_host, "contoso-kv.vault.usgovcloudapi.net");
@@ -160,7 +161,10 @@ fn names_the_offending_field() {
 fn samples_are_valid_messages() {
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples");
     let mut policy = policy();
-    policy.allowed_scopes = vec![AllowedScope::parse("/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers").unwrap()];
+    policy.allowed_scopes = vec![
+        AllowedScope::parse("/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers")
+            .unwrap(),
+    ];
     for name in ["onboarding-good.json", "onboarding-waiting-on-customer.json"] {
         let body = std::fs::read(samples.join(name)).unwrap();
         assert!(schema_accepts(&schema_validator(), &body), "{name}");

@@ -77,9 +77,15 @@ fn transient_backoff_is_exponential_jittered_floored_and_capped() {
 #[test]
 fn retry_after_wins_when_longer() {
     let e = azure(429, "Throttled", None, Some(Duration::from_secs(600)));
-    assert_eq!(scheduled_at(&decide_with_jitter(&e, &attempt(1, None), NOW, &policy(), 0.0)) - NOW, time::Duration::seconds(600));
+    assert_eq!(
+        scheduled_at(&decide_with_jitter(&e, &attempt(1, None), NOW, &policy(), 0.0)) - NOW,
+        time::Duration::seconds(600)
+    );
     let short = azure(429, "Throttled", None, Some(Duration::from_secs(5)));
-    assert_eq!(scheduled_at(&decide_with_jitter(&short, &attempt(1, None), NOW, &policy(), 0.0)) - NOW, time::Duration::seconds(60));
+    assert_eq!(
+        scheduled_at(&decide_with_jitter(&short, &attempt(1, None), NOW, &policy(), 0.0)) - NOW,
+        time::Duration::seconds(60)
+    );
 }
 
 #[test]
@@ -97,7 +103,13 @@ fn customer_waits_use_the_longer_backoff_and_announce_each_state_once() {
     assert!(matches!(again, Decision::ScheduleRetry { publish_action_required: false, .. }), "{again:?}");
 
     // The customer changed something (different detail, or a different action): a new event.
-    let changed = decide_with_jitter(&waiting("key k version 2 is disabled"), &attempt(3, Some(fingerprint.clone())), NOW, &p, 0.3);
+    let changed = decide_with_jitter(
+        &waiting("key k version 2 is disabled"),
+        &attempt(3, Some(fingerprint.clone())),
+        NOW,
+        &p,
+        0.3,
+    );
     assert!(matches!(changed, Decision::ScheduleRetry { publish_action_required: true, .. }), "{changed:?}");
     let other = azure(403, "Forbidden", Some("ForbiddenByRbac"), None);
     let other_decision = decide_with_jitter(&other, &attempt(3, Some(fingerprint)), NOW, &p, 0.3);
@@ -105,7 +117,10 @@ fn customer_waits_use_the_longer_backoff_and_announce_each_state_once() {
 
     // Transient failures neither publish nor replace the recorded state.
     let transient = decide_with_jitter(&timeout(), &attempt(4, Some("KeyDisabled:x".into())), NOW, &p, 0.3);
-    assert!(matches!(transient, Decision::ScheduleRetry { publish_action_required: false, state_fingerprint: None, .. }));
+    assert!(matches!(
+        transient,
+        Decision::ScheduleRetry { publish_action_required: false, state_fingerprint: None, .. }
+    ));
 }
 
 #[test]
@@ -157,7 +172,8 @@ fn the_deadline_ends_retries_and_is_never_overshot() {
         other => panic!("{other:?}"),
     }
     // Ten minutes before the deadline, a six-hour wait is cut to one last attempt at the deadline.
-    let almost = AttemptState { attempt: 30, first_attempt_at: first + time::Duration::minutes(10), last_action_state: None };
+    let almost =
+        AttemptState { attempt: 30, first_attempt_at: first + time::Duration::minutes(10), last_action_state: None };
     let at = scheduled_at(&decide_with_jitter(&waiting("d"), &almost, NOW, &p, 0.99));
     assert_eq!(at, almost.first_attempt_at + p.deadline);
 }

@@ -70,7 +70,12 @@ fn action_required() -> OnboardingEvent {
         next_attempt_at: datetime!(2026-11-29 10:20:00 UTC),
         deadline: datetime!(2026-12-06 10:05:00 UTC),
     };
-    OnboardingEvent::action_required(&source(), data, "ServicePrincipalMissing:3f2a9c0d1e4b5a67", datetime!(2026-11-29 10:05:02 UTC))
+    OnboardingEvent::action_required(
+        &source(),
+        data,
+        "ServicePrincipalMissing:3f2a9c0d1e4b5a67",
+        datetime!(2026-11-29 10:05:02 UTC),
+    )
 }
 
 fn failed() -> OnboardingEvent {
@@ -104,7 +109,12 @@ fn check(name: &str, event: &OnboardingEvent) {
         std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap() + "\n").unwrap();
     }
     let golden: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(json, golden, "{name}: differs from the golden file; actual:\n{}", serde_json::to_string_pretty(&json).unwrap());
+    assert_eq!(
+        json,
+        golden,
+        "{name}: differs from the golden file; actual:\n{}",
+        serde_json::to_string_pretty(&json).unwrap()
+    );
 
     let back: OnboardingEvent = serde_json::from_value(json).unwrap();
     assert_eq!(&back, event, "{name}: round trip");
@@ -154,9 +164,11 @@ fn ids_change_only_with_the_fact_they_report() {
     // action_required: per state fingerprint.
     let same = action_required();
     let EventData::ActionRequired(data) = same.data.clone() else { panic!() };
-    let next_state = OnboardingEvent::action_required(&source(), data.clone(), "KeyAccessDenied:0000000000000000", same.time);
+    let next_state =
+        OnboardingEvent::action_required(&source(), data.clone(), "KeyAccessDenied:0000000000000000", same.time);
     assert_ne!(next_state.id, same.id);
-    let same_state = OnboardingEvent::action_required(&source(), data, "ServicePrincipalMissing:3f2a9c0d1e4b5a67", later.time);
+    let same_state =
+        OnboardingEvent::action_required(&source(), data, "ServicePrincipalMissing:3f2a9c0d1e4b5a67", later.time);
     assert_eq!(same_state.id, same.id);
 
     // failed: a replay (new delivered message id) that fails again is a new event.
@@ -185,10 +197,14 @@ fn service_bus_message_carries_filterable_properties() {
     assert_eq!(properties["customerTenantId"], json!(TENANT));
     assert_eq!(CLOUDEVENTS_CONTENT_TYPE, "application/cloudevents+json");
 
-    let no_tenant = FailedData { customer_tenant_id: None, storage_account_id: None, ..match failed().data {
-        EventData::Failed(d) => d,
-        _ => unreachable!(),
-    } };
+    let no_tenant = FailedData {
+        customer_tenant_id: None,
+        storage_account_id: None,
+        ..match failed().data {
+            EventData::Failed(d) => d,
+            _ => unreachable!(),
+        }
+    };
     let (_, _, properties) = OnboardingEvent::failed(&source(), no_tenant, "m", event.time).to_service_bus();
     assert!(!properties.contains_key("customerTenantId"));
 }

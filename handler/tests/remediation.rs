@@ -43,7 +43,12 @@ fn vault() -> RemediationContext<'static> {
 }
 
 fn hsm() -> RemediationContext<'static> {
-    RemediationContext { vault_name: "contoso-hsm", managed_hsm: true, key_version: Some("0682afdd9c104f4285df20107e956cad"), ..vault() }
+    RemediationContext {
+        vault_name: "contoso-hsm",
+        managed_hsm: true,
+        key_version: Some("0682afdd9c104f4285df20107e956cad"),
+        ..vault()
+    }
 }
 
 fn check_golden(file: &str, ctx: &RemediationContext<'_>) {
@@ -75,15 +80,23 @@ fn every_action_names_this_onboarding() {
             assert!(r.missing.ends_with('.') && r.missing.matches(". ").count() == 0, "one sentence: {}", r.missing);
             assert!(r.actions.len() >= 2, "sign-in plus at least one step");
             assert_eq!(r.actions[0].azure_cli, vec![format!("az login --tenant {TENANT}")]);
-            assert_eq!(r.admin_consent_url, format!("https://login.microsoftonline.com/{TENANT}/adminconsent?client_id={APP}"));
-            let commands: Vec<&String> = r.actions.iter().flat_map(|s| s.azure_cli.iter().chain(&s.powershell)).collect();
+            assert_eq!(
+                r.admin_consent_url,
+                format!("https://login.microsoftonline.com/{TENANT}/adminconsent?client_id={APP}")
+            );
+            let commands: Vec<&String> =
+                r.actions.iter().flat_map(|s| s.azure_cli.iter().chain(&s.powershell)).collect();
             assert!(r.actions.iter().all(|s| !s.azure_cli.is_empty() && !s.powershell.is_empty()));
             let mentions = |needle: &str| commands.iter().any(|c| c.contains(needle));
             match action {
                 CustomerAction::InstallApplication | CustomerAction::EnableApplication => assert!(mentions(APP)),
                 CustomerAction::GrantKeyAccess => {
                     assert!(mentions(APP) && mentions(ctx.vault_name));
-                    let role = if ctx.managed_hsm { "Managed HSM Crypto Service Encryption User" } else { "Key Vault Crypto Service Encryption User" };
+                    let role = if ctx.managed_hsm {
+                        "Managed HSM Crypto Service Encryption User"
+                    } else {
+                        "Key Vault Crypto Service Encryption User"
+                    };
                     assert!(mentions(role), "{role}");
                 }
                 _ => assert!(mentions(ctx.vault_name), "{action:?} names the vault"),

@@ -140,7 +140,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_is_capped_and_yields_to_retry_after() {
+    fn backoff_is_capped_and_yields_to_retry_after() {
         let options = RetryOptions {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1000),

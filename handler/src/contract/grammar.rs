@@ -61,7 +61,11 @@ pub fn parse_storage_account_id(text: &str) -> Result<StorageAccountId, String> 
         ));
     };
     let keyword = |seg: &str, expected: &str| {
-        if seg.eq_ignore_ascii_case(expected) { Ok(()) } else { Err(format!("expected {expected:?} but found {seg:?}")) }
+        if seg.eq_ignore_ascii_case(expected) {
+            Ok(())
+        } else {
+            Err(format!("expected {expected:?} but found {seg:?}"))
+        }
     };
     keyword(sub_kw, "subscriptions")?;
     keyword(rg_kw, "resourceGroups")?;

@@ -9,8 +9,7 @@ mod message;
 mod validate;
 
 pub use grammar::{
-    StorageAccountId, is_resource_group_name, normalize_guid, parse_storage_account_id, parse_vault_uri,
-    VaultUri,
+    StorageAccountId, VaultUri, is_resource_group_name, normalize_guid, parse_storage_account_id, parse_vault_uri,
 };
 pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
 pub use validate::{KeyRef, ValidatedOnboarding, ValidationPolicy, parse_and_validate};

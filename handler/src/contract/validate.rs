@@ -8,8 +8,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::codes::*;
 use super::grammar::{
-    StorageAccountId, is_identity_set_name, is_key_name, is_key_version, is_onboarding_id,
-    is_supported_schema_version, normalize_guid, parse_storage_account_id, parse_vault_uri,
+    StorageAccountId, is_identity_set_name, is_key_name, is_key_version, is_onboarding_id, is_supported_schema_version,
+    normalize_guid, parse_storage_account_id, parse_vault_uri,
 };
 use super::{AllowedScope, IsvIdentity, ValidationError};
 use crate::cloud::Cloud;
@@ -80,8 +80,8 @@ pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<Vali
             format!("message is {} bytes; the limit is {}", body.len(), policy.max_message_bytes),
         ));
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ValidationError::new(INVALID_JSON, "$", format!("not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| ValidationError::new(INVALID_JSON, "$", format!("not UTF-8: {e}")))?;
     let root: Value =
         serde_json::from_str(text).map_err(|e| ValidationError::new(INVALID_JSON, "$", format!("not JSON: {e}")))?;
     if !root.is_object() {
@@ -144,7 +144,11 @@ pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<Vali
     let identity = match identity_set {
         None => policy.default_identity.clone(),
         Some(name) => policy.identity_sets.get(name).cloned().ok_or_else(|| {
-            ValidationError::new(UNKNOWN_ISV_IDENTITY, "isvIdentity", format!("no identity set named {name:?} is configured"))
+            ValidationError::new(
+                UNKNOWN_ISV_IDENTITY,
+                "isvIdentity",
+                format!("no identity set named {name:?} is configured"),
+            )
         })?,
     };
 

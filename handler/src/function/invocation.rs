@@ -115,6 +115,30 @@ fn meta_number(metadata: &Map<String, Value>, name: &str) -> Option<i64> {
     }
 }
 
+/// The body of an HTTP-triggered invocation (`Data.{binding}.Body`): a string, or base64 for binary content types.
+pub fn http_request_body(payload: &[u8], binding: &str) -> Result<Vec<u8>, DecodeError> {
+    let root: Value = serde_json::from_slice(payload).map_err(|e| DecodeError(format!("body is not JSON: {e}")))?;
+    let request = root
+        .as_object()
+        .and_then(|r| field(r, "Data"))
+        .and_then(Value::as_object)
+        .and_then(|d| field(d, binding))
+        .and_then(Value::as_object)
+        .ok_or_else(|| DecodeError(format!("no Data.{binding} request object")))?;
+    match field(request, "Body") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(text)) => {
+            let trimmed = text.trim_start();
+            if trimmed.starts_with('{') || trimmed.starts_with('[') || trimmed.starts_with('"') {
+                Ok(text.as_bytes().to_vec())
+            } else {
+                Ok(base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap_or_else(|_| text.as_bytes().to_vec()))
+            }
+        }
+        Some(other) => Ok(other.to_string().into_bytes()),
+    }
+}
+
 /// The handler's answer to the host: always a JSON object (an empty 2xx body would hang the host until timeout).
 pub fn response_body(logs: &[String]) -> Value {
     serde_json::json!({ "Outputs": {}, "Logs": logs, "ReturnValue": null })

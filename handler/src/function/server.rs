@@ -22,6 +22,8 @@ use crate::workflow::{self, App, Settlement};
 pub const PROCESS_ONBOARDING: &str = "ProcessOnboarding";
 /// The trigger binding's `name` in `ProcessOnboarding/function.json`.
 pub const TRIGGER_BINDING: &str = "onboardingMessage";
+/// HTTP-triggered, admin-only: what blocks a message now (for `cmkctl dlq diagnose`).
+pub const DIAGNOSE_ONBOARDING: &str = "DiagnoseOnboarding";
 
 /// Application property that marks a copy the handler dead-letters by failing it fast.
 pub const DEAD_LETTER_REASON_PROPERTY: &str = "cmk-dead-letter-reason";
@@ -34,6 +36,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(ready))
         .route(&format!("/{PROCESS_ONBOARDING}"), post(process_onboarding))
+        .route(&format!("/{DIAGNOSE_ONBOARDING}"), post(diagnose_onboarding))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -106,4 +109,21 @@ fn dead_letter_mark(message: &IncomingMessage) -> Option<&str> {
 /// logs something readable.
 fn failure(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "Outputs": {}, "Logs": [], "ReturnValue": null, "error": message }))).into_response()
+}
+
+/// `POST /DiagnoseOnboarding`: the HTTP trigger's request body is the onboarding message to diagnose; the answer goes
+/// out through the `res` binding as JSON. Read-only: nothing is created, patched or published.
+async fn diagnose_onboarding(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let message = match invocation::http_request_body(&body, "req") {
+        Ok(message) => message,
+        Err(error) => return failure(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let diagnosis = workflow::diagnose(&app, &message).instrument(tracing::info_span!("diagnose")).await;
+    let body = serde_json::to_string(&diagnosis).unwrap_or_else(|_| "{}".to_owned());
+    let answer = json!({
+        "Outputs": { "res": { "statusCode": 200, "headers": { "Content-Type": "application/json" }, "body": body } },
+        "Logs": [],
+        "ReturnValue": null,
+    });
+    (StatusCode::OK, axum::Json(answer)).into_response()
 }

@@ -256,3 +256,103 @@ async fn configure_storage(
     let read_back = arm.get_storage_account(&account_id).await?;
     storage::verify(&read_back.raw, &want).map_err(Error::Verification)
 }
+
+/// One check of a diagnosis.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    pub step: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<crate::error::Disposition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What blocks an onboarding message right now, without changing anything anywhere: validation, the identity chain
+/// (read-only even in ensure mode), the customer preflight, and whether the storage account would be patched. Ops
+/// run it before replaying a dead letter (`DiagnoseOnboarding`, admin-only).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    /// True when every check passed: a replay should complete.
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onboarding_id: Option<String>,
+    pub checks: Vec<Check>,
+    /// Whether the storage account still differs from the requested configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_needs_update: Option<bool>,
+}
+
+pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
+    let failed = |step, error: &Error| Check {
+        step,
+        ok: false,
+        reason_code: Some(error.reason_code().to_owned()),
+        disposition: Some(error.disposition()),
+        message: Some(error.to_string()),
+    };
+    let passed = |step| Check { step, ok: true, reason_code: None, disposition: None, message: None };
+    let mut checks = Vec::new();
+    let onboarding = match parse_and_validate(body, &app.policy) {
+        Ok(onboarding) => onboarding,
+        Err(invalid) => {
+            checks.push(failed("validation", &Error::Invalid(invalid)));
+            return Diagnosis { ready: false, onboarding_id: None, checks, storage_needs_update: None };
+        }
+    };
+    checks.push(passed("validation"));
+    let onboarding_id = Some(onboarding.onboarding_id.clone());
+    let chain = match read_identity_chain(app, &onboarding.identity).await {
+        Ok(chain) => chain,
+        Err(error) => {
+            checks.push(failed("identity_chain", &error));
+            return Diagnosis { ready: false, onboarding_id, checks, storage_needs_update: None };
+        }
+    };
+    checks.push(passed("identity_chain"));
+    let preflight = customer_preflight(app, &onboarding, &chain).await;
+    checks.push(match &preflight {
+        Ok(()) => passed("customer_preflight"),
+        Err(error) => failed("customer_preflight", error),
+    });
+    let want = DesiredEncryption {
+        vault_uri: onboarding.key.vault_uri.trim_end_matches('/').to_owned(),
+        key_name: onboarding.key.name.clone(),
+        key_version: onboarding.key.version.clone(),
+        uami_id: chain.uami_id.clone(),
+        app_client_id: chain.app_client_id.clone(),
+    };
+    let storage_needs_update = match app.clients.arm.get_storage_account(&onboarding.storage_account.arm_id()).await {
+        Ok(account) => {
+            checks.push(passed("storage_account"));
+            Some(storage::plan_update(&account.raw, &want).is_some())
+        }
+        Err(error) => {
+            checks.push(failed("storage_account", &error));
+            None
+        }
+    };
+    Diagnosis { ready: checks.iter().all(|c| c.ok), onboarding_id, checks, storage_needs_update }
+}
+
+/// The identity chain without side effects: a missing credential is reported, never created.
+async fn read_identity_chain(app: &App, identity: &IsvIdentity) -> Result<IdentityChain, Error> {
+    let uami = app.clients.arm.get_user_assigned_identity(&identity.uami_resource_id).await?;
+    let want = identity_chain::required_credential(app.settings.cloud, &uami.tenant_id, &uami.principal_id);
+    let existing = app.clients.graph.list_federated_credentials(&identity.app_object_id).await?;
+    if !identity_chain::has_matching_credential(&existing, &want) {
+        let name = app.settings.fic_name_for(identity);
+        return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name));
+    }
+    Ok(IdentityChain {
+        uami_id: uami.id,
+        uami_client_id: uami.client_id,
+        uami_principal_id: uami.principal_id,
+        isv_tenant_id: uami.tenant_id,
+        app_client_id: identity.app_client_id.clone(),
+    })
+}

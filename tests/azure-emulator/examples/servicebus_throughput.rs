@@ -18,21 +18,25 @@ async fn main() {
     let total: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
 
-    let scenario: Scenario = serde_json::from_str(include_str!("../tests/data/servicebus/scenario.json")).expect("scenario");
+    let scenario: Scenario =
+        serde_json::from_str(include_str!("../tests/data/servicebus/scenario.json")).expect("scenario");
     let options = EmulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario: Some(scenario), host: None };
     let emulator = Emulator::start(options).await.expect("emulator starts");
     let expiry = emulator.shared().clock.now().unix_timestamp() + 3600;
-    let auth = sas_token(&format!("https://{NS}.servicebus.windows.net/"), "RootManageSharedAccessKey", ROOT_KEY, expiry);
+    let auth =
+        sas_token(&format!("https://{NS}.servicebus.windows.net/"), "RootManageSharedAccessKey", ROOT_KEY, expiry);
     let base = emulator.url().to_owned();
     let client = reqwest::Client::new();
     let upstream = format!("https://{NS}.servicebus.windows.net");
-    let body = r#"{"version":1,"onboardingId":"0f8fad5b-d9cb-469f-a165-70867728950e","storageAccountId":"/subscriptions/x"}"#;
+    let body =
+        r#"{"version":1,"onboardingId":"0f8fad5b-d9cb-469f-a165-70867728950e","storageAccountId":"/subscriptions/x"}"#;
 
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let senders: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, next, base, auth, upstream) = (client.clone(), next.clone(), base.clone(), auth.clone(), upstream.clone());
+            let (client, next, base, auth, upstream) =
+                (client.clone(), next.clone(), base.clone(), auth.clone(), upstream.clone());
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < total {
                     let response = client
@@ -60,7 +64,8 @@ async fn main() {
     let done = Arc::new(AtomicUsize::new(0));
     let receivers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, done, base, auth, upstream) = (client.clone(), done.clone(), base.clone(), auth.clone(), upstream.clone());
+            let (client, done, base, auth, upstream) =
+                (client.clone(), done.clone(), base.clone(), auth.clone(), upstream.clone());
             tokio::spawn(async move {
                 while done.load(Ordering::Relaxed) < total {
                     let response = client
@@ -98,7 +103,11 @@ async fn main() {
     let rate = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64();
     println!("messages: {total}, concurrency: {concurrency}");
     println!("send:                 {:>8.0} msg/s ({:.2} s)", rate(total, send_elapsed), send_elapsed.as_secs_f64());
-    println!("peek-lock + complete: {:>8.0} msg/s ({:.2} s)", rate(total, receive_elapsed), receive_elapsed.as_secs_f64());
+    println!(
+        "peek-lock + complete: {:>8.0} msg/s ({:.2} s)",
+        rate(total, receive_elapsed),
+        receive_elapsed.as_secs_f64()
+    );
     println!("end to end:           {:>8.0} msg/s", rate(total, send_elapsed + receive_elapsed));
     emulator.shutdown().await;
 }

@@ -57,11 +57,10 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let scenario = args.scenario.as_deref().map(read_scenario).transpose()?;
     let host = match (&args.app_root, &args.settings) {
-        (Some(app_root), settings) => Some(HostOptions {
-            app_root: app_root.clone(),
-            app_settings: settings.as_deref().map(read_settings).transpose()?.unwrap_or_default(),
-            ..HostOptions::default()
-        }),
+        (Some(app_root), settings) => {
+            let app_settings = settings.as_deref().map(read_settings).transpose()?.unwrap_or_default();
+            Some(HostOptions::new(app_root.clone(), app_settings))
+        }
         (None, Some(_)) => return Err("--settings needs --app-root (the settings are for the handler)".to_owned()),
         (None, None) => None,
     };

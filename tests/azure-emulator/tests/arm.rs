@@ -63,7 +63,8 @@ impl Env {
     }
 
     async fn get_account(&self) -> Value {
-        let (status, body) = self.call(Method::GET, &format!("{ACCOUNT}?api-version=2023-05-01"), Some(&self.token), None).await;
+        let (status, body) =
+            self.call(Method::GET, &format!("{ACCOUNT}?api-version=2023-05-01"), Some(&self.token), None).await;
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -119,11 +120,19 @@ async fn addressing_errors_look_like_arm() {
     let cases = [
         (format!("{ACCOUNT}?api-version=2019-01-01"), 400, "NoRegisteredProviderFound"),
         (ACCOUNT.to_owned(), 400, "MissingApiVersionParameter"),
-        (format!("{}?api-version=2023-05-01", ACCOUNT.replace(SUB, "00000000-0000-0000-0000-000000000009")), 404, "SubscriptionNotFound"),
+        (
+            format!("{}?api-version=2023-05-01", ACCOUNT.replace(SUB, "00000000-0000-0000-0000-000000000009")),
+            404,
+            "SubscriptionNotFound",
+        ),
         (format!("{}?api-version=2023-05-01", ACCOUNT.replace(SUB, "not-a-guid")), 400, "InvalidSubscriptionId"),
         (format!("{}?api-version=2023-05-01", ACCOUNT.replace("rg-isv", "rg-missing")), 404, "ResourceGroupNotFound"),
         (format!("{}?api-version=2023-05-01", ACCOUNT.replace("isvdata1", "missing1")), 404, "ResourceNotFound"),
-        (format!("/subscriptions/{SUB}/providers/Microsoft.Storage?api-version=1999-01-01"), 400, "InvalidApiVersionParameter"),
+        (
+            format!("/subscriptions/{SUB}/providers/Microsoft.Storage?api-version=1999-01-01"),
+            400,
+            "InvalidApiVersionParameter",
+        ),
     ];
     for (path, status, expected) in cases {
         let (got, body) = env.call(Method::GET, &path, token, None).await;
@@ -135,10 +144,13 @@ async fn addressing_errors_look_like_arm() {
 async fn feature_and_provider_registration_complete_after_the_configured_polls() {
     let env = start().await;
     let token = Some(env.token.as_str());
-    let feature = format!("/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity");
+    let feature = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity"
+    );
     let (status, body) = env.call(Method::GET, &format!("{feature}?api-version=2021-07-01"), token, None).await;
     assert_eq!((status, body["properties"]["state"].as_str()), (200, Some("NotRegistered")));
-    let (status, body) = env.call(Method::POST, &format!("{feature}/register?api-version=2021-07-01"), token, None).await;
+    let (status, body) =
+        env.call(Method::POST, &format!("{feature}/register?api-version=2021-07-01"), token, None).await;
     assert_eq!((status, body["properties"]["state"].as_str()), (200, Some("Registering")));
     assert_eq!(body["name"], "Microsoft.Storage/FederatedClientIdentity");
     assert_eq!(body["type"], "Microsoft.Features/providers/features");
@@ -163,8 +175,11 @@ async fn feature_and_provider_registration_complete_after_the_configured_polls()
 async fn identity_put_creates_once_and_registers_in_the_directory() {
     let env = start().await;
     let token = Some(env.token.as_str());
-    let path = format!("/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/new-uami?api-version=2023-01-31");
-    let (status, created) = env.call(Method::PUT, &path, token, Some(json!({ "location": "westeurope", "tags": { "k": "v" } }))).await;
+    let path = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/new-uami?api-version=2023-01-31"
+    );
+    let (status, created) =
+        env.call(Method::PUT, &path, token, Some(json!({ "location": "westeurope", "tags": { "k": "v" } }))).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["properties"]["tenantId"], ISV);
     assert!(created["id"].as_str().unwrap().contains("/resourcegroups/rg-isv/"), "ARM lower-cases resourcegroups here");
@@ -173,14 +188,19 @@ async fn identity_put_creates_once_and_registers_in_the_directory() {
     assert_eq!(again["properties"]["principalId"], created["properties"]["principalId"]);
     let (status, got) = env.call(Method::GET, &path, token, None).await;
     assert_eq!((status, &got["properties"]["clientId"]), (200, &created["properties"]["clientId"]));
-    let world = env.emulator.shared().world.lock().unwrap();
-    let registered = world.directory.managed_identity_by_resource_id(created["id"].as_str().unwrap()).expect("in the directory");
-    assert_eq!(registered.principal_id, created["properties"]["principalId"].as_str().unwrap());
-    drop(world);
+    let registered = {
+        let world = env.emulator.shared().world.lock().unwrap();
+        let identity = world.directory.managed_identity_by_resource_id(created["id"].as_str().unwrap());
+        identity.expect("in the directory").principal_id.clone()
+    };
+    assert_eq!(registered, created["properties"]["principalId"].as_str().unwrap());
 
-    let (status, body) = env.call(Method::PUT, &path, token, Some(json!({ "location": "westeurope", "colour": "blue" }))).await;
+    let (status, body) =
+        env.call(Method::PUT, &path, token, Some(json!({ "location": "westeurope", "colour": "blue" }))).await;
     assert_eq!((status, code(&body)), (400, "InvalidRequestContent"));
-    let (status, body) = env.call(Method::PUT, &path.replace("rg-isv", "rg-nowhere"), token, Some(json!({ "location": "westeurope" }))).await;
+    let (status, body) = env
+        .call(Method::PUT, &path.replace("rg-isv", "rg-nowhere"), token, Some(json!({ "location": "westeurope" })))
+        .await;
     assert_eq!((status, code(&body)), (404, "ResourceGroupNotFound"));
 }
 
@@ -218,16 +238,21 @@ async fn cross_tenant_cmk_patch_fills_what_storage_reports() {
         body["properties"]["encryption"]["keyvaultproperties"]["currentVersionedKeyExpirationTimestamp"],
         "2100-01-01T00:00:00.0000000Z"
     );
-    let (status, body) = env.patch_account(json!({ "properties": { "encryption": { "keySource": "Microsoft.Storage" } } })).await;
+    let (status, body) =
+        env.patch_account(json!({ "properties": { "encryption": { "keySource": "Microsoft.Storage" } } })).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["properties"]["encryption"].get("keyvaultproperties").is_none());
-    assert_eq!(body["properties"]["encryption"]["identity"]["federatedIdentityClientId"], APP_ID, "encryption identity stays");
+    assert_eq!(
+        body["properties"]["encryption"]["identity"]["federatedIdentityClientId"], APP_ID,
+        "encryption identity stays"
+    );
 }
 
 #[tokio::test]
 async fn managed_hsm_key_with_key_scoped_role_works() {
     let env = start().await;
-    let (status, body) = env.patch_account(cmk_body("https://custhsm.managedhsm.azure.net", "hsmkey", UAMI, APP_ID)).await;
+    let (status, body) =
+        env.patch_account(cmk_body("https://custhsm.managedhsm.azure.net", "hsmkey", UAMI, APP_ID)).await;
     assert_eq!(status, 200, "{body}");
     let kid = body["properties"]["encryption"]["keyvaultproperties"]["currentVersionedKeyIdentifier"].as_str().unwrap();
     assert!(kid.starts_with("https://custhsm.managedhsm.azure.net/keys/hsmkey/"), "{kid}");
@@ -249,19 +274,79 @@ async fn each_storage_rp_error_leaves_the_account_unchanged() {
     let missing_uami = UAMI.replace("cmk-uami", "ghost-uami");
     let cases: Vec<(&str, Value, u16, &str, &str)> = vec![
         ("identity not on the account", not_attached, 400, "BadRequest", "Missing pre-requisites"),
-        ("purge protection off", cmk_body("https://nopurgevault.vault.azure.net", "cmk", UAMI, APP_ID), 400, "KeyVaultPolicyError", "recoverable is not set"),
-        ("no role for the app", cmk_body("https://norolevault.vault.azure.net", "cmk", UAMI, APP_ID), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
-        ("disabled key", cmk_body(vault, "disabled-key", UAMI, APP_ID), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
-        ("expired key", cmk_body(vault, "expired-key", UAMI, APP_ID), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
-        ("missing key", cmk_body(vault, "nokey", UAMI, APP_ID), 400, "KeyVaultEncryptionKeyNotFound", "key vault key is not found"),
-        ("unknown vault", cmk_body("https://novault.vault.azure.net", "cmk", UAMI, APP_ID), 400, "KeyVaultVaultNotFound", "not found"),
-        ("FIC does not name this identity", cmk_body(vault, "cmk", NO_FIC_UAMI, APP_ID), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
-        ("app unknown in the vault tenant", cmk_body(vault, "cmk", UAMI, "a9999999-9999-9999-9999-999999999999"), 400, "KeyVaultAuthenticationFailure", "authentication issue"),
+        (
+            "purge protection off",
+            cmk_body("https://nopurgevault.vault.azure.net", "cmk", UAMI, APP_ID),
+            400,
+            "KeyVaultPolicyError",
+            "recoverable is not set",
+        ),
+        (
+            "no role for the app",
+            cmk_body("https://norolevault.vault.azure.net", "cmk", UAMI, APP_ID),
+            400,
+            "KeyVaultAuthenticationFailure",
+            "authentication issue",
+        ),
+        (
+            "disabled key",
+            cmk_body(vault, "disabled-key", UAMI, APP_ID),
+            400,
+            "KeyVaultAuthenticationFailure",
+            "authentication issue",
+        ),
+        (
+            "expired key",
+            cmk_body(vault, "expired-key", UAMI, APP_ID),
+            400,
+            "KeyVaultAuthenticationFailure",
+            "authentication issue",
+        ),
+        (
+            "missing key",
+            cmk_body(vault, "nokey", UAMI, APP_ID),
+            400,
+            "KeyVaultEncryptionKeyNotFound",
+            "key vault key is not found",
+        ),
+        (
+            "unknown vault",
+            cmk_body("https://novault.vault.azure.net", "cmk", UAMI, APP_ID),
+            400,
+            "KeyVaultVaultNotFound",
+            "not found",
+        ),
+        (
+            "FIC does not name this identity",
+            cmk_body(vault, "cmk", NO_FIC_UAMI, APP_ID),
+            400,
+            "KeyVaultAuthenticationFailure",
+            "authentication issue",
+        ),
+        (
+            "app unknown in the vault tenant",
+            cmk_body(vault, "cmk", UAMI, "a9999999-9999-9999-9999-999999999999"),
+            400,
+            "KeyVaultAuthenticationFailure",
+            "authentication issue",
+        ),
         ("unknown member", unknown_member, 400, "InvalidRequestContent", "Could not find member 'keyUrl'"),
         ("ill-typed member", ill_typed, 400, "InvalidRequestContent", "System.Boolean"),
         ("bad key source", bad_source, 400, "InvalidRequestPropertyValue", "keySource"),
-        ("identity does not exist", cmk_body(vault, "cmk", &missing_uami, APP_ID), 400, "FailedIdentityOperation", "ghost-uami"),
-        ("malformed identity id", cmk_body(vault, "cmk", "cmk-uami", APP_ID), 400, "LinkedInvalidPropertyId", "cmk-uami"),
+        (
+            "identity does not exist",
+            cmk_body(vault, "cmk", &missing_uami, APP_ID),
+            400,
+            "FailedIdentityOperation",
+            "ghost-uami",
+        ),
+        (
+            "malformed identity id",
+            cmk_body(vault, "cmk", "cmk-uami", APP_ID),
+            400,
+            "LinkedInvalidPropertyId",
+            "cmk-uami",
+        ),
     ];
     for (name, body, status, expected_code, message) in cases {
         let (got, answer) = env.patch_account(body).await;
@@ -295,7 +380,9 @@ async fn identity_merge_rules() {
     assert_eq!(body["identity"]["tenantId"], ISV);
 
     let (_, body) = env
-        .patch_account(json!({ "identity": { "type": "SystemAssigned,UserAssigned", "userAssignedIdentities": { UAMI: {} } } }))
+        .patch_account(
+            json!({ "identity": { "type": "SystemAssigned,UserAssigned", "userAssignedIdentities": { UAMI: {} } } }),
+        )
         .await;
     assert_eq!(body["identity"]["type"], "SystemAssigned,UserAssigned");
     assert_eq!(body["identity"]["principalId"], system_principal.as_str(), "the system identity survives");
@@ -316,9 +403,14 @@ async fn identity_merge_rules() {
     assert_eq!(body["identity"]["type"], "UserAssigned");
     assert!(body["identity"].get("principalId").is_none(), "UserAssigned alone drops the system identity: {body}");
 
-    let (status, answer) =
-        env.patch_account(json!({ "identity": { "type": "UserAssigned", "userAssignedIdentities": { UAMI: null } } })).await;
-    assert_eq!((status, code(&answer)), (400, "InvalidRequestPropertyValue"), "removing the last one under UserAssigned");
+    let (status, answer) = env
+        .patch_account(json!({ "identity": { "type": "UserAssigned", "userAssignedIdentities": { UAMI: null } } }))
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (400, "InvalidRequestPropertyValue"),
+        "removing the last one under UserAssigned"
+    );
 
     let (status, answer) = env.patch_account(json!({ "identity": { "type": "Everything" } })).await;
     assert_eq!((status, code(&answer)), (400, "InvalidRequestPropertyValue"));

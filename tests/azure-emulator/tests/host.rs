@@ -108,7 +108,10 @@ fn scenario() -> Scenario {
         "serviceBus": [{
             "name": NS,
             "tenantId": "11111111-1111-1111-1111-111111111111",
-            "queues": [{ "name": QUEUE, "lockDuration": "PT5S", "maxDeliveryCount": 3 }],
+            "queues": [
+                { "name": QUEUE, "lockDuration": "PT5S", "maxDeliveryCount": 3 },
+                { "name": "slow", "lockDuration": "PT1S", "maxDeliveryCount": 3 }
+            ],
             "topics": [{ "name": TOPIC, "subscriptions": [{ "name": "all" }] }]
         }]
     }))
@@ -485,6 +488,43 @@ async fn outputs_are_sent_in_order_before_settlement() {
         (dead.len() == 1).then_some(())
     })
     .await;
+    emulator.shutdown().await;
+}
+
+/// Nanoseconds in a recorded file's name: when the handler received that invocation.
+fn received_at(app: &App, function: &str) -> Vec<u128> {
+    let suffix = format!("-{function}.json");
+    let mut times: Vec<u128> = std::fs::read_dir(app.records())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.ends_with(&suffix))
+        .map(|name| name.split('-').next().unwrap().parse().unwrap())
+        .collect();
+    times.sort();
+    times
+}
+
+#[tokio::test]
+async fn the_lock_is_renewed_while_the_handler_works() {
+    let mut trigger = sb_trigger(true);
+    trigger["queueName"] = json!("slow");
+    let two_slots = host_json(json!({ "extensions": { "serviceBus": { "maxConcurrentCalls": 2 } } }));
+    let app = App::new(two_slots).function("ProcessOnboarding", json!({ "bindings": [trigger] }));
+    let mut options = options(&app, &[("TEST_HANDLER_MODE", "hang|ok")]);
+    // Longer than two lock durations (1 s): without renewal the message would come back while the first invocation
+    // still runs, and with two free slots it would be delivered again at once.
+    options.function_timeout = Some(Duration::from_millis(2500));
+    let emulator = start(&app, options).await;
+    let message = NewMessage::new(BODY.as_bytes().to_vec());
+    emulator.shared().bus.send(NS, "slow", message).unwrap();
+    wait_for("the redelivery after the timeout to succeed", || {
+        (host(&emulator).status()["invocations"]["ok"] == 1).then_some(())
+    })
+    .await;
+    let times = received_at(&app, "ProcessOnboarding");
+    assert_eq!(times.len(), 2, "one delivery during the hang, one after the timeout");
+    assert!(times[1] - times[0] >= 2_400_000_000, "redelivered after {} ms", (times[1] - times[0]) / 1_000_000);
+    assert_eq!(host(&emulator).status()["invocations"]["timedOut"], 1);
     emulator.shutdown().await;
 }
 

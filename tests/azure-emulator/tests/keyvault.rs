@@ -63,7 +63,10 @@ impl Env {
 }
 
 fn inner(body: &Value) -> (&str, &str) {
-    (body["error"]["code"].as_str().unwrap_or_default(), body["error"]["innererror"]["code"].as_str().unwrap_or_default())
+    (
+        body["error"]["code"].as_str().unwrap_or_default(),
+        body["error"]["innererror"]["code"].as_str().unwrap_or_default(),
+    )
 }
 
 #[tokio::test]
@@ -72,9 +75,17 @@ async fn challenge_names_the_vault_tenant_and_resource() {
     let response = env.send(Method::GET, &format!("{KV}/keys/cmk?api-version=7.4"), None, None).await;
     assert_eq!(response.status(), 401);
     let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert_eq!(challenge, format!("Bearer authorization=\"https://login.microsoftonline.com/{CUSTOMER}\", resource=\"https://vault.azure.net\""));
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer authorization=\"https://login.microsoftonline.com/{CUSTOMER}\", resource=\"https://vault.azure.net\""
+        )
+    );
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body, json!({ "error": { "code": "Unauthorized", "message": "Request is missing a Bearer or PoP token." } }));
+    assert_eq!(
+        body,
+        json!({ "error": { "code": "Unauthorized", "message": "Request is missing a Bearer or PoP token." } })
+    );
 
     let response = env.send(Method::GET, "https://hsm1.managedhsm.azure.net/keys/hk?api-version=7.4", None, None).await;
     let challenge = response.headers()["www-authenticate"].to_str().unwrap();
@@ -102,7 +113,8 @@ async fn foreign_tenant_and_wrong_audience_are_refused() {
 async fn unknown_vault_drops_the_connection() {
     let env = start().await;
     let token = env.token(CUSTOMER, ENCRYPTION_USER, VAULT_RESOURCE);
-    let result = env.client.get("https://nosuchvault.vault.azure.net/keys/k?api-version=7.4").bearer_auth(token).send().await;
+    let result =
+        env.client.get("https://nosuchvault.vault.azure.net/keys/k?api-version=7.4").bearer_auth(token).send().await;
     assert!(result.is_err(), "a vault without DNS must not answer: {result:?}");
 }
 
@@ -110,7 +122,11 @@ async fn unknown_vault_drops_the_connection() {
 async fn get_key_shapes_and_versions() {
     let env = start().await;
     let latest = deterministic_version("kv1.vault.azure.net", "cmk", 2);
-    for url in [format!("{KV}/keys/cmk?api-version=7.4"), format!("{KV}/keys/cmk/?api-version=7.4"), format!("{KV}/keys/CMK/{latest}?api-version=7.4")] {
+    for url in [
+        format!("{KV}/keys/cmk?api-version=7.4"),
+        format!("{KV}/keys/cmk/?api-version=7.4"),
+        format!("{KV}/keys/CMK/{latest}?api-version=7.4"),
+    ] {
         let (status, body) = env.call(Method::GET, &url, ENCRYPTION_USER, None).await;
         assert_eq!(status, 200, "{url}: {body}");
         assert_eq!(body["key"]["kid"], format!("{KV}/keys/cmk/{latest}"));
@@ -124,7 +140,8 @@ async fn get_key_shapes_and_versions() {
     assert_eq!(latest.len(), 32);
     assert!(latest.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
 
-    let (status, page) = env.call(Method::GET, &format!("{KV}/keys/cmk/versions?api-version=7.4&maxresults=2"), READER, None).await;
+    let (status, page) =
+        env.call(Method::GET, &format!("{KV}/keys/cmk/versions?api-version=7.4&maxresults=2"), READER, None).await;
     assert_eq!(status, 200);
     assert_eq!(page["value"].as_array().unwrap().len(), 2);
     let next = page["nextLink"].as_str().expect("a second page").to_owned();
@@ -143,19 +160,36 @@ async fn wrap_unwrap_round_trip_with_each_algorithm() {
     let env = start().await;
     let plaintext = URL_SAFE_NO_PAD.encode([7_u8; 32]);
     for alg in ["RSA-OAEP", "RSA-OAEP-256", "RSA1_5"] {
-        let (status, wrapped) =
-            env.call(Method::POST, &format!("{KV}/keys/cmk//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(json!({ "alg": alg, "value": plaintext }))).await;
+        let (status, wrapped) = env
+            .call(
+                Method::POST,
+                &format!("{KV}/keys/cmk//wrapkey?api-version=7.4"),
+                ENCRYPTION_USER,
+                Some(json!({ "alg": alg, "value": plaintext })),
+            )
+            .await;
         assert_eq!(status, 200, "{alg}: {wrapped}");
         let kid = wrapped["kid"].as_str().unwrap();
         assert_ne!(wrapped["value"], plaintext.as_str());
         let (status, unwrapped) = env
-            .call(Method::POST, &format!("{kid}/unwrapkey?api-version=7.4"), ENCRYPTION_USER, Some(json!({ "alg": alg, "value": wrapped["value"] })))
+            .call(
+                Method::POST,
+                &format!("{kid}/unwrapkey?api-version=7.4"),
+                ENCRYPTION_USER,
+                Some(json!({ "alg": alg, "value": wrapped["value"] })),
+            )
             .await;
         assert_eq!(status, 200, "{alg}: {unwrapped}");
         assert_eq!(unwrapped["value"], plaintext.as_str(), "{alg}");
     }
-    let (status, body) =
-        env.call(Method::POST, &format!("{KV}/keys/cmk//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(json!({ "alg": "A256KW", "value": plaintext }))).await;
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &format!("{KV}/keys/cmk//wrapkey?api-version=7.4"),
+            ENCRYPTION_USER,
+            Some(json!({ "alg": "A256KW", "value": plaintext })),
+        )
+        .await;
     assert_eq!((status, inner(&body).0), (400, "BadParameter"));
 }
 
@@ -177,17 +211,32 @@ async fn rbac_decides_per_action_and_scope() {
     assert_eq!(status, 200, "key-scoped role on its key");
     let (status, _) = env.call(Method::POST, &wrap_url("cmk"), SCOPED_USER, Some(wrap.clone())).await;
     assert_eq!(status, 403, "key-scoped role on another key");
-    let (status, _) = env.call(Method::POST, &format!("{KV}/keys/fresh/create?api-version=7.4"), ENCRYPTION_USER, Some(json!({ "kty": "RSA" }))).await;
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &format!("{KV}/keys/fresh/create?api-version=7.4"),
+            ENCRYPTION_USER,
+            Some(json!({ "kty": "RSA" })),
+        )
+        .await;
     assert_eq!(status, 403, "the encryption user cannot create keys");
 
     let grant = Change::GrantRole {
         vault: "kv1".into(),
-        assignment: RoleAssignment { principal_id: STRANGER.into(), role: "Key Vault Crypto Service Encryption User".into(), scope: "/".into() },
+        assignment: RoleAssignment {
+            principal_id: STRANGER.into(),
+            role: "Key Vault Crypto Service Encryption User".into(),
+            scope: "/".into(),
+        },
     };
     env.emulator.shared().apply(&[grant]).unwrap();
     let (status, _) = env.call(Method::POST, &wrap_url("cmk"), STRANGER, Some(wrap.clone())).await;
     assert_eq!(status, 200, "granted at run time");
-    let revoke = Change::RevokeRole { vault: "kv1".into(), principal_id: STRANGER.into(), role: "Key Vault Crypto Service Encryption User".into() };
+    let revoke = Change::RevokeRole {
+        vault: "kv1".into(),
+        principal_id: STRANGER.into(),
+        role: "Key Vault Crypto Service Encryption User".into(),
+    };
     env.emulator.shared().apply(&[revoke]).unwrap();
     let (status, _) = env.call(Method::POST, &wrap_url("cmk"), STRANGER, Some(wrap)).await;
     assert_eq!(status, 403, "revoked at run time");
@@ -199,26 +248,50 @@ async fn key_state_errors() {
     let wrap = json!({ "alg": "RSA-OAEP", "value": URL_SAFE_NO_PAD.encode([2_u8; 32]) });
     let (status, body) = env.call(Method::GET, &format!("{KV}/keys/off?api-version=7.4"), ENCRYPTION_USER, None).await;
     assert_eq!((status, &body["attributes"]["enabled"]), (200, &json!(false)), "a disabled key is readable");
-    let (status, body) = env.call(Method::POST, &format!("{KV}/keys/off//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap.clone())).await;
+    let (status, body) = env
+        .call(Method::POST, &format!("{KV}/keys/off//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap.clone()))
+        .await;
     assert_eq!((status, inner(&body)), (403, ("Forbidden", "KeyDisabled")));
-    let (status, body) = env.call(Method::POST, &format!("{KV}/keys/wraponly//unwrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap.clone())).await;
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &format!("{KV}/keys/wraponly//unwrapkey?api-version=7.4"),
+            ENCRYPTION_USER,
+            Some(wrap.clone()),
+        )
+        .await;
     assert_eq!((status, inner(&body).1), (403, "KeyOperationForbidden"));
-    let (status, body) = env.call(Method::POST, &format!("{KV}/keys/future//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap.clone())).await;
+    let (status, body) = env
+        .call(Method::POST, &format!("{KV}/keys/future//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap.clone()))
+        .await;
     assert_eq!((status, inner(&body).1), (403, "KeyNotYetValidOrExpired"));
 
     // Expiry stops new wraps; data wrapped before still unwraps.
-    let (_, wrapped) = env.call(Method::POST, &format!("{KV}/keys/cmk//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap.clone())).await;
+    let (_, wrapped) = env
+        .call(Method::POST, &format!("{KV}/keys/cmk//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap.clone()))
+        .await;
     let kid = wrapped["kid"].as_str().unwrap().to_owned();
-    let (status, updated) = env.call(Method::PATCH, &format!("{kid}?api-version=7.4"), OFFICER, Some(json!({ "attributes": { "exp": 1000 } }))).await;
+    let (status, updated) = env
+        .call(Method::PATCH, &format!("{kid}?api-version=7.4"), OFFICER, Some(json!({ "attributes": { "exp": 1000 } })))
+        .await;
     assert_eq!((status, &updated["attributes"]["exp"]), (200, &json!(1000)));
-    let (status, _) = env.call(Method::POST, &format!("{kid}/wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap)).await;
+    let (status, _) =
+        env.call(Method::POST, &format!("{kid}/wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap)).await;
     assert_eq!(status, 403);
     let (status, _) = env
-        .call(Method::POST, &format!("{kid}/unwrapkey?api-version=7.4"), ENCRYPTION_USER, Some(json!({ "alg": "RSA-OAEP", "value": wrapped["value"] })))
+        .call(
+            Method::POST,
+            &format!("{kid}/unwrapkey?api-version=7.4"),
+            ENCRYPTION_USER,
+            Some(json!({ "alg": "RSA-OAEP", "value": wrapped["value"] })),
+        )
         .await;
     assert_eq!(status, 200);
 
-    env.emulator.shared().apply(&[Change::SetKeyEnabled { vault: "kv1".into(), key: "off".into(), enabled: true }]).unwrap();
+    env.emulator
+        .shared()
+        .apply(&[Change::SetKeyEnabled { vault: "kv1".into(), key: "off".into(), enabled: true }])
+        .unwrap();
     let (_, body) = env.call(Method::GET, &format!("{KV}/keys/off?api-version=7.4"), ENCRYPTION_USER, None).await;
     assert_eq!(body["attributes"]["enabled"], true);
 }
@@ -227,23 +300,52 @@ async fn key_state_errors() {
 async fn create_update_and_add_key_make_new_versions() {
     let env = start().await;
     let (status, created) = env
-        .call(Method::POST, &format!("{KV}/keys/fresh/create?api-version=7.4"), OFFICER, Some(json!({ "kty": "RSA", "key_size": 3072, "key_ops": ["wrapKey", "unwrapKey"] })))
+        .call(
+            Method::POST,
+            &format!("{KV}/keys/fresh/create?api-version=7.4"),
+            OFFICER,
+            Some(json!({ "kty": "RSA", "key_size": 3072, "key_ops": ["wrapKey", "unwrapKey"] })),
+        )
         .await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(URL_SAFE_NO_PAD.decode(created["key"]["n"].as_str().unwrap()).unwrap().len(), 384);
     assert_eq!(created["key"]["key_ops"], json!(["wrapKey", "unwrapKey"]));
-    let (status, body) = env.call(Method::POST, &format!("{KV}/keys/bad/create?api-version=7.4"), OFFICER, Some(json!({ "kty": "RSA", "key_size": 1024 }))).await;
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &format!("{KV}/keys/bad/create?api-version=7.4"),
+            OFFICER,
+            Some(json!({ "kty": "RSA", "key_size": 1024 })),
+        )
+        .await;
     assert_eq!((status, inner(&body).0), (400, "BadParameter"));
 
     let kid = created["key"]["kid"].as_str().unwrap();
-    let (status, disabled) = env.call(Method::PATCH, &format!("{kid}?api-version=7.4"), OFFICER, Some(json!({ "attributes": { "enabled": false } }))).await;
+    let (status, disabled) = env
+        .call(
+            Method::PATCH,
+            &format!("{kid}?api-version=7.4"),
+            OFFICER,
+            Some(json!({ "attributes": { "enabled": false } })),
+        )
+        .await;
     assert_eq!((status, &disabled["attributes"]["enabled"]), (200, &json!(false)));
 
-    let key = Key { name: "fresh".into(), kty: "RSA".into(), size: 2048, enabled: true, key_ops: None, exp: None, nbf: None, versions: 1 };
+    let key = Key {
+        name: "fresh".into(),
+        kty: "RSA".into(),
+        size: 2048,
+        enabled: true,
+        key_ops: None,
+        exp: None,
+        nbf: None,
+        versions: 1,
+    };
     env.emulator.shared().apply(&[Change::AddKey { vault: "kv1".into(), key }]).unwrap();
     let (_, latest) = env.call(Method::GET, &format!("{KV}/keys/fresh?api-version=7.4"), OFFICER, None).await;
     assert_ne!(latest["key"]["kid"], created["key"]["kid"], "the added version is now the latest");
-    let (_, versions) = env.call(Method::GET, &format!("{KV}/keys/fresh/versions?api-version=7.4"), OFFICER, None).await;
+    let (_, versions) =
+        env.call(Method::GET, &format!("{KV}/keys/fresh/versions?api-version=7.4"), OFFICER, None).await;
     assert_eq!(versions["value"].as_array().unwrap().len(), 2);
 }
 
@@ -257,7 +359,9 @@ async fn recovery_level_follows_the_vault_settings() {
         ("shortnopurge", "CustomizedRecoverable+Purgeable", json!(7)),
     ];
     for (vault, level, days) in cases {
-        let (status, body) = env.call(Method::GET, &format!("https://{vault}.vault.azure.net/keys/k?api-version=7.4"), READER, None).await;
+        let (status, body) = env
+            .call(Method::GET, &format!("https://{vault}.vault.azure.net/keys/k?api-version=7.4"), READER, None)
+            .await;
         assert_eq!(status, 200, "{vault}: {body}");
         assert_eq!(body["attributes"]["recoveryLevel"], level, "{vault}");
         assert_eq!(body["attributes"]["recoverableDays"], days, "{vault}");

@@ -37,7 +37,8 @@ async fn azure_mgmt_storage_reads_and_updates_the_account() {
     let emulator = Emulator::start(options).await.expect("emulator starts");
     let tokens = &emulator.shared().tokens;
     let subject = Subject { tenant_id: ISV, object_id: CALLER, client_id: CALLER, mi_resource_id: None };
-    let token = tokens.mint(Claims::issue(Cloud::Public, &subject, "https://management.azure.com/", tokens.now(), 3600));
+    let token =
+        tokens.mint(Claims::issue(Cloud::Public, &subject, "https://management.azure.com/", tokens.now(), 3600));
     let args = json!({
         "url": emulator.url(), "token": token, "subscription": SUB, "resourceGroup": "rg-isv", "account": "isvdata1",
         "uami": UAMI, "appId": APP_ID, "vaultUri": "https://custvault.vault.azure.net", "keyName": "cmk",
@@ -47,7 +48,10 @@ async fn azure_mgmt_storage_reads_and_updates_the_account() {
         .env("EMULATOR_SDK_ARGS", args.to_string())
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), child).await.expect("SDK run within 120 s").expect("python runs");
+    let output = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .expect("SDK run within 120 s")
+        .expect("python runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the SDK script failed: {stderr}");
     let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
@@ -55,7 +59,10 @@ async fn azure_mgmt_storage_reads_and_updates_the_account() {
     assert_eq!(result["before"]["name"], "isvdata1");
     assert_eq!(result["before"]["keySource"], "Microsoft.Storage");
     let updated = &result["updated"];
-    let kid = format!("https://custvault.vault.azure.net/keys/cmk/{}", deterministic_version("custvault.vault.azure.net", "cmk", 1));
+    let kid = format!(
+        "https://custvault.vault.azure.net/keys/cmk/{}",
+        deterministic_version("custvault.vault.azure.net", "cmk", 1)
+    );
     assert_eq!(updated["keySource"], "Microsoft.Keyvault");
     assert_eq!(updated["currentVersionedKeyIdentifier"], kid);
     assert_eq!(updated["keyVersion"], "");

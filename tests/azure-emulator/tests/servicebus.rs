@@ -89,7 +89,8 @@ impl Bus {
     }
 
     async fn settle(&self, method: reqwest::Method, location: &str) -> StatusCode {
-        let path = location.strip_prefix(&format!("https://{NS}.servicebus.windows.net")).expect("lock URL on the namespace");
+        let path =
+            location.strip_prefix(&format!("https://{NS}.servicebus.windows.net")).expect("lock URL on the namespace");
         self.request(method, NS, path, &self.root()).send().await.unwrap().status()
     }
 
@@ -157,9 +158,16 @@ async fn send_peek_lock_complete_with_64_bit_sequence_numbers() {
     assert_eq!(received.header("attempt"), "3");
     assert_eq!(received.header("urgent"), "true");
     let token = received.broker["LockToken"].as_str().unwrap();
-    assert_eq!(received.location, format!("https://{NS}.servicebus.windows.net/orders/messages/{FIRST_SEQUENCE}/{token}"));
+    assert_eq!(
+        received.location,
+        format!("https://{NS}.servicebus.windows.net/orders/messages/{FIRST_SEQUENCE}/{token}")
+    );
 
-    assert_eq!(bus.peek_lock("orders", 0).await.status(), StatusCode::NO_CONTENT, "a locked message is not redelivered");
+    assert_eq!(
+        bus.peek_lock("orders", 0).await.status(),
+        StatusCode::NO_CONTENT,
+        "a locked message is not redelivered"
+    );
     assert_eq!(bus.settle(reqwest::Method::POST, &received.location).await, StatusCode::OK, "renew");
     assert_eq!(bus.settle(reqwest::Method::DELETE, &received.location).await, StatusCode::OK, "complete");
     assert_eq!(bus.settle(reqwest::Method::DELETE, &received.location).await, StatusCode::GONE, "lock is gone");
@@ -197,7 +205,10 @@ async fn abandoning_past_max_delivery_count_dead_letters_with_the_reason() {
     let dead = bus.locked("orders/$DeadLetterQueue").await;
     assert_eq!(dead.body, "poison");
     assert_eq!(dead.header("deadletterreason"), "\"MaxDeliveryCountExceeded\"");
-    assert_eq!(dead.header("deadlettererrordescription"), "\"Message could not be consumed after 3 delivery attempts.\"");
+    assert_eq!(
+        dead.header("deadlettererrordescription"),
+        "\"Message could not be consumed after 3 delivery attempts.\""
+    );
     assert_eq!(dead.header("cmk-attempt"), "1");
     assert_eq!(dead.broker["DeadLetterSource"], "orders");
     assert!(dead.location.contains("/orders/$DeadLetterQueue/messages/"), "{}", dead.location);
@@ -234,7 +245,9 @@ async fn scheduled_messages_wake_a_waiting_receiver_when_due() {
     let advance = async {
         // Advance only once the receiver is parked, or the message would simply be there when it looks.
         tokio::time::timeout(Duration::from_secs(30), async {
-            while bus.emulator.shared().bus.snapshot()["namespaces"][NS]["queues"]["orders"]["scheduledMessageCount"] != 1 {
+            while bus.emulator.shared().bus.snapshot()["namespaces"][NS]["queues"]["orders"]["scheduledMessageCount"]
+                != 1
+            {
                 tokio::task::yield_now().await;
             }
         })
@@ -320,7 +333,10 @@ async fn batch_send_carries_broker_and_user_properties() {
 async fn sas_tokens_are_verified() {
     let bus = Bus::start().await;
     let send = |auth: String| {
-        bus.request(reqwest::Method::POST, NS, "/orders/messages", &auth).header("brokerproperties", "{}").body("x").send()
+        bus.request(reqwest::Method::POST, NS, "/orders/messages", &auth)
+            .header("brokerproperties", "{}")
+            .body("x")
+            .send()
     };
     let status_and_body = |response: reqwest::Response| async move {
         let status = response.status();
@@ -333,8 +349,12 @@ async fn sas_tokens_are_verified() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.starts_with("<Error><Code>401</Code><Detail>InvalidSignature"), "{body}");
 
-    let expired =
-        sas_token(&format!("https://{NS}.servicebus.windows.net/"), "RootManageSharedAccessKey", ROOT_KEY, bus.now_unix() - 1);
+    let expired = sas_token(
+        &format!("https://{NS}.servicebus.windows.net/"),
+        "RootManageSharedAccessKey",
+        ROOT_KEY,
+        bus.now_unix() - 1,
+    );
     let (status, body) = status_and_body(send(expired).await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("ExpiredToken"), "{body}");
@@ -349,7 +369,8 @@ async fn sas_tokens_are_verified() {
 
     let sender = bus.sas("sender", "c2VuZC1vbmx5");
     assert_eq!(send(sender.clone()).await.unwrap().status(), StatusCode::CREATED);
-    let receive = bus.request(reqwest::Method::POST, NS, "/orders/messages/head?timeout=0", &sender).send().await.unwrap();
+    let receive =
+        bus.request(reqwest::Method::POST, NS, "/orders/messages/head?timeout=0", &sender).send().await.unwrap();
     let (status, body) = status_and_body(receive).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("'Listen' claim(s) are required"), "{body}");
@@ -360,7 +381,12 @@ async fn sas_tokens_are_verified() {
     let missing = missing.header("x-recording-upstream-base-uri", format!("https://{NS}.servicebus.windows.net"));
     assert_eq!(missing.body("x").send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
 
-    let no_sas = sas_token("https://no-sas.servicebus.windows.net/", "RootManageSharedAccessKey", "dW51c2Vk", bus.now_unix() + 60);
+    let no_sas = sas_token(
+        "https://no-sas.servicebus.windows.net/",
+        "RootManageSharedAccessKey",
+        "dW51c2Vk",
+        bus.now_unix() + 60,
+    );
     let refused = bus.request(reqwest::Method::POST, "no-sas", "/q/messages", &no_sas).body("x").send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN, "local auth disabled");
 }
@@ -370,11 +396,15 @@ async fn bearer_tokens_need_the_audience_and_the_namespace_tenant() {
     let bus = Bus::start().await;
     let tokens = &bus.emulator.shared().tokens;
     let mint = |tenant: &str, audience: &str| {
-        let subject = Subject { tenant_id: tenant, object_id: "app-object", client_id: "app-client", mi_resource_id: None };
+        let subject =
+            Subject { tenant_id: tenant, object_id: "app-object", client_id: "app-client", mi_resource_id: None };
         format!("Bearer {}", tokens.mint(Claims::issue(Cloud::Public, &subject, audience, tokens.now(), 3600)))
     };
     let send = |auth: String| bus.request(reqwest::Method::POST, NS, "/orders/messages", &auth).body("x").send();
-    assert_eq!(send(mint(TENANT, "https://servicebus.azure.net/.default")).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(
+        send(mint(TENANT, "https://servicebus.azure.net/.default")).await.unwrap().status(),
+        StatusCode::CREATED
+    );
     let other_tenant = mint("22222222-2222-2222-2222-222222222222", "https://servicebus.azure.net");
     assert_eq!(send(other_tenant).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(send(mint(TENANT, "https://vault.azure.net")).await.unwrap().status(), StatusCode::UNAUTHORIZED);

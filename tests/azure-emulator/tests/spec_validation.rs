@@ -75,9 +75,13 @@ impl Specs {
     /// `other.json#/definitions/X` or `#/definitions/X`, relative to `from`.
     fn resolve(&mut self, from: &Path, reference: &str) -> (PathBuf, Value) {
         let (file_part, pointer) = reference.split_once('#').unwrap_or((reference, ""));
-        let file = if file_part.is_empty() { from.to_path_buf() } else { normalise(&from.parent().unwrap().join(file_part)) };
+        let file =
+            if file_part.is_empty() { from.to_path_buf() } else { normalise(&from.parent().unwrap().join(file_part)) };
         let document = self.file(&file);
-        let target = document.pointer(pointer).unwrap_or_else(|| panic!("{reference} not found from {}", from.display())).clone();
+        let target = document
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{reference} not found from {}", from.display()))
+            .clone();
         (file, target)
     }
 
@@ -95,7 +99,12 @@ impl Specs {
                     continue;
                 }
                 if which == "body" {
-                    let body = operation["parameters"].as_array().unwrap().iter().find(|p| p["in"] == "body").expect("body parameter");
+                    let body = operation["parameters"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|p| p["in"] == "body")
+                        .expect("body parameter");
                     return (file.clone(), body["schema"].clone());
                 }
                 let schema = &operation["responses"][which]["schema"];
@@ -132,7 +141,15 @@ impl Specs {
         }
     }
 
-    fn validate(&mut self, file: &Path, schema: &Value, value: &Value, at: &str, direction: Direction, errors: &mut Vec<String>) {
+    fn validate(
+        &mut self,
+        file: &Path,
+        schema: &Value,
+        value: &Value,
+        at: &str,
+        direction: Direction,
+        errors: &mut Vec<String>,
+    ) {
         if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
             let (target_file, target) = self.resolve(file, reference);
             return self.validate(&target_file, &target, value, at, direction, errors);
@@ -142,7 +159,8 @@ impl Specs {
             return;
         }
         let declared = schema.get("type").and_then(Value::as_str);
-        let is_object = declared == Some("object") || schema.get("properties").is_some() || schema.get("allOf").is_some();
+        let is_object =
+            declared == Some("object") || schema.get("properties").is_some() || schema.get("allOf").is_some();
         if is_object {
             let Some(object) = value.as_object() else {
                 errors.push(format!("{at}: expected an object, got {value}"));
@@ -196,7 +214,9 @@ impl Specs {
                 }
             }
             Some("boolean") if !value.is_boolean() => errors.push(format!("{at}: expected a boolean, got {value}")),
-            Some("integer") if !(value.is_i64() || value.is_u64()) => errors.push(format!("{at}: expected an integer, got {value}")),
+            Some("integer") if !(value.is_i64() || value.is_u64()) => {
+                errors.push(format!("{at}: expected an integer, got {value}"))
+            }
             Some("number") if !value.is_number() => errors.push(format!("{at}: expected a number, got {value}")),
             Some("array") => {
                 let Some(items) = value.as_array() else {
@@ -218,7 +238,15 @@ impl Specs {
         assert!(errors.is_empty(), "{what} does not match the spec:\n{}\n{value:#}", errors.join("\n"));
     }
 
-    fn check_operation(&mut self, spec: &str, operation_id: &str, which: &str, value: &Value, direction: Direction, what: &str) {
+    fn check_operation(
+        &mut self,
+        spec: &str,
+        operation_id: &str,
+        which: &str,
+        value: &Value,
+        direction: Direction,
+        what: &str,
+    ) {
         let schema = self.operation_schema(spec, operation_id, which);
         self.check(schema, value, direction, what);
     }
@@ -268,7 +296,9 @@ fn shape_differences(example: &Value, ours: &Value, at: &str, skip: &[&str], out
     }
     match (example, ours) {
         // Maps keyed by resource id (userAssignedIdentities): compare the values, not the keys.
-        (Value::Object(example), Value::Object(ours)) if example.keys().all(|k| k.starts_with('/')) && !example.is_empty() => {
+        (Value::Object(example), Value::Object(ours))
+            if example.keys().all(|k| k.starts_with('/')) && !example.is_empty() =>
+        {
             match (example.values().next(), ours.values().next()) {
                 (Some(first), Some(theirs)) => shape_differences(first, theirs, &format!("{at}{{}}"), skip, out),
                 _ => out.push(format!("{at}: the emulator's map is empty")),
@@ -313,7 +343,11 @@ async fn start() -> Env {
     let emulator = Emulator::start(options).await.expect("emulator starts");
     let grant = Change::GrantRole {
         vault: "custvault".into(),
-        assignment: RoleAssignment { principal_id: OFFICER.into(), role: "Key Vault Crypto Officer".into(), scope: "/".into() },
+        assignment: RoleAssignment {
+            principal_id: OFFICER.into(),
+            role: "Key Vault Crypto Officer".into(),
+            scope: "/".into(),
+        },
     };
     emulator.shared().apply(&[grant]).unwrap();
     let client = AzureClient::new(emulator.url());
@@ -353,7 +387,8 @@ impl Env {
 
 /// The federated-identity example's request, pointed at the scenario's identity, app, vault and key.
 fn federated_update_request(specs: &mut Specs) -> Value {
-    let example = specs.example(STORAGE_SPEC, "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId.json");
+    let example =
+        specs.example(STORAGE_SPEC, "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId.json");
     let mut body = example["parameters"]["parameters"].clone();
     body["identity"]["userAssignedIdentities"] = json!({ UAMI: {} });
     let encryption = &mut body["properties"]["encryption"];
@@ -400,15 +435,42 @@ async fn storage_account_bodies_and_examples_match_the_spec() {
 
     let (status, before) = env.arm(Method::GET, &path, None).await;
     assert_eq!(status, 200);
-    specs.check_operation(STORAGE_SPEC, "StorageAccounts_GetProperties", "200", &before, Direction::Response, "GET (Microsoft-managed keys)");
+    specs.check_operation(
+        STORAGE_SPEC,
+        "StorageAccounts_GetProperties",
+        "200",
+        &before,
+        Direction::Response,
+        "GET (Microsoft-managed keys)",
+    );
 
     let request = federated_update_request(&mut specs);
-    specs.check_operation(STORAGE_SPEC, "StorageAccounts_Update", "body", &request, Direction::Request, "PATCH request");
+    specs.check_operation(
+        STORAGE_SPEC,
+        "StorageAccounts_Update",
+        "body",
+        &request,
+        Direction::Request,
+        "PATCH request",
+    );
     let (status, patched) = env.arm(Method::PATCH, &path, Some(&request)).await;
     assert_eq!(status, 200, "{patched}");
-    specs.check_operation(STORAGE_SPEC, "StorageAccounts_Update", "200", &patched, Direction::Response, "PATCH response");
-    let example = specs.example(STORAGE_SPEC, "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId.json");
-    assert_same_shape(&example["responses"]["200"]["body"], &patched, &[], "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId");
+    specs.check_operation(
+        STORAGE_SPEC,
+        "StorageAccounts_Update",
+        "200",
+        &patched,
+        Direction::Response,
+        "PATCH response",
+    );
+    let example =
+        specs.example(STORAGE_SPEC, "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId.json");
+    assert_same_shape(
+        &example["responses"]["200"]["body"],
+        &patched,
+        &[],
+        "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId",
+    );
 
     // With a system-assigned identity too, GET has every member of the CMK example except those of features the
     // emulated account does not have (geo-replication, HNS, routing preference, secondary region).
@@ -430,7 +492,12 @@ async fn storage_account_bodies_and_examples_match_the_spec() {
         "$.tags.key1",
         "$.tags.key2",
     ];
-    assert_same_shape(&example["responses"]["200"]["body"], &got, &not_emulated, "StorageAccountGetPropertiesCMKEnabled");
+    assert_same_shape(
+        &example["responses"]["200"]["body"],
+        &got,
+        &not_emulated,
+        "StorageAccountGetPropertiesCMKEnabled",
+    );
 
     // Error bodies have the RP's ErrorResponse shape.
     let (status, error) = env.arm(Method::PATCH, &path, Some(&json!({ "properties": { "encryption": { "keySource": "Microsoft.Keyvault", "keyvaultproperties": { "keyvaulturi": KV, "keyname": "missing" } } } }))).await;
@@ -447,11 +514,27 @@ async fn identity_feature_and_provider_bodies_match_the_spec() {
     let env = start().await;
     let example = specs.example(MSI_SPEC, "IdentityCreate.json");
     let request = example["parameters"]["parameters"].clone();
-    specs.check_operation(MSI_SPEC, "UserAssignedIdentities_CreateOrUpdate", "body", &request, Direction::Request, "identity PUT request");
-    let path = format!("/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/identityName?api-version=2023-01-31");
+    specs.check_operation(
+        MSI_SPEC,
+        "UserAssignedIdentities_CreateOrUpdate",
+        "body",
+        &request,
+        Direction::Request,
+        "identity PUT request",
+    );
+    let path = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/identityName?api-version=2023-01-31"
+    );
     let (status, created) = env.arm(Method::PUT, &path, Some(&request)).await;
     assert_eq!(status, 201);
-    specs.check_operation(MSI_SPEC, "UserAssignedIdentities_CreateOrUpdate", "201", &created, Direction::Response, "identity PUT");
+    specs.check_operation(
+        MSI_SPEC,
+        "UserAssignedIdentities_CreateOrUpdate",
+        "201",
+        &created,
+        Direction::Response,
+        "identity PUT",
+    );
     assert_same_shape(&example["responses"]["201"]["body"], &created, &[], "IdentityCreate");
     let (_, got) = env.arm(Method::GET, &path, None).await;
     specs.check_operation(MSI_SPEC, "UserAssignedIdentities_Get", "200", &got, Direction::Response, "identity GET");
@@ -459,26 +542,64 @@ async fn identity_feature_and_provider_bodies_match_the_spec() {
     assert_same_shape(&example["responses"]["200"]["body"], &got, &[], "IdentityGet");
     let (status, missing) = env.arm(Method::GET, &path.replace("identityName", "nobody"), None).await;
     assert_eq!(status, 404);
-    specs.check_operation(MSI_SPEC, "UserAssignedIdentities_Get", "default", &missing, Direction::Response, "identity 404");
+    specs.check_operation(
+        MSI_SPEC,
+        "UserAssignedIdentities_Get",
+        "default",
+        &missing,
+        Direction::Response,
+        "identity 404",
+    );
 
-    let feature = format!("/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity");
+    let feature = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity"
+    );
     let (_, registered) = env.arm(Method::POST, &format!("{feature}/register?api-version=2021-07-01"), None).await;
-    specs.check_operation(FEATURES_SPEC, "Features_Register", "200", &registered, Direction::Response, "feature register");
-    assert_same_shape(&specs.example(FEATURES_SPEC, "registerFeature.json")["responses"]["200"]["body"], &registered, &[], "registerFeature");
+    specs.check_operation(
+        FEATURES_SPEC,
+        "Features_Register",
+        "200",
+        &registered,
+        Direction::Response,
+        "feature register",
+    );
+    assert_same_shape(
+        &specs.example(FEATURES_SPEC, "registerFeature.json")["responses"]["200"]["body"],
+        &registered,
+        &[],
+        "registerFeature",
+    );
     let (_, got) = env.arm(Method::GET, &format!("{feature}?api-version=2021-07-01"), None).await;
     specs.check_operation(FEATURES_SPEC, "Features_Get", "200", &got, Direction::Response, "feature get");
-    assert_same_shape(&specs.example(FEATURES_SPEC, "getFeature.json")["responses"]["200"]["body"], &got, &[], "getFeature");
+    assert_same_shape(
+        &specs.example(FEATURES_SPEC, "getFeature.json")["responses"]["200"]["body"],
+        &got,
+        &[],
+        "getFeature",
+    );
     let (status, missing) = env.arm(Method::GET, &feature, None).await;
     assert_eq!(status, 400, "no api-version");
     specs.check_operation(FEATURES_SPEC, "Features_Get", "default", &missing, Direction::Response, "feature error");
 
     let provider = format!("/subscriptions/{SUB}/providers/Microsoft.Storage");
     let (_, registered) = env.arm(Method::POST, &format!("{provider}/register?api-version=2021-04-01"), None).await;
-    specs.check_operation(RESOURCES_SPEC, "Providers_Register", "200", &registered, Direction::Response, "provider register");
+    specs.check_operation(
+        RESOURCES_SPEC,
+        "Providers_Register",
+        "200",
+        &registered,
+        Direction::Response,
+        "provider register",
+    );
     let (_, got) = env.arm(Method::GET, &format!("{provider}?api-version=2021-04-01"), None).await;
     specs.check_operation(RESOURCES_SPEC, "Providers_Get", "200", &got, Direction::Response, "provider get");
     let not_emulated = ["$.resourceTypes[].locationMappings"];
-    assert_same_shape(&specs.example(RESOURCES_SPEC, "GetProvider.json")["responses"]["200"]["body"], &got, &not_emulated, "GetProvider");
+    assert_same_shape(
+        &specs.example(RESOURCES_SPEC, "GetProvider.json")["responses"]["200"]["body"],
+        &got,
+        &not_emulated,
+        "GetProvider",
+    );
 }
 
 #[tokio::test]
@@ -490,18 +611,29 @@ async fn key_vault_bodies_and_examples_match_the_spec() {
     let example = specs.example(KEYS_SPEC, "CreateKey-example.json");
     let request = example["parameters"]["parameters"].clone();
     specs.check_operation(KEYS_SPEC, "CreateKey", "body", &request, Direction::Request, "create request");
-    let (status, created) = env.vault(Method::POST, &format!("{KV}/keys/CreateSoftKeyTest/create?{api}"), Some(&request)).await;
+    let (status, created) =
+        env.vault(Method::POST, &format!("{KV}/keys/CreateSoftKeyTest/create?{api}"), Some(&request)).await;
     assert_eq!(status, 200, "{created}");
     specs.check_operation(KEYS_SPEC, "CreateKey", "200", &created, Direction::Response, "create");
     assert_same_shape(&example["responses"]["200"]["body"], &created, &[], "CreateKey-example");
 
     let (_, got) = env.vault(Method::GET, &format!("{KV}/keys/CreateSoftKeyTest?{api}"), None).await;
     specs.check_operation(KEYS_SPEC, "GetKey", "200", &got, Direction::Response, "get");
-    assert_same_shape(&specs.example(KEYS_SPEC, "GetKey-example.json")["responses"]["200"]["body"], &got, &[], "GetKey-example");
+    assert_same_shape(
+        &specs.example(KEYS_SPEC, "GetKey-example.json")["responses"]["200"]["body"],
+        &got,
+        &[],
+        "GetKey-example",
+    );
 
     let (_, versions) = env.vault(Method::GET, &format!("{KV}/keys/cmk/versions?{api}&maxresults=1"), None).await;
     specs.check_operation(KEYS_SPEC, "GetKeyVersions", "200", &versions, Direction::Response, "versions");
-    assert_same_shape(&specs.example(KEYS_SPEC, "GetKeyVersions-example.json")["responses"]["200"]["body"], &versions, &[], "GetKeyVersions-example");
+    assert_same_shape(
+        &specs.example(KEYS_SPEC, "GetKeyVersions-example.json")["responses"]["200"]["body"],
+        &versions,
+        &[],
+        "GetKeyVersions-example",
+    );
 
     let kid = created["key"]["kid"].as_str().unwrap().to_owned();
     let example = specs.example(KEYS_SPEC, "wrapKey-example.json");
@@ -516,7 +648,12 @@ async fn key_vault_bodies_and_examples_match_the_spec() {
     let (status, unwrapped) = env.vault(Method::POST, &format!("{kid}/unwrapkey?{api}"), Some(&unwrap_request)).await;
     assert_eq!((status, &unwrapped["value"]), (200, &request["value"]));
     specs.check_operation(KEYS_SPEC, "unwrapKey", "200", &unwrapped, Direction::Response, "unwrap");
-    assert_same_shape(&specs.example(KEYS_SPEC, "unwrapKey-example.json")["responses"]["200"]["body"], &unwrapped, &[], "unwrapKey-example");
+    assert_same_shape(
+        &specs.example(KEYS_SPEC, "unwrapKey-example.json")["responses"]["200"]["body"],
+        &unwrapped,
+        &[],
+        "unwrapKey-example",
+    );
 
     let example = specs.example(KEYS_SPEC, "UpdateKey-example.json");
     let request = example["parameters"]["parameters"].clone();
@@ -536,7 +673,13 @@ async fn key_vault_bodies_and_examples_match_the_spec() {
     let (status, forbidden) = env.send(Method::GET, &format!("{KV}/keys/cmk?{api}"), Some(stranger), None).await;
     assert_eq!(status, 403);
     specs.check(error_schema.clone(), &forbidden, Direction::Response, "403 RBAC");
-    let (status, disabled) = env.vault(Method::POST, &format!("{KV}/keys/disabled-key//wrapkey?{api}"), Some(&json!({ "alg": "RSA-OAEP", "value": "AAAA" }))).await;
+    let (status, disabled) = env
+        .vault(
+            Method::POST,
+            &format!("{KV}/keys/disabled-key//wrapkey?{api}"),
+            Some(&json!({ "alg": "RSA-OAEP", "value": "AAAA" })),
+        )
+        .await;
     assert_eq!(status, 403);
     specs.check(error_schema.clone(), &disabled, Direction::Response, "403 disabled");
     let (status, missing) = env.vault(Method::GET, &format!("{KV}/keys/nothing?{api}"), None).await;

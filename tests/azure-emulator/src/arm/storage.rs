@@ -181,7 +181,7 @@ fn merge_identity(
             let parsed = ResourceId::parse(raw_id)
                 .filter(|id| id.is_type(IDENTITY_TYPE))
                 .ok_or_else(|| ArmError::linked_invalid_property_id(raw_id, "identity.userAssignedIdentities"))?;
-            if arm.identities.get(&parsed.key()).is_none() {
+            if !arm.identities.contains_key(&parsed.key()) {
                 return Err(ArmError::bad_request(
                     "FailedIdentityOperation",
                     format!(
@@ -389,10 +389,9 @@ impl StorageAccountState {
         let endpoint = |service: &str| format!("https://{name}.{service}.{suffix}/");
         let mut encryption = self.encryption.clone();
         // The RP prints the encryption identity with `resourcegroups` lower-cased.
-        if let Some(uami) = encryption.pointer("/identity/userAssignedIdentity").and_then(Value::as_str) {
-            if let Some(parsed) = ResourceId::parse(uami) {
-                encryption["identity"]["userAssignedIdentity"] = json!(parsed.lowercase_groups(IDENTITY_TYPE));
-            }
+        let uami = encryption.pointer("/identity/userAssignedIdentity").and_then(Value::as_str);
+        if let Some(parsed) = uami.and_then(ResourceId::parse) {
+            encryption["identity"]["userAssignedIdentity"] = json!(parsed.lowercase_groups(IDENTITY_TYPE));
         }
         let mut properties = json!({
             "privateEndpointConnections": [],

@@ -41,7 +41,7 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
     let resource = resource(cloud, managed_hsm);
     let claims = match authenticate(shared, &req, cloud, &tenant, &resource) {
         Ok(claims) => claims,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match req.query("api-version") {
         None => return responses::bad_parameter("The api-version query parameter is missing."),
@@ -78,9 +78,15 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
 }
 
 /// Bearer present, signed by this emulator, alive, meant for this vault's resource and issued by its tenant.
-fn authenticate(shared: &Shared, req: &Req, cloud: Cloud, tenant: &str, resource: &str) -> Result<Claims, Response> {
+fn authenticate(
+    shared: &Shared,
+    req: &Req,
+    cloud: Cloud,
+    tenant: &str,
+    resource: &str,
+) -> Result<Claims, responses::Failure> {
     let login = cloud.login_host();
-    let refuse = |message: &str| responses::unauthorized(message, login, tenant, resource);
+    let refuse = |message: &str| Box::new(responses::unauthorized(message, login, tenant, resource));
     let Some(token) = req.bearer() else {
         return Err(refuse("Request is missing a Bearer or PoP token."));
     };

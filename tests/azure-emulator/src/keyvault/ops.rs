@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::crypto::{self, WrapAlgorithm};
 use super::rbac::{self, KeyAction};
-use super::responses::{self, bad_parameter, error};
+use super::responses::{self, Failure, bad_parameter, error};
 use super::store::{KeyVersion, VaultState};
 use crate::http::Req;
 use crate::scenario::Key;
@@ -74,26 +74,26 @@ fn key_not_found(vault: &VaultState, name: &str, version: Option<&str>) -> Respo
 }
 
 /// RBAC, then the key (latest when `version` is `None` or empty).
-fn locate(call: &Call<'_>, name: &str, version: Option<&str>, action: KeyAction) -> Result<Located, Response> {
+fn locate(call: &Call<'_>, name: &str, version: Option<&str>, action: KeyAction) -> Result<Located, Failure> {
     let version = version.filter(|v| !v.is_empty());
     call.with_vault(|vault| {
         if !rbac::allowed(&vault.role_assignments, call.principal, name, action) {
-            return Err(forbidden_by_rbac(vault, call.principal, name, action));
+            return Err(Box::new(forbidden_by_rbac(vault, call.principal, name, action)));
         }
         let Some(key) = vault.key(name) else {
-            return Err(key_not_found(vault, name, version));
+            return Err(Box::new(key_not_found(vault, name, version)));
         };
         let found = match version {
             Some(version) => key.version(version),
             None => key.current(),
         };
         let Some(found) = found.cloned() else {
-            return Err(key_not_found(vault, name, version));
+            return Err(Box::new(key_not_found(vault, name, version)));
         };
         let key_name = key.name.clone();
         Ok(Located { vault: vault.clone(), key_name, version: found })
     })
-    .unwrap_or_else(|| Err(crate::faults::reset_response()))
+    .unwrap_or_else(|| Err(Box::new(crate::faults::reset_response())))
 }
 
 fn bundle_response(located: &Located) -> Response {
@@ -107,7 +107,7 @@ pub async fn get_key(call: &Call<'_>, name: &str, version: Option<&str>) -> Resp
     match locate(call, name, version, KeyAction::Read) {
         // A disabled key is still readable: its attributes say so. Crypto operations refuse it.
         Ok(located) => bundle_response(&located),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -124,10 +124,10 @@ pub async fn list_versions(call: &Call<'_>, name: &str, req: &Req) -> Response {
     };
     let listed = call.with_vault(|vault| {
         if !rbac::allowed(&vault.role_assignments, call.principal, name, KeyAction::Read) {
-            return Err(forbidden_by_rbac(vault, call.principal, name, KeyAction::Read));
+            return Err(Box::new(forbidden_by_rbac(vault, call.principal, name, KeyAction::Read)));
         }
         let Some(key) = vault.key(name) else {
-            return Err(key_not_found(vault, name, None));
+            return Err(Box::new(key_not_found(vault, name, None)));
         };
         let items: Vec<Value> =
             key.versions.iter().skip(skip).take(page_size).map(|v| responses::key_item(vault, &key.name, v)).collect();
@@ -145,7 +145,7 @@ pub async fn list_versions(call: &Call<'_>, name: &str, req: &Req) -> Response {
     });
     match listed {
         Some(Ok(body)) => Json(body).into_response(),
-        Some(Err(response)) => response,
+        Some(Err(response)) => *response,
         None => crate::faults::reset_response(),
     }
 }
@@ -182,19 +182,21 @@ pub async fn create_key(call: &Call<'_>, name: &str) -> Response {
     let now = call.now();
     let created = call.with_vault(|vault| {
         if !rbac::allowed(&vault.role_assignments, call.principal, name, KeyAction::Create) {
-            return Err(forbidden_by_rbac(vault, call.principal, name, KeyAction::Create));
+            return Err(Box::new(forbidden_by_rbac(vault, call.principal, name, KeyAction::Create)));
         }
         let allowed_kty: &[&str] = if vault.managed_hsm { &["RSA-HSM"] } else { &["RSA", "RSA-HSM"] };
         if !allowed_kty.contains(&params.kty.as_str()) {
-            return Err(bad_parameter(&format!(
+            return Err(Box::new(bad_parameter(&format!(
                 "Key type {} is not supported by this emulated vault (supported: {}).",
                 params.kty,
                 allowed_kty.join(", ")
-            )));
+            ))));
         }
         let size = params.key_size.unwrap_or(2048);
         if ![2048, 3072, 4096].contains(&size) {
-            return Err(bad_parameter(&format!("Invalid key size {size}: RSA keys are 2048, 3072 or 4096 bits.")));
+            return Err(Box::new(bad_parameter(&format!(
+                "Invalid key size {size}: RSA keys are 2048, 3072 or 4096 bits."
+            ))));
         }
         let key = Key {
             name: vault.key(name).map_or_else(|| name.to_owned(), |k| k.name.clone()),
@@ -217,7 +219,7 @@ pub async fn create_key(call: &Call<'_>, name: &str) -> Response {
     });
     match created {
         Some(Ok(located)) => bundle_response(&located),
-        Some(Err(response)) => response,
+        Some(Err(response)) => *response,
         None => crate::faults::reset_response(),
     }
 }
@@ -236,7 +238,7 @@ pub async fn update_key(call: &Call<'_>, name: &str, version: Option<&str>) -> R
     };
     let located = match locate(call, name, version, KeyAction::Update) {
         Ok(located) => located,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let now = call.now();
     let updated = call.with_vault(|vault| {
@@ -282,7 +284,7 @@ pub async fn wrap(call: &Call<'_>, name: &str, version: &str, wrap: bool) -> Res
     let action = if wrap { KeyAction::Wrap } else { KeyAction::Unwrap };
     let located = match locate(call, name, Some(version), action) {
         Ok(located) => located,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let op_name = if wrap { "wrapKey" } else { "unwrapKey" };
     let key = &located.version;

@@ -7,6 +7,9 @@ use serde_json::{Map, Value, json};
 use super::crypto;
 use super::store::{KeyVersion, VaultState};
 
+/// An error response on its way out; boxed because `Response` is large.
+pub type Failure = Box<Response>;
+
 /// `{"error":{"code","message","innererror":{"code"}}}` with the given status.
 pub fn error(status: StatusCode, code: &str, message: &str, inner: Option<&str>) -> Response {
     let mut error = json!({ "code": code, "message": message });

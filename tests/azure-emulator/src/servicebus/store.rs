@@ -341,7 +341,8 @@ impl Receiver {
             let mut value = serde_json::to_value(message).unwrap_or_default();
             value["body"] = String::from_utf8_lossy(&message.body).into_owned().into();
             if let Some(until) = locked_until {
-                value["lockedUntil"] = until.format(&time::format_description::well_known::Rfc3339).unwrap_or_default().into();
+                value["lockedUntil"] =
+                    until.format(&time::format_description::well_known::Rfc3339).unwrap_or_default().into();
             }
             value
         };

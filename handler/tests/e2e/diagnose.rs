@@ -1,0 +1,49 @@
+//! The admin-only `DiagnoseOnboarding` HTTP function says what blocks a message, and changes nothing.
+
+use crate::testbed::{TestBed, contoso, onboarding};
+
+async fn diagnose(bed: &TestBed, body: Vec<u8>, key: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new().post(format!("{}/api/diagnose", bed.emulator.url())).body(body);
+    if let Some(key) = key {
+        request = request.header("x-functions-key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_reports_blockers_without_side_effects() {
+    let bed = TestBed::start().await;
+    let (master, function_key) = bed.host.keys();
+
+    let (status, _) = diagnose(&bed, contoso("obd-diag"), None).await;
+    assert_eq!(status, 401, "admin level needs a key");
+    let (status, _) = diagnose(&bed, contoso("obd-diag"), Some(&function_key)).await;
+    assert_eq!(status, 401, "a function key is not enough for authLevel admin");
+
+    let (status, ready) = diagnose(&bed, contoso("obd-diag"), Some(&master)).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["ready"], true, "{ready:#}");
+    assert_eq!(ready["storageNeedsUpdate"], true);
+
+    let fabrikam = onboarding(
+        "obd-diag-2",
+        "44444444-4444-4444-4444-444444444444",
+        "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/fabrikamdata",
+        "https://fabrikam-kv.vault.azure.net/",
+        "cmk",
+    );
+    let (_, blocked) = diagnose(&bed, fabrikam, Some(&master)).await;
+    assert_eq!(blocked["ready"], false);
+    let preflight = blocked["checks"].as_array().unwrap().iter().find(|c| c["step"] == "customer_preflight").unwrap();
+    assert_eq!(preflight["reasonCode"], "ServicePrincipalMissing", "{blocked:#}");
+    assert_eq!(preflight["disposition"], "waiting_on_customer");
+
+    let (_, invalid) = diagnose(&bed, b"{}".to_vec(), Some(&master)).await;
+    assert_eq!(invalid["checks"][0]["step"], "validation");
+    assert_eq!(invalid["checks"][0]["ok"], false);
+
+    assert!(bed.requests().iter().all(|r| r.method != "PATCH" && r.method != "PUT"), "diagnose writes nothing");
+    assert!(bed.events().is_empty(), "diagnose publishes nothing");
+}
