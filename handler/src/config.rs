@@ -148,6 +148,18 @@ pub const SETTINGS: &[SettingSpec] = &[
     platform(SITE_NAME, false, "Function app name (set by the platform); the CloudEvents `source` uses it."),
 ];
 
+/// The README table of settings, rendered from [`SETTINGS`] so the two cannot drift.
+pub fn settings_markdown_table() -> String {
+    let mut table = String::from("| setting | required | default | set by | description |\n|---|---|---|---|---|\n");
+    for s in SETTINGS {
+        let required = if s.required { "yes" } else { "no" };
+        let default = s.default.map_or_else(|| "–".to_owned(), |d| format!("`{d}`"));
+        let set_by = if s.platform { "platform" } else { "operator" };
+        table.push_str(&format!("| `{}` | {required} | {default} | {set_by} | {} |\n", s.name, s.description));
+    }
+    table
+}
+
 /// A setting that is missing or cannot be used; always names the setting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -312,7 +324,8 @@ impl Settings {
         let number = |name: &'static str| -> Result<u64, ConfigError> {
             let text = with_default(name);
             let n = text.parse::<u64>().map_err(|_| invalid(name, format!("{text:?} is not a whole number")))?;
-            if n == 0 { Err(invalid(name, "must be greater than zero")) } else { Ok(n) }
+            let max = largest_number(name);
+            if n == 0 || n > max { Err(invalid(name, format!("must be between 1 and {max}"))) } else { Ok(n) }
         };
         let seconds = |name| number(name).map(Duration::from_secs);
         let millis = |name| number(name).map(Duration::from_millis);
@@ -375,6 +388,18 @@ impl Settings {
             None => Some(&self.default_identity),
             Some(n) => self.identity_sets.get(n),
         }
+    }
+}
+
+/// Upper bounds keep time arithmetic far from overflow: ten years for any duration, 100 MiB (the largest Service
+/// Bus message) for the message size.
+fn largest_number(name: &str) -> u64 {
+    const TEN_YEARS_SECONDS: u64 = 10 * 365 * 24 * 3600;
+    match name {
+        MAX_MESSAGE_BYTES => 100 * 1024 * 1024,
+        DEADLINE_HOURS => TEN_YEARS_SECONDS / 3600,
+        RETRY_BASE_DELAY_MS | RETRY_MAX_DELAY_MS => TEN_YEARS_SECONDS * 1000,
+        _ => TEN_YEARS_SECONDS,
     }
 }
 

@@ -83,7 +83,7 @@ pub fn decide_with_jitter(
         Disposition::Transient => (policy.transient_base, policy.transient_max),
         Disposition::WaitingOnCustomer => (policy.customer_base, policy.customer_max),
     };
-    let deadline_at = attempt.first_attempt_at + policy.deadline;
+    let deadline_at = add_saturating(attempt.first_attempt_at, policy.deadline);
     if now >= deadline_at {
         return Decision::DeadLetter {
             reason_code: "DeadlineExceeded".to_owned(),
@@ -101,7 +101,7 @@ pub fn decide_with_jitter(
         delay = delay.max(asked);
     }
     // One last attempt at the deadline rather than none after it.
-    let at = (now + delay).min(deadline_at);
+    let at = add_saturating(now, delay).min(deadline_at);
 
     let state_fingerprint = state_fingerprint(error);
     let publish_action_required =
@@ -119,6 +119,14 @@ pub fn in_invocation_backoff(
     jitter: f64,
 ) -> Duration {
     full_jitter(attempt, base, max, jitter).max(retry_after.unwrap_or(Duration::ZERO))
+}
+
+/// `time + duration`, saturating instead of panicking: a service's `Retry-After` is untrusted input.
+fn add_saturating(time: OffsetDateTime, duration: Duration) -> OffsetDateTime {
+    time::Duration::try_from(duration)
+        .ok()
+        .and_then(|d| time.checked_add(d))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_offset(time.offset()))
 }
 
 /// `jitter × min(max, base × 2^(attempt-1))`.

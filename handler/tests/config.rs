@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cmk_handler::cloud::Cloud;
-use cmk_handler::config::{AllowedScope, ConfigError, FicMode, LogFormat, SETTINGS, Settings};
+use cmk_handler::config::{AllowedScope, ConfigError, FicMode, LogFormat, SETTINGS, Settings, settings_markdown_table};
 
 fn load(name: &str) -> BTreeMap<String, String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/settings").join(name);
@@ -126,6 +126,9 @@ fn an_invalid_setting_is_named() {
         ("CMK_DELAYED_RETRY_MAX_SECONDS", "10"),
         ("CMK_CUSTOMER_RETRY_MAX_SECONDS", "60"),
         ("CMK_DEADLINE_HOURS", "1.5"),
+        ("CMK_DEADLINE_HOURS", "87601"),
+        ("CMK_CUSTOMER_RETRY_BASE_SECONDS", "18446744073709551615"),
+        ("CMK_MAX_MESSAGE_BYTES", "104857601"),
         ("CMK_HTTP_TIMEOUT_SECONDS", "ten"),
         ("CMK_LOG_FORMAT", "xml"),
         ("CMK_TEST_PROXY_URL", "https://127.0.0.1:7777"),
@@ -193,4 +196,12 @@ fn local_settings_example_matches_the_settings_table() {
     let mut with_port = values.clone();
     with_port.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "7071".into());
     parse(&with_port).expect("the example parses");
+}
+
+#[test]
+fn the_readme_table_has_one_row_per_setting() {
+    let table = settings_markdown_table();
+    assert_eq!(table.lines().count(), SETTINGS.len() + 2);
+    assert!(table.contains("| `CMK_FIC_MODE` | no | `verify` | operator |"), "{table}");
+    assert!(table.contains("| `FUNCTIONS_CUSTOMHANDLER_PORT` | yes | – | platform |"), "{table}");
 }

@@ -187,3 +187,12 @@ fn in_invocation_backoff_takes_the_longer_of_jitter_and_retry_after() {
     assert_eq!(in_invocation_backoff(3, base, max, Some(Duration::from_secs(7)), 0.5), Duration::from_secs(7));
     assert_eq!(in_invocation_backoff(3, base, max, Some(Duration::from_millis(10)), 0.0), Duration::from_millis(10));
 }
+
+#[test]
+fn absurd_waits_and_deadlines_do_not_panic() {
+    let e = azure(429, "Throttled", None, Some(Duration::from_secs(u64::MAX)));
+    let at = scheduled_at(&decide_with_jitter(&e, &attempt(1, None), NOW, &policy(), 0.5));
+    assert_eq!(at, attempt(1, None).first_attempt_at + policy().deadline, "capped at the deadline");
+    let endless = RetryPolicy { deadline: Duration::from_secs(u64::MAX), ..policy() };
+    assert!(matches!(decide_with_jitter(&e, &attempt(1, None), NOW, &endless, 0.5), Decision::ScheduleRetry { .. }));
+}

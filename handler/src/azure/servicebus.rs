@@ -242,16 +242,16 @@ impl ServiceBusClient {
     /// Locks the next message for `timeout` at most; `None` when the entity stayed empty (204).
     pub async fn peek_lock(&self, entity: &str, timeout: Duration) -> Result<Option<ReceivedMessage>, Error> {
         const OP: &str = "peek-lock message";
-        let url = self.entity_url(entity, "messages/head", Some(timeout));
-        let response = self.send_request(&OutgoingRequest::new(Method::POST, url), OP).await?;
+        let request = long_poll(Method::POST, self.entity_url(entity, "messages/head", Some(timeout)), timeout);
+        let response = self.send_request(&request, OP).await?;
         received(response, OP)
     }
 
     /// Receives and deletes the next message; `None` when the entity stayed empty.
     pub async fn receive_and_delete(&self, entity: &str, timeout: Duration) -> Result<Option<ReceivedMessage>, Error> {
         const OP: &str = "receive and delete message";
-        let url = self.entity_url(entity, "messages/head", Some(timeout));
-        let response = self.send_request(&OutgoingRequest::new(Method::DELETE, url), OP).await?;
+        let request = long_poll(Method::DELETE, self.entity_url(entity, "messages/head", Some(timeout)), timeout);
+        let response = self.send_request(&request, OP).await?;
         received(response, OP)
     }
 
@@ -301,6 +301,13 @@ impl ServiceBusClient {
         };
         retry::send(&inner.transport, &inner.retry, AzureService::ServiceBus, operation, request, authorizer).await
     }
+}
+
+/// A receive waits up to `timeout` at the broker; give the HTTP exchange that long plus headroom.
+fn long_poll(method: Method, url: Url, timeout: Duration) -> OutgoingRequest {
+    let mut request = OutgoingRequest::new(method, url);
+    request.timeout = Some(timeout + Duration::from_secs(10));
+    request
 }
 
 /// Signs a SAS per request for the request's resource (scheme, host and path; no query).

@@ -45,11 +45,13 @@ pub struct OutgoingRequest {
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Option<Vec<u8>>,
+    /// Overrides the transport's HTTP timeout (long polls such as Service Bus receives).
+    pub timeout: Option<Duration>,
 }
 
 impl OutgoingRequest {
     pub fn new(method: reqwest::Method, url: Url) -> Self {
-        Self { method, url, headers: HeaderMap::new(), body: None }
+        Self { method, url, headers: HeaderMap::new(), body: None, timeout: None }
     }
 
     pub fn json(mut self, body: &serde_json::Value) -> Self {
@@ -178,6 +180,9 @@ impl Transport {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
         let mut builder = self.inner.client.request(request.method.clone(), target).headers(headers);
+        if let Some(timeout) = request.timeout {
+            builder = builder.timeout(timeout);
+        }
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         } else if matches!(request.method, reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH) {

@@ -98,6 +98,9 @@ async fn authentication_and_authorization_errors_look_like_arm() {
     assert_eq!((status, code(&body)), (401, "InvalidAuthenticationTokenAudience"));
     let (status, body) = env.call(Method::GET, &path, Some("not-a-token"), None).await;
     assert_eq!((status, code(&body)), (401, "InvalidAuthenticationToken"));
+    env.emulator.shared().clock.advance(std::time::Duration::from_secs(3601));
+    let (status, body) = env.call(Method::GET, &path, Some(&env.token), None).await;
+    assert_eq!((status, code(&body)), (401, "ExpiredAuthenticationToken"));
     let foreign = mint(&env.emulator, CUSTOMER, CALLER, "https://management.azure.com/");
     let (status, body) = env.call(Method::GET, &path, Some(&foreign), None).await;
     assert_eq!((status, code(&body)), (401, "InvalidAuthenticationTokenTenant"));

@@ -528,6 +528,25 @@ async fn the_lock_is_renewed_while_the_handler_works() {
     emulator.shutdown().await;
 }
 
+#[tokio::test]
+async fn auto_complete_false_never_completes() {
+    let mut trigger = sb_trigger(true);
+    trigger["queueName"] = json!("slow");
+    trigger["autoCompleteMessages"] = json!(false);
+    let app = App::new(host_json(json!({}))).function("ProcessOnboarding", json!({ "bindings": [trigger] }));
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "ok")])).await;
+    emulator.shared().bus.send(NS, "slow", NewMessage::new(BODY.as_bytes().to_vec())).unwrap();
+    // Every invocation succeeds, yet the lock (1 s) lapses each time and the message comes back.
+    wait_for("a redelivery after a successful invocation", || {
+        (app.bodies("ProcessOnboarding").len() >= 2).then_some(())
+    })
+    .await;
+    let second: Value = serde_json::from_str(&app.bodies("ProcessOnboarding")[1]).unwrap();
+    assert_eq!(second["Metadata"]["DeliveryCount"], "2");
+    assert_eq!(host(&emulator).status()["invocations"]["failed"], 0);
+    emulator.shutdown().await;
+}
+
 fn http_function(auth_level: &str) -> Value {
     json!({ "bindings": [
         { "type": "httpTrigger", "direction": "in", "name": "req", "methods": ["post"], "authLevel": auth_level, "route": "order/{id?}" },
@@ -583,8 +602,9 @@ async fn http_triggers_check_function_keys_and_translate_the_answer() {
     assert_eq!(post("/api/admin?code=master-key-for-tests").send().await.unwrap().status(), 200);
     assert_eq!(post("/api/open").send().await.unwrap().status(), 200);
     assert_eq!(post("/api/nothing-here").send().await.unwrap().status(), 404);
-    let status = host(&emulator).status();
+    let status: Value = client.get(format!("{url}/_emulator/host")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["keys"]["master"], "master-key-for-tests");
+    assert_eq!(status["keys"]["function"], "function-key-for-tests");
     assert_eq!(status["invocations"]["ok"], 4);
     emulator.shutdown().await;
 }

@@ -240,28 +240,22 @@ async fn scheduled_messages_wake_a_waiting_receiver_when_due() {
     assert_eq!(peeked.len(), 1);
     assert_eq!(peeked[0].sequence_number, FIRST_SEQUENCE, "numbered when scheduled");
 
-    let started = std::time::Instant::now();
-    let waiting = bus.peek_lock("orders", 60);
-    let advance = async {
-        // Advance only once the receiver is parked, or the message would simply be there when it looks.
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while bus.emulator.shared().bus.snapshot()["namespaces"][NS]["queues"]["orders"]["scheduledMessageCount"]
-                != 1
-            {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .unwrap();
-        bus.advance(Duration::from_secs(121));
-    };
-    let (response, ()) = tokio::join!(waiting, advance);
-    assert_eq!(response.status(), StatusCode::CREATED);
-    assert!(started.elapsed() < Duration::from_secs(30), "woken by the clock, not the timeout");
-    let received = Received::from(response).await;
+    // Park a receiver first (one poll registers it), then jump the clock: it must wake without waiting out its timeout.
+    let engine = &bus.emulator.shared().bus;
+    let waiting = engine.receive(NS, "orders", Duration::from_secs(60));
+    tokio::pin!(waiting);
+    assert!(futures::poll!(&mut waiting).is_pending(), "nothing is due yet");
+    bus.advance(Duration::from_secs(121));
+    let delivered = tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("woken by the clock").unwrap();
+    let delivered = delivered.expect("the scheduled message");
+    assert_eq!(delivered.message.enqueued_time, due.replace_nanosecond(0).unwrap(), "RFC 1123 carries whole seconds");
+    engine.abandon(NS, "orders", delivered.lock_token).unwrap();
+
+    let received = bus.locked("orders").await;
     assert_eq!(received.broker["EnqueuedTimeUtc"], format_date(due));
     assert_eq!(received.broker["ScheduledEnqueueTimeUtc"], format_date(due));
     assert_eq!(received.broker["SequenceNumber"].as_i64(), Some(FIRST_SEQUENCE));
+    assert_eq!(received.broker["DeliveryCount"], 2);
 }
 
 #[tokio::test]

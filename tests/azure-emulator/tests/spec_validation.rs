@@ -202,10 +202,9 @@ impl Specs {
                     return;
                 };
                 let open = schema.pointer("/x-ms-enum/modelAsString") == Some(&Value::Bool(true));
-                if let (Some(allowed), false) = (schema.get("enum").and_then(Value::as_array), open) {
-                    if !allowed.iter().any(|a| a.as_str() == Some(text)) {
-                        errors.push(format!("{at}: '{text}' is not one of {allowed:?}"));
-                    }
+                let closed_enum = schema.get("enum").and_then(Value::as_array).filter(|_| !open);
+                if let Some(allowed) = closed_enum.filter(|allowed| !allowed.iter().any(|a| a.as_str() == Some(text))) {
+                    errors.push(format!("{at}: '{text}' is not one of {allowed:?}"));
                 }
                 if schema.get("format").and_then(Value::as_str) == Some("date-time")
                     && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_err()

@@ -37,6 +37,20 @@ impl ArmError {
         )
     }
 
+    pub fn expired_token(exp: i64, now: i64) -> Self {
+        let utc = |t: i64| {
+            time::OffsetDateTime::from_unix_timestamp(t)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_else(|| t.to_string())
+        };
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "ExpiredAuthenticationToken",
+            format!("The access token expiry UTC time '{}' is earlier than current UTC time '{}'.", utc(exp), utc(now)),
+        )
+    }
+
     pub fn wrong_audience(audience: &str, arm_host: &str) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -16,7 +16,7 @@ pub use errors::ArmError;
 pub use state::{ArmState, IdentityResource, Registration, StorageAccountState, SubscriptionState};
 
 use crate::cloud::Cloud;
-use crate::entra::{Claims, audience_matches};
+use crate::entra::{Claims, TokenError, audience_matches};
 use crate::http::Req;
 use crate::state::Shared;
 use ids::Route;
@@ -82,7 +82,10 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
 /// A bearer minted by this emulator, alive, for this cloud's ARM audience.
 fn authenticate(shared: &Shared, req: &Req, cloud: Cloud) -> Result<Claims, ArmError> {
     let token = req.bearer().ok_or_else(ArmError::missing_token)?;
-    let claims = shared.tokens.verify(token).map_err(|e| ArmError::invalid_token(&e.to_string()))?;
+    let claims = shared.tokens.verify(token).map_err(|e| match e {
+        TokenError::Expired { exp, now } => ArmError::expired_token(exp, now),
+        other => ArmError::invalid_token(&other.to_string()),
+    })?;
     let arm_audience = format!("https://{}/", cloud.arm_host());
     let legacy_audience = legacy_arm_audience(cloud);
     if !audience_matches(&claims.aud, &arm_audience) && !audience_matches(&claims.aud, legacy_audience) {

@@ -32,7 +32,8 @@ pub async fn serve(runtime: &Runtime, req: Req) -> Response {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let invocation_id = Uuid::new_v4();
-    let body = request_body(function, trigger, &req, &params, invocation_id);
+    let now = runtime.shared.upgrade().map(|shared| shared.clock.now()).unwrap_or_else(time::OffsetDateTime::now_utc);
+    let body = request_body(function, trigger, &req, &params, invocation_id, now);
     let outcome = invoke::invoke(
         &runtime.client,
         &runtime.worker,
@@ -140,6 +141,7 @@ fn request_body(
     req: &Req,
     params: &[(String, String)],
     invocation_id: Uuid,
+    now: time::OffsetDateTime,
 ) -> String {
     let query: Vec<(String, Json)> = req.url.query_pairs().map(|(k, v)| (k.into_owned(), Json::str(v))).collect();
     let mut headers: Vec<(String, Json)> = Vec::new();
@@ -173,14 +175,7 @@ fn request_body(
         "sys".into(),
         Json::Object(vec![
             ("MethodName".into(), Json::str(&function.name)),
-            (
-                "UtcNow".into(),
-                Json::str(
-                    time::OffsetDateTime::now_utc()
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                ),
-            ),
+            ("UtcNow".into(), Json::str(super::payload::utc_now_text(now))),
             ("RandGuid".into(), Json::str(invocation_id.to_string())),
         ]),
     ));

@@ -168,7 +168,7 @@ fn date_time_offset(value: OffsetDateTime) -> String {
 }
 
 /// `DateTime.UtcNow` as Newtonsoft writes it: seven fraction digits and `Z`.
-fn utc_now_text(value: OffsetDateTime) -> String {
+pub fn utc_now_text(value: OffsetDateTime) -> String {
     format!("{}.{:07}Z", date_time(value), value.nanosecond() / 100)
 }
 

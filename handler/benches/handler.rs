@@ -1,0 +1,125 @@
+//! Benchmarks of the handler binary: cold start, per-invocation overhead, Azure calls per onboarding in steady
+//! state, peak memory. Run: `cargo bench -p handler --bench handler` (numbers go in the README).
+
+#[path = "../tests/e2e/testbed.rs"]
+#[allow(dead_code)]
+mod testbed;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use testbed::{TestBed, app_settings, contoso};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{name:<44} n={:<5} min={:>9.2?} median={:>9.2?} p95={:>9.2?} max={:>9.2?}",
+        samples.len(),
+        samples[0],
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.95),
+        samples[samples.len() - 1]
+    );
+}
+
+/// Exec to the first answer on `GET /`, as the host measures readiness.
+async fn cold_start(emulator_url: &str, runs: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(runs);
+    let client = reqwest::Client::new();
+    for _ in 0..runs {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut env: BTreeMap<String, String> = app_settings(emulator_url);
+        env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string());
+        env.insert("IDENTITY_ENDPOINT".into(), format!("{emulator_url}/msi/token"));
+        env.insert("IDENTITY_HEADER".into(), "bench".into());
+        env.insert("RUST_LOG".into(), "warn".into());
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+            .envs(&env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("handler starts");
+        loop {
+            if client.get(format!("http://127.0.0.1:{port}/")).send().await.is_ok() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "handler never became ready");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples.push(started.elapsed());
+        let _ = child.kill().await;
+    }
+    samples
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let bed = TestBed::start_with(testbed::sample_scenario(), &[("RUST_LOG", "warn")]).await;
+    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+
+    summary("cold start (exec -> ready)", cold_start(bed.emulator.url(), 30).await);
+
+    // Warm up: tokens, identity chain and connections are cached after the first onboarding.
+    bed.send(&contoso("obd-warmup"), "msg-warmup");
+    bed.wait_until("warm-up completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+
+    // Steady state, one at a time: end-to-end latency and calls per onboarding.
+    let onboardings = 50;
+    bed.emulator.shared().log.clear();
+    let mut latencies = Vec::with_capacity(onboardings);
+    for i in 0..onboardings {
+        let started = Instant::now();
+        bed.send(&contoso(&format!("obd-bench-{i}")), &format!("msg-bench-{i}"));
+        bed.wait_until("completed", |bed| bed.events_of("completed").len() == i + 2).await;
+        latencies.push(started.elapsed());
+    }
+    bed.wait_queue_idle().await;
+    summary("onboarding, steady state (enqueue -> event)", latencies);
+    let log = bed.requests();
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for record in &log {
+        *per_host.entry(format!("{} {}", record.method, record.host)).or_default() += 1;
+    }
+    println!("Azure calls per onboarding in steady state: {:.2}", log.len() as f64 / onboardings as f64);
+    for (call, count) in per_host {
+        println!("    {call:<60} {:.2}", count as f64 / onboardings as f64);
+    }
+
+    // Per-invocation overhead: the host protocol alone (decode, route, answer), on a marked dead-letter copy that
+    // the handler fails without any Azure call.
+    let port = bed.host.status()["port"].as_u64().expect("handler port") as u16;
+    let payload = serde_json::json!({
+        "Data": { "onboardingMessage": "e30=" },
+        "Metadata": { "DeliveryCount": "1", "MessageId": "\"m\"", "ApplicationProperties": { "cmk-dead-letter-reason": "InvalidJson" } }
+    })
+    .to_string();
+    let client = reqwest::Client::new();
+    let mut overhead = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let started = Instant::now();
+        let response = client
+            .post(format!("http://127.0.0.1:{port}/ProcessOnboarding"))
+            .header("content-type", "application/json")
+            .body(payload.clone())
+            .send()
+            .await
+            .unwrap();
+        let _ = response.bytes().await.unwrap();
+        overhead.push(started.elapsed());
+    }
+    summary("invocation round trip, no Azure work", overhead);
+
+    let pid = bed.host.status()["pid"].as_u64().expect("handler pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for line in status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
+        println!("handler memory: {line}");
+    }
+}

@@ -1,0 +1,120 @@
+//! `dlq list`: dead letters with what failed and why, or counts per reason.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::select;
+use crate::cli::{ConnectionArgs, GroupBy, ListArgs, OutputFormat};
+use crate::connect::Connection;
+use crate::dead_letter::{DeadLetter, Filter};
+use crate::exit::Exit;
+use crate::output::{clip, or_dash, print};
+
+/// One reason's share of the dead letters.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReasonGroup {
+    reason: String,
+    count: usize,
+    #[serde(with = "time::serde::rfc3339::option")]
+    oldest: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    newest: Option<OffsetDateTime>,
+    sequence_numbers: Vec<i64>,
+    onboarding_ids: Vec<String>,
+}
+
+pub async fn list(
+    connection: &Connection,
+    args: &ConnectionArgs,
+    list: &ListArgs,
+    format: OutputFormat,
+) -> Result<Exit, String> {
+    let filter = Filter::new(list.filter.clone());
+    let selection = select(&connection.client, &args.queue, &filter, None).await?;
+    let letters: Vec<DeadLetter> = selection.messages.into_iter().map(|(_, letter)| letter).collect();
+    match list.group_by {
+        None => {
+            let rows = letters.iter().map(row).collect();
+            print(format, &letters, HEADERS, rows);
+        }
+        Some(GroupBy::Reason) => {
+            let groups = by_reason(&letters);
+            let rows = groups
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.reason.clone(),
+                        g.count.to_string(),
+                        or_dash(g.oldest.map(rfc3339).as_deref()),
+                        or_dash(g.newest.map(rfc3339).as_deref()),
+                        clip(&g.onboarding_ids.join(","), 60),
+                    ]
+                })
+                .collect();
+            print(format, &groups, &["REASON", "COUNT", "OLDEST", "NEWEST", "ONBOARDING IDS"], rows);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+const HEADERS: &[&str] = &[
+    "SEQ",
+    "ONBOARDING ID",
+    "TENANT",
+    "STORAGE ACCOUNT",
+    "ENQUEUED",
+    "DELIVERIES",
+    "DLQ REASON",
+    "DLQ DESCRIPTION",
+    "HANDLER REASON",
+    "HANDLER DESCRIPTION",
+];
+
+fn row(letter: &DeadLetter) -> Vec<String> {
+    // The account's name is what people recognise; the full id is in `--output json` and `dlq show`.
+    let account = letter.storage_account_id.as_deref().map(|id| id.rsplit('/').next().unwrap_or(id));
+    vec![
+        letter.sequence_number.to_string(),
+        or_dash(letter.onboarding_id.as_deref()),
+        or_dash(letter.customer_tenant_id.as_deref()),
+        or_dash(account),
+        or_dash(letter.enqueued_time.map(rfc3339).as_deref()),
+        letter.delivery_count.map_or("-".to_owned(), |c| c.to_string()),
+        or_dash(letter.dead_letter_reason.as_deref()),
+        clip(letter.dead_letter_description.as_deref().unwrap_or("-"), 40),
+        or_dash(letter.handler_reason.as_deref()),
+        clip(letter.handler_description.as_deref().unwrap_or("-"), 60),
+    ]
+}
+
+fn by_reason(letters: &[DeadLetter]) -> Vec<ReasonGroup> {
+    let mut groups: BTreeMap<String, ReasonGroup> = BTreeMap::new();
+    for letter in letters {
+        let group = groups.entry(letter.reason().to_owned()).or_insert_with(|| ReasonGroup {
+            reason: letter.reason().to_owned(),
+            count: 0,
+            oldest: None,
+            newest: None,
+            sequence_numbers: Vec::new(),
+            onboarding_ids: Vec::new(),
+        });
+        group.count += 1;
+        group.oldest = group.oldest.into_iter().chain(letter.enqueued_time).min();
+        group.newest = group.newest.into_iter().chain(letter.enqueued_time).max();
+        group.sequence_numbers.push(letter.sequence_number);
+        if let Some(id) = &letter.onboarding_id {
+            group.onboarding_ids.push(id.clone());
+        }
+    }
+    let mut groups: Vec<ReasonGroup> = groups.into_values().collect();
+    // Biggest problem first.
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    groups
+}
+
+pub(super) fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

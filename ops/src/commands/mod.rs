@@ -1,0 +1,41 @@
+//! One module per subcommand; this one routes a parsed command line to it.
+
+mod act;
+mod diagnose;
+mod enqueue;
+mod events;
+mod list;
+mod select;
+mod show;
+
+use crate::cli::{Cli, Command, DlqCommand, EventsCommand};
+use crate::connect::connect;
+use crate::exit::Exit;
+
+pub use act::Action;
+pub use select::{Selection, select};
+
+pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
+    let format = cli.output;
+    let args = &cli.connection;
+    match cli.command {
+        Command::Validate(validate) => enqueue::validate(&validate, format),
+        Command::Enqueue(enqueue) => enqueue::enqueue(args, &enqueue, format).await,
+        Command::Events { command: EventsCommand::Tail(tail) } => {
+            events::tail(&connect(args)?, args, &tail, format).await
+        }
+        Command::Dlq { command } => {
+            let connection = connect(args)?;
+            match command {
+                DlqCommand::List(list) => list::list(&connection, args, &list, format).await,
+                DlqCommand::Show(show) => show::show(&connection, args, &show, format).await,
+                DlqCommand::Diagnose(diagnose) => diagnose::diagnose(&connection, args, &diagnose, format).await,
+                DlqCommand::Replay(replay) => {
+                    let action = Action::Replay { rate: replay.rate, concurrency: replay.concurrency.into() };
+                    act::run(&connection, args, action, &replay.action, format).await
+                }
+                DlqCommand::Purge(purge) => act::run(&connection, args, Action::Purge, &purge.action, format).await,
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Authentication and the Service Bus client: a SAS connection string, or Entra credentials chained like Azure tools.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_identity::{AzureCliCredential, ManagedIdentityCredential, WorkloadIdentityCredential};
+use cmk_handler::azure::credentials::TokenSource;
+use cmk_handler::azure::retry::RetryOptions;
+use cmk_handler::azure::servicebus::{ServiceBusAuth, ServiceBusClient};
+use cmk_handler::azure::transport::Transport;
+use cmk_handler::cloud::Cloud;
+
+use crate::cli::{AuthMethod, ConnectionArgs};
+
+/// Per-request timeout; long receives are bounded by their own `timeout` parameter, well below this.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A connected client and who it acts as, for audit records.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub client: ServiceBusClient,
+    /// `sas:{key name}` or `entra:{credential}`.
+    pub credential: String,
+}
+
+pub fn cloud(args: &ConnectionArgs) -> Result<Cloud, String> {
+    args.cloud.parse::<Cloud>()
+}
+
+pub fn connect(args: &ConnectionArgs) -> Result<Connection, String> {
+    let cloud = cloud(args)?;
+    let transport = Transport::new(cloud, args.emulator.clone(), HTTP_TIMEOUT)?;
+    // The CLI is interactive: fail within seconds rather than retry for a minute.
+    let retry = RetryOptions { max_attempts: 3, budget: Duration::from_secs(20), ..RetryOptions::default() };
+    if let Some(connection_string) = &args.connection_string {
+        let (namespace, auth) = ServiceBusAuth::from_connection_string(connection_string)?;
+        let credential = match &auth {
+            ServiceBusAuth::SharedAccessKey { key_name, .. } => format!("sas:{key_name}"),
+            ServiceBusAuth::Bearer(_) => "entra".to_owned(),
+        };
+        let client = ServiceBusClient::new(&namespace, transport, auth, retry)?;
+        return Ok(Connection { client, credential });
+    }
+    let namespace = args
+        .namespace
+        .as_deref()
+        .ok_or("no Service Bus namespace: pass --namespace (or CMK_SERVICEBUS_NAMESPACE), or --connection-string")?;
+    let namespace = qualified_namespace(namespace, cloud);
+    let (credential, name) = entra_credential(args.auth)?;
+    let tokens = TokenSource::from_credentials(cloud, &transport, credential, None);
+    let client = ServiceBusClient::new(&namespace, transport, ServiceBusAuth::Bearer(tokens), retry)?;
+    Ok(Connection { client, credential: format!("entra:{name}") })
+}
+
+/// `isv-cmk` → `isv-cmk.servicebus.windows.net` (per cloud); an FQDN stays as it is.
+pub fn qualified_namespace(namespace: &str, cloud: Cloud) -> String {
+    let namespace = namespace.trim().trim_start_matches("sb://").trim_end_matches('/').to_ascii_lowercase();
+    if namespace.contains('.') { namespace } else { format!("{namespace}.{}", cloud.service_bus_suffix()) }
+}
+
+fn entra_credential(method: AuthMethod) -> Result<(Arc<dyn TokenCredential>, &'static str), String> {
+    let cli = || AzureCliCredential::new(None).map(|c| c as Arc<dyn TokenCredential>);
+    let managed = || ManagedIdentityCredential::new(None).map(|c| c as Arc<dyn TokenCredential>);
+    let workload = || WorkloadIdentityCredential::new(None).map(|c| c as Arc<dyn TokenCredential>);
+    let single = |name: &'static str, made: azure_core::Result<Arc<dyn TokenCredential>>| {
+        made.map(|c| (c, name)).map_err(|e| format!("cannot use the {name} credential: {e}"))
+    };
+    match method {
+        AuthMethod::Cli => single("azure-cli", cli()),
+        AuthMethod::ManagedIdentity => single("managed-identity", managed()),
+        AuthMethod::WorkloadIdentity => single("workload-identity", workload()),
+        AuthMethod::Auto => {
+            // A credential whose environment is absent (no workload identity variables, say) is left out of the chain.
+            let sources: Vec<(&'static str, Arc<dyn TokenCredential>)> =
+                [("azure-cli", cli()), ("managed-identity", managed()), ("workload-identity", workload())]
+                    .into_iter()
+                    .filter_map(|(name, made)| made.ok().map(|c| (name, c)))
+                    .collect();
+            if sources.is_empty() {
+                return Err(
+                    "no Entra credential is available; log in with `az login` or pass --connection-string".into()
+                );
+            }
+            Ok((Arc::new(Chain { sources, chosen: Mutex::new(None) }), "auto"))
+        }
+    }
+}
+
+/// Tries each credential in order; the first that yields a token is used from then on.
+#[derive(Debug)]
+struct Chain {
+    sources: Vec<(&'static str, Arc<dyn TokenCredential>)>,
+    chosen: Mutex<Option<usize>>,
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for Chain {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let chosen = *self.chosen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = chosen {
+            return self.sources[index].1.get_token(scopes, options).await;
+        }
+        let mut failures = Vec::new();
+        for (index, (name, source)) in self.sources.iter().enumerate() {
+            match source.get_token(scopes, options.clone()).await {
+                Ok(token) => {
+                    *self.chosen.lock().unwrap_or_else(|e| e.into_inner()) = Some(index);
+                    return Ok(token);
+                }
+                Err(error) => failures.push(format!("{name}: {error}")),
+            }
+        }
+        Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Credential,
+            format!("no Entra credential produced a token ({})", failures.join("; ")),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_qualified_per_cloud() {
+        assert_eq!(qualified_namespace("isv-cmk", Cloud::Public), "isv-cmk.servicebus.windows.net");
+        assert_eq!(
+            qualified_namespace("sb://ISV.servicebus.windows.net/", Cloud::Public),
+            "isv.servicebus.windows.net"
+        );
+    }
+}

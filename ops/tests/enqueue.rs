@@ -1,0 +1,101 @@
+//! Done-when 4: `enqueue` rejects an invalid message with the reason the handler gives it, and sends nothing;
+//! `validate` checks alone; a valid message is sent and completes.
+
+mod support;
+
+use std::process::Stdio;
+
+use support::{CONTOSO_ACCOUNT, CONTOSO_TENANT, TestBed, contoso, onboarding, stdout_json};
+use tokio::io::AsyncWriteExt;
+
+fn invalid_cases() -> Vec<(&'static str, Vec<u8>)> {
+    let with_vault = |vault: &str| onboarding("obd-bad", CONTOSO_TENANT, CONTOSO_ACCOUNT, vault, "cmk");
+    let mut unknown_version: serde_json::Value = serde_json::from_slice(&contoso("obd-v2")).unwrap();
+    unknown_version["schemaVersion"] = "2.0".into();
+    vec![
+        ("invalid-json", b"{ this is not json".to_vec()),
+        ("missing-field", br#"{"schemaVersion":"1.0","onboardingId":"obd-x"}"#.to_vec()),
+        ("unknown-schema", serde_json::to_vec(&unknown_version).unwrap()),
+        (
+            "bad-guid",
+            onboarding("obd-guid", "not-a-guid", CONTOSO_ACCOUNT, "https://contoso-kv.vault.azure.net/", "cmk"),
+        ),
+        (
+            "outside-allow-list",
+            onboarding(
+                "obd-outside",
+                CONTOSO_TENANT,
+                "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/other-rg/providers/Microsoft.Storage/storageAccounts/elsewhere",
+                "https://contoso-kv.vault.azure.net/",
+                "cmk",
+            ),
+        ),
+        ("imds", with_vault("http://169.254.169.254/")),
+        ("lookalike", with_vault("https://x.vault.azure.net.evil.com/")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_rejects_what_the_handler_would_reject_and_sends_nothing() {
+    let bed = TestBed::with_handler(&[]).await;
+    let settings = bed.settings_file();
+    let settings = settings.to_str().unwrap();
+    let mut expected = Vec::new();
+    for (name, body) in invalid_cases() {
+        let file = bed.dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, &body).unwrap();
+        let file = file.to_str().unwrap();
+
+        let validate = bed.run(&["--output", "json", "validate", "--settings", settings, file]).await;
+        assert_eq!(validate.status.code(), Some(3), "{name}");
+        let code = stdout_json(&validate)["reasonCode"].as_str().unwrap().to_owned();
+
+        let last_request = bed.emulator.shared().log.list(None).last().map_or(0, |r| r.seq);
+        let enqueue = bed.run(&["--output", "json", "enqueue", "--settings", settings, file]).await;
+        assert_eq!(enqueue.status.code(), Some(3), "{name}");
+        assert_eq!(stdout_json(&enqueue)["reasonCode"], code.as_str(), "{name}");
+        let sent: Vec<_> = bed
+            .emulator
+            .shared()
+            .log
+            .list(None)
+            .into_iter()
+            .filter(|r| r.seq > last_request && r.path.ends_with("/onboarding/messages"))
+            .collect();
+        assert!(sent.is_empty(), "{name}: enqueue sent {} message(s)", sent.len());
+        expected.push((name, body, code));
+    }
+
+    // The handler, given the same messages, dead-letters each with the same reason.
+    for (name, body, _) in &expected {
+        bed.send(body, &format!("msg-{name}"));
+    }
+    bed.wait_until("every invalid message dead-lettered", |bed| bed.dead_letters().len() == expected.len()).await;
+    for (name, _, code) in &expected {
+        let letter = bed
+            .dead_letters()
+            .into_iter()
+            .find(|m| m.application_properties["cmk-original-message-id"] == format!("msg-{name}"))
+            .unwrap();
+        assert_eq!(letter.application_properties["cmk-dead-letter-reason"], code.as_str(), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_message_from_stdin_is_sent_and_completes() {
+    let bed = TestBed::with_handler(&[]).await;
+    let settings = bed.settings_file();
+    let mut child = bed
+        .cmkctl(&["--output", "json", "enqueue", "--settings", settings.to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&contoso("obd-enqueued")).await.unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let sent = stdout_json(&output);
+    assert_eq!(sent["messageId"], "obd-enqueued", "the onboarding id is the default MessageId");
+    bed.wait_until("the enqueued onboarding completes", |bed| !bed.events_of("completed").is_empty()).await;
+    assert_eq!(bed.events_of("completed")[0]["data"]["onboardingId"], "obd-enqueued");
+}

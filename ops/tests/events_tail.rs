@@ -1,0 +1,49 @@
+//! `events tail` prints what a subscription receives, stops on `--max` or `--idle-timeout`, and consumes as it goes.
+
+mod support;
+
+use azure_emulator::servicebus::NewMessage;
+use serde_json::{Value, json};
+use support::{NAMESPACE, TestBed};
+
+fn event(kind: &str, id: &str) -> NewMessage {
+    let body = json!({
+        "specversion": "1.0",
+        "id": id,
+        "type": format!("com.cmkonboard.onboarding.{kind}.v1"),
+        "source": "/cmk-onboarding/test",
+        "time": "2026-11-29T10:00:00Z",
+        "data": { "onboardingId": format!("obd-{id}"), "reasonCode": "KeyDisabled", "message": "the key is disabled" }
+    });
+    let mut message = NewMessage::new(serde_json::to_vec(&body).unwrap());
+    message.message_id = Some(id.to_owned());
+    message.content_type = Some("application/cloudevents+json".to_owned());
+    message.application_properties.insert("eventType".into(), format!("com.cmkonboard.onboarding.{kind}.v1").into());
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_a_subscription() {
+    let bed = TestBed::broker_only().await;
+    let bus = &bed.emulator.shared().bus;
+    for (kind, id) in [("failed", "e1"), ("completed", "e2"), ("failed", "e3")] {
+        bus.send(NAMESPACE, "onboarding-events", event(kind, id)).unwrap();
+    }
+
+    let failed =
+        bed.run(&["--output", "json", "events", "tail", "--subscription", "failed", "--idle-timeout", "1"]).await;
+    assert_eq!(failed.status.code(), Some(0));
+    let ids: Vec<String> = String::from_utf8_lossy(&failed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["e1", "e3"], "the subscription's filter applies");
+
+    let all = bed.run(&["events", "tail", "--max", "2"]).await;
+    assert_eq!(all.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&all.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two events: {table}");
+    assert!(lines[1].contains("failed") && lines[1].contains("obd-e1") && lines[1].contains("KeyDisabled"), "{table}");
+    assert_eq!(bed.peek("onboarding-events/subscriptions/all").len(), 1, "tail consumed the two it printed");
+}
