@@ -169,10 +169,27 @@ mod tests {
     #[test]
     fn allow_list_accepts_only_cloud_endpoints() {
         let cloud = Cloud::Public;
-        for ok in ["management.azure.com", "login.microsoftonline.com", "graph.microsoft.com", "kv1.vault.azure.net", "h.managedhsm.azure.net", "ns.servicebus.windows.net", "KV1.Vault.Azure.Net"] {
+        for ok in [
+            "management.azure.com",
+            "login.microsoftonline.com",
+            "graph.microsoft.com",
+            "kv1.vault.azure.net",
+            "h.managedhsm.azure.net",
+            "ns.servicebus.windows.net",
+            "KV1.Vault.Azure.Net",
+        ] {
             assert!(cloud.allowed_host(ok), "{ok}");
         }
-        for bad in ["evil.example", "x.vault.azure.net.evil.com", "a.b.vault.azure.net", "vault.azure.net", ".vault.azure.net", "169.254.169.254", "management.azure.com.evil", "kv.vault.usgovcloudapi.net"] {
+        for bad in [
+            "evil.example",
+            "x.vault.azure.net.evil.com",
+            "a.b.vault.azure.net",
+            "vault.azure.net",
+            ".vault.azure.net",
+            "169.254.169.254",
+            "management.azure.com.evil",
+            "kv.vault.usgovcloudapi.net",
+        ] {
             assert!(!cloud.allowed_host(bad), "{bad}");
         }
     }

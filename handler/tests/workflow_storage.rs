@@ -29,7 +29,10 @@ fn applied_account_needs_no_patch_even_with_other_id_casing() {
     // ARM returns `resourcegroups` in lower case inside encryption.identity; that is the same id.
     assert_eq!(plan_update(&fixture("cmk-applied.json"), &desired()), None);
     let applied = verify(&fixture("cmk-applied.json"), &desired()).unwrap();
-    assert_eq!(applied.current_versioned_key_identifier, "https://contoso-kv.vault.azure.net/keys/cmk/0123456789abcdef0123456789abcdef");
+    assert_eq!(
+        applied.current_versioned_key_identifier,
+        "https://contoso-kv.vault.azure.net/keys/cmk/0123456789abcdef0123456789abcdef"
+    );
 }
 
 #[test]
@@ -38,7 +41,10 @@ fn a_different_key_or_version_is_a_difference() {
     assert!(plan_update(&account, &DesiredEncryption { key_name: "other".into(), ..desired() }).is_some());
     let pinned = DesiredEncryption { key_version: Some("fedcba9876543210fedcba9876543210".into()), ..desired() };
     let patch = plan_update(&account, &pinned).unwrap();
-    assert_eq!(patch["properties"]["encryption"]["keyvaultproperties"]["keyversion"], "fedcba9876543210fedcba9876543210");
+    assert_eq!(
+        patch["properties"]["encryption"]["keyvaultproperties"]["keyversion"],
+        "fedcba9876543210fedcba9876543210"
+    );
     assert!(verify(&account, &pinned).is_err());
 }
 
@@ -54,6 +60,9 @@ fn account_without_identity_gets_user_assigned_only() {
 #[test]
 fn verify_needs_the_versioned_key_identifier() {
     let mut account = fixture("cmk-applied.json");
-    account["properties"]["encryption"]["keyvaultproperties"].as_object_mut().unwrap().remove("currentVersionedKeyIdentifier");
+    account["properties"]["encryption"]["keyvaultproperties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("currentVersionedKeyIdentifier");
     assert!(verify(&account, &desired()).is_err());
 }

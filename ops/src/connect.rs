@@ -22,6 +22,41 @@ pub struct Connection {
     pub client: ServiceBusClient,
     /// `sas:{key name}` or `entra:{credential}`.
     pub credential: String,
+    /// The Entra token source, to name the signed-in principal in audit records.
+    tokens: Option<TokenSource>,
+}
+
+impl Connection {
+    /// Who acts, for audit records: the SAS policy, or the Entra principal named by the token's claims.
+    pub async fn principal(&self) -> String {
+        let Some(tokens) = &self.tokens else { return self.credential.clone() };
+        match tokens.app_token(&tokens.cloud().service_bus_scope()).await {
+            Ok(token) => match token_principal(token.secret()) {
+                Some(name) => format!("{}:{name}", self.credential),
+                None => self.credential.clone(),
+            },
+            Err(_) => self.credential.clone(),
+        }
+    }
+}
+
+/// `upn` (a user), else `appid` (a service principal or managed identity), with the object id, from a JWT's claims.
+/// The signature is not checked: the value is a label for audit records, and Service Bus verified the token anyway.
+pub fn token_principal(jwt: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?,
+    )
+    .ok()?;
+    let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+    let name =
+        claim("upn").or(claim("preferred_username")).or(claim("unique_name")).or(claim("appid")).or(claim("azp"));
+    match (name, claim("oid")) {
+        (Some(name), Some(oid)) => Some(format!("{name} ({oid})")),
+        (Some(name), None) => Some(name.to_owned()),
+        (None, oid) => oid.map(str::to_owned),
+    }
 }
 
 pub fn cloud(args: &ConnectionArgs) -> Result<Cloud, String> {
@@ -40,7 +75,7 @@ pub fn connect(args: &ConnectionArgs) -> Result<Connection, String> {
             ServiceBusAuth::Bearer(_) => "entra".to_owned(),
         };
         let client = ServiceBusClient::new(&namespace, transport, auth, retry)?;
-        return Ok(Connection { client, credential });
+        return Ok(Connection { client, credential, tokens: None });
     }
     let namespace = args
         .namespace
@@ -49,8 +84,8 @@ pub fn connect(args: &ConnectionArgs) -> Result<Connection, String> {
     let namespace = qualified_namespace(namespace, cloud);
     let (credential, name) = entra_credential(args.auth)?;
     let tokens = TokenSource::from_credentials(cloud, &transport, credential, None);
-    let client = ServiceBusClient::new(&namespace, transport, ServiceBusAuth::Bearer(tokens), retry)?;
-    Ok(Connection { client, credential: format!("entra:{name}") })
+    let client = ServiceBusClient::new(&namespace, transport, ServiceBusAuth::Bearer(tokens.clone()), retry)?;
+    Ok(Connection { client, credential: format!("entra:{name}"), tokens: Some(tokens) })
 }
 
 /// `isv-cmk` → `isv-cmk.servicebus.windows.net` (per cloud); an FQDN stays as it is.
@@ -125,6 +160,20 @@ impl TokenCredential for Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_names_the_token_principal() {
+        use base64::Engine;
+        let jwt = |claims: serde_json::Value| {
+            let encode = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            format!("{}.{}.sig", encode(&serde_json::json!({"alg": "RS256"})), encode(&claims))
+        };
+        let user = jwt(serde_json::json!({"upn": "alice@contoso.com", "oid": "o-1", "appid": "a"}));
+        assert_eq!(token_principal(&user).as_deref(), Some("alice@contoso.com (o-1)"));
+        let identity = jwt(serde_json::json!({"appid": "app-2", "oid": "o-2"}));
+        assert_eq!(token_principal(&identity).as_deref(), Some("app-2 (o-2)"));
+        assert_eq!(token_principal("not a token"), None);
+    }
 
     #[test]
     fn namespaces_are_qualified_per_cloud() {

@@ -54,7 +54,8 @@ impl Progress {
             _ => format!("{}", self.done),
         };
         let mut err = std::io::stderr();
-        let _ = write!(err, "\r{} {bar} ({} failed) {rate:.0}/s ", self.label, self.failed);
+        let failed = if self.failed > 0 { format!(" ({} failed)", self.failed) } else { String::new() };
+        let _ = write!(err, "\r{} {bar}{failed} {rate:.0}/s ", self.label);
         let _ = err.flush();
     }
 }

@@ -57,3 +57,47 @@ async fn dry_runs_and_reads_change_nothing_but_the_delivery_count() {
         assert!(unlock || peek_lock, "unexpected request {} {}", record.method, path);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_show_and_purge_with_and_without_confirmation() {
+    let bed = TestBed::broker_only().await;
+    bed.seed_dead_letter(&contoso("obd-c0"), "msg-c0", "KeyDisabled").await;
+    bed.seed_dead_letter(&fabrikam("obd-f0"), "msg-f0", "ServicePrincipalMissing").await;
+    bed.seed_dead_letter(&fabrikam("obd-f1"), "msg-f1", "ServicePrincipalMissing").await;
+
+    let table = bed.run(&["dlq", "list"]).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three rows:\n{table}");
+    assert!(lines[0].starts_with("SEQ") && lines[0].contains("HANDLER REASON"), "{table}");
+    assert!(
+        lines[1].contains("obd-c0") && lines[1].contains("contosodata") && lines[1].contains("KeyDisabled"),
+        "{table}"
+    );
+
+    let listed = stdout_json(&bed.run(&["--output", "json", "dlq", "list", "--onboarding-id", "obd-f1"]).await);
+    let sequence = listed[0]["sequenceNumber"].as_i64().unwrap().to_string();
+    let shown = bed.run(&["--output", "json", "dlq", "show", &sequence]).await;
+    assert_eq!(shown.status.code(), Some(0));
+    let shown = stdout_json(&shown);
+    assert_eq!(shown["body"]["onboardingId"], "obd-f1");
+    assert_eq!(shown["systemProperties"]["messageId"], "msg-f1");
+    assert_eq!(shown["applicationProperties"]["cmk-dead-letter-reason"], "ServicePrincipalMissing");
+    let shown = bed.run(&["dlq", "show", &sequence]).await;
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("Application properties:"));
+    assert_eq!(bed.run(&["dlq", "show", "999999"]).await.status.code(), Some(1), "no such dead letter");
+
+    // No terminal to ask and no --yes: nothing is purged.
+    let refused = bed.run(&["dlq", "purge", "--reason", "ServicePrincipalMissing"]).await;
+    assert_eq!(refused.status.code(), Some(4));
+    assert_eq!(bed.dead_letters().len(), 3);
+
+    let purged = bed.run(&["dlq", "purge", "--reason", "ServicePrincipalMissing", "--yes"]).await;
+    assert_eq!(purged.status.code(), Some(0));
+    let records: Vec<Value> =
+        String::from_utf8_lossy(&purged.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r["outcome"] == "purged" && r["operator"] == "test-operator"), "{records:#?}");
+    let left: Vec<_> = bed.dead_letters().into_iter().filter_map(|m| m.message_id).collect();
+    assert_eq!(left, ["msg-c0"]);
+}

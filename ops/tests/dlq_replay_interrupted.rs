@@ -65,7 +65,7 @@ async fn an_interrupted_replay_loses_nothing_and_a_rerun_converges() {
     let bed = seeded().await;
     let audit = bed.dir.path().join("audit.jsonl");
     let mut child =
-        bed.cmkctl(&["dlq", "replay", "--yes", "--rate", "40", "--audit", audit.to_str().unwrap()]).spawn().unwrap();
+        bed.cmkctl(&["dlq", "replay", "--yes", "--rate", "20", "--audit", audit.to_str().unwrap()]).spawn().unwrap();
     bed.wait_until("a fifth of the replay done", |bed| bed.queue().len() >= MESSAGES / 5).await;
     child.start_kill().unwrap();
     let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();

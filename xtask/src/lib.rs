@@ -1,3 +1,4 @@
-//! Repository automation behind `cargo xtask`: today, assembling the Azure Functions deployment package.
+//! Repository automation behind `cargo xtask`: the Azure Functions deployment package and the local demo.
 
+pub mod demo;
 pub mod package;

@@ -6,6 +6,9 @@ use std::process::{Command, ExitCode};
 use xtask::package;
 
 const USAGE: &str = "usage: cargo xtask package [--target <triple>] [--out <dir>]
+       cargo xtask demo
+
+  demo      build the handler, then run the whole pipeline on the local testbed with the sample messages
 
   package   cargo build --release -p handler, then assemble <out>/app/ (host.json, one folder per function,
             the handler executable) and zip it to <out>/functionapp.zip
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
     let root = repo_root();
     let result = match args.first().map(String::as_str) {
         Some("package") => parse_package_args(&args[1..], &root).and_then(|parsed| run_package(&root, &parsed)),
+        Some("demo") => run_demo(&root),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -78,4 +82,21 @@ fn run_package(root: &Path, args: &PackageArgs) -> Result<(), String> {
     println!("functions: {}", functions.join(", "));
     println!("{} ({} entries: {})", zip_path.display(), entries.len(), entries.join(", "));
     Ok(())
+}
+
+fn run_demo(root: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(&cargo)
+        .current_dir(root)
+        .args(["build", "--package", "handler", "--bin", "handler"])
+        .status()
+        .map_err(|e| format!("running {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build failed ({status})"));
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let binary = target_dir.join("debug").join(package::HANDLER_EXECUTABLE);
+    let work_dir = target_dir.join("demo");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(xtask::demo::run(root, &binary, &work_dir))
 }

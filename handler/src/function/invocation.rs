@@ -132,7 +132,9 @@ pub fn http_request_body(payload: &[u8], binding: &str) -> Result<Vec<u8>, Decod
             if trimmed.starts_with('{') || trimmed.starts_with('[') || trimmed.starts_with('"') {
                 Ok(text.as_bytes().to_vec())
             } else {
-                Ok(base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap_or_else(|_| text.as_bytes().to_vec()))
+                Ok(base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .unwrap_or_else(|_| text.as_bytes().to_vec()))
             }
         }
         Some(other) => Ok(other.to_string().into_bytes()),

@@ -29,7 +29,9 @@ pub fn required_credential(cloud: Cloud, isv_tenant: &str, uami_principal_id: &s
 /// True when one existing credential makes the exchange work. Entra compares issuer and subject exactly
 /// (leading/trailing whitespace breaks the exchange; subjects are case-sensitive), so this does too.
 pub fn has_matching_credential(existing: &[FederatedCredential], want: &FicSpec) -> bool {
-    existing.iter().any(|fic| fic.issuer == want.issuer && fic.subject == want.subject && fic.audiences == want.audiences)
+    existing
+        .iter()
+        .any(|fic| fic.issuer == want.issuer && fic.subject == want.subject && fic.audiences == want.audiences)
 }
 
 /// The error for verify mode when nothing matches: say exactly what is missing and how to add it.

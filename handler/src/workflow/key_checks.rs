@@ -43,7 +43,8 @@ pub fn check_key(key: &KeyFacts, now: OffsetDateTime) -> Result<(), Error> {
     let size_ok = key.modulus_bits.is_some_and(|bits| SUPPORTED_SIZES.contains(&bits));
     if !rsa || !size_ok {
         let size = key.modulus_bits.map(|b| format!(" of {b} bits")).unwrap_or_default();
-        let detail = format!("key {} is {}{size}; Storage needs RSA or RSA-HSM of 2048, 3072 or 4096 bits", key.kid, key.kty);
+        let detail =
+            format!("key {} is {}{size}; Storage needs RSA or RSA-HSM of 2048, 3072 or 4096 bits", key.kid, key.kty);
         return customer(CustomerAction::UnsupportedKeyType { detail: detail.clone() }, detail);
     }
     let missing: Vec<String> = ["wrapKey", "unwrapKey"]
@@ -93,7 +94,13 @@ mod tests {
     #[test]
     fn a_good_key_passes() {
         assert!(check_key(&good(), datetime!(2026-11-29 12:00 UTC)).is_ok());
-        assert!(check_key(&KeyFacts { kty: "RSA-HSM".into(), modulus_bits: Some(4096), ..good() }, datetime!(2026-11-29 12:00 UTC)).is_ok());
+        assert!(
+            check_key(
+                &KeyFacts { kty: "RSA-HSM".into(), modulus_bits: Some(4096), ..good() },
+                datetime!(2026-11-29 12:00 UTC)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -104,9 +111,15 @@ mod tests {
         assert_eq!(reason(KeyFacts { kty: "EC".into(), ..good() }), "KeyTypeUnsupported");
         assert_eq!(reason(KeyFacts { modulus_bits: Some(1024), ..good() }), "KeyTypeUnsupported");
         assert_eq!(reason(KeyFacts { key_ops: vec!["wrapKey".into()], ..good() }), "KeyOperationsMissing");
-        assert_eq!(reason(KeyFacts { recovery_level: Some("Recoverable+Purgeable".into()), ..good() }), "PurgeProtectionDisabled");
+        assert_eq!(
+            reason(KeyFacts { recovery_level: Some("Recoverable+Purgeable".into()), ..good() }),
+            "PurgeProtectionDisabled"
+        );
         assert_eq!(reason(KeyFacts { recovery_level: None, ..good() }), "PurgeProtectionDisabled");
-        assert_eq!(reason(KeyFacts { recovery_level: Some("CustomizedRecoverable+Purgeable".into()), ..good() }), "PurgeProtectionDisabled");
+        assert_eq!(
+            reason(KeyFacts { recovery_level: Some("CustomizedRecoverable+Purgeable".into()), ..good() }),
+            "PurgeProtectionDisabled"
+        );
     }
 
     #[test]

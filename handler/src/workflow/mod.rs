@@ -185,7 +185,9 @@ async fn ensure_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Iden
     if !identity_chain::has_matching_credential(&existing, &want) {
         let name = app.settings.fic_name_for(identity);
         match app.settings.fic_mode {
-            FicMode::Verify => return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name)),
+            FicMode::Verify => {
+                return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name));
+            }
             FicMode::Ensure => {
                 app.clients.graph.upsert_federated_credential(&identity.app_object_id, &name, &want).await?;
                 tracing::info!(name, app_object_id = %identity.app_object_id, "created the federated identity credential");
@@ -210,7 +212,13 @@ async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: 
     let vault = &app.clients.key_vault;
     let tenant = onboarding.customer_tenant_id.as_str();
     let key = vault
-        .get_key(tenant, &chain.app_client_id, &onboarding.key.vault_uri, &onboarding.key.name, onboarding.key.version.as_deref())
+        .get_key(
+            tenant,
+            &chain.app_client_id,
+            &onboarding.key.vault_uri,
+            &onboarding.key.name,
+            onboarding.key.version.as_deref(),
+        )
         .await?;
     let facts = KeyFacts {
         kid: key.kid.clone(),

@@ -196,7 +196,14 @@ async fn publish(app: &App, message: &IncomingMessage, event: OnboardingEvent) -
 
 /// The delivered message's application properties minus our own bookkeeping, which the caller sets afresh.
 fn carried_properties(message: &IncomingMessage) -> BTreeMap<String, Value> {
-    let ours = [ATTEMPT, FIRST_ATTEMPT_AT, LAST_ACTION_STATE, DEAD_LETTER_REASON, DEAD_LETTER_DESCRIPTION, ORIGINAL_MESSAGE_ID];
+    let ours = [
+        ATTEMPT,
+        FIRST_ATTEMPT_AT,
+        LAST_ACTION_STATE,
+        DEAD_LETTER_REASON,
+        DEAD_LETTER_DESCRIPTION,
+        ORIGINAL_MESSAGE_ID,
+    ];
     let mut properties: BTreeMap<String, Value> = message
         .application_properties
         .iter()
@@ -221,7 +228,8 @@ async fn send_copy(
     if let Some(traceparent) = crate::telemetry::current_traceparent() {
         properties.entry("traceparent".to_owned()).or_insert(Value::from(traceparent));
     }
-    let delivered = message.message_id.clone().unwrap_or_else(|| format!("seq-{}", message.sequence_number.unwrap_or(0)));
+    let delivered =
+        message.message_id.clone().unwrap_or_else(|| format!("seq-{}", message.sequence_number.unwrap_or(0)));
     let outgoing = OutgoingMessage {
         body: message.body.clone(),
         content_type: message.content_type.clone(),

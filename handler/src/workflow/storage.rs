@@ -48,7 +48,8 @@ pub fn is_applied(account: &Value, want: &DesiredEncryption) -> bool {
     let has_identity = account["identity"]["userAssignedIdentities"]
         .as_object()
         .is_some_and(|ids| ids.keys().any(|id| eq_id(id, &want.uami_id)));
-    let key_source_ok = str_at(encryption, &["keySource"]).is_some_and(|s| s.eq_ignore_ascii_case("Microsoft.Keyvault"));
+    let key_source_ok =
+        str_at(encryption, &["keySource"]).is_some_and(|s| s.eq_ignore_ascii_case("Microsoft.Keyvault"));
     let kv = &encryption["keyvaultproperties"];
     let uri_ok = str_at(kv, &["keyvaulturi"]).is_some_and(|u| normalise_uri(u) == normalise_uri(&want.vault_uri));
     let name_ok = str_at(kv, &["keyname"]) == Some(want.key_name.as_str());
@@ -109,8 +110,8 @@ pub fn verify(account: &Value, want: &DesiredEncryption) -> Result<AppliedEncryp
         return Err("the storage account does not show the requested encryption configuration".into());
     }
     let kv = &account["properties"]["encryption"]["keyvaultproperties"];
-    let current = str_at(kv, &["currentVersionedKeyIdentifier"])
-        .ok_or("Storage reports no currentVersionedKeyIdentifier yet")?;
+    let current =
+        str_at(kv, &["currentVersionedKeyIdentifier"]).ok_or("Storage reports no currentVersionedKeyIdentifier yet")?;
     let expected_prefix = format!("{}/keys/{}/", normalise_uri(&want.vault_uri), want.key_name.to_ascii_lowercase());
     if !current.to_ascii_lowercase().starts_with(&expected_prefix) {
         return Err(format!("Storage uses {current}, not a version of {}", want.key_name));

@@ -10,7 +10,10 @@ const FABRIKAM_ACCOUNT: &str = "/subscriptions/33333333-3333-3333-3333-333333333
 const FABRIKAM_SP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
 
 fn reasons(bed: &TestBed) -> Vec<String> {
-    bed.events_of("action_required").iter().map(|e| e["data"]["reasonCode"].as_str().unwrap_or("?").to_owned()).collect()
+    bed.events_of("action_required")
+        .iter()
+        .map(|e| e["data"]["reasonCode"].as_str().unwrap_or("?").to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +28,9 @@ async fn customer_steps_are_asked_for_one_at_a_time_then_it_completes() {
     let first = &bed.events_of("action_required")[0];
     assert_eq!(
         first["data"]["adminConsentUrl"],
-        format!("https://login.microsoftonline.com/{FABRIKAM_TENANT}/adminconsent?client_id=88888888-8888-8888-8888-888888888888")
+        format!(
+            "https://login.microsoftonline.com/{FABRIKAM_TENANT}/adminconsent?client_id=88888888-8888-8888-8888-888888888888"
+        )
     );
     let commands = first["data"]["actions"].to_string();
     assert!(commands.contains("az ad sp create --id 88888888-8888-8888-8888-888888888888"), "{commands}");

@@ -16,11 +16,21 @@ fn rule(host: &str, action: FaultAction) -> FaultRule {
 }
 
 fn throttle(retry_after: u64) -> FaultAction {
-    FaultAction::Respond { status: 429, retry_after: Some(retry_after), error_code: Some("TooManyRequests".into()), message: None }
+    FaultAction::Respond {
+        status: 429,
+        retry_after: Some(retry_after),
+        error_code: Some("TooManyRequests".into()),
+        message: None,
+    }
 }
 
 fn unavailable() -> FaultAction {
-    FaultAction::Respond { status: 503, retry_after: None, error_code: Some("ServiceUnavailable".into()), message: None }
+    FaultAction::Respond {
+        status: 503,
+        retry_after: None,
+        error_code: Some("ServiceUnavailable".into()),
+        message: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,6 +63,10 @@ async fn completes_through_throttling_outages_and_resets() {
     for (i, throttled) in log.iter().enumerate().filter(|(_, r)| r.status == 429) {
         let next = log[i + 1..].iter().find(|r| r.host == throttled.host).expect("a retry followed the 429");
         let gap = next.time - throttled.time;
-        assert!(gap >= time::Duration::milliseconds(1000) - time::Duration::milliseconds(next.duration_ms as i64), "Retry-After honoured on {}: gap {gap}", throttled.host);
+        assert!(
+            gap >= time::Duration::milliseconds(1000) - time::Duration::milliseconds(next.duration_ms as i64),
+            "Retry-After honoured on {}: gap {gap}",
+            throttled.host
+        );
     }
 }

@@ -50,7 +50,14 @@ async fn onboarding_encrypts_the_account_with_the_customer_key() {
     for call in &azure_calls {
         let host = call.split(' ').nth(1).unwrap();
         assert!(
-            ["management.azure.com", "graph.microsoft.com", "login.microsoftonline.com", "contoso-kv.vault.azure.net", "northwind-onboarding.servicebus.windows.net"].contains(&host),
+            [
+                "management.azure.com",
+                "graph.microsoft.com",
+                "login.microsoftonline.com",
+                "contoso-kv.vault.azure.net",
+                "northwind-onboarding.servicebus.windows.net"
+            ]
+            .contains(&host),
             "unexpected host in {call}"
         );
     }

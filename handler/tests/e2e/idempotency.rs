@@ -38,7 +38,13 @@ async fn kill_after(boundary: (&str, &str), hold: FaultMatch) {
         .emulator
         .shared()
         .faults
-        .add(FaultRule { matcher: hold, action: FaultAction::Delay { delay_ms: 30_000 }, times: Some(1), probability: None, seed: None })
+        .add(FaultRule {
+            matcher: hold,
+            action: FaultAction::Delay { delay_ms: 30_000 },
+            times: Some(1),
+            probability: None,
+            seed: None,
+        })
         .unwrap();
     bed.send(&contoso("obd-kill"), "msg-kill");
     let (method, path_part) = boundary;
@@ -54,12 +60,20 @@ async fn kill_after(boundary: (&str, &str), hold: FaultMatch) {
 }
 
 fn hold(method: &str, host: &str, path_contains: &str) -> FaultMatch {
-    FaultMatch { host: Some(host.to_owned()), method: Some(method.to_owned()), path_contains: Some(path_contains.to_owned()) }
+    FaultMatch {
+        host: Some(host.to_owned()),
+        method: Some(method.to_owned()),
+        path_contains: Some(path_contains.to_owned()),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_after_the_identity_lookup() {
-    kill_after(("GET", "/userAssignedIdentities/"), hold("GET", "graph.microsoft.com", "/federatedIdentityCredentials")).await;
+    kill_after(
+        ("GET", "/userAssignedIdentities/"),
+        hold("GET", "graph.microsoft.com", "/federatedIdentityCredentials"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +88,8 @@ async fn kill_before_the_storage_patch_lands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_before_the_event_is_published() {
-    kill_after(("PATCH", "/storageAccounts/"), hold("POST", "*.servicebus.windows.net", "/onboarding-events/messages")).await;
+    kill_after(("PATCH", "/storageAccounts/"), hold("POST", "*.servicebus.windows.net", "/onboarding-events/messages"))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

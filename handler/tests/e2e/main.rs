@@ -6,5 +6,6 @@ mod faults;
 mod happy_path;
 mod idempotency;
 mod poison;
+mod samples;
 mod secrets;
 mod testbed;

@@ -10,16 +10,27 @@ const CONTOSO_TENANT: &str = "22222222-2222-2222-2222-222222222222";
 
 fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let with_vault = |vault: &str| onboarding("obd-hostile", CONTOSO_TENANT, CONTOSO_ACCOUNT, vault, "cmk");
-    let mut unknown_version: serde_json::Value = serde_json::from_slice(&with_vault("https://contoso-kv.vault.azure.net/")).unwrap();
+    let mut unknown_version: serde_json::Value =
+        serde_json::from_slice(&with_vault("https://contoso-kv.vault.azure.net/")).unwrap();
     unknown_version["schemaVersion"] = "2.0".into();
     vec![
         ("invalid-json", b"{ this is not json".to_vec(), "InvalidJson"),
         ("not-utf8", vec![0xff, 0xfe, 0x00, 0x7b], "InvalidJson"),
         ("unknown-schema", serde_json::to_vec(&unknown_version).unwrap(), "UnsupportedSchemaVersion"),
-        ("bad-guid", onboarding("obd-guid", "not-a-guid", CONTOSO_ACCOUNT, "https://contoso-kv.vault.azure.net/", "cmk"), "InvalidTenantId"),
+        (
+            "bad-guid",
+            onboarding("obd-guid", "not-a-guid", CONTOSO_ACCOUNT, "https://contoso-kv.vault.azure.net/", "cmk"),
+            "InvalidTenantId",
+        ),
         (
             "outside-allow-list",
-            onboarding("obd-outside", CONTOSO_TENANT, "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/other-rg/providers/Microsoft.Storage/storageAccounts/elsewhere", "https://contoso-kv.vault.azure.net/", "cmk"),
+            onboarding(
+                "obd-outside",
+                CONTOSO_TENANT,
+                "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/other-rg/providers/Microsoft.Storage/storageAccounts/elsewhere",
+                "https://contoso-kv.vault.azure.net/",
+                "cmk",
+            ),
             "StorageAccountNotAllowed",
         ),
         ("imds", with_vault("http://169.254.169.254/"), "InvalidVaultUri"),
@@ -45,7 +56,10 @@ async fn hostile_messages_are_dead_lettered_with_reasons_and_call_nothing() {
         let copy = bed
             .dead_letters()
             .into_iter()
-            .find(|m| m.application_properties.get("cmk-original-message-id").and_then(|v| v.as_str()) == Some(&format!("msg-{name}")))
+            .find(|m| {
+                m.application_properties.get("cmk-original-message-id").and_then(|v| v.as_str())
+                    == Some(&format!("msg-{name}"))
+            })
             .unwrap_or_else(|| panic!("no dead letter for {name}"));
         assert_eq!(copy.application_properties["cmk-dead-letter-reason"], *reason, "{name}");
         let description = copy.application_properties["cmk-dead-letter-description"].as_str().unwrap();

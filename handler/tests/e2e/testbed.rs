@@ -53,7 +53,13 @@ pub fn onboarding(id: &str, tenant: &str, account: &str, vault: &str, key: &str)
 }
 
 pub fn contoso(id: &str) -> Vec<u8> {
-    onboarding(id, "22222222-2222-2222-2222-222222222222", CONTOSO_ACCOUNT, "https://contoso-kv.vault.azure.net/", "cmk")
+    onboarding(
+        id,
+        "22222222-2222-2222-2222-222222222222",
+        CONTOSO_ACCOUNT,
+        "https://contoso-kv.vault.azure.net/",
+        "cmk",
+    )
 }
 
 /// App settings for the sample scenario, with short delays (configuration, not sleeps).
@@ -113,7 +119,8 @@ impl TestBed {
         }
         let mut options = HostOptions::new(app_root.path(), settings);
         options.init_timeout = Duration::from_secs(30);
-        let host = azure_emulator::host::start(emulator.shared().clone(), options).await.expect("host starts the handler");
+        let host =
+            azure_emulator::host::start(emulator.shared().clone(), options).await.expect("host starts the handler");
         Self { emulator, host, _app_root: app_root }
     }
 
@@ -193,7 +200,9 @@ impl TestBed {
 pub fn find_by_id(value: &Value, id: &str) -> Option<Value> {
     match value {
         Value::Object(map) => {
-            if map.get("id").and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(id)) && map.contains_key("properties") {
+            if map.get("id").and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(id))
+                && map.contains_key("properties")
+            {
                 return Some(value.clone());
             }
             map.values().find_map(|v| find_by_id(v, id))
@@ -222,8 +231,11 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new() -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         Self(path)

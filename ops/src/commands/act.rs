@@ -82,8 +82,10 @@ pub async fn run(
     }
     let audit = AuditLog::open(options.audit.as_deref())?;
     let mut walk = DeadLetterWalk::new(&connection.client, &args.queue);
+    let mut connection = connection.clone();
+    connection.credential = connection.principal().await;
     let context = Context {
-        connection: connection.clone(),
+        connection,
         queue: args.queue.clone(),
         dead_letter_queue: walk.entity().to_owned(),
         operator: operator(args.operator.as_deref()),

@@ -4,6 +4,7 @@
 use cmk_handler::azure::servicebus::{ReceivedMessage, ServiceBusClient};
 
 use crate::dead_letter::{DeadLetter, Filter};
+use crate::progress::Progress;
 use crate::walk::DeadLetterWalk;
 
 /// The dead letters that matched, in sequence order.
@@ -23,10 +24,12 @@ pub async fn select(
     let mut walk = DeadLetterWalk::new(client, queue);
     let mut messages = Vec::new();
     let mut seen = 0;
+    let mut progress = Progress::new("reading", None);
     let outcome = async {
         while limit.is_none_or(|limit| messages.len() < limit) {
             let Some(message) = walk.next().await.map_err(|e| e.to_string())? else { break };
             seen += 1;
+            progress.advance(true);
             let letter = DeadLetter::from_message(&message);
             if filter.matches(&letter) {
                 messages.push((message.clone(), letter));
@@ -36,6 +39,7 @@ pub async fn select(
         Ok::<(), String>(())
     }
     .await;
+    progress.finish();
     // Released whatever happened: a walk that failed halfway must not leave messages locked for a lock duration.
     let released = walk.release().await.map_err(|e| format!("could not unlock every dead letter: {e}"));
     outcome?;
