@@ -9,7 +9,16 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use testbed::{TestBed, app_settings, contoso};
+use azure_emulator::scenario::StorageAccount;
+use testbed::{TestBed, app_settings, contoso, onboarding};
+
+const ONBOARDINGS: usize = 50;
+
+fn bench_account(i: usize) -> String {
+    format!(
+        "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/bench{i:03}"
+    )
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -61,7 +70,19 @@ async fn cold_start(emulator_url: &str, runs: usize) -> Vec<Duration> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let bed = TestBed::start_with(testbed::sample_scenario(), &[("RUST_LOG", "warn")]).await;
+    // One fresh storage account per onboarding, so that every onboarding does the full read, PATCH, read-back.
+    let mut scenario = testbed::sample_scenario();
+    for i in 0..ONBOARDINGS {
+        scenario.storage_accounts.push(StorageAccount {
+            id: bench_account(i),
+            location: "westeurope".into(),
+            kind: "StorageV2".into(),
+            sku: "Standard_LRS".into(),
+            identity: None,
+            encryption: None,
+        });
+    }
+    let bed = TestBed::start_with(scenario, &[("RUST_LOG", "warn")]).await;
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
 
     summary("cold start (exec -> ready)", cold_start(bed.emulator.url(), 30).await);
@@ -72,12 +93,19 @@ async fn main() {
     bed.wait_queue_idle().await;
 
     // Steady state, one at a time: end-to-end latency and calls per onboarding.
-    let onboardings = 50;
+    let onboardings = ONBOARDINGS;
     bed.emulator.shared().log.clear();
     let mut latencies = Vec::with_capacity(onboardings);
     for i in 0..onboardings {
         let started = Instant::now();
-        bed.send(&contoso(&format!("obd-bench-{i}")), &format!("msg-bench-{i}"));
+        let body = onboarding(
+            &format!("obd-bench-{i}"),
+            "22222222-2222-2222-2222-222222222222",
+            &bench_account(i),
+            "https://contoso-kv.vault.azure.net/",
+            "cmk",
+        );
+        bed.send(&body, &format!("msg-bench-{i}"));
         bed.wait_until("completed", |bed| bed.events_of("completed").len() == i + 2).await;
         latencies.push(started.elapsed());
     }
