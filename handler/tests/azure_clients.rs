@@ -7,9 +7,13 @@ use std::sync::Arc;
 use azure_support::{CountingToken, Stub, json, transport};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cmk_handler::azure::credentials::CustomerIdentity;
 use cmk_handler::azure::graph::{FicSpec, Upserted};
 use cmk_handler::azure::{AzureClients, ServiceBusAuth, TokenSource};
 use cmk_handler::cloud::Cloud;
+
+const CALLER: CustomerIdentity<'static> =
+    CustomerIdentity { tenant: "tenant", app_client_id: "app", uami_client_id: None };
 
 const ACCOUNT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct";
 const UAMI: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk";
@@ -170,8 +174,8 @@ async fn key_vault_wraps_and_unwraps_with_base64url_without_padding() {
     let key_vault = clients(&stub).key_vault;
     let kid = "https://contoso-kv.vault.azure.net/keys/cmk/0123456789abcdef";
 
-    let wrapped = key_vault.wrap_key("tenant", "app", kid, "RSA-OAEP-256", &[1, 2, 3, 251, 255]).await.unwrap();
-    let unwrapped = key_vault.unwrap_key("tenant", "app", kid, "RSA-OAEP-256", &wrapped).await.unwrap();
+    let wrapped = key_vault.wrap_key(&CALLER, kid, "RSA-OAEP-256", &[1, 2, 3, 251, 255]).await.unwrap();
+    let unwrapped = key_vault.unwrap_key(&CALLER, kid, "RSA-OAEP-256", &wrapped).await.unwrap();
 
     assert_eq!(wrapped, [255, 251, 3, 2, 1]);
     assert_eq!(unwrapped, [1, 2, 3, 251, 255]);

@@ -5,6 +5,7 @@ mod azure_support;
 use std::sync::Arc;
 
 use azure_support::{CountingToken, Recorded, Reply, Stub, json, transport};
+use cmk_handler::azure::credentials::CustomerIdentity;
 use cmk_handler::azure::{KeyVaultClient, TokenSource};
 use cmk_handler::cloud::Cloud;
 use cmk_handler::error::{AzureService, Error};
@@ -12,6 +13,7 @@ use cmk_handler::error::{AzureService, Error};
 const TENANT: &str = "22222222-2222-2222-2222-222222222222";
 const APP: &str = "33333333-3333-3333-3333-333333333333";
 const VAULT: &str = "https://contoso-kv.vault.azure.net";
+const CALLER: CustomerIdentity<'static> = CustomerIdentity { tenant: TENANT, app_client_id: APP, uami_client_id: None };
 
 fn token_request(request: &Recorded) -> bool {
     request.path == format!("/{TENANT}/oauth2/v2.0/token")
@@ -60,7 +62,7 @@ async fn an_entra_400_surfaces_as_an_azure_error_with_the_aadsts_code() {
     .await;
     let (key_vault, _) = key_vault(&stub);
 
-    let error = key_vault.get_key(TENANT, APP, VAULT, "cmk", None).await.unwrap_err();
+    let error = key_vault.get_key(&CALLER, VAULT, "cmk", None).await.unwrap_err();
 
     let Error::Azure(error) = error else { panic!("expected an Azure error, got {error:?}") };
     assert_eq!(error.service, AzureService::Entra);
@@ -86,7 +88,7 @@ async fn one_customer_token_request_serves_many_calls() {
     let (key_vault, exchange) = key_vault(&stub);
 
     for _ in 0..5 {
-        let key = key_vault.get_key(TENANT, APP, VAULT, "cmk", None).await.unwrap();
+        let key = key_vault.get_key(&CALLER, VAULT, "cmk", None).await.unwrap();
         assert_eq!(key.version(), "0123456789abcdef");
     }
 
@@ -160,7 +162,7 @@ async fn a_throttled_or_failing_token_endpoint_is_retried_like_any_call() {
     .await;
     let (key_vault, _) = key_vault(&stub);
 
-    key_vault.get_key(TENANT, APP, VAULT, "cmk", None).await.unwrap();
+    key_vault.get_key(&CALLER, VAULT, "cmk", None).await.unwrap();
 
     let paths: Vec<String> = stub.requests().iter().map(|r| r.path.clone()).collect();
     let token_path = format!("/{TENANT}/oauth2/v2.0/token");

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_support::{CountingToken, Stub, config, json, transport};
+use cmk_handler::azure::credentials::CustomerIdentity;
 use cmk_handler::azure::{AzureClients, ServiceBusAuth, TokenSource, Transport};
 use cmk_handler::cloud::Cloud;
+
+const CALLER: CustomerIdentity<'static> =
+    CustomerIdentity { tenant: "tenant", app_client_id: "app", uami_client_id: None };
 use cmk_handler::error::Error;
 
 fn clients(stub: &Stub, credential: &Arc<CountingToken>) -> AzureClients {
@@ -43,11 +47,10 @@ async fn a_host_outside_the_cloud_is_refused_before_any_token_or_request() {
     let clients = clients(&stub, &credential);
 
     for vault in ["https://evil.example.com", "https://kv.vault.azure.net.evil.com", "http://kv.vault.azure.net"] {
-        let error = clients.key_vault.get_key("tenant", "app", vault, "key", None).await.unwrap_err();
+        let error = clients.key_vault.get_key(&CALLER, vault, "key", None).await.unwrap_err();
         assert!(matches!(error, Error::HostNotAllowed { .. }), "{vault}: {error:?}");
     }
-    let error =
-        clients.key_vault.wrap_key("tenant", "app", "https://evil.example.com/keys/k/v", "RSA-OAEP-256", b"x").await;
+    let error = clients.key_vault.wrap_key(&CALLER, "https://evil.example.com/keys/k/v", "RSA-OAEP-256", b"x").await;
     assert!(matches!(error, Err(Error::HostNotAllowed { .. })), "{error:?}");
 
     assert_eq!(stub.requests().len(), 0, "nothing may be sent to a refused host");

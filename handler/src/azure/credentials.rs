@@ -39,6 +39,27 @@ impl fmt::Debug for BearerToken {
     }
 }
 
+/// Who calls a customer's vault: the multi-tenant app `app_client_id` in the customer's `tenant`, authenticated with the
+/// exchange token of the CMK identity `uami_client_id` (`None`: the default CMK identity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustomerIdentity<'a> {
+    pub tenant: &'a str,
+    pub app_client_id: &'a str,
+    pub uami_client_id: Option<&'a str>,
+}
+
+/// Where the assertion for the exchange comes from.
+enum Exchange {
+    /// One credential for every exchange (the ops CLI), or none.
+    Fixed(Option<Arc<dyn TokenCredential>>),
+    /// The function app's user-assigned identities, one credential per client id, made on first use: identity sets
+    /// may name several CMK identities.
+    ManagedIdentities {
+        default_client_id: Option<String>,
+        by_client_id: Mutex<HashMap<String, Arc<dyn TokenCredential>>>,
+    },
+}
+
 /// Hands out tokens for every identity the handler uses. Cheap to clone.
 #[derive(Clone)]
 pub struct TokenSource {
@@ -52,16 +73,17 @@ struct Inner {
     app: Arc<dyn TokenCredential>,
     /// The service that issues `app` tokens, for error attribution.
     app_service: AzureService,
-    /// The CMK user-assigned identity, asked only for the token-exchange audience.
-    exchange: Option<Arc<dyn TokenCredential>>,
-    customer: Mutex<HashMap<(String, String), Arc<dyn TokenCredential>>>,
+    /// The CMK user-assigned identities, asked only for the token-exchange audience.
+    exchange: Exchange,
+    /// One client-assertion credential per (customer tenant, app, CMK identity).
+    customer: Mutex<HashMap<(String, String, String), Arc<dyn TokenCredential>>>,
 }
 
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
             .field("cloud", &self.inner.cloud)
-            .field("has_exchange_identity", &self.inner.exchange.is_some())
+            .field("fixed_exchange_identity", &matches!(self.inner.exchange, Exchange::Fixed(Some(_))))
             .finish_non_exhaustive()
     }
 }
@@ -76,13 +98,11 @@ impl TokenSource {
         };
         let app = ManagedIdentityCredential::new(Some(options(None)))
             .map_err(|e| format!("cannot create the managed identity credential: {e}"))?;
-        let exchange = uami_client_id
-            .map(|id| {
-                ManagedIdentityCredential::new(Some(options(Some(UserAssignedId::ClientId(id.to_owned())))))
-                    .map_err(|e| format!("cannot create the CMK identity credential: {e}"))
-            })
-            .transpose()?;
-        Ok(Self::new(cloud, transport, app, AzureService::ManagedIdentity, exchange.map(|e| e as _)))
+        let exchange = Exchange::ManagedIdentities {
+            default_client_id: uami_client_id.map(str::to_owned),
+            by_client_id: Mutex::new(HashMap::new()),
+        };
+        Ok(Self::new(cloud, transport, app, AzureService::ManagedIdentity, exchange))
     }
 
     /// Any credential for ARM/Graph/Service Bus (the ops CLI passes Azure CLI or workload identity credentials), and
@@ -93,7 +113,7 @@ impl TokenSource {
         app: Arc<dyn TokenCredential>,
         exchange: Option<Arc<dyn TokenCredential>>,
     ) -> Self {
-        Self::new(cloud, transport, app, AzureService::Entra, exchange)
+        Self::new(cloud, transport, app, AzureService::Entra, Exchange::Fixed(exchange))
     }
 
     fn new(
@@ -101,7 +121,7 @@ impl TokenSource {
         transport: &Transport,
         app: Arc<dyn TokenCredential>,
         app_service: AzureService,
-        exchange: Option<Arc<dyn TokenCredential>>,
+        exchange: Exchange,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -124,23 +144,52 @@ impl TokenSource {
         get_token(self.inner.app.as_ref(), scope, self.inner.app_service, "get token").await
     }
 
-    /// A token of the multi-tenant app `app_client_id` in the customer's `tenant`, obtained with the CMK identity's
-    /// exchange token as the client assertion.
-    pub async fn customer_token(&self, tenant: &str, app_client_id: &str, scope: &str) -> Result<BearerToken, Error> {
-        let credential = self.customer_credential(tenant, app_client_id)?;
+    /// A token of the multi-tenant app in the customer's tenant, obtained with the CMK identity's exchange token as the
+    /// client assertion.
+    pub async fn customer_token(&self, caller: &CustomerIdentity<'_>, scope: &str) -> Result<BearerToken, Error> {
+        let credential = self.customer_credential(caller)?;
         get_token(credential.as_ref(), scope, AzureService::Entra, "get customer-tenant token").await
     }
 
-    fn customer_credential(&self, tenant: &str, app_client_id: &str) -> Result<Arc<dyn TokenCredential>, Error> {
-        let key = (tenant.to_ascii_lowercase(), app_client_id.to_ascii_lowercase());
+    /// The credential whose tokens are the assertion: the fixed one, or the managed identity with that client id.
+    fn exchange_credential(&self, uami_client_id: Option<&str>) -> Result<Arc<dyn TokenCredential>, Error> {
+        let missing = || Error::IsvConfiguration {
+            code: "CmkIdentityMissing",
+            message: "no user-assigned identity is configured for the cross-tenant token exchange".to_owned(),
+        };
+        match &self.inner.exchange {
+            Exchange::Fixed(credential) => credential.clone().ok_or_else(missing),
+            Exchange::ManagedIdentities { default_client_id, by_client_id } => {
+                let client_id =
+                    uami_client_id.or(default_client_id.as_deref()).ok_or_else(missing)?.to_ascii_lowercase();
+                let mut cache = by_client_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if let Some(credential) = cache.get(&client_id) {
+                    return Ok(credential.clone());
+                }
+                let options = ManagedIdentityCredentialOptions {
+                    user_assigned_id: Some(UserAssignedId::ClientId(client_id.clone())),
+                    client_options: client_options(self.inner.cloud, &self.inner.transport),
+                };
+                let credential: Arc<dyn TokenCredential> = ManagedIdentityCredential::new(Some(options))
+                    .map_err(|e| Error::IsvConfiguration { code: "CredentialInvalid", message: e.to_string() })?;
+                cache.insert(client_id, credential.clone());
+                Ok(credential)
+            }
+        }
+    }
+
+    fn customer_credential(&self, caller: &CustomerIdentity<'_>) -> Result<Arc<dyn TokenCredential>, Error> {
+        let (tenant, app_client_id) = (caller.tenant, caller.app_client_id);
+        let key = (
+            tenant.to_ascii_lowercase(),
+            app_client_id.to_ascii_lowercase(),
+            caller.uami_client_id.unwrap_or_default().to_ascii_lowercase(),
+        );
         let mut cache = self.inner.customer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(credential) = cache.get(&key) {
             return Ok(credential.clone());
         }
-        let exchange = self.inner.exchange.clone().ok_or_else(|| Error::IsvConfiguration {
-            code: "CmkIdentityMissing",
-            message: "no user-assigned identity is configured for the cross-tenant token exchange".to_owned(),
-        })?;
+        let exchange = self.exchange_credential(caller.uami_client_id)?;
         let assertion =
             ExchangeAssertion { exchange, scope: format!("{}/.default", self.inner.cloud.token_exchange_audience()) };
         let options = ClientAssertionCredentialOptions {
@@ -277,15 +326,14 @@ impl Authorizer for AppScope<'_> {
 /// Bearer tokens for one scope of the multi-tenant app in a customer tenant.
 pub(crate) struct CustomerScope<'a> {
     pub tokens: &'a TokenSource,
-    pub tenant: &'a str,
-    pub app_client_id: &'a str,
+    pub caller: CustomerIdentity<'a>,
     pub scope: String,
 }
 
 #[async_trait::async_trait]
 impl Authorizer for CustomerScope<'_> {
     async fn authorization(&self, _url: &url::Url) -> Result<Option<AuthorizationValue>, Error> {
-        let token = self.tokens.customer_token(self.tenant, self.app_client_id, &self.scope).await?;
+        let token = self.tokens.customer_token(&self.caller, &self.scope).await?;
         Ok(Some(AuthorizationValue(format!("Bearer {}", token.secret()))))
     }
 }

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use url::Url;
 
-use super::credentials::{CustomerScope, TokenSource};
+use super::credentials::{CustomerIdentity, CustomerScope, TokenSource};
 use super::encode_segment;
 use super::retry::{self, RetryOptions};
 use super::transport::{HttpResponse, OutgoingRequest, Transport};
@@ -30,13 +30,6 @@ struct Inner {
     transport: Transport,
     tokens: TokenSource,
     retry: RetryOptions,
-}
-
-/// Who calls the vault: the multi-tenant app `app_client_id` in the customer's `tenant`.
-#[derive(Debug, Clone, Copy)]
-struct VaultCaller<'a> {
-    tenant: &'a str,
-    app_client_id: &'a str,
 }
 
 /// A key as `GET /keys/{name}[/{version}]` returns it.
@@ -87,11 +80,10 @@ impl KeyVaultClient {
         Self { inner: Arc::new(Inner { transport, tokens, retry }) }
     }
 
-    /// Gets the latest version of the key, or `version`, as the app `app_client_id` in the customer's `tenant`.
+    /// Gets the latest version of the key, or `version`, as the multi-tenant app in the customer's tenant.
     pub async fn get_key(
         &self,
-        tenant: &str,
-        app_client_id: &str,
+        caller: &CustomerIdentity<'_>,
         vault_uri: &str,
         name: &str,
         version: Option<&str>,
@@ -119,8 +111,7 @@ impl KeyVaultClient {
             _ => format!("keys/{}", encode_segment(name)),
         };
         let url = vault_url(vault_uri, &path, OP)?;
-        let caller = VaultCaller { tenant, app_client_id };
-        let response = self.send(caller, OutgoingRequest::new(Method::GET, url), OP).await?;
+        let response = self.send(*caller, OutgoingRequest::new(Method::GET, url), OP).await?;
         let wire: Wire = response.json(AzureService::KeyVault, OP)?;
         let decode = |v: Option<String>| -> Result<Vec<u8>, Error> {
             v.map_or(Ok(Vec::new()), |s| {
@@ -140,29 +131,27 @@ impl KeyVaultClient {
     /// Wraps `value` with the key `kid` (a full versioned key id) and algorithm `alg` (e.g. `RSA-OAEP-256`).
     pub async fn wrap_key(
         &self,
-        tenant: &str,
-        app_client_id: &str,
+        caller: &CustomerIdentity<'_>,
         kid: &str,
         alg: &str,
         value: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        self.key_operation(VaultCaller { tenant, app_client_id }, kid, "wrapkey", alg, value, "wrap key").await
+        self.key_operation(*caller, kid, "wrapkey", alg, value, "wrap key").await
     }
 
     pub async fn unwrap_key(
         &self,
-        tenant: &str,
-        app_client_id: &str,
+        caller: &CustomerIdentity<'_>,
         kid: &str,
         alg: &str,
         value: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        self.key_operation(VaultCaller { tenant, app_client_id }, kid, "unwrapkey", alg, value, "unwrap key").await
+        self.key_operation(*caller, kid, "unwrapkey", alg, value, "unwrap key").await
     }
 
     async fn key_operation(
         &self,
-        caller: VaultCaller<'_>,
+        caller: CustomerIdentity<'_>,
         kid: &str,
         verb: &str,
         alg: &str,
@@ -185,14 +174,13 @@ impl KeyVaultClient {
 
     async fn send(
         &self,
-        caller: VaultCaller<'_>,
+        caller: CustomerIdentity<'_>,
         request: OutgoingRequest,
         operation: &'static str,
     ) -> Result<HttpResponse, Error> {
         let inner = &self.inner;
         let scope = vault_scope(inner.transport.cloud(), &request.url);
-        let authorizer =
-            CustomerScope { tokens: &inner.tokens, tenant: caller.tenant, app_client_id: caller.app_client_id, scope };
+        let authorizer = CustomerScope { tokens: &inner.tokens, caller, scope };
         retry::send(&inner.transport, &inner.retry, AzureService::KeyVault, operation, &request, &authorizer).await
     }
 }

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
+use crate::azure::credentials::CustomerIdentity;
 use crate::azure::{AzureClients, ClientConfig, RetryOptions};
 use crate::config::{FicMode, IsvIdentity, Settings};
 use crate::contract::{ValidatedOnboarding, ValidationPolicy, parse_and_validate};
@@ -210,15 +211,13 @@ const ROUND_TRIP_ALGORITHM: &str = "RSA-OAEP-256";
 
 async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
     let vault = &app.clients.key_vault;
-    let tenant = onboarding.customer_tenant_id.as_str();
+    let caller = CustomerIdentity {
+        tenant: &onboarding.customer_tenant_id,
+        app_client_id: &chain.app_client_id,
+        uami_client_id: Some(&chain.uami_client_id),
+    };
     let key = vault
-        .get_key(
-            tenant,
-            &chain.app_client_id,
-            &onboarding.key.vault_uri,
-            &onboarding.key.name,
-            onboarding.key.version.as_deref(),
-        )
+        .get_key(&caller, &onboarding.key.vault_uri, &onboarding.key.name, onboarding.key.version.as_deref())
         .await?;
     let facts = KeyFacts {
         kid: key.kid.clone(),
@@ -233,8 +232,8 @@ async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: 
     key_checks::check_key(&facts, OffsetDateTime::now_utc())?;
     // Proves the role allows wrap and unwrap, exactly what Storage will do with the key.
     let probe: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
-    let wrapped = vault.wrap_key(tenant, &chain.app_client_id, &key.kid, ROUND_TRIP_ALGORITHM, &probe).await?;
-    let unwrapped = vault.unwrap_key(tenant, &chain.app_client_id, &key.kid, ROUND_TRIP_ALGORITHM, &wrapped).await?;
+    let wrapped = vault.wrap_key(&caller, &key.kid, ROUND_TRIP_ALGORITHM, &probe).await?;
+    let unwrapped = vault.unwrap_key(&caller, &key.kid, ROUND_TRIP_ALGORITHM, &wrapped).await?;
     if unwrapped != probe {
         return Err(Error::Verification(format!("wrap/unwrap round trip with {} returned other bytes", key.kid)));
     }
