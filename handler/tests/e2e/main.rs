@@ -5,6 +5,7 @@ mod diagnose;
 mod faults;
 mod happy_path;
 mod idempotency;
+mod identity_sets;
 mod poison;
 mod samples;
 mod secrets;
