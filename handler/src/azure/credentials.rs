@@ -48,6 +48,9 @@ pub struct CustomerIdentity<'a> {
     pub uami_client_id: Option<&'a str>,
 }
 
+/// Credentials made once and kept, by key.
+type CredentialCache<K> = Mutex<HashMap<K, Arc<dyn TokenCredential>>>;
+
 /// Where the assertion for the exchange comes from.
 enum Exchange {
     /// One credential for every exchange (the ops CLI), or none.
@@ -76,7 +79,7 @@ struct Inner {
     /// The CMK user-assigned identities, asked only for the token-exchange audience.
     exchange: Exchange,
     /// One client-assertion credential per (customer tenant, app, CMK identity).
-    customer: Mutex<HashMap<(String, String, String), Arc<dyn TokenCredential>>>,
+    customer: CredentialCache<(String, String, String)>,
 }
 
 impl fmt::Debug for TokenSource {
