@@ -1,16 +1,12 @@
 //! Benchmarks of the handler binary: cold start, per-invocation overhead, Azure calls per onboarding in steady
 //! state, peak memory. Run: `cargo bench -p handler --bench handler` (numbers go in the README).
 
-#[path = "../tests/e2e/testbed.rs"]
-#[allow(dead_code)]
-mod testbed;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use azure_emulator::scenario::StorageAccount;
-use testbed::{TestBed, app_settings, contoso, onboarding};
+use cmk_testbed::{TestBed, app_settings, contoso, onboarding};
 
 const ONBOARDINGS: usize = 50;
 
@@ -71,7 +67,7 @@ async fn cold_start(emulator_url: &str, runs: usize) -> Vec<Duration> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // One fresh storage account per onboarding, so that every onboarding does the full read, PATCH, read-back.
-    let mut scenario = testbed::sample_scenario();
+    let mut scenario = cmk_testbed::sample_scenario();
     for i in 0..ONBOARDINGS {
         scenario.storage_accounts.push(StorageAccount {
             id: bench_account(i),
@@ -82,7 +78,8 @@ async fn main() {
             encryption: None,
         });
     }
-    let bed = TestBed::start_with(scenario, &[("RUST_LOG", "warn")]).await;
+    let handler = std::path::Path::new(env!("CARGO_BIN_EXE_handler"));
+    let bed = TestBed::start_with(handler, scenario, &[("RUST_LOG", "warn")]).await;
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
 
     summary("cold start (exec -> ready)", cold_start(bed.emulator.url(), 30).await);
@@ -123,7 +120,7 @@ async fn main() {
 
     // Per-invocation overhead: the host protocol alone (decode, route, answer), on a marked dead-letter copy that
     // the handler fails without any Azure call.
-    let port = bed.host.status()["port"].as_u64().expect("handler port") as u16;
+    let port = bed.host().status()["port"].as_u64().expect("handler port") as u16;
     let payload = serde_json::json!({
         "Data": { "onboardingMessage": "e30=" },
         "Metadata": { "DeliveryCount": "1", "MessageId": "\"m\"", "ApplicationProperties": { "cmk-dead-letter-reason": "InvalidJson" } }
@@ -145,7 +142,7 @@ async fn main() {
     }
     summary("invocation round trip, no Azure work", overhead);
 
-    let pid = bed.host.status()["pid"].as_u64().expect("handler pid");
+    let pid = bed.host().status()["pid"].as_u64().expect("handler pid");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     for line in status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
         println!("handler memory: {line}");

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::OpsBed as _;
+
 use serde_json::Value;
 use support::{FABRIKAM_TENANT, TestBed, contoso, fabrikam, stdout_json};
 

@@ -3,10 +3,12 @@
 
 mod support;
 
+use support::OpsBed as _;
+
 use azure_emulator::scenario::{Change, RoleAssignment, ServicePrincipal};
 use azure_emulator::servicebus::NewMessage;
 use serde_json::Value;
-use support::{FABRIKAM_TENANT, TestBed, fabrikam, stdout_json};
+use support::{FABRIKAM_TENANT, fabrikam, stdout_json};
 
 const FABRIKAM_SP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
 
@@ -14,7 +16,7 @@ const FABRIKAM_SP: &str = "cccccccc-cccc-cccc-cccc-cccccccccccc";
 async fn dead_lettered_onboarding_is_listed_diagnosed_fixed_and_replayed_to_completion() {
     // A delayed-retry copy of an onboarding that has waited on the customer for eight days: the next failure is past
     // the deadline (168 h), so the handler dead-letters it.
-    let bed = TestBed::with_handler(&[]).await;
+    let bed = support::with_handler(&[]).await;
     let mut message = NewMessage::new(fabrikam("obd-fabrikam"));
     message.message_id = Some("msg-fabrikam".into());
     message.correlation_id = Some("corr-fabrikam".into());
@@ -41,7 +43,7 @@ async fn dead_lettered_onboarding_is_listed_diagnosed_fixed_and_replayed_to_comp
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.lines().nth(1).is_some_and(|l| l.starts_with(&handler_reason) && l.contains(" 1 ")), "{table}");
 
-    let (master_key, _) = bed.host.as_ref().unwrap().keys();
+    let (master_key, _) = bed.host().keys();
     let diagnose = ["--output", "json", "dlq", "diagnose", "--tenant", FABRIKAM_TENANT, "--function-key", &master_key];
     let blocked = bed.run(&diagnose).await;
     assert_eq!(blocked.status.code(), Some(3), "still blocked");

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::OpsBed as _;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -3,9 +3,11 @@
 
 mod support;
 
+use support::OpsBed as _;
+
 use std::process::Stdio;
 
-use support::{CONTOSO_ACCOUNT, CONTOSO_TENANT, TestBed, contoso, onboarding, stdout_json};
+use support::{CONTOSO_ACCOUNT, CONTOSO_TENANT, contoso, onboarding, stdout_json};
 use tokio::io::AsyncWriteExt;
 
 fn invalid_cases() -> Vec<(&'static str, Vec<u8>)> {
@@ -37,7 +39,7 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_rejects_what_the_handler_would_reject_and_sends_nothing() {
-    let bed = TestBed::with_handler(&[]).await;
+    let bed = support::with_handler(&[]).await;
     let settings = bed.settings_file();
     let settings = settings.to_str().unwrap();
     let mut expected = Vec::new();
@@ -83,7 +85,7 @@ async fn enqueue_rejects_what_the_handler_would_reject_and_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_message_from_stdin_is_sent_and_completes() {
-    let bed = TestBed::with_handler(&[]).await;
+    let bed = support::with_handler(&[]).await;
     let settings = bed.settings_file();
     let mut child = bed
         .cmkctl(&["--output", "json", "enqueue", "--settings", settings.to_str().unwrap(), "-"])

@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::OpsBed as _;
+
 use azure_emulator::servicebus::NewMessage;
 use serde_json::{Value, json};
 use support::{NAMESPACE, TestBed};

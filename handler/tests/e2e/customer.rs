@@ -18,7 +18,7 @@ fn reasons(bed: &TestBed) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_steps_are_asked_for_one_at_a_time_then_it_completes() {
-    let bed = TestBed::start().await;
+    let bed = crate::testbed::start().await;
     bed.send(
         &onboarding("obd-fabrikam", FABRIKAM_TENANT, FABRIKAM_ACCOUNT, "https://fabrikam-kv.vault.azure.net/", "cmk"),
         "msg-fabrikam",

@@ -14,8 +14,8 @@ async fn diagnose(bed: &TestBed, body: Vec<u8>, key: Option<&str>) -> (u16, serd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_reports_blockers_without_side_effects() {
-    let bed = TestBed::start().await;
-    let (master, function_key) = bed.host.keys();
+    let bed = crate::testbed::start().await;
+    let (master, function_key) = bed.host().keys();
 
     let (status, _) = diagnose(&bed, contoso("obd-diag"), None).await;
     assert_eq!(status, 401, "admin level needs a key");

@@ -3,7 +3,7 @@
 
 use azure_emulator::faults::{FaultAction, FaultMatch, FaultRule};
 
-use crate::testbed::{TestBed, contoso};
+use crate::testbed::contoso;
 
 fn rule(host: &str, action: FaultAction) -> FaultRule {
     FaultRule {
@@ -35,7 +35,7 @@ fn unavailable() -> FaultAction {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completes_through_throttling_outages_and_resets() {
-    let bed = TestBed::start().await;
+    let bed = crate::testbed::start().await;
     let faults = &bed.emulator.shared().faults;
     for fault in [
         rule("management.azure.com", throttle(1)),

@@ -1,11 +1,11 @@
 //! Done-when 1: the storage account is encrypted with the customer's key, verified; exactly one `completed` event;
 //! the request log shows only the expected calls.
 
-use crate::testbed::{APP_CLIENT_ID, CONTOSO_ACCOUNT, TestBed, UAMI_ID, call_lines, contoso};
+use crate::testbed::{APP_CLIENT_ID, CONTOSO_ACCOUNT, UAMI_ID, call_lines, contoso};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboarding_encrypts_the_account_with_the_customer_key() {
-    let bed = TestBed::start().await;
+    let bed = crate::testbed::start().await;
     bed.send(&contoso("obd-happy-1"), "msg-happy-1");
     bed.wait_until("one completed event", |bed| !bed.events_of("completed").is_empty()).await;
     bed.wait_queue_idle().await;

@@ -21,7 +21,7 @@ async fn assert_converged(bed: &TestBed) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_onboarding_twice_converges() {
-    let bed = TestBed::start().await;
+    let bed = crate::testbed::start().await;
     bed.send(&contoso("obd-twice"), "msg-twice-1");
     bed.send(&contoso("obd-twice"), "msg-twice-2");
     bed.wait_until("both deliveries handled", |bed| bed.peek(crate::testbed::QUEUE).is_empty()).await;
@@ -33,7 +33,7 @@ async fn the_same_onboarding_twice_converges() {
 /// Holds the call after `boundary` with a long delay, waits until `boundary` itself was served, kills the handler,
 /// then lets redelivery finish the job.
 async fn kill_after(boundary: (&str, &str), hold: FaultMatch) {
-    let bed = TestBed::start_with(sample_scenario(), &[]).await;
+    let bed = crate::testbed::start_with(sample_scenario(), &[]).await;
     let hold_id = bed
         .emulator
         .shared()
@@ -52,10 +52,10 @@ async fn kill_after(boundary: (&str, &str), hold: FaultMatch) {
         bed.requests().iter().any(|r| r.method == method && r.path.contains(path_part) && r.status < 300)
     })
     .await;
-    bed.host.kill_handler();
+    bed.host().kill_handler();
     bed.emulator.shared().faults.remove(&hold_id);
     assert_converged(&bed).await;
-    let status = bed.host.status();
+    let status = bed.host().status();
     assert!(status["restarts"].as_u64().unwrap_or(0) >= 1, "the host restarted the handler: {status}");
 }
 
@@ -96,7 +96,7 @@ async fn kill_before_the_event_is_published() {
 async fn ensure_mode_creates_the_federated_credential_once() {
     let mut scenario = sample_scenario();
     scenario.applications[0].federated_identity_credentials.clear();
-    let bed = TestBed::start_with(scenario, &[("CMK_FIC_MODE", "ensure")]).await;
+    let bed = crate::testbed::start_with(scenario, &[("CMK_FIC_MODE", "ensure")]).await;
     bed.send(&contoso("obd-ensure"), "msg-ensure-1");
     bed.send(&contoso("obd-ensure"), "msg-ensure-2");
     assert_converged(&bed).await;

@@ -5,7 +5,7 @@ use azure_emulator::scenario::{
     Application, FederatedIdentityCredential, ManagedIdentity, RoleAssignment, ServicePrincipal,
 };
 
-use crate::testbed::{CONTOSO_ACCOUNT, TestBed, sample_scenario};
+use crate::testbed::{CONTOSO_ACCOUNT, sample_scenario};
 
 const EU_UAMI: &str = "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-identity/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk-uami-eu";
 const EU_UAMI_CLIENT: &str = "dddddddd-dddd-dddd-dddd-dddddddddddd";
@@ -55,7 +55,7 @@ async fn a_named_identity_set_uses_its_own_identity_and_app() {
         "uamiResourceId": EU_UAMI, "uamiClientId": EU_UAMI_CLIENT, "appClientId": EU_APP_CLIENT, "appObjectId": EU_APP_OBJECT
     }})
     .to_string();
-    let bed = TestBed::start_with(scenario, &[("CMK_IDENTITY_SETS", &sets)]).await;
+    let bed = crate::testbed::start_with(scenario, &[("CMK_IDENTITY_SETS", &sets)]).await;
 
     let mut body: serde_json::Value = serde_json::from_slice(&crate::testbed::contoso("obd-eu")).unwrap();
     body["isvIdentity"] = "eu".into();

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::testbed::{CONTOSO_ACCOUNT, TestBed, onboarding};
+use crate::testbed::{CONTOSO_ACCOUNT, onboarding};
 
 const CONTOSO_TENANT: &str = "22222222-2222-2222-2222-222222222222";
 
@@ -41,7 +41,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_messages_are_dead_lettered_with_reasons_and_call_nothing() {
-    let bed = TestBed::start().await;
+    let bed = crate::testbed::start().await;
     let cases = cases();
     let started = Instant::now();
     for (name, body, _) in &cases {

@@ -3,11 +3,11 @@
 
 use azure_emulator::scenario::Change;
 
-use crate::testbed::{TestBed, repo_root, sample_message};
+use crate::testbed::{repo_root, sample_message};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_end_as_documented() {
-    let bed = TestBed::start().await;
+    let bed = crate::testbed::start().await;
     bed.send(&sample_message("onboarding-good.json"), "sample-good");
     bed.send(&sample_message("onboarding-waiting-on-customer.json"), "sample-waiting");
     bed.send(&sample_message("onboarding-poison.json"), "sample-poison");

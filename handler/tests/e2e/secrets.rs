@@ -1,17 +1,17 @@
 //! No token, assertion, key material or connection string in anything the run printed or published.
 
-use crate::testbed::{SAS_KEY, TestBed, contoso};
+use crate::testbed::{SAS_KEY, contoso};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_secret_is_logged_or_published() {
-    let bed = TestBed::start().await;
+    let bed = crate::testbed::start().await;
     bed.send(&contoso("obd-secrets"), "msg-secrets");
     bed.send(b"{ broken", "msg-secrets-poison");
     bed.wait_until("completed", |bed| !bed.events_of("completed").is_empty()).await;
     bed.wait_until("poison dead-lettered", |bed| bed.dead_letters().len() == 1).await;
 
-    let mut everything = bed.host.handler_output();
-    everything.extend(bed.host.function_logs());
+    let mut everything = bed.host().handler_output();
+    everything.extend(bed.host().function_logs());
     everything.extend(
         bed.peek(crate::testbed::ALL_EVENTS)
             .iter()
