@@ -35,6 +35,10 @@ pub const ORIGINAL_MESSAGE_ID: &str = "cmk-original-message-id";
 
 const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
 
+/// Where the Azure SDKs put W3C trace context on Service Bus messages. Over the REST API an application property is
+/// an HTTP header, and a `traceparent` header is the HTTP request's own trace context, so messages carry theirs here.
+const DIAGNOSTIC_ID: &str = "Diagnostic-Id";
+
 /// Which attempt this delivery is, from the properties of a retry copy (or the first attempt, now).
 pub fn attempt_state(properties: &BTreeMap<String, Value>, now: OffsetDateTime) -> AttemptState {
     let get = |name: &str| properties.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
@@ -178,7 +182,7 @@ async fn publish(app: &App, message: &IncomingMessage, event: OnboardingEvent) -
     let event = event.with_traceparent(crate::telemetry::current_traceparent());
     let (body, message_id, mut properties) = event.to_service_bus();
     if let Some(traceparent) = &event.traceparent {
-        properties.insert("traceparent".to_owned(), Value::from(traceparent.as_str()));
+        properties.insert(DIAGNOSTIC_ID.to_owned(), Value::from(traceparent.as_str()));
     }
     let outgoing = OutgoingMessage {
         body,
@@ -226,7 +230,7 @@ async fn send_copy(
     at: Option<OffsetDateTime>,
 ) -> Result<(), Error> {
     if let Some(traceparent) = crate::telemetry::current_traceparent() {
-        properties.entry("traceparent".to_owned()).or_insert(Value::from(traceparent));
+        properties.insert(DIAGNOSTIC_ID.to_owned(), Value::from(traceparent));
     }
     let delivered =
         message.message_id.clone().unwrap_or_else(|| format!("seq-{}", message.sequence_number.unwrap_or(0)));

@@ -10,3 +10,4 @@ mod poison;
 mod samples;
 mod secrets;
 mod testbed;
+mod tracing;
