@@ -70,3 +70,33 @@ async fn completes_through_throttling_outages_and_resets() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_even_publishing_fails_the_host_redelivers() {
+    let bed = crate::testbed::start().await;
+    // A refusal the in-invocation retry does not retry: the handler must answer non-2xx, not lose the message.
+    let refuse = FaultRule {
+        matcher: FaultMatch {
+            host: Some("*.servicebus.windows.net".into()),
+            method: Some("POST".into()),
+            path_contains: Some("/onboarding-events/messages".into()),
+        },
+        action: FaultAction::Respond {
+            status: 403,
+            retry_after: None,
+            error_code: Some("Unauthorized".into()),
+            message: None,
+        },
+        times: Some(2),
+        probability: None,
+        seed: None,
+    };
+    bed.emulator.shared().faults.add(refuse).unwrap();
+    bed.send(&contoso("obd-publish-fails"), "msg-publish-fails");
+    bed.wait_until("completed after redeliveries", |bed| !bed.events_of("completed").is_empty()).await;
+    bed.wait_queue_idle().await;
+    let status = bed.host().status();
+    assert_eq!(status["invocations"]["failed"], 2, "two deliveries failed and were redelivered: {status}");
+    assert_eq!(bed.events_of("completed").len(), 1);
+    assert!(bed.dead_letters().is_empty());
+}
