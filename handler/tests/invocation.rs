@@ -1,0 +1,28 @@
+//! The host's invocation payloads, as the shared specs show them (`../shared/specs/functions/derived/`), decode to the
+//! exact message body in both trigger encodings: `dataType: binary` and the default double-encoded string.
+
+use cmk_handler::function::invocation::decode;
+
+fn derived(name: &str) -> Vec<u8> {
+    let path = format!("{}/../../shared/specs/functions/derived/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (the shared specs sit beside the repository)"))
+}
+
+const BODY: &str =
+    r#"{"onboardingId":"obd-7f3c","tenantId":"contoso","subscriptionId":"00000000-0000-0000-0000-000000000000"}"#;
+
+#[test]
+fn binary_and_default_forms_give_the_same_body_and_metadata() {
+    let binary = decode(&derived("servicebus-trigger.binary-datatype.request.json"), "onboardingMessage").unwrap();
+    let default = decode(&derived("servicebus-trigger.default-datatype.request.json"), "onboardingMessage").unwrap();
+    assert_eq!(String::from_utf8(binary.body.clone()).unwrap(), BODY);
+    assert_eq!(binary.body, default.body);
+    for message in [&binary, &default] {
+        assert_eq!(message.message_id.as_deref(), Some("c2f1e0a4d6b94a3f8e2b1c0d9e8f7a6b"));
+        assert_eq!(message.correlation_id.as_deref(), Some("req-1234"));
+        assert_eq!(message.content_type.as_deref(), Some("application/json"));
+        assert_eq!(message.delivery_count, 1);
+        assert_eq!(message.sequence_number, Some(42));
+        assert_eq!(message.application_properties["source"], "portal");
+    }
+}
