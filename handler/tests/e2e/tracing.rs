@@ -36,7 +36,9 @@ async fn diagnostic_id_reaches_the_event() {
 async fn spans_are_exported_over_otlp_with_the_message_trace_id() {
     use std::sync::{Arc, Mutex};
 
-    let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    /// Path and body of every request the collector received.
+    type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+    let received: Received = Arc::default();
     let sink = received.clone();
     let collector = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
         let sink = sink.clone();
