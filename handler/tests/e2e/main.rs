@@ -9,5 +9,6 @@ mod identity_sets;
 mod poison;
 mod samples;
 mod secrets;
+mod string_datatype;
 mod testbed;
 mod tracing;

@@ -116,10 +116,22 @@ impl TestBed {
 
     /// The whole pipeline with another scenario and some settings overridden.
     pub async fn start_with(handler_binary: &Path, scenario: Scenario, overrides: &[(&str, &str)]) -> Self {
+        Self::start_custom(handler_binary, scenario, overrides, |_| {}).await
+    }
+
+    /// Like [`TestBed::start_with`], with a chance to change the assembled app (its `function.json` files, say)
+    /// before the host reads it.
+    pub async fn start_custom(
+        handler_binary: &Path,
+        scenario: Scenario,
+        overrides: &[(&str, &str)],
+        customize: impl FnOnce(&Path),
+    ) -> Self {
         let emulator = start_emulator(scenario).await;
         let dir = TempDir::new();
         let app_root = dir.path().join("app");
         assemble_app(&app_root, handler_binary);
+        customize(&app_root);
         let mut settings = app_settings(emulator.url());
         for (k, v) in overrides {
             settings.insert((*k).to_owned(), (*v).to_owned());
