@@ -166,6 +166,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// A response that arrived but is not what the API documents (bad JSON, missing fields, bad header values).
+    pub fn bad_response(service: AzureService, operation: &'static str, message: impl fmt::Display) -> Self {
+        Self::Transport(TransportError {
+            service,
+            operation,
+            kind: TransportErrorKind::BadResponse,
+            message: message.to_string(),
+        })
+    }
+
     pub fn disposition(&self) -> Disposition {
         match self {
             Self::Invalid(_) | Self::IsvConfiguration { .. } | Self::HostNotAllowed { .. } => Disposition::Permanent,

@@ -242,7 +242,7 @@ impl ArmClient {
         let async_operation = accepted.header("azure-asyncoperation").map(str::to_owned);
         let location = accepted.header("location").map(str::to_owned);
         let Some(monitor) = async_operation.clone().or(location) else { return Ok(()) };
-        let monitor = Url::parse(&monitor).map_err(|e| bad_response(operation, &format!("bad operation URL: {e}")))?;
+        let monitor = Url::parse(&monitor).map_err(|e| bad_response(operation, format!("bad operation URL: {e}")))?;
         let mut wait = super::retry_after::retry_after(&accepted.headers).unwrap_or(Duration::from_secs(1));
         for _ in 0..MAX_LRO_POLLS {
             tokio::time::sleep(wait).await;
@@ -307,13 +307,8 @@ impl ArmClient {
     }
 }
 
-fn bad_response(operation: &'static str, message: &str) -> Error {
-    Error::Transport(TransportError {
-        service: AzureService::Arm,
-        operation,
-        kind: TransportErrorKind::BadResponse,
-        message: message.to_owned(),
-    })
+fn bad_response(operation: &'static str, message: impl std::fmt::Display) -> Error {
+    Error::bad_response(AzureService::Arm, operation, message)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::credentials::{CustomerIdentity, CustomerScope, TokenSource};
 use super::encode_segment;
 use super::retry::{self, RetryOptions};
 use super::transport::{HttpResponse, OutgoingRequest, Transport};
-use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
+use crate::error::{AzureService, Error};
 
 const API_VERSION: &str = "7.4";
 
@@ -115,7 +115,7 @@ impl KeyVaultClient {
         let wire: Wire = response.json(AzureService::KeyVault, OP)?;
         let decode = |v: Option<String>| -> Result<Vec<u8>, Error> {
             v.map_or(Ok(Vec::new()), |s| {
-                URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|e| bad_response(OP, &e))
+                URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|e| bad_response(OP, e))
             })
         };
         Ok(KeyBundle {
@@ -162,14 +162,14 @@ impl KeyVaultClient {
         struct Wire {
             value: String,
         }
-        let mut url = Url::parse(kid).map_err(|e| bad_response(operation, &e))?;
+        let mut url = Url::parse(kid).map_err(|e| bad_response(operation, e))?;
         let path = format!("{}/{verb}", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.query_pairs_mut().clear().append_pair("api-version", API_VERSION);
         let body = serde_json::json!({ "alg": alg, "value": URL_SAFE_NO_PAD.encode(value) });
         let response = self.send(caller, OutgoingRequest::new(Method::POST, url).json(&body), operation).await?;
         let wire: Wire = response.json(AzureService::KeyVault, operation)?;
-        URL_SAFE_NO_PAD.decode(wire.value.trim_end_matches('=')).map_err(|e| bad_response(operation, &e))
+        URL_SAFE_NO_PAD.decode(wire.value.trim_end_matches('=')).map_err(|e| bad_response(operation, e))
     }
 
     async fn send(
@@ -196,19 +196,14 @@ fn vault_scope(cloud: crate::cloud::Cloud, url: &Url) -> String {
 }
 
 fn vault_url(vault_uri: &str, path: &str, operation: &'static str) -> Result<Url, Error> {
-    let base = Url::parse(vault_uri).map_err(|e| bad_response(operation, &e))?;
-    let mut url = base.join(&format!("/{path}")).map_err(|e| bad_response(operation, &e))?;
+    let base = Url::parse(vault_uri).map_err(|e| bad_response(operation, e))?;
+    let mut url = base.join(&format!("/{path}")).map_err(|e| bad_response(operation, e))?;
     url.query_pairs_mut().append_pair("api-version", API_VERSION);
     Ok(url)
 }
 
-fn bad_response(operation: &'static str, e: &dyn std::fmt::Display) -> Error {
-    Error::Transport(TransportError {
-        service: AzureService::KeyVault,
-        operation,
-        kind: TransportErrorKind::BadResponse,
-        message: e.to_string(),
-    })
+fn bad_response(operation: &'static str, message: impl std::fmt::Display) -> Error {
+    Error::bad_response(AzureService::KeyVault, operation, message)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use url::Url;
 use super::credentials::{AppScope, TokenSource};
 use super::retry::{self, Authorizer, RetryOptions};
 use super::transport::{AuthorizationValue, HttpResponse, OutgoingRequest, Transport};
-use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
+use crate::error::{AzureService, Error};
 
 /// Lifetime of each SAS token; one is signed per request, so it only has to outlive the request.
 const SAS_LIFETIME: Duration = Duration::from_secs(3600);
@@ -232,7 +232,7 @@ impl ServiceBusClient {
         request.headers.insert(HeaderName::from_static("brokerproperties"), header_value(&broker, OP)?);
         for (name, value) in &message.application_properties {
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| bad_response(OP, &format!("application property name {name:?} is not a valid header")))?;
+                .map_err(|_| bad_response(OP, format!("application property name {name:?} is not a valid header")))?;
             // The REST protocol reads a header value as JSON when it is one: strings go quoted, numbers and bools bare.
             request.headers.insert(name, header_value(&value.to_string(), OP)?);
         }
@@ -343,7 +343,7 @@ fn received(response: HttpResponse, operation: &'static str) -> Result<Option<Re
     }
     let broker_properties = match response.header("brokerproperties") {
         Some(raw) => {
-            serde_json::from_str(raw).map_err(|e| bad_response(operation, &format!("bad BrokerProperties: {e}")))?
+            serde_json::from_str(raw).map_err(|e| bad_response(operation, format!("bad BrokerProperties: {e}")))?
         }
         None => BrokerProperties::default(),
     };
@@ -381,13 +381,8 @@ fn header_value(value: &str, operation: &'static str) -> Result<HeaderValue, Err
     HeaderValue::from_str(value).map_err(|_| bad_response(operation, "a value is not a valid HTTP header value"))
 }
 
-fn bad_response(operation: &'static str, message: &str) -> Error {
-    Error::Transport(TransportError {
-        service: AzureService::ServiceBus,
-        operation,
-        kind: TransportErrorKind::BadResponse,
-        message: message.to_owned(),
-    })
+fn bad_response(operation: &'static str, message: impl std::fmt::Display) -> Error {
+    Error::bad_response(AzureService::ServiceBus, operation, message)
 }
 
 #[cfg(test)]
