@@ -1,11 +1,11 @@
-//! The host's invocation payloads, as the shared specs show them (`../shared/specs/functions/derived/`), decode to the
+//! The host's invocation payloads, as the repository's specs show them (`specs/functions/derived/`), decode to the
 //! exact message body in both trigger encodings: `dataType: binary` and the default double-encoded string.
 
 use cmk_handler::function::invocation::decode;
 
 fn derived(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../shared/specs/functions/derived/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (the shared specs sit beside the repository)"))
+    let path = format!("{}/../specs/functions/derived/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 const BODY: &str =

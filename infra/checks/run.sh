@@ -5,7 +5,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 checks="$repo/infra/checks"
-specs="${CMK_SPECS_DIR:-$repo/../shared/specs}"
+specs="${CMK_SPECS_DIR:-$repo/specs/schemastore}"
 
 # venv_with DIR REQUIREMENTS: (re)install when the requirements file changed since the last install.
 venv_with() {

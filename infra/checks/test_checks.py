@@ -22,7 +22,7 @@ import check_function_schemas  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
-SPECS = Path(os.environ.get("CMK_SPECS_DIR", REPO.parent / "shared" / "specs"))
+SPECS = Path(os.environ.get("CMK_SPECS_DIR", REPO / "specs" / "schemastore"))
 CHECKOV = os.environ.get("CHECKOV", str(REPO / ".venv-infra" / "bin" / "checkov"))
 
 

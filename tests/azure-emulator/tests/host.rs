@@ -235,40 +235,10 @@ fn normalise(compact: &str) -> String {
     text
 }
 
-fn shared_specs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/specs")
-}
-
+/// A host payload fixture from the repository's specs (`specs/functions/`, provenance in `specs/provenance.json`).
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/host").join(name)).unwrap()
-}
-
-#[test]
-fn schemas_and_fixtures_are_verbatim_copies() {
-    let specs = shared_specs();
-    if !specs.exists() {
-        return;
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for name in ["host.schema.json", "function.schema.json"] {
-        let ours = std::fs::read(manifest.join("schemas").join(name)).unwrap();
-        assert_eq!(ours, std::fs::read(specs.join(name)).unwrap(), "schemas/{name} differs from shared/specs");
-    }
-    for name in [
-        "servicebus-trigger.default-datatype.request.json",
-        "servicebus-trigger.binary-datatype.request.json",
-        "servicebus-trigger.handler-response.json",
-        "servicebus-output.resulting-message.json",
-    ] {
-        assert_eq!(
-            fixture(&format!("derived/{name}")),
-            std::fs::read_to_string(specs.join("functions/derived").join(name)).unwrap()
-        );
-    }
-    assert_eq!(
-        fixture("http-order.handler-request.json"),
-        std::fs::read_to_string(specs.join("functions/docs-verbatim/http-order.handler-request.json")).unwrap()
-    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/functions").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 async fn start_error(app: &App) -> String {
@@ -588,7 +558,7 @@ async fn http_triggers_check_function_keys_and_translate_the_answer() {
     assert_eq!(answer.headers()["x-test-handler"], "echo");
     let echoed: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
     let req = &echoed["Data"]["req"];
-    let docs: Value = serde_json::from_str(&fixture("http-order.handler-request.json")).unwrap();
+    let docs: Value = serde_json::from_str(&fixture("docs-verbatim/http-order.handler-request.json")).unwrap();
     for key in docs["Data"]["req"].as_object().unwrap().keys() {
         assert!(req.get(key).is_some(), "Data.req.{key} is missing: {req}");
     }

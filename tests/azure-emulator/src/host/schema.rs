@@ -1,11 +1,11 @@
-//! Validation of `host.json` and `function.json` against the SchemaStore schemas (verbatim copies in `schemas/`).
+//! Validation of `host.json` and `function.json` against the SchemaStore schemas (verbatim copies in the repository's `specs/schemastore/`).
 
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const HOST_SCHEMA: &str = include_str!("../../schemas/host.schema.json");
-const FUNCTION_SCHEMA: &str = include_str!("../../schemas/function.schema.json");
+const HOST_SCHEMA: &str = include_str!("../../../../specs/schemastore/host.schema.json");
+const FUNCTION_SCHEMA: &str = include_str!("../../../../specs/schemastore/function.schema.json");
 
 fn compile(text: &str) -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(text).expect("embedded schema is JSON");
