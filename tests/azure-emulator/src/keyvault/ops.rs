@@ -73,6 +73,12 @@ fn key_not_found(vault: &VaultState, name: &str, version: Option<&str>) -> Respo
     error(StatusCode::NOT_FOUND, "KeyNotFound", &message, None)
 }
 
+/// 403 `KeyDisabled`: "Operation {op} is not allowed on a disabled key."
+fn key_disabled(operation: &str) -> Response {
+    let message = format!("Operation {operation} is not allowed on a disabled key.");
+    error(StatusCode::FORBIDDEN, "Forbidden", &message, Some("KeyDisabled"))
+}
+
 /// RBAC, then the key (latest when `version` is `None` or empty).
 fn locate(call: &Call<'_>, name: &str, version: Option<&str>, action: KeyAction) -> Result<Located, Failure> {
     let version = version.filter(|v| !v.is_empty());
@@ -105,7 +111,9 @@ fn bundle_response(located: &Located) -> Response {
 
 pub async fn get_key(call: &Call<'_>, name: &str, version: Option<&str>) -> Response {
     match locate(call, name, version, KeyAction::Read) {
-        // A disabled key is still readable: its attributes say so. Crypto operations refuse it.
+        // Key Vault refuses every operation on a disabled key version, `get` included (reference
+        // `cross-tenant-cmk.md` §2.4); the key's versions list still shows it with `enabled: false`.
+        Ok(located) if !located.version.enabled => key_disabled("get"),
         Ok(located) => bundle_response(&located),
         Err(response) => *response,
     }
@@ -289,8 +297,7 @@ pub async fn wrap(call: &Call<'_>, name: &str, version: &str, wrap: bool) -> Res
     let op_name = if wrap { "wrapKey" } else { "unwrapKey" };
     let key = &located.version;
     if !key.enabled {
-        let message = format!("Operation {op_name} is not allowed on a disabled key.");
-        return error(StatusCode::FORBIDDEN, "Forbidden", &message, Some("KeyDisabled"));
+        return key_disabled(op_name);
     }
     if !key.key_ops.iter().any(|op| op == op_name) {
         let message = format!("Operation {op_name} is not permitted on this key.");
