@@ -73,6 +73,18 @@ fn key_not_found(vault: &VaultState, name: &str, version: Option<&str>) -> Respo
     error(StatusCode::NOT_FOUND, "KeyNotFound", &message, None)
 }
 
+/// A request body checked against its operation's schema in `keys.json` (unknown or read-only members, wrong types,
+/// malformed base64url), then deserialised; Key Vault refuses a bad body with 400 `BadParameter`.
+fn read_body<T: serde::de::DeserializeOwned>(body: &[u8], operation_id: &str) -> Result<T, Failure> {
+    let invalid = |detail: String| Box::new(bad_parameter(&format!("The request body is invalid: {detail}")));
+    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    let value = crate::openapi::KEY_VAULT_KEYS
+        .request_body(operation_id)
+        .check_request(&value)
+        .map_err(|violations| invalid(violations[0].to_string()))?;
+    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+}
+
 /// 403 `KeyDisabled`: "Operation {op} is not allowed on a disabled key."
 fn key_disabled(operation: &str) -> Response {
     let message = format!("Operation {operation} is not allowed on a disabled key.");
@@ -176,9 +188,9 @@ struct CreateParameters {
 }
 
 pub async fn create_key(call: &Call<'_>, name: &str) -> Response {
-    let params: CreateParameters = match serde_json::from_slice(call.body) {
+    let params: CreateParameters = match read_body(call.body, "CreateKey") {
         Ok(params) => params,
-        Err(e) => return bad_parameter(&format!("The request body is invalid: {e}")),
+        Err(response) => return *response,
     };
     let valid_name =
         !name.is_empty() && name.len() <= 127 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
@@ -240,9 +252,9 @@ struct UpdateParameters {
 }
 
 pub async fn update_key(call: &Call<'_>, name: &str, version: Option<&str>) -> Response {
-    let params: UpdateParameters = match serde_json::from_slice(call.body) {
+    let params: UpdateParameters = match read_body(call.body, "UpdateKey") {
         Ok(params) => params,
-        Err(e) => return bad_parameter(&format!("The request body is invalid: {e}")),
+        Err(response) => return *response,
     };
     let located = match locate(call, name, version, KeyAction::Update) {
         Ok(located) => located,
@@ -285,9 +297,9 @@ struct OperationParameters {
 
 /// `wrapkey` (`wrap == true`) or `unwrapkey`.
 pub async fn wrap(call: &Call<'_>, name: &str, version: &str, wrap: bool) -> Response {
-    let params: OperationParameters = match serde_json::from_slice(call.body) {
+    let params: OperationParameters = match read_body(call.body, if wrap { "wrapKey" } else { "unwrapKey" }) {
         Ok(params) => params,
-        Err(e) => return bad_parameter(&format!("The request body is invalid: {e}")),
+        Err(response) => return *response,
     };
     let action = if wrap { KeyAction::Wrap } else { KeyAction::Unwrap };
     let located = match locate(call, name, Some(version), action) {
