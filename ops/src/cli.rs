@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
@@ -120,16 +121,19 @@ pub enum DlqCommand {
 }
 
 /// Which dead letters a command applies to. Criteria combine with AND; repeated values of one criterion with OR.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct FilterArgs {
     /// Failure reason (the handler's `cmk-dead-letter-reason`, else Service Bus' DeadLetterReason); repeatable.
     #[arg(long)]
     pub reason: Vec<String>,
     /// Enqueued at or after: RFC 3339, or an age such as `30m`, `6h`, `7d`.
     #[arg(long, value_parser = parse_time)]
+    #[serde(with = "time::serde::rfc3339::option")]
     pub since: Option<OffsetDateTime>,
     /// Enqueued before: RFC 3339, or an age such as `30m`, `6h`, `7d`.
     #[arg(long, value_parser = parse_time)]
+    #[serde(with = "time::serde::rfc3339::option")]
     pub until: Option<OffsetDateTime>,
     /// Onboarding id; repeatable.
     #[arg(long)]
@@ -140,6 +144,17 @@ pub struct FilterArgs {
     /// Sequence number in the dead-letter queue; repeatable.
     #[arg(long)]
     pub sequence: Vec<i64>,
+}
+
+impl FilterArgs {
+    pub fn is_empty(&self) -> bool {
+        self.reason.is_empty()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.onboarding_id.is_empty()
+            && self.tenant.is_empty()
+            && self.sequence.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +169,12 @@ pub struct ListArgs {
     /// Summarise instead of listing.
     #[arg(long, value_enum)]
     pub group_by: Option<GroupBy>,
+    /// Also write what was listed to FILE, for `dlq replay|purge --selection FILE` to act on exactly that.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Visit at most this many dead letters (a hard bound on the walk and on the locks it holds).
+    #[arg(long, default_value_t = crate::selection::DEFAULT_SCAN_LIMIT)]
+    pub scan_limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -184,14 +205,29 @@ pub struct ActionArgs {
     /// Show what would be done; change nothing but the delivery count (see docs/cmkctl.md).
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: write the selection to FILE, for a later `--selection FILE --yes`.
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    pub save: Option<PathBuf>,
+    /// Act on exactly the dead letters a listing saved (`dlq list --save`, `--dry-run --save`): same sequence number
+    /// and MessageId. What is gone, changed or new since is reported, not acted on.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["reason", "since", "until", "onboarding_id", "tenant", "sequence"])]
+    pub selection: Option<PathBuf>,
+    /// Act only if the selection has exactly N dead letters (the count a listing showed); else do nothing (exit 4).
+    #[arg(long, value_name = "N")]
+    pub expect: Option<usize>,
     /// Act on at most this many messages.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Do not ask for confirmation.
+    /// Visit at most this many dead letters (a hard bound on the walk and on the locks it holds).
+    #[arg(long, default_value_t = crate::selection::DEFAULT_SCAN_LIMIT)]
+    pub scan_limit: usize,
+    /// Do not ask for confirmation (bind it with --expect N or --selection FILE).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Append audit records (JSON lines) to this file instead of printing them on stdout.
-    #[arg(long)]
+    /// The audit trail (JSON lines, appended): intent before acting, outcome per message, end. Default:
+    /// `audit.jsonl` in the state directory ($CMKCTL_STATE_DIR, else $XDG_STATE_HOME/cmkctl, else
+    /// ~/.local/state/cmkctl).
+    #[arg(long, env = "CMKCTL_AUDIT")]
     pub audit: Option<PathBuf>,
 }
 
@@ -211,6 +247,13 @@ pub struct ReplayArgs {
 pub struct PurgeArgs {
     #[command(flatten)]
     pub action: ActionArgs,
+    /// Where to archive what is deleted (bodies and properties, JSON lines). Default:
+    /// `purged/{run id}.jsonl` in the state directory.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Delete without keeping a copy.
+    #[arg(long, conflicts_with = "archive")]
+    pub no_archive: bool,
 }
 
 /// Where the message comes from and what policy validates it.
@@ -228,7 +271,8 @@ pub struct ValidateArgs {
 pub struct EnqueueArgs {
     #[command(flatten)]
     pub message: ValidateArgs,
-    /// MessageId (default: the onboarding id, so duplicate detection drops a repeated send).
+    /// MessageId. Default: `{onboardingId}.{content hash}`, so duplicate detection drops a repeated send of the same
+    /// content but never a correction; an id of your own that you reuse for other content swallows the correction.
     #[arg(long)]
     pub message_id: Option<String>,
     /// CorrelationId (default: the onboarding id).
@@ -237,6 +281,10 @@ pub struct EnqueueArgs {
     /// SessionId, for a session-enabled queue.
     #[arg(long)]
     pub session_id: Option<String>,
+    /// The send journal that tells a send Service Bus would drop as a duplicate. Default: `sent.jsonl` in the state
+    /// directory.
+    #[arg(long, value_name = "FILE", env = "CMKCTL_JOURNAL")]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

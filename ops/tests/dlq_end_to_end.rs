@@ -83,10 +83,10 @@ async fn dead_lettered_onboarding_is_listed_diagnosed_fixed_and_replayed_to_comp
     assert_eq!(completed["data"]["onboardingId"], "obd-fabrikam");
     assert_eq!(completed["data"]["attempts"], 1, "the replay starts counting afresh");
 
-    let records: Vec<Value> =
-        std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = support::json_lines(&audit);
+    let records = support::records(&lines, "result");
     assert_eq!(records.len(), 1);
-    let record = &records[0];
+    let record = records[0];
     assert_eq!(record["outcome"], "replayed");
     assert_eq!(record["operator"], "test-operator");
     assert_eq!(record["credential"], "sas:RootManageSharedAccessKey");

@@ -6,12 +6,12 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
-use super::select;
 use crate::cli::{ConnectionArgs, DiagnoseArgs, OutputFormat};
 use crate::connect::Connection;
 use crate::dead_letter::{DeadLetter, Filter};
 use crate::exit::Exit;
 use crate::output::{clip, or_dash, print};
+use crate::selection::{self, Bounds};
 
 /// Diagnoses in flight at once: each one costs the app a preflight against the customer's tenant.
 const CONCURRENCY: usize = 4;
@@ -41,12 +41,13 @@ pub async fn diagnose(
         .ok_or("no Function App: pass --function-app https://APP.azurewebsites.net (or CMK_FUNCTION_APP_URL)")?;
     let endpoint = base.join("api/diagnose").map_err(|e| format!("bad --function-app URL: {e}"))?;
     let filter = Filter::new(diagnose.filter.clone());
-    let selection = select(&connection.client, &args.queue, &filter, diagnose.limit).await?;
+    let bounds = Bounds { limit: diagnose.limit, ..Bounds::default() };
+    let (selected, _) = selection::read(&connection.client, &args.queue, &filter, bounds).await?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let results: Vec<Result<Diagnosed, String>> = futures::stream::iter(selection.messages.iter())
+    let results: Vec<Result<Diagnosed, String>> = futures::stream::iter(selected.iter())
         .map(|(message, letter)| call(&http, &endpoint, &diagnose.function_key, &message.body, letter))
         .buffered(CONCURRENCY)
         .collect()

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::select;
 use crate::cli::{ConnectionArgs, GroupBy, ListArgs, OutputFormat};
 use crate::connect::Connection;
 use crate::dead_letter::{DeadLetter, Filter};
 use crate::exit::Exit;
 use crate::output::{clip, or_dash, print};
+use crate::selection::{self, Bounds};
 
 /// One reason's share of the dead letters.
 #[derive(Debug, Serialize)]
@@ -33,8 +33,22 @@ pub async fn list(
     format: OutputFormat,
 ) -> Result<Exit, String> {
     let filter = Filter::new(list.filter.clone());
-    let selection = select(&connection.client, &args.queue, &filter, None).await?;
-    let letters: Vec<DeadLetter> = selection.messages.into_iter().map(|(_, letter)| letter).collect();
+    let bounds = Bounds { scan_limit: list.scan_limit, ..Bounds::default() };
+    let (selected, report) = selection::read(&connection.client, &args.queue, &filter, bounds).await?;
+    if report.truncated {
+        eprintln!("stopped after visiting {} dead letters (--scan-limit): more may be left", report.seen);
+    }
+    let letters: Vec<DeadLetter> = selected.into_iter().map(|(_, letter)| letter).collect();
+    if let Some(path) = &list.save {
+        let file = selection::SelectionFile {
+            dead_letter_queue: crate::walk::dead_letter_queue(&args.queue),
+            listed_at: OffsetDateTime::now_utc(),
+            filter: list.filter.clone(),
+            messages: letters.iter().map(selection::Identity::of).collect(),
+        };
+        file.write(path)?;
+        eprintln!("selection of {} saved to {}", letters.len(), path.display());
+    }
     match list.group_by {
         None => {
             let rows = letters.iter().map(row).collect();
