@@ -23,7 +23,7 @@ Examples:
   cmkctl validate --settings local.settings.json onboarding.json
   cmkctl --namespace isv-cmk enqueue --settings local.settings.json onboarding.json
   # Follow the events
-  cmkctl --namespace isv-cmk events tail --subscription all
+  cmkctl --namespace isv-cmk events tail
 
 Authentication: Entra ID by default (Azure CLI login, then managed identity, then workload identity; --auth picks
 one), or a SAS connection string (--connection-string or CMK_SERVICEBUS_CONNECTION_STRING).
@@ -295,8 +295,8 @@ pub enum EventsCommand {
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// The subscription to receive from.
-    #[arg(long, default_value = "all")]
+    /// The subscription to receive from (default: `ops`, which infra deploys for cmkctl).
+    #[arg(long, default_value = OPS_SUBSCRIPTION)]
     pub subscription: String,
     /// Stop after this many events.
     #[arg(long)]
@@ -305,6 +305,9 @@ pub struct TailArgs {
     #[arg(long)]
     pub idle_timeout: Option<u64>,
 }
+
+/// The events subscription infra deploys for `cmkctl` (`infra/modules/servicebus.bicep`; a test checks it exists).
+pub const OPS_SUBSCRIPTION: &str = "ops";
 
 /// RFC 3339, or an age (`90s`, `30m`, `6h`, `7d`) before now.
 pub fn parse_time(text: &str) -> Result<OffsetDateTime, String> {

@@ -278,12 +278,20 @@ mod tests {
 
     #[test]
     fn the_documented_test_vector_holds() {
-        // docs/integrating.md gives this example; producers can check their implementation against it.
+        // docs/integrating.md gives this example (computed with `sha256sum` over the canonical form); the docs test
+        // checks the docs quote the same id.
         let body = br#"{"schemaVersion":"1.0","onboardingId":"obd-2026-0001"}"#;
-        assert_eq!(content_hash(body), content_hash(br#"{"onboardingId": "obd-2026-0001", "schemaVersion": "1.0"}"#));
-        assert_eq!(
-            onboarding_message_id("obd-2026-0001", body),
-            format!("obd-2026-0001.{}", &content_hash(body)[..16])
-        );
+        assert_eq!(onboarding_message_id("obd-2026-0001", body), DOCUMENTED_EXAMPLE_ID);
+        let reformatted = b"{\n  \"onboardingId\": \"obd-2026-0001\",\n  \"schemaVersion\": \"1.0\"\n}";
+        assert_eq!(onboarding_message_id("obd-2026-0001", reformatted), DOCUMENTED_EXAMPLE_ID);
+    }
+
+    /// The example MessageId of docs/integrating.md.
+    pub const DOCUMENTED_EXAMPLE_ID: &str = "obd-2026-0001.989b45bc7ab92368";
+
+    #[test]
+    fn the_docs_quote_the_example_id() {
+        let docs = include_str!("../../docs/integrating.md");
+        assert!(docs.contains(DOCUMENTED_EXAMPLE_ID), "docs/integrating.md must show {DOCUMENTED_EXAMPLE_ID}");
     }
 }
