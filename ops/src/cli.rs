@@ -24,6 +24,8 @@ Examples:
   cmkctl --namespace isv-cmk enqueue --settings local.settings.json onboarding.json
   # Follow the events
   cmkctl --namespace isv-cmk events tail
+  # The ops console in your browser (loopback only; open the URL it prints)
+  cmkctl --namespace isv-cmk console --function-app https://isv-cmk.azurewebsites.net --function-key \"$MASTER_KEY\"
 
 Authentication: Entra ID by default (Azure CLI login, then managed identity, then workload identity; --auth picks
 one), or a SAS connection string (--connection-string or CMK_SERVICEBUS_CONNECTION_STRING).
@@ -104,6 +106,28 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// The ops console: a local web page (loopback only, your own credential) with the counts, the dead letters by
+    /// reason, one message with its diagnosis, replay and purge with progress, and the recent events.
+    Console(ConsoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Loopback address and port to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8377")]
+    pub listen: std::net::SocketAddr,
+    /// The events subscription the console follows (and consumes); `none` for no events panel.
+    #[arg(long, default_value = OPS_SUBSCRIPTION)]
+    pub events_subscription: String,
+    /// The Function App's base URL, for the diagnosis (default with --emulator: the emulated host).
+    #[arg(long, env = "CMK_FUNCTION_APP_URL")]
+    pub function_app: Option<Url>,
+    /// A key with admin level (the host master key) for the diagnosis; without it the console shows no diagnosis.
+    #[arg(long, env = "CMK_FUNCTION_KEY", hide_env_values = true)]
+    pub function_key: Option<String>,
+    /// The audit trail of the console's replays and purges (default: `audit.jsonl` in the state directory).
+    #[arg(long, env = "CMKCTL_AUDIT")]
+    pub audit: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -107,8 +107,8 @@ impl LockSet {
         let messages: Vec<ReceivedMessage> =
             std::mem::take(&mut *self.held()).into_values().filter(|h| !h.lost).map(|h| h.message).collect();
         let client = &self.client;
-        let results: Vec<Result<(), Error>> = futures::stream::iter(messages.iter())
-            .map(|message| client.abandon(message))
+        let results: Vec<Result<(), Error>> = futures::stream::iter(messages)
+            .map(|message| async move { client.abandon(&message).await })
             .buffer_unordered(SETTLE_CONCURRENCY)
             .collect()
             .await;

@@ -1,6 +1,7 @@
 //! One module per subcommand; this one routes a parsed command line to it.
 
 mod act;
+mod console;
 mod diagnose;
 mod enqueue;
 mod events;
@@ -22,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
         Command::Events { command: EventsCommand::Tail(tail) } => {
             events::tail(&connect(args)?, args, &tail, format).await
         }
+        Command::Console(console) => console::run(&connect(args)?, args, &console).await,
         Command::Dlq { command } => {
             let connection = connect(args)?;
             match command {
