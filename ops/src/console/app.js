@@ -225,7 +225,8 @@ async function refreshEvents() {
       cell(row, event.time.replace("T", " ").replace(/\..*|Z$/, ""));
       cell(row, event.type);
       cell(row, event.onboardingId);
-      cell(row, event.detail);
+      const detail = cell(row, event.detail.length > 110 ? `${event.detail.slice(0, 109)}…` : event.detail, "detail");
+      detail.title = event.detail;
     }
     if (answer.error) notice(`Events: ${answer.error}`);
   } catch (e) { notice(e.message); }
