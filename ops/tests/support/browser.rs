@@ -1,7 +1,7 @@
 //! Chromium and ChromeDriver from Debian's packages for the console's browser test: the system's
 //! (`apt-get install chromium chromium-driver`, which `.ci/run` does), or, without root, the same packages fetched
-//! with `apt-get download` and unpacked with `dpkg-deb -x` under `target/browser/` together with whichever of their
-//! dependencies the machine lacks. If neither works the test fails with the command to run; it never skips.
+//! with `apt-get download` and unpacked with `dpkg-deb -x` under `target/browser/` together with the dependencies
+//! `apt-get install --simulate` says the machine lacks. If neither works the test fails with the command to run; it never skips.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,17 +70,13 @@ fn unpacked(root: &Path) -> Option<Browser> {
 fn download(root: &Path) -> Result<(), String> {
     let debs = root.join("debs");
     std::fs::create_dir_all(&debs).map_err(|e| e.to_string())?;
-    let depends = run(Command::new("apt-cache")
-        .args(["depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks"])
-        .args(["--no-replaces", "--no-enhances"])
+    // What apt would install (alternatives resolved, installed packages left out); a simulation needs no root.
+    let simulated = run(Command::new("apt-get")
+        .args(["install", "--simulate", "--no-install-recommends", "-o", "Debug::NoLocking=1"])
         .args(PACKAGES))?;
     let mut wanted: Vec<String> = PACKAGES.iter().map(|p| (*p).to_owned()).collect();
-    for name in depends.lines().filter(|l| !l.starts_with(' ') && !l.starts_with('<')).map(str::trim) {
-        let installed = Command::new("dpkg-query")
-            .args(["-W", "-f=${Status}", name])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"));
-        if !installed && !wanted.iter().any(|w| w == name) {
+    for name in simulated.lines().filter_map(|l| l.strip_prefix("Inst ")).filter_map(|l| l.split_whitespace().next()) {
+        if !wanted.iter().any(|w| w == name) {
             wanted.push(name.to_owned());
         }
     }
