@@ -50,10 +50,11 @@ fn block<'a>(text: &'a str, start: &str) -> &'a str {
 fn settings(block: &str, names: &[&str]) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
     for line in block.lines().map(str::trim).filter(|l| !l.starts_with("//") && !l.starts_with('#')) {
-        if let Some((name, value)) = line.split_once(':') {
-            if names.contains(&name.trim()) && !found.contains_key(name.trim()) {
-                found.insert(name.trim().to_owned(), value.trim().trim_matches('\'').trim_matches('"').to_owned());
-            }
+        if let Some((name, value)) = line.split_once(':')
+            && names.contains(&name.trim())
+            && !found.contains_key(name.trim())
+        {
+            found.insert(name.trim().to_owned(), value.trim().trim_matches('\'').trim_matches('"').to_owned());
         }
     }
     found

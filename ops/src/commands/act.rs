@@ -43,10 +43,11 @@ pub async fn run(
     let filter = Filter::new(filter_args.clone());
     // Interrupted runs are reported before anything else happens.
     let audit = if options.dry_run { None } else { Some(open_audit(options)?) };
-    if let (Action::Purge { archive }, Some(audit)) = (&mut action, &audit) {
-        if archive.is_none() && archive_by_default {
-            *archive = Some(default_archive(audit));
-        }
+    if let (Action::Purge { archive }, Some(audit)) = (&mut action, &audit)
+        && archive.is_none()
+        && archive_by_default
+    {
+        *archive = Some(default_archive(audit));
     }
 
     let bounds = Bounds { limit: options.limit, scan_limit: options.scan_limit };

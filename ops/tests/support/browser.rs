@@ -83,10 +83,10 @@ fn download(root: &Path) -> Result<(), String> {
     // Each package on its own: a virtual or unavailable name must not stop the rest.
     for name in &wanted {
         let fetched = run(Command::new("apt-get").arg("download").arg(name).current_dir(&debs));
-        if let Err(error) = fetched {
-            if PACKAGES.contains(&name.as_str()) {
-                return Err(format!("apt-get download {name}: {error}"));
-            }
+        if let Err(error) = fetched
+            && PACKAGES.contains(&name.as_str())
+        {
+            return Err(format!("apt-get download {name}: {error}"));
         }
     }
     let files = root.join("files");
