@@ -112,8 +112,10 @@ async fn the_console_in_a_real_browser_groups_inspects_and_replays() {
     bed.wait_until("four dead letters", |bed| bed.dead_letters().len() == 4 && bed.queue().is_empty()).await;
 
     let (master_key, _) = bed.host().keys();
+    // `--function-key=KEY`: a random key may begin with `-`.
+    let key = format!("--function-key={master_key}");
     let mut console = bed
-        .cmkctl(&["console", "--listen", "127.0.0.1:0", "--events-subscription", "all", "--function-key", &master_key])
+        .cmkctl(&["console", "--listen", "127.0.0.1:0", "--events-subscription", "all", &key])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
