@@ -26,16 +26,23 @@ pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: Ou
     let Some((onboarding, body)) = checked(&args.message, format)? else { return Ok(Exit::Rejected) };
     let client = connect(connection)?.client;
     let message_id = args.message_id.clone().unwrap_or_else(|| onboarding.onboarding_id.clone());
+    // One session per storage account serialises its onboardings; any other SessionId is dead-lettered.
+    let session_id = onboarding.storage_account.session_id();
+    if let Some(given) = args.session_id.as_ref().filter(|given| **given != session_id) {
+        return Err(format!(
+            "--session-id {given:?} is not the storage account's session {session_id:?}; the handler would dead-letter it"
+        ));
+    }
     let message = OutgoingMessage {
         body,
         content_type: Some("application/json".to_owned()),
         message_id: Some(message_id.clone()),
         correlation_id: Some(args.correlation_id.clone().unwrap_or_else(|| onboarding.onboarding_id.clone())),
-        session_id: args.session_id.clone(),
+        session_id: Some(session_id.clone()),
         ..OutgoingMessage::default()
     };
     client.send(&connection.queue, &message).await.map_err(|e| e.to_string())?;
-    let sent = json!({ "sent": true, "queue": connection.queue, "messageId": message_id, "onboardingId": onboarding.onboarding_id });
+    let sent = json!({ "sent": true, "queue": connection.queue, "messageId": message_id, "sessionId": session_id, "onboardingId": onboarding.onboarding_id });
     report(format, sent, &format!("sent {} as message {message_id} to {}", onboarding.onboarding_id, connection.queue));
     Ok(Exit::Ok)
 }
