@@ -47,7 +47,8 @@ resource onboardingQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-prev
   parent: namespace
   name: onboardingQueueName
   properties: {
-    // The longest lock Service Bus allows; the host renews it up to maxAutoLockRenewalDuration (host.json, 10 min).
+    // The longest lock Service Bus allows. With sessions it is the session lock: the host renews it from the moment
+    // it accepts a session, up to maxAutoLockRenewalDuration (host.json, 30 min).
     lockDuration: 'PT5M'
     // A marked dead-letter copy fails fast on every delivery, so 10 deliveries cost milliseconds (ARCHITECTURE.md,
     // decision 1); a transient host failure still gets 10 tries.
@@ -59,7 +60,9 @@ resource onboardingQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-prev
     // Retry and dead-letter copies carry deterministic MessageIds: a re-sent copy within a day is dropped.
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: 'P1D'
-    requiresSession: false
+    // One session per storage account (SessionId = the account name): the trigger (isSessionsEnabled) runs one
+    // onboarding per account at a time (ARCHITECTURE.md, decision 13). Cannot be changed on an existing queue.
+    requiresSession: true
     enablePartitioning: false
   }
 }
