@@ -98,6 +98,18 @@ async fn a_valid_message_from_stdin_is_sent_and_completes() {
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let sent = stdout_json(&output);
     assert_eq!(sent["messageId"], "obd-enqueued", "the onboarding id is the default MessageId");
+    assert_eq!(sent["sessionId"], "contosodata", "the storage account's name is the SessionId");
     bed.wait_until("the enqueued onboarding completes", |bed| !bed.events_of("completed").is_empty()).await;
     assert_eq!(bed.events_of("completed")[0]["data"]["onboardingId"], "obd-enqueued");
+
+    // Another session would be dead-lettered by the handler: enqueue refuses it and sends nothing.
+    let file = bed.dir.path().join("contoso.json");
+    std::fs::write(&file, contoso("obd-other-session")).unwrap();
+    let args = ["enqueue", "--settings", settings.to_str().unwrap(), "--session-id", "fabrikamdata"];
+    let before = bed.emulator.shared().log.list(None).last().map_or(0, |r| r.seq);
+    let refused = bed.run(&[&args[..], &[file.to_str().unwrap()]].concat()).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("\"contosodata\""));
+    let log = bed.emulator.shared().log.list(None);
+    assert!(!log.iter().any(|r| r.seq > before && r.path.ends_with("/onboarding/messages")), "nothing sent");
 }
