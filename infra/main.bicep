@@ -41,7 +41,7 @@ param ficMode string = 'verify'
 @description('Legacy preview step: register Microsoft.Storage/FederatedClientIdentity in the storage subscriptions. Also grants the role it needs.')
 param registerPreviewFeature bool = false
 
-@description('Service Bus tier. Standard is enough: topics, duplicate detection and scheduled messages are all Standard features.')
+@description('Service Bus tier. Standard is enough: topics, sessions, duplicate detection and scheduled messages are all Standard features (Basic has none of them).')
 @allowed([
   'Standard'
   'Premium'

@@ -118,6 +118,36 @@ async fn main() {
         println!("    {call:<60} {:.2}", count as f64 / onboardings as f64);
     }
 
+    // Sessions (ARCHITECTURE.md, decision 13): 16 onboardings sent together, for 16 accounts (run side by side, one
+    // session each) and for one account (run one after the other in its session). Both on accounts already
+    // configured, so every onboarding does the same work: key checks and a read, no PATCH.
+    let burst = 16;
+    for (name, account) in [("16 accounts", None), ("1 account", Some(0))] {
+        // Start with every pump free: sessions held idle from the previous phase would delay the first accounts.
+        bed.wait_until("no session held", |bed| {
+            let state = bed.emulator.shared().bus.snapshot();
+            let queue = &state["namespaces"][cmk_testbed::NAMESPACE]["queues"][cmk_testbed::QUEUE];
+            queue["lockedSessions"].as_array().is_some_and(Vec::is_empty)
+        })
+        .await;
+        let done = bed.events_of("completed").len();
+        let started = Instant::now();
+        for i in 0..burst {
+            let body = onboarding(
+                &format!("obd-burst-{}-{i}", account.map_or("many", |_| "one")),
+                "22222222-2222-2222-2222-222222222222",
+                &bench_account(account.unwrap_or(i)),
+                "https://contoso-kv.vault.azure.net/",
+                "cmk",
+            );
+            bed.send(&body, &format!("msg-burst-{}-{i}", account.map_or("many", |_| "one")));
+        }
+        bed.wait_until("the burst completed", |bed| bed.events_of("completed").len() == done + burst).await;
+        let elapsed = started.elapsed();
+        println!("{burst} onboardings sent together, {name:<12} {elapsed:>9.2?} ({:.2?} each)", elapsed / burst as u32);
+        bed.wait_queue_idle().await;
+    }
+
     // Per-invocation overhead: the host protocol alone (decode, route, answer), on a marked dead-letter copy that
     // the handler fails without any Azure call.
     let port = bed.host().status()["port"].as_u64().expect("handler port") as u16;

@@ -357,3 +357,32 @@ fn scanner_ignores_braces_in_strings_and_comments() {
     assert_eq!(blocks[0].condition.as_deref(), Some("x"));
     assert!(blocks[0].body.ends_with("{ b: 1 }\n}"));
 }
+
+/// The trigger and the queue agree on sessions (ARCHITECTURE.md, decision 13): the queue requires them, the trigger
+/// enables them, and the host keeps a session lock at least as long as one invocation may run.
+#[test]
+fn the_onboarding_queue_requires_sessions_and_the_trigger_uses_them() {
+    let bicep = read_infra("modules/servicebus.bicep");
+    let queues = resource_blocks("modules/servicebus.bicep", &bicep, "Microsoft.ServiceBus/namespaces/queues");
+    assert_eq!(queues.len(), 1);
+    assert_eq!(property(&queues[0].body, "requiresSession"), Some("true"), "{}", queues[0].body);
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let json = |path: &str| -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(repo.join(path)).unwrap()).unwrap()
+    };
+    let function = json("function-definitions/ProcessOnboarding/function.json");
+    assert_eq!(function["bindings"][0]["isSessionsEnabled"], true, "{function:#}");
+
+    let host = json("host.json");
+    let seconds = |text: &serde_json::Value| -> u64 {
+        let parts: Vec<u64> = text.as_str().unwrap().split(':').map(|p| p.parse().unwrap()).collect();
+        parts[0] * 3600 + parts[1] * 60 + parts[2]
+    };
+    let service_bus = &host["extensions"]["serviceBus"];
+    let renewal = seconds(&service_bus["maxAutoLockRenewalDuration"]);
+    assert!(renewal >= seconds(&host["functionTimeout"]), "the session lock outlives an invocation: {service_bus}");
+    assert!(service_bus["maxConcurrentSessions"].as_u64().is_some_and(|n| n >= 1), "{service_bus}");
+    assert!(service_bus.get("sessionIdleTimeout").is_some(), "an idle session must not hold its slot a minute");
+    assert!(service_bus.get("maxConcurrentCalls").is_none(), "ignored with sessions; it would only mislead");
+}

@@ -47,9 +47,10 @@ resource onboardingQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-prev
   parent: namespace
   name: onboardingQueueName
   properties: {
-    // Service Bus' default. The host renews the lock of a running invocation (maxAutoLockRenewalDuration in host.json,
-    // 10 min), so a longer lock buys nothing while it is held; it only delays redelivery after a worker dies, and keeps
-    // dead letters a killed `cmkctl` run had locked out of reach longer. Figures: docs/integrating.md (a test compares).
+    // Service Bus' default. With sessions it is the session lock: the host renews it from the moment it accepts a
+    // session, up to maxAutoLockRenewalDuration (host.json), so a longer lock buys nothing while it is held; it only
+    // delays the next instance taking an account's session after a worker dies, and keeps dead letters a killed
+    // `cmkctl` run had locked out of reach longer. Figures: docs/integrating.md (a test compares).
     lockDuration: 'PT1M'
     // A marked dead-letter copy fails fast on every delivery, so 10 deliveries cost milliseconds (ARCHITECTURE.md,
     // decision 1); a transient host failure still gets 10 tries.
@@ -63,7 +64,9 @@ resource onboardingQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-prev
     // each) and an interrupted replay re-run hours later; a correction has a new MessageId, so it is never dropped.
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: 'P1D'
-    requiresSession: false
+    // One session per storage account (SessionId = the account name): the trigger (isSessionsEnabled) runs one
+    // onboarding per account at a time (ARCHITECTURE.md, decision 13). Cannot be changed on an existing queue.
+    requiresSession: true
     enablePartitioning: false
   }
 }

@@ -33,10 +33,14 @@ async fn main() {
     for i in 0..count {
         let mut message = NewMessage::new(format!(r#"{{"schemaVersion":"1.0","onboardingId":"obd-{i:05}"}}"#));
         message.message_id = Some(format!("msg-{i:05}"));
+        message.session_id = Some(format!("bench{i:05}"));
         message.application_properties.insert("cmk-dead-letter-reason".into(), "KeyDisabled".into());
         bus.send(NAMESPACE, QUEUE, message).unwrap();
-        let delivered = bus.receive(NAMESPACE, QUEUE, Duration::from_secs(1)).await.unwrap().unwrap();
+        let session = bus.accept_next_session(NAMESPACE, QUEUE, Duration::from_secs(1)).await.unwrap().unwrap();
+        let delivered =
+            bus.receive_from_session(NAMESPACE, QUEUE, session.token, Duration::from_secs(1)).await.unwrap().unwrap();
         bus.dead_letter(NAMESPACE, QUEUE, delivered.lock_token, "MaxDeliveryCountExceeded", "bench").unwrap();
+        bus.release_session(NAMESPACE, QUEUE, session.token).unwrap();
     }
     eprintln!("seeded {count} dead letters in {:.2?}", started.elapsed());
 

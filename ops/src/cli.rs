@@ -302,7 +302,7 @@ pub struct EnqueueArgs {
     /// CorrelationId (default: the onboarding id).
     #[arg(long)]
     pub correlation_id: Option<String>,
-    /// SessionId, for a session-enabled queue.
+    /// SessionId (default, and the only value accepted: the storage account's name, lowercase).
     #[arg(long)]
     pub session_id: Option<String>,
     /// The send journal that tells a send Service Bus would drop as a duplicate. Default: `sent.jsonl` in the state

@@ -166,12 +166,20 @@ pub fn replay_message(
         message_id: Some(replay_message_id(dead_letter_queue, message)),
         correlation_id: broker.correlation_id.clone(),
         label: broker.label.clone(),
-        session_id: broker.session_id.clone(),
+        // The session queue refuses a message without one; a dead letter from before sessions gets its account's.
+        session_id: broker.session_id.clone().or_else(|| session_of_body(&message.body)),
         application_properties: properties,
         // Counters reset: a new message starts at DeliveryCount 0, and without `cmk-attempt`/`cmk-first-attempt-at`
         // the handler counts attempts and its deadline afresh.
         ..OutgoingMessage::default()
     }
+}
+
+/// The SessionId of the account the body names (`None` when it names none validly).
+fn session_of_body(body: &[u8]) -> Option<String> {
+    let body: Value = serde_json::from_slice(body).ok()?;
+    let id = body.pointer("/storageAccount/resourceId")?.as_str()?;
+    cmk_handler::contract::parse_storage_account_id(id).ok().map(|account| account.session_id())
 }
 
 /// The handler's `cmk-*` marks, an earlier replay's marks, the broker's dead-letter marks, and `$`-reserved names.
@@ -216,6 +224,25 @@ mod tests {
             application_properties: properties,
             lock_location: None,
         }
+    }
+
+    #[test]
+    fn replay_keeps_the_session_or_derives_it_from_the_account() {
+        let now = datetime!(2026-11-29 12:00 UTC);
+        let mut letter = dead_letter();
+        letter.broker_properties.session_id = Some("contosodata".into());
+        assert_eq!(
+            replay_message("q/$DeadLetterQueue", &letter, "alice", now).session_id.as_deref(),
+            Some("contosodata")
+        );
+        letter.broker_properties.session_id = None;
+        letter.body = br#"{"storageAccount":{"resourceId":"/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/fabrikamdata"}}"#.to_vec();
+        assert_eq!(
+            replay_message("q/$DeadLetterQueue", &letter, "alice", now).session_id.as_deref(),
+            Some("fabrikamdata")
+        );
+        letter.body = b"{ broken".to_vec();
+        assert_eq!(replay_message("q/$DeadLetterQueue", &letter, "alice", now).session_id, None);
     }
 
     #[test]

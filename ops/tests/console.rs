@@ -91,6 +91,7 @@ fn past_deadline(id: &str) -> NewMessage {
     let mut message = NewMessage::new(fabrikam(id));
     message.message_id = Some(format!("producer-{id}"));
     message.content_type = Some("application/json".into());
+    message.session_id = Some("fabrikamdata".into());
     let eight_days_ago = time::OffsetDateTime::now_utc() - time::Duration::days(8);
     let first = eight_days_ago.format(&time::format_description::well_known::Rfc3339).unwrap();
     message.application_properties.insert("cmk-attempt".into(), Value::from(40));

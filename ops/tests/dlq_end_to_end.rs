@@ -21,6 +21,7 @@ async fn dead_lettered_onboarding_is_listed_diagnosed_fixed_and_replayed_to_comp
     message.message_id = Some("msg-fabrikam".into());
     message.correlation_id = Some("corr-fabrikam".into());
     message.content_type = Some("application/json".into());
+    message.session_id = support::session_of(&message.body);
     let eight_days_ago = time::OffsetDateTime::now_utc() - time::Duration::days(8);
     let first_attempt = eight_days_ago.format(&time::format_description::well_known::Rfc3339).unwrap();
     message.application_properties.insert("cmk-attempt".into(), Value::from(40));

@@ -99,8 +99,20 @@ async fn a_valid_message_from_stdin_is_sent_and_completes() {
     let sent = stdout_json(&output);
     let message_id = sent["messageId"].as_str().unwrap();
     assert!(message_id.starts_with("obd-enqueued."), "onboarding id and content hash: {message_id}");
+    assert_eq!(sent["sessionId"], "contosodata", "the storage account's name is the SessionId");
     bed.wait_until("the enqueued onboarding completes", |bed| !bed.events_of("completed").is_empty()).await;
     assert_eq!(bed.events_of("completed")[0]["data"]["onboardingId"], "obd-enqueued");
+
+    // Another session would be dead-lettered by the handler: enqueue refuses it and sends nothing.
+    let file = bed.dir.path().join("contoso.json");
+    std::fs::write(&file, contoso("obd-other-session")).unwrap();
+    let args = ["enqueue", "--settings", settings.to_str().unwrap(), "--session-id", "fabrikamdata"];
+    let before = bed.emulator.shared().log.list(None).last().map_or(0, |r| r.seq);
+    let refused = bed.run(&[&args[..], &[file.to_str().unwrap()]].concat()).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("\"contosodata\""));
+    let log = bed.emulator.shared().log.list(None);
+    assert!(!log.iter().any(|r| r.seq > before && r.path.ends_with("/onboarding/messages")), "nothing sent");
 }
 
 /// Found by an operator: a corrected message (same onboarding id, new content) was dropped by the queue's duplicate

@@ -72,6 +72,8 @@ pub async fn run(root: &Path, handler_binary: &Path, work_dir: &Path) -> Result<
         let mut message = NewMessage::new(body);
         message.message_id = Some(format!("demo-{file}"));
         message.content_type = Some("application/json".into());
+        // The queue requires sessions: one per storage account, as producers set it (docs/integrating.md).
+        message.session_id = cmk_testbed::session_of(&message.body);
         bus.send(NAMESPACE, QUEUE, message).map_err(|e| format!("enqueue {file}: {e:?}"))?;
         println!("enqueued {file}: {what}");
     }

@@ -6,12 +6,14 @@
 
 mod grammar;
 mod message;
+mod session;
 mod validate;
 
 pub use grammar::{
     StorageAccountId, VaultUri, is_resource_group_name, normalize_guid, parse_storage_account_id, parse_vault_uri,
 };
 pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
+pub use session::{DeliveredSessionId, check_session};
 pub use validate::{KeyRef, ValidatedOnboarding, ValidationPolicy, parse_and_validate};
 
 pub use crate::config::{AllowedScope, IsvIdentity};
@@ -49,4 +51,8 @@ pub mod codes {
     pub const INVALID_ISV_IDENTITY: &str = "InvalidIsvIdentity";
     pub const STORAGE_ACCOUNT_NOT_ALLOWED: &str = "StorageAccountNotAllowed";
     pub const UNKNOWN_ISV_IDENTITY: &str = "UnknownIsvIdentity";
+    /// The delivery's SessionId is not its storage account's (`contract::check_session`).
+    pub const SESSION_ID_MISMATCH: &str = "SessionIdMismatch";
+    pub const SESSION_ID_MISSING: &str = "SessionIdMissing";
+    pub const SESSION_ID_UNVERIFIABLE: &str = "SessionIdUnverifiable";
 }

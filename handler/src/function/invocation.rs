@@ -21,6 +21,11 @@ pub struct IncomingMessage {
     pub content_type: Option<String>,
     pub delivery_count: u32,
     pub sequence_number: Option<i64>,
+    /// `SessionId` (session-enabled trigger), double-encoded in Metadata like every string.
+    pub session_id: Option<String>,
+    /// The string trigger encoding copied a top-level body member named `SessionId` (any case) over the broker's
+    /// value (reference §1.5), so `session_id` is the body's, not the broker's.
+    pub session_id_shadowed_by_body: bool,
     /// Service Bus application properties, as the host passes them (a real JSON object).
     pub application_properties: BTreeMap<String, Value>,
 }
@@ -39,8 +44,11 @@ pub fn decode(payload: &[u8], binding: &str) -> Result<IncomingMessage, DecodeEr
     let data = field(root, "Data").and_then(Value::as_object).ok_or_else(|| DecodeError("no Data object".into()))?;
     let metadata = field(root, "Metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     let trigger = field(data, binding).ok_or_else(|| DecodeError(format!("Data has no {binding:?} entry")))?;
+    let (body, string_form) = trigger_body(trigger)?;
     Ok(IncomingMessage {
-        body: trigger_body(trigger)?,
+        session_id_shadowed_by_body: string_form && body_member_shadows(&body, "SessionId"),
+        session_id: meta_string(&metadata, "SessionId"),
+        body,
         message_id: meta_string(&metadata, "MessageId"),
         correlation_id: meta_string(&metadata, "CorrelationId"),
         content_type: meta_string(&metadata, "ContentType"),
@@ -57,8 +65,9 @@ fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
-/// The message body from the trigger value, whichever encoding the host used.
-fn trigger_body(value: &Value) -> Result<Vec<u8>, DecodeError> {
+/// The message body from the trigger value, whichever encoding the host used, and whether it was a string form
+/// (whose body members the host also copies into `Metadata`).
+fn trigger_body(value: &Value) -> Result<(Vec<u8>, bool), DecodeError> {
     match value {
         Value::String(text) => {
             let trimmed = text.trim_start();
@@ -66,21 +75,32 @@ fn trigger_body(value: &Value) -> Result<Vec<u8>, DecodeError> {
                 // Default dataType: the body text, JSON-encoded once more.
                 let inner: String = serde_json::from_str(text)
                     .map_err(|e| DecodeError(format!("double-encoded trigger value is not a JSON string: {e}")))?;
-                Ok(inner.into_bytes())
+                Ok((inner.into_bytes(), true))
             } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
                 // The documentation's single-encoded form.
-                Ok(text.as_bytes().to_vec())
+                Ok((text.as_bytes().to_vec(), true))
             } else {
                 // dataType binary: base64 of the exact bytes.
-                base64::engine::general_purpose::STANDARD
+                let bytes = base64::engine::general_purpose::STANDARD
                     .decode(text.trim())
-                    .map_err(|e| DecodeError(format!("binary trigger value is not base64: {e}")))
+                    .map_err(|e| DecodeError(format!("binary trigger value is not base64: {e}")))?;
+                Ok((bytes, false))
             }
         }
         // Some hosts hand a JSON body over as an object; keep it as JSON text.
-        Value::Object(_) | Value::Array(_) => Ok(value.to_string().into_bytes()),
+        Value::Object(_) | Value::Array(_) => Ok((value.to_string().into_bytes(), true)),
         other => Err(DecodeError(format!("unexpected trigger value of type {}", json_type(other)))),
     }
+}
+
+/// Whether the host's `ApplyBindingData` would overwrite Metadata `name` with a top-level body member: one of that
+/// name in any case whose value is neither an array nor null (reference §1.5).
+fn body_member_shadows(body: &[u8], name: &str) -> bool {
+    serde_json::from_slice::<Map<String, Value>>(body).is_ok_and(|members| {
+        members
+            .iter()
+            .any(|(key, value)| key.eq_ignore_ascii_case(name) && !matches!(value, Value::Array(_) | Value::Null))
+    })
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -172,6 +192,18 @@ mod tests {
         let msg = decode(payload, "m").unwrap();
         assert_eq!(msg.body, br#"{ "a": 1 }"#.to_vec());
         assert_eq!(msg.delivery_count, 1);
+    }
+
+    #[test]
+    fn session_id_is_decoded_and_a_body_member_of_that_name_is_noticed_in_the_string_form() {
+        let binary = br#"{"Data":{"m":"eyJzZXNzaW9uSWQiOiJ4In0="},"Metadata":{"SessionId":"\"contosodata\""}}"#;
+        let msg = decode(binary, "m").unwrap();
+        assert_eq!((msg.session_id.as_deref(), msg.session_id_shadowed_by_body), (Some("contosodata"), false));
+        let string = br#"{"Data":{"m":"\"{\\\"sessionid\\\":\\\"x\\\"}\""},"Metadata":{"SessionId":"\"x\""}}"#;
+        assert!(decode(string, "m").unwrap().session_id_shadowed_by_body);
+        let harmless = br#"{"Data":{"m":"\"{\\\"sessionId\\\":null}\""},"Metadata":{"SessionId":"\"s\""}}"#;
+        assert!(!decode(harmless, "m").unwrap().session_id_shadowed_by_body);
+        assert_eq!(decode(br#"{"Data":{"m":"AA=="},"Metadata":{}}"#, "m").unwrap().session_id, None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::azure::credentials::CustomerIdentity;
 use crate::azure::{AzureClients, ClientConfig, RetryOptions};
 use crate::config::{FicMode, IsvIdentity, Settings};
-use crate::contract::{ValidatedOnboarding, ValidationPolicy, parse_and_validate};
+use crate::contract::{DeliveredSessionId, ValidatedOnboarding, ValidationPolicy, check_session, parse_and_validate};
 use crate::decide::RetryPolicy;
 use crate::error::Error;
 use crate::function::invocation::IncomingMessage;
@@ -103,9 +103,21 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
         }
     };
     tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
+    if let Err(outside) = check_session(delivered_session(message), &validated.storage_account) {
+        tracing::warn!(code = outside.code, "onboarding outside its account's session: {outside}");
+        return settle::after_failure(app, message, Some(&validated), Error::Invalid(outside), &attempt).await;
+    }
     match run_steps(app, &validated).await {
         Ok((chain, applied)) => settle::after_success(app, message, &validated, &chain, &applied, &attempt).await,
         Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt).await,
+    }
+}
+
+fn delivered_session(message: &IncomingMessage) -> DeliveredSessionId<'_> {
+    match (&message.session_id, message.session_id_shadowed_by_body) {
+        (_, true) => DeliveredSessionId::ShadowedByBody,
+        (Some(id), false) => DeliveredSessionId::Present(id),
+        (None, false) => DeliveredSessionId::Absent,
     }
 }
 

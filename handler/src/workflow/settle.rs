@@ -242,6 +242,9 @@ async fn send_copy(
         content_type: message.content_type.clone(),
         message_id: Some(uuid::Uuid::new_v5(&COPY_ID_NAMESPACE, format!("{delivered}\n{kind}").as_bytes()).to_string()),
         correlation_id: message.correlation_id.clone(),
+        // The copy stays in the delivered message's session: a retry stays serialised with its account, and a
+        // session-enabled queue refuses a message without one.
+        session_id: message.session_id.clone(),
         scheduled_enqueue_time: at,
         application_properties: properties,
         ..OutgoingMessage::default()

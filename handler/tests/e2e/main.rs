@@ -9,6 +9,7 @@ mod identity_sets;
 mod poison;
 mod samples;
 mod secrets;
+mod sessions;
 mod string_datatype;
 mod testbed;
 mod tracing;

@@ -10,6 +10,7 @@ async fn traced(property: &str) {
     let bed = crate::testbed::start().await;
     let mut message = NewMessage::new(contoso("obd-traced"));
     message.message_id = Some("msg-traced".into());
+    message.session_id = crate::testbed::session_of(&message.body);
     message.application_properties.insert(property.into(), format!("00-{TRACE_ID}-b7ad6b7169203331-01").into());
     bed.send_message(message);
     bed.wait_until("completed", |bed| !bed.events_of("completed").is_empty()).await;
@@ -58,6 +59,7 @@ async fn spans_are_exported_over_otlp_with_the_message_trace_id() {
     .await;
     let mut message = NewMessage::new(contoso("obd-otlp"));
     message.message_id = Some("msg-otlp".into());
+    message.session_id = crate::testbed::session_of(&message.body);
     message.application_properties.insert("traceparent".into(), format!("00-{TRACE_ID}-b7ad6b7169203331-01").into());
     bed.send_message(message);
     bed.wait_until("completed", |bed| !bed.events_of("completed").is_empty()).await;

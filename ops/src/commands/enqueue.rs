@@ -27,13 +27,20 @@ pub fn validate(args: &ValidateArgs, format: OutputFormat) -> Result<Exit, Strin
 
 pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: OutputFormat) -> Result<Exit, String> {
     let Some((onboarding, body)) = checked(&args.message, format)? else { return Ok(Exit::Rejected) };
+    // One session per storage account serialises its onboardings; any other SessionId is dead-lettered.
+    let session_id = onboarding.storage_account.session_id();
+    if let Some(given) = args.session_id.as_ref().filter(|given| **given != session_id) {
+        return Err(format!(
+            "--session-id {given:?} is not the storage account's session {session_id:?}; the handler would dead-letter it"
+        ));
+    }
     let connected = connect(connection)?;
     let message = onboarding_message(&Onboarding {
         body,
         onboarding_id: onboarding.onboarding_id.clone(),
         message_id: args.message_id.clone(),
         correlation_id: args.correlation_id.clone(),
-        session_id: args.session_id.clone(),
+        session_id: Some(session_id.clone()),
     });
     let message_id = message.message_id.clone().unwrap_or_default();
     let now = OffsetDateTime::now_utc();
@@ -69,7 +76,8 @@ pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: Ou
     }
     connected.client.send(&connection.queue, &message).await.map_err(|e| e.to_string())?;
     journal.record(&sent)?;
-    let value = json!({ "sent": true, "queue": connection.queue, "messageId": message_id, "onboardingId": onboarding.onboarding_id });
+    let value = json!({ "sent": true, "queue": connection.queue, "messageId": message_id, "sessionId": session_id,
+        "onboardingId": onboarding.onboarding_id });
     report(
         format,
         value,

@@ -72,11 +72,16 @@ impl OpsBed for TestBed {
         ] {
             message.application_properties.insert(name.to_owned(), value);
         }
+        message.session_id = Some(session_of(body).unwrap_or_else(|| format!("no-account-{message_id}")));
         bus.send(NAMESPACE, QUEUE, message).expect("send");
+        // The queue requires sessions: take the message through its session, as the trigger does.
+        let wait = Duration::from_secs(5);
+        let session = bus.accept_next_session(NAMESPACE, QUEUE, wait).await.expect("accept").expect("a session");
         let delivered =
-            bus.receive(NAMESPACE, QUEUE, Duration::from_secs(5)).await.expect("receive").expect("a message");
+            bus.receive_from_session(NAMESPACE, QUEUE, session.token, wait).await.expect("receive").expect("a message");
         bus.dead_letter(NAMESPACE, QUEUE, delivered.lock_token, "MaxDeliveryCountExceeded", "seeded")
             .expect("dead-letter");
+        bus.release_session(NAMESPACE, QUEUE, session.token).expect("close the session");
     }
 
     fn cmkctl(&self, args: &[&str]) -> tokio::process::Command {

@@ -333,6 +333,9 @@ pub struct Queue {
     /// Maximum message size in KiB (256 on Standard).
     #[serde(default = "default_max_size")]
     pub max_message_size_in_kilobytes: u32,
+    /// `requiresSession`: messages need a SessionId and are received through session locks.
+    #[serde(default)]
+    pub requires_session: bool,
 }
 
 fn default_lock() -> String {
@@ -377,6 +380,9 @@ pub struct TopicSubscription {
     pub max_delivery_count: u32,
     #[serde(default)]
     pub dead_lettering_on_message_expiration: bool,
+    /// `requiresSession`, as on a queue.
+    #[serde(default)]
+    pub requires_session: bool,
     /// Rules; none means the `$Default` rule `1=1` (everything).
     #[serde(default)]
     pub rules: Vec<Rule>,

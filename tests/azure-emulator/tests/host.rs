@@ -17,6 +17,8 @@ const TOPIC: &str = "onboarding-events";
 const BODY: &str =
     r#"{"onboardingId":"obd-7f3c","tenantId":"contoso","subscriptionId":"00000000-0000-0000-0000-000000000000"}"#;
 const WAIT: Duration = Duration::from_secs(30);
+/// A session-enabled queue.
+const SESSIONS: &str = "sessions";
 
 /// A throw-away function app folder.
 struct App {
@@ -110,7 +112,8 @@ fn scenario() -> Scenario {
             "tenantId": "11111111-1111-1111-1111-111111111111",
             "queues": [
                 { "name": QUEUE, "lockDuration": "PT5S", "maxDeliveryCount": 3 },
-                { "name": "slow", "lockDuration": "PT1S", "maxDeliveryCount": 3 }
+                { "name": "slow", "lockDuration": "PT1S", "maxDeliveryCount": 3 },
+                { "name": SESSIONS, "lockDuration": "PT1S", "maxDeliveryCount": 3, "requiresSession": true }
             ],
             "topics": [{ "name": TOPIC, "subscriptions": [{ "name": "all" }] }]
         }]
@@ -797,4 +800,129 @@ async fn a_handler_that_never_listens_fails_the_start() {
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("the host started although the handler never listens"),
     }
+}
+
+fn session_app(service_bus: Value) -> App {
+    let mut trigger = sb_trigger(true);
+    trigger["queueName"] = json!(SESSIONS);
+    trigger["isSessionsEnabled"] = json!(true);
+    App::new(host_json(json!({ "extensions": { "serviceBus": service_bus } })))
+        .function("ProcessOnboarding", json!({ "bindings": [trigger] }))
+}
+
+fn send_in_session(emulator: &Emulator, session: &str, id: &str) {
+    let mut message = NewMessage::new(BODY.as_bytes().to_vec());
+    message.message_id = Some(id.to_owned());
+    message.session_id = Some(session.to_owned());
+    emulator.shared().bus.send(NS, SESSIONS, message).expect("send to the session queue");
+}
+
+/// One recorded invocation: when it arrived, its message, session and delivery count as the metadata says, and how
+/// many invocations the handler was running then.
+#[derive(Debug)]
+struct Invocation {
+    at_ns: u128,
+    message_id: String,
+    session_id: String,
+    delivery_count: String,
+    in_flight: usize,
+}
+
+fn invocations(app: &App) -> Vec<Invocation> {
+    let times = received_at(app, "ProcessOnboarding");
+    let bodies = app.bodies("ProcessOnboarding");
+    let headers = app.headers("ProcessOnboarding");
+    assert_eq!((times.len(), bodies.len()), (headers.len(), headers.len()));
+    let text = |metadata: &Value, key: &str| serde_json::from_str::<String>(metadata[key].as_str().unwrap()).unwrap();
+    times
+        .into_iter()
+        .zip(bodies)
+        .zip(headers)
+        .map(|((at_ns, body), head)| {
+            let body: Value = serde_json::from_str(&body).unwrap();
+            let metadata = &body["Metadata"];
+            // SessionId is double-encoded like every string the host passes (reference §1.4).
+            assert!(metadata["SessionId"].as_str().unwrap().starts_with('"'), "{metadata}");
+            Invocation {
+                at_ns,
+                message_id: text(metadata, "MessageId"),
+                session_id: text(metadata, "SessionId"),
+                delivery_count: metadata["DeliveryCount"].as_str().unwrap().to_owned(),
+                in_flight: head.lines().find_map(|l| l.strip_prefix("in-flight: ")).unwrap().parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sessions_run_one_message_at_a_time_each_up_to_max_concurrent_sessions() {
+    let app = session_app(json!({ "maxConcurrentSessions": 2, "sessionIdleTimeout": "00:00:01" }));
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "sleep:300")])).await;
+    for (session, id) in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("c", "c1"), ("a", "a3")] {
+        send_in_session(&emulator, session, id);
+    }
+    wait_for("five invocations to succeed", || (host(&emulator).status()["invocations"]["ok"] == 5).then_some(()))
+        .await;
+    let seen = invocations(&app);
+    emulator.shutdown().await;
+
+    let in_a: Vec<&Invocation> = seen.iter().filter(|i| i.session_id == "a").collect();
+    let order: Vec<&str> = in_a.iter().map(|i| i.message_id.as_str()).collect();
+    assert_eq!(order, ["a1", "a2", "a3"], "FIFO inside the session");
+    for pair in in_a.windows(2) {
+        let gap_ms = (pair[1].at_ns - pair[0].at_ns) / 1_000_000;
+        assert!(gap_ms >= 300, "the next message of a session waits for the previous invocation ({gap_ms} ms)");
+    }
+    let most = seen.iter().map(|i| i.in_flight).max().unwrap();
+    assert_eq!(most, 2, "two sessions at once, never more: {seen:#?}");
+}
+
+#[tokio::test]
+async fn the_session_lock_is_renewed_while_the_handler_works() {
+    // The lock lasts 1 s and the invocation 2.5 s: without renewal the session would be free again mid-invocation,
+    // and the second pump would take it and deliver the message a second time.
+    let app = session_app(json!({ "maxConcurrentSessions": 2 }));
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "sleep:2500")])).await;
+    send_in_session(&emulator, "a", "a1");
+    wait_for("the invocation to succeed", || (host(&emulator).status()["invocations"]["ok"] == 1).then_some(())).await;
+    wait_for("the queue to be empty", || {
+        emulator.shared().bus.peek(NS, SESSIONS, 0, 10).unwrap().is_empty().then_some(())
+    })
+    .await;
+    let seen = invocations(&app);
+    emulator.shutdown().await;
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0].delivery_count, "1");
+}
+
+#[tokio::test]
+async fn a_failed_invocation_is_retried_inside_its_session_before_the_next_message() {
+    let app = session_app(json!({ "maxConcurrentSessions": 1, "sessionIdleTimeout": "00:00:01" }));
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "fail|ok")])).await;
+    send_in_session(&emulator, "a", "a1");
+    send_in_session(&emulator, "a", "a2");
+    wait_for("both messages to succeed", || (host(&emulator).status()["invocations"]["ok"] == 2).then_some(())).await;
+    let seen = invocations(&app);
+    emulator.shutdown().await;
+    let order: Vec<(&str, &str)> = seen.iter().map(|i| (i.message_id.as_str(), i.delivery_count.as_str())).collect();
+    assert_eq!(order, [("a1", "1"), ("a1", "2"), ("a2", "1")]);
+}
+
+#[tokio::test]
+async fn a_held_session_keeps_its_pump_until_it_stays_idle_for_session_idle_timeout() {
+    let app = session_app(json!({ "maxConcurrentSessions": 1, "sessionIdleTimeout": "00:00:02" }));
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", "sleep:2000|ok")])).await;
+    send_in_session(&emulator, "a", "a1");
+    wait_for("a1 to reach the handler", || (!app.bodies("ProcessOnboarding").is_empty()).then_some(())).await;
+    // While a1 runs: b1 is older than a2, but the pump holds session a and serves a2 first.
+    send_in_session(&emulator, "b", "b1");
+    send_in_session(&emulator, "a", "a2");
+    wait_for("three invocations to succeed", || (host(&emulator).status()["invocations"]["ok"] == 3).then_some(()))
+        .await;
+    let seen = invocations(&app);
+    emulator.shutdown().await;
+    let order: Vec<&str> = seen.iter().map(|i| i.message_id.as_str()).collect();
+    assert_eq!(order, ["a1", "a2", "b1"]);
+    let idle_ms = (seen[2].at_ns - seen[1].at_ns) / 1_000_000;
+    assert!(idle_ms >= 2000, "session b waited for session a to stay idle 2 s, not {idle_ms} ms");
 }

@@ -65,6 +65,14 @@ pub fn onboarding(id: &str, tenant: &str, account: &str, vault: &str, key: &str)
     .unwrap()
 }
 
+/// The SessionId producers set (docs/integrating.md): the storage account's name, lowercase — the last segment of
+/// `storageAccount.resourceId`. `None` when the body names no account.
+pub fn session_of(body: &[u8]) -> Option<String> {
+    let body: Value = serde_json::from_slice(body).ok()?;
+    let id = body.pointer("/storageAccount/resourceId")?.as_str()?;
+    id.rsplit('/').next().filter(|name| !name.is_empty()).map(str::to_ascii_lowercase)
+}
+
 pub fn contoso(id: &str) -> Vec<u8> {
     onboarding(id, CONTOSO_TENANT, CONTOSO_ACCOUNT, "https://contoso-kv.vault.azure.net/", "cmk")
 }
@@ -155,12 +163,14 @@ impl TestBed {
         self.host.as_ref().expect("this testbed runs no handler")
     }
 
-    /// Enqueues an onboarding message the way an upstream system would.
+    /// Enqueues an onboarding message the way an upstream system would, in its account's session.
     pub fn send(&self, body: &[u8], message_id: &str) {
         let mut message = NewMessage::new(body.to_vec());
         message.message_id = Some(message_id.to_owned());
         message.content_type = Some("application/json".to_owned());
         message.correlation_id = Some(format!("corr-{message_id}"));
+        // A body with no account (a hostile one) still needs a session on the session-enabled queue.
+        message.session_id = Some(session_of(body).unwrap_or_else(|| format!("no-account-{message_id}")));
         self.send_message(message);
     }
 

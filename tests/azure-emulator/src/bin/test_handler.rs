@@ -3,9 +3,11 @@
 //! - `TEST_HANDLER_MODE` (all functions) or `TEST_HANDLER_MODE_<FunctionName>`: a `|`-separated list of behaviours,
 //!   one per invocation (counted across restarts when recording, else per process), the last repeating. Behaviours: `ok` (`{}`), `echo` (the request body back
 //!   in `Outputs.res`), `fail` (500), `empty` (200, no body), `null` (200, `null`), `text` (200 text/plain), `hang`
-//!   (never answers), `exit:N` (the process exits with N), `respond:<json>` (200 with that JSON body; must be last).
+//!   (never answers), `sleep:MS` (`{}` after MS milliseconds), `exit:N` (the process exits with N),
+//!   `respond:<json>` (200 with that JSON body; must be last).
 //! - `TEST_HANDLER_RECORD_DIR`: every invocation's raw body goes to `<dir>/<nanos>-<pid>-<FunctionName>.json`,
-//!   its request line and headers to the same name with `.headers`.
+//!   its request line and headers to the same name with `.headers`, then a last line `in-flight: N` (invocations
+//!   running in this process, this one included).
 //! - `TEST_HANDLER_EXIT_AT_START=N`: exit with N before listening (start-up failures).
 //! - `TEST_HANDLER_NEVER_LISTEN=1`: never bind the port (init timeout).
 //!
@@ -13,6 +15,7 @@
 //! line on stderr, so tests can check what the host passed and that both streams are captured.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +40,8 @@ struct Handler {
     env: HashMap<String, String>,
     /// Invocations so far in this process, per function.
     invocations: Mutex<HashMap<String, usize>>,
+    /// Invocations running now.
+    in_flight: AtomicUsize,
 }
 
 impl Handler {
@@ -102,7 +107,7 @@ async fn main() {
     if env.contains_key("TEST_HANDLER_NEVER_LISTEN") {
         std::future::pending::<()>().await;
     }
-    let handler = Handler { env, invocations: Mutex::default() };
+    let handler = Handler { env, invocations: Mutex::default(), in_flight: AtomicUsize::new(0) };
     let app = Router::new().fallback(serve).with_state(Arc::new(handler));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind the handler port");
     axum::serve(listener, app).await.expect("serve");
@@ -118,19 +123,23 @@ async fn serve(State(handler): State<Arc<Handler>>, request: Request) -> Respons
     let invocation = parts.headers.get("x-azure-functions-invocationid").and_then(|v| v.to_str().ok()).unwrap_or("-");
     println!("test-handler invocation {function} id={invocation}");
     let behaviour = handler.behaviour(&function);
+    let in_flight = handler.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     if let Some(dir) = handler.env.get("TEST_HANDLER_RECORD_DIR") {
-        record(dir, &function, &parts, &body);
+        record(dir, &function, &parts, &body, in_flight);
     }
-    respond(&behaviour, &function, &body).await
+    let response = respond(&behaviour, &function, &body).await;
+    handler.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
 }
 
-fn record(dir: &str, function: &str, parts: &axum::http::request::Parts, body: &[u8]) {
+fn record(dir: &str, function: &str, parts: &axum::http::request::Parts, body: &[u8], in_flight: usize) {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     let stem = format!("{dir}/{nanos:020}-{}-{function}", std::process::id());
     let mut head = format!("{} {}\n", parts.method, parts.uri);
     for (name, value) in &parts.headers {
         head.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
     }
+    head.push_str(&format!("in-flight: {in_flight}\n"));
     // Headers first: a test that sees the body file can read both.
     std::fs::write(format!("{stem}.headers"), head).expect("record headers");
     std::fs::write(format!("{stem}.json.tmp"), body).expect("record body");
@@ -158,6 +167,10 @@ async fn respond(behaviour: &str, function: &str, body: &[u8]) -> Response {
         "text" => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
         "hang" => std::future::pending().await,
         other => {
+            if let Some(ms) = other.strip_prefix("sleep:").and_then(|ms| ms.parse::<u64>().ok()) {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                return json(StatusCode::OK, "{}".to_owned());
+            }
             if let Some(code) = other.strip_prefix("exit:").and_then(|c| c.parse::<i32>().ok()) {
                 println!("test-handler exiting with {code}");
                 std::process::exit(code);

@@ -44,6 +44,11 @@ pub struct ServiceBusSettings {
     pub max_concurrent_calls: usize,
     pub auto_complete_messages: bool,
     pub max_auto_lock_renewal: Duration,
+    /// Sessions held at once by a session-enabled trigger (`maxConcurrentSessions`, default 8).
+    pub max_concurrent_sessions: usize,
+    /// How long a held session may stay without a message before it is closed: `sessionIdleTimeout`, or else the
+    /// client's `TryTimeout` (`clientRetryOptions.tryTimeout`, default one minute), as the session processor does.
+    pub session_idle_timeout: Duration,
 }
 
 /// What the emulated host uses from `host.json`.
@@ -186,6 +191,15 @@ fn parse_host(json: &Value) -> Result<HostConfig, String> {
             parse_timespan(text).ok_or_else(|| format!("maxAutoLockRenewalDuration {text:?} is not a timespan"))?
         }
     };
+    let max_concurrent_sessions =
+        sb.and_then(|s| s.get("maxConcurrentSessions")).and_then(Value::as_u64).map_or(8, |n| n as usize).max(1);
+    let session_idle_timeout =
+        [("sessionIdleTimeout", "/sessionIdleTimeout"), ("tryTimeout", "/clientRetryOptions/tryTimeout")]
+            .into_iter()
+            .find_map(|(name, pointer)| Some((name, sb?.pointer(pointer)?.as_str()?)))
+            .map(|(name, text)| parse_timespan(text).ok_or_else(|| format!("{name} {text:?} is not a timespan")))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(60));
     let route_prefix = json
         .pointer("/extensions/http/routePrefix")
         .and_then(Value::as_str)
@@ -196,7 +210,13 @@ fn parse_host(json: &Value) -> Result<HostConfig, String> {
         handler,
         port,
         function_timeout,
-        service_bus: ServiceBusSettings { max_concurrent_calls, auto_complete_messages, max_auto_lock_renewal },
+        service_bus: ServiceBusSettings {
+            max_concurrent_calls,
+            auto_complete_messages,
+            max_auto_lock_renewal,
+            max_concurrent_sessions,
+            session_idle_timeout,
+        },
         route_prefix,
     })
 }

@@ -1,6 +1,11 @@
 //! Service Bus trigger dispatch: one listener per `serviceBusTrigger` function receives under peek-lock, up to
 //! `maxConcurrentCalls` at once, invokes the handler and settles as the extension does (reference §3, §8.2):
 //! success → outputs, then complete; failure → abandon at once; timeout → abandon and restart the handler.
+//!
+//! With `isSessionsEnabled` the extension runs a session processor instead: up to `maxConcurrentSessions` sessions
+//! held at once, one message at a time in each (the processor's `MaxConcurrentCallsPerSession` is 1, and extension
+//! 5.x has no setting for it), a session closed after `sessionIdleTimeout` without a message, and the session lock
+//! renewed from acceptance for up to `maxAutoLockRenewalDuration` (`SessionReceiverManager.RenewSessionLock`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +36,8 @@ pub struct Listener {
     pub entity: String,
     pub binary: bool,
     pub auto_complete: bool,
+    /// `isSessionsEnabled`: receive through session locks.
+    pub sessions: bool,
     client_id: Uuid,
 }
 
@@ -64,6 +71,7 @@ pub fn listeners(runtime: &Runtime, suffix: &str) -> Result<Vec<Listener>, Strin
             entity,
             binary: trigger.is_binary(),
             auto_complete,
+            sessions: trigger.bool("isSessionsEnabled").unwrap_or(false),
             client_id: Uuid::new_v4(),
         });
     }
@@ -79,6 +87,9 @@ pub fn spawn(shared: &Arc<Shared>, runtime: &Arc<Runtime>, listeners: Vec<Listen
 }
 
 async fn listen(shared: Arc<Shared>, runtime: Arc<Runtime>, listener: Arc<Listener>) {
+    if listener.sessions {
+        return listen_to_sessions(shared, runtime, listener).await;
+    }
     let slots = Arc::new(Semaphore::new(runtime.config.host.service_bus.max_concurrent_calls));
     let mut reported = false;
     loop {
@@ -90,7 +101,7 @@ async fn listen(shared: Arc<Shared>, runtime: Arc<Runtime>, listener: Arc<Listen
             Ok(Some(delivered)) => {
                 let (shared, runtime, listener) = (shared.clone(), runtime.clone(), listener.clone());
                 tokio::spawn(async move {
-                    process(&shared, &runtime, &listener, delivered).await;
+                    process(&shared, &runtime, &listener, delivered, true).await;
                     drop(slot);
                 });
             }
@@ -107,7 +118,87 @@ async fn listen(shared: Arc<Shared>, runtime: Arc<Runtime>, listener: Arc<Listen
     }
 }
 
-async fn process(shared: &Arc<Shared>, runtime: &Arc<Runtime>, listener: &Listener, delivered: Delivered) {
+/// The session processor: `maxConcurrentSessions` pumps, each accepting the next available session and working
+/// through it. Dropping this future (the listener's abort) stops every pump.
+async fn listen_to_sessions(shared: Arc<Shared>, runtime: Arc<Runtime>, listener: Arc<Listener>) {
+    let mut pumps = tokio::task::JoinSet::new();
+    for _ in 0..runtime.config.host.service_bus.max_concurrent_sessions {
+        pumps.spawn(session_pump(shared.clone(), runtime.clone(), listener.clone()));
+    }
+    while pumps.join_next().await.is_some() {}
+}
+
+async fn session_pump(shared: Arc<Shared>, runtime: Arc<Runtime>, listener: Arc<Listener>) {
+    let (namespace, entity) = (&listener.namespace, &listener.entity);
+    let mut reported = false;
+    loop {
+        if matches!(runtime.worker.state(), WorkerState::ShutDown(_) | WorkerState::Stopped) {
+            return;
+        }
+        match shared.bus.accept_next_session(namespace, entity, RECEIVE_WAIT).await {
+            Ok(Some(session)) => {
+                let token = session.token;
+                let renewal = AbortOnDrop(tokio::spawn(renew_lock(
+                    shared.clone(),
+                    LockKind::Session,
+                    namespace.clone(),
+                    entity.clone(),
+                    token,
+                    session.locked_until,
+                    runtime.config.host.service_bus.max_auto_lock_renewal,
+                )));
+                work_through_session(&shared, &runtime, &listener, token).await;
+                drop(renewal);
+                // Closing after the last message, or after the lock was lost (then there is nothing to close).
+                let _ = shared.bus.release_session(namespace, entity, token);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if !reported {
+                    tracing::error!(function = listener.function.name, entity, "accepting a session failed: {e}");
+                    reported = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// One message at a time until the session stays idle for `sessionIdleTimeout` or its lock is lost.
+async fn work_through_session(shared: &Arc<Shared>, runtime: &Arc<Runtime>, listener: &Listener, session: Uuid) {
+    let idle = runtime.config.host.service_bus.session_idle_timeout;
+    loop {
+        if matches!(runtime.worker.state(), WorkerState::ShutDown(_) | WorkerState::Stopped) {
+            return;
+        }
+        match shared.bus.receive_from_session(&listener.namespace, &listener.entity, session, idle).await {
+            Ok(Some(delivered)) => process(shared, runtime, listener, delivered, false).await,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(function = listener.function.name, entity = listener.entity, "session ended: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Aborts a background task when the work it supports ends, however it ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `renew_message_lock`: false inside a session, whose lock covers the message and is renewed for the session.
+async fn process(
+    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
+    listener: &Listener,
+    delivered: Delivered,
+    renew_message_lock: bool,
+) {
     let invocation_id = Uuid::new_v4();
     let lock_token = delivered.lock_token;
     let function = &listener.function.name;
@@ -121,14 +212,17 @@ async fn process(shared: &Arc<Shared>, runtime: &Arc<Runtime>, listener: &Listen
         rand_guid: Uuid::new_v4(),
     };
     let body = payload::service_bus_request(&trigger_message(&delivered), &context);
-    let renewal = tokio::spawn(renew_lock(
-        shared.clone(),
-        listener.namespace.clone(),
-        listener.entity.clone(),
-        lock_token,
-        delivered.locked_until,
-        runtime.config.host.service_bus.max_auto_lock_renewal,
-    ));
+    let renewal = renew_message_lock.then(|| {
+        AbortOnDrop(tokio::spawn(renew_lock(
+            shared.clone(),
+            LockKind::Message,
+            listener.namespace.clone(),
+            listener.entity.clone(),
+            lock_token,
+            delivered.locked_until,
+            runtime.config.host.service_bus.max_auto_lock_renewal,
+        )))
+    });
     let outcome = invoke::invoke(
         &runtime.client,
         &runtime.worker,
@@ -139,7 +233,7 @@ async fn process(shared: &Arc<Shared>, runtime: &Arc<Runtime>, listener: &Listen
         runtime.config.host.function_timeout,
     )
     .await;
-    renewal.abort();
+    drop(renewal);
     let succeeded = match outcome {
         Outcome::Success(answer) => {
             runtime.log_answer(function, &answer);
@@ -178,9 +272,19 @@ async fn process(shared: &Arc<Shared>, runtime: &Arc<Runtime>, listener: &Listen
     }
 }
 
-/// Keeps the lock while the invocation runs, up to `maxAutoLockRenewalDuration`.
+/// Which lock a renewal loop keeps.
+#[derive(Debug, Clone, Copy)]
+enum LockKind {
+    /// A message's, while its invocation runs.
+    Message,
+    /// A session's, while the session is held.
+    Session,
+}
+
+/// Keeps the lock, up to `maxAutoLockRenewalDuration` from the start.
 async fn renew_lock(
     shared: Arc<Shared>,
+    kind: LockKind,
     namespace: String,
     entity: String,
     lock_token: Uuid,
@@ -196,7 +300,11 @@ async fn renew_lock(
             tracing::warn!(entity, %lock_token, "maxAutoLockRenewalDuration reached; the lock is no longer renewed");
             return;
         }
-        match shared.bus.renew_lock(&namespace, &entity, lock_token) {
+        let renewed = match kind {
+            LockKind::Message => shared.bus.renew_lock(&namespace, &entity, lock_token),
+            LockKind::Session => shared.bus.renew_session_lock(&namespace, &entity, lock_token),
+        };
+        match renewed {
             Ok(until) => locked_until = until,
             Err(e) => {
                 tracing::warn!(entity, %lock_token, "lock renewal failed: {e}");

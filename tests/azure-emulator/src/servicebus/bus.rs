@@ -16,12 +16,20 @@ use crate::scenario::{SasKey, ServiceBusNamespace};
 use super::filter::Filter;
 use super::iso_duration;
 use super::model::{BusError, Delivered, Message, MessageState, NewMessage};
-use super::store::{Receiver, ReceiverSettings, SubQueueKind, checked_add};
+use super::store::{AcceptedSession, Receiver, ReceiverSettings, SubQueueKind, checked_add};
 
 /// Standard tier's default `maxSizeInMegabytes`.
 const MAX_ENTITY_BYTES: usize = 1024 * 1024 * 1024;
 /// Service Bus refuses longer message ids.
 const MAX_MESSAGE_ID_LEN: usize = 128;
+/// And longer session ids (`ServiceBusMessage.SessionId`: "Maximum length is 128 characters"; enforced by the
+/// service, azure-sdk-for-net#32689).
+const MAX_SESSION_ID_LEN: usize = 128;
+/// What Service Bus writes on a message that reaches a session-enabled subscription without a SessionId
+/// (service-bus-dead-letter-queues.md, "Moving messages to the DLQ").
+const SESSION_ID_NULL_REASON: &str = "Session ID is null.";
+const SESSION_ID_NULL_DESCRIPTION: &str =
+    "Session enabled entity doesn't allow a message whose session identifier is null.";
 
 /// The broker: every namespace and entity. Interior locking; no lock is ever held across an `.await`.
 #[derive(Debug)]
@@ -195,6 +203,9 @@ impl Bus {
         }
         let namespace = inner.namespaces.get_mut(&ns.to_ascii_lowercase()).ok_or_else(not_found)?;
         if let Some(queue) = namespace.queues.get_mut(&path.entity) {
+            if queue.receiver.requires_session() && message.session_id.is_none() {
+                return Err(BusError::SessionIdRequired);
+            }
             let Some(stored) = admit(&mut queue.intake, message, now)? else { return Ok(None) };
             if queue.receiver.bytes() + stored.body.len() > MAX_ENTITY_BYTES {
                 return Err(BusError::QuotaExceeded(entity.to_owned()));
@@ -215,14 +226,24 @@ impl Bus {
         }
         let sequence = stored.sequence_number;
         for subscription in targets {
-            subscription.receiver.accept(stored.clone());
+            if subscription.receiver.requires_session() && stored.session_id.is_none() {
+                let receiver = &mut subscription.receiver;
+                receiver.accept_dead_lettered(stored.clone(), SESSION_ID_NULL_REASON, SESSION_ID_NULL_DESCRIPTION);
+            } else {
+                subscription.receiver.accept(stored.clone());
+            }
         }
         Ok(Some(sequence))
     }
 
-    /// Peek-lock receive; waits up to `wait` (real time) for a message.
+    /// Peek-lock receive; waits up to `wait` (real time) for a message. Refused on a session-enabled entity (its
+    /// dead-letter queue has no sessions).
     pub async fn receive(&self, ns: &str, entity: &str, wait: Duration) -> Result<Option<Delivered>, BusError> {
-        self.wait_for(ns, entity, wait, |receiver, kind, now| receiver.lock_next(kind, now)).await
+        self.wait_for(ns, entity, wait, |receiver, kind, now| {
+            sessionless(receiver, kind)?;
+            Ok(receiver.lock_next(kind, now))
+        })
+        .await
     }
 
     /// Receive-and-delete; waits up to `wait` for a message.
@@ -232,7 +253,54 @@ impl Bus {
         entity: &str,
         wait: Duration,
     ) -> Result<Option<Message>, BusError> {
-        self.wait_for(ns, entity, wait, |receiver, kind, _| receiver.take_next(kind)).await
+        self.wait_for(ns, entity, wait, |receiver, kind, _| {
+            sessionless(receiver, kind)?;
+            Ok(receiver.take_next(kind))
+        })
+        .await
+    }
+
+    /// Accepts the next available session of a session-enabled queue or subscription: locks it for the entity's
+    /// `lockDuration`; waits up to `wait` (real time) for one. Service Bus' "accept next session".
+    pub async fn accept_next_session(
+        &self,
+        ns: &str,
+        entity: &str,
+        wait: Duration,
+    ) -> Result<Option<AcceptedSession>, BusError> {
+        self.wait_for(ns, entity, wait, |receiver, kind, now| {
+            sessionful(receiver, kind)?;
+            Ok(receiver.accept_next_session(now))
+        })
+        .await
+    }
+
+    /// Peek-lock receive inside a held session: its next message in sequence order; waits up to `wait` for one.
+    pub async fn receive_from_session(
+        &self,
+        ns: &str,
+        entity: &str,
+        session: Uuid,
+        wait: Duration,
+    ) -> Result<Option<Delivered>, BusError> {
+        self.wait_for(ns, entity, wait, |receiver, kind, _| {
+            sessionful(receiver, kind)?;
+            receiver.lock_next_in_session(session).ok_or(BusError::SessionLockLost)
+        })
+        .await
+    }
+
+    /// Extends a session lock (and the locks of the messages received under it) by the entity's `lockDuration`.
+    pub fn renew_session_lock(&self, ns: &str, entity: &str, session: Uuid) -> Result<OffsetDateTime, BusError> {
+        self.with_receiver(ns, entity, |receiver, now| receiver.renew_session(session, now))?
+            .ok_or(BusError::SessionLockLost)
+    }
+
+    /// Closes a held session: unsettled messages become available again without counting a delivery.
+    pub fn release_session(&self, ns: &str, entity: &str, session: Uuid) -> Result<(), BusError> {
+        self.with_receiver(ns, entity, |receiver, _| receiver.release_session(session))?
+            .then_some(())
+            .ok_or(BusError::SessionLockLost)
     }
 
     async fn wait_for<T>(
@@ -240,7 +308,7 @@ impl Bus {
         ns: &str,
         entity: &str,
         wait: Duration,
-        mut take: impl FnMut(&mut Receiver, SubQueueKind, OffsetDateTime) -> Option<T>,
+        mut take: impl FnMut(&mut Receiver, SubQueueKind, OffsetDateTime) -> Result<Option<T>, BusError>,
     ) -> Result<Option<T>, BusError> {
         let deadline = tokio::time::Instant::now() + wait;
         let path = EntityPath::parse(entity);
@@ -257,6 +325,7 @@ impl Bus {
                 let taken = take(receiver, path.kind, now);
                 (taken, receiver.next_event(now))
             })?;
+            let taken = taken?;
             if taken.is_some() {
                 return Ok(taken);
             }
@@ -304,16 +373,16 @@ impl Bus {
 
     pub fn complete(&self, ns: &str, entity: &str, lock_token: Uuid) -> Result<(), BusError> {
         let kind = EntityPath::parse(entity).kind;
-        self.with_receiver(ns, entity, |receiver, _| receiver.complete(kind, lock_token))?
-            .then_some(())
-            .ok_or(BusError::LockLost)
+        self.with_receiver(ns, entity, |receiver, _| {
+            receiver.complete(kind, lock_token).then_some(()).ok_or(lost(receiver, kind))
+        })?
     }
 
     pub fn abandon(&self, ns: &str, entity: &str, lock_token: Uuid) -> Result<(), BusError> {
         let kind = EntityPath::parse(entity).kind;
-        self.with_receiver(ns, entity, |receiver, _| receiver.abandon(kind, lock_token))?
-            .then_some(())
-            .ok_or(BusError::LockLost)
+        self.with_receiver(ns, entity, |receiver, _| {
+            receiver.abandon(kind, lock_token).then_some(()).ok_or(lost(receiver, kind))
+        })?
     }
 
     /// Moves a locked message to the dead-letter queue with an application-chosen reason.
@@ -328,17 +397,27 @@ impl Bus {
         if EntityPath::parse(entity).kind == SubQueueKind::DeadLetter {
             return Err(BusError::BadRequest("A message cannot be dead-lettered from a dead-letter queue.".into()));
         }
-        self.with_receiver(ns, entity, |receiver, _| receiver.dead_letter_locked(lock_token, reason, description))?
-            .then_some(())
-            .ok_or(BusError::LockLost)
+        self.with_receiver(ns, entity, |receiver, _| {
+            let lost = lost(receiver, SubQueueKind::Main);
+            receiver.dead_letter_locked(lock_token, reason, description).then_some(()).ok_or(lost)
+        })?
     }
 
+    /// Renews a message lock. A message received in a session has none of its own: renew the session lock.
     pub fn renew_lock(&self, ns: &str, entity: &str, lock_token: Uuid) -> Result<OffsetDateTime, BusError> {
         let kind = EntityPath::parse(entity).kind;
-        self.with_receiver(ns, entity, |receiver, now| receiver.renew(kind, lock_token, now))?.ok_or(BusError::LockLost)
+        self.with_receiver(ns, entity, |receiver, now| {
+            if receiver.is_session_message_lock(lock_token) {
+                return Err(BusError::BadRequest(
+                    "The lock of a message received in a session is the session lock: renew the session lock.".into(),
+                ));
+            }
+            receiver.renew(kind, lock_token, now).ok_or(BusError::LockLost)
+        })?
     }
 
-    /// The sequence number and message id a live lock holds (for the REST lock URLs, which name either).
+    /// The sequence number and message id a live lock holds (for the REST lock URLs, which name either). REST has
+    /// no session receiver, so a session-enabled entity refuses its lock operations as it refuses its receives.
     pub fn lock_owner(
         &self,
         ns: &str,
@@ -347,9 +426,10 @@ impl Bus {
     ) -> Result<Option<(i64, Option<String>)>, BusError> {
         let kind = EntityPath::parse(entity).kind;
         self.with_receiver(ns, entity, |receiver, _| {
-            let sequence = receiver.locked_sequence(kind, lock_token)?;
-            Some((sequence, receiver.locked_message_id(kind, lock_token).map(str::to_owned)))
-        })
+            sessionless(receiver, kind)?;
+            let Some(sequence) = receiver.locked_sequence(kind, lock_token) else { return Ok(None) };
+            Ok(Some((sequence, receiver.locked_message_id(kind, lock_token).map(str::to_owned))))
+        })?
     }
 
     /// Non-destructive browse (no lock, no delivery-count change), from a sequence number, at most `max`.
@@ -395,6 +475,30 @@ impl Bus {
     }
 }
 
+/// Plain receivers are refused on a session-enabled entity; its dead-letter queue has no sessions.
+fn sessionless(receiver: &Receiver, kind: SubQueueKind) -> Result<(), BusError> {
+    if receiver.requires_session() && kind == SubQueueKind::Main {
+        return Err(BusError::SessionRequired);
+    }
+    Ok(())
+}
+
+fn sessionful(receiver: &Receiver, kind: SubQueueKind) -> Result<(), BusError> {
+    if !receiver.requires_session() || kind == SubQueueKind::DeadLetter {
+        return Err(BusError::SessionsNotEnabled);
+    }
+    Ok(())
+}
+
+/// The error for a lock that is unknown or gone: on a session-enabled entity, the session lock is what was lost.
+fn lost(receiver: &Receiver, kind: SubQueueKind) -> BusError {
+    if receiver.requires_session() && kind == SubQueueKind::Main {
+        BusError::SessionLockLost
+    } else {
+        BusError::LockLost
+    }
+}
+
 /// Checks and numbers a message for an entity; `None` when it is a duplicate to drop.
 fn admit(intake: &mut Intake, message: NewMessage, now: OffsetDateTime) -> Result<Option<Message>, BusError> {
     let size = message.size();
@@ -403,6 +507,9 @@ fn admit(intake: &mut Intake, message: NewMessage, now: OffsetDateTime) -> Resul
     }
     if message.message_id.as_ref().is_some_and(|id| id.len() > MAX_MESSAGE_ID_LEN) {
         return Err(BusError::BadRequest(format!("The MessageId exceeds the maximum length of {MAX_MESSAGE_ID_LEN}.")));
+    }
+    if message.session_id.as_ref().is_some_and(|id| id.chars().count() > MAX_SESSION_ID_LEN) {
+        return Err(BusError::BadRequest(format!("The SessionId exceeds the maximum length of {MAX_SESSION_ID_LEN}.")));
     }
     if let (Some(session), Some(partition)) = (&message.session_id, &message.partition_key)
         && session != partition
@@ -467,6 +574,7 @@ fn build_namespace(spec: &ServiceBusNamespace) -> Result<Namespace, String> {
             &queue.lock_duration,
             queue.max_delivery_count,
             queue.dead_lettering_on_message_expiration,
+            queue.requires_session,
         )
         .map_err(context)?;
         let receiver = Receiver::new(queue.name.clone(), settings);
@@ -493,6 +601,7 @@ fn build_namespace(spec: &ServiceBusNamespace) -> Result<Namespace, String> {
                 &subscription.lock_duration,
                 subscription.max_delivery_count,
                 subscription.dead_lettering_on_message_expiration,
+                subscription.requires_session,
             )
             .map_err(context)?;
             let filters = if subscription.rules.is_empty() {
@@ -530,10 +639,11 @@ fn receiver_settings(
     lock: &str,
     max_delivery_count: u32,
     dead_letter_on_expiration: bool,
+    requires_session: bool,
 ) -> Result<ReceiverSettings, String> {
     let lock_duration = iso_duration::parse(lock).map_err(|e| format!("lockDuration: {e}"))?;
     if max_delivery_count == 0 {
         return Err("maxDeliveryCount must be at least 1".into());
     }
-    Ok(ReceiverSettings { lock_duration, max_delivery_count, dead_letter_on_expiration })
+    Ok(ReceiverSettings { lock_duration, max_delivery_count, dead_letter_on_expiration, requires_session })
 }

@@ -147,6 +147,22 @@ pub enum BusError {
     MessageTooLarge { size: usize, limit: usize },
     #[error("The maximum entity size has been reached or exceeded for '{0}'.")]
     QuotaExceeded(String),
+    /// A send without SessionId to a session-enabled queue (the service's own sentence).
+    #[error(
+        "The SessionId was not set on a message, and it cannot be sent to the entity. Entities that have session \
+         support enabled can only receive messages that have the SessionId set to a valid value."
+    )]
+    SessionIdRequired,
+    /// A receive without a session on a session-enabled entity; over REST (which has no session receive) the
+    /// service answers this with 405.
+    #[error("It is not possible for an entity that requires sessions to create a non-sessionful message receiver.")]
+    SessionRequired,
+    /// A session receive on an entity without sessions.
+    #[error("It is not possible for an entity that does not require sessions to create a sessionful message receiver.")]
+    SessionsNotEnabled,
+    /// The session lock expired or the session was closed: settling or receiving under it fails.
+    #[error("The session lock has expired on the MessageSession. Accept a new MessageSession.")]
+    SessionLockLost,
     #[error("{0}")]
     BadRequest(String),
 }
@@ -162,6 +178,9 @@ impl BusError {
             Self::MessageNotFound => 404,
             Self::MessageTooLarge { .. } => 413,
             Self::QuotaExceeded(_) => 403,
+            Self::SessionIdRequired | Self::SessionsNotEnabled => 400,
+            Self::SessionRequired => 405,
+            Self::SessionLockLost => 410,
             Self::BadRequest(_) => 400,
         }
     }

@@ -1,5 +1,10 @@
 //! One receivable entity (a queue, or a topic subscription) with its dead-letter sub-queue: scheduled messages,
-//! peek-locks, delivery counts, TTL expiry and dead-lettering. Pure state, driven by the time it is given.
+//! peek-locks, delivery counts, TTL expiry and dead-lettering; session locks live in [`session`]. Pure state, driven
+//! by the time it is given.
+
+mod session;
+
+pub use session::AcceptedSession;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -24,6 +29,8 @@ pub struct ReceiverSettings {
     pub lock_duration: Duration,
     pub max_delivery_count: u32,
     pub dead_letter_on_expiration: bool,
+    /// `requiresSession`: every message needs a SessionId and is received through a session lock.
+    pub requires_session: bool,
 }
 
 /// Which of the two sub-queues an operation addresses.
@@ -75,6 +82,8 @@ struct Lock {
     kind: SubQueueKind,
     sequence: i64,
     until: OffsetDateTime,
+    /// The session lock this message lock lives under; it has no expiry of its own then.
+    session: Option<Uuid>,
 }
 
 /// A queue or subscription: what the broker delivers from.
@@ -89,6 +98,7 @@ pub struct Receiver {
     scheduled_due: BTreeSet<(OffsetDateTime, i64)>,
     locks: HashMap<Uuid, Lock>,
     lock_expiries: BTreeSet<(OffsetDateTime, Uuid)>,
+    sessions: session::Sessions,
     bytes: usize,
 }
 
@@ -103,6 +113,7 @@ impl Receiver {
             scheduled_due: BTreeSet::new(),
             locks: HashMap::new(),
             lock_expiries: BTreeSet::new(),
+            sessions: session::Sessions::default(),
             bytes: 0,
         }
     }
@@ -135,6 +146,13 @@ impl Receiver {
         }
     }
 
+    /// Accepts a message straight into the dead-letter queue (a system reason at arrival, e.g. no SessionId on a
+    /// session-enabled subscription).
+    pub fn accept_dead_lettered(&mut self, message: Message, reason: &str, description: &str) {
+        self.bytes += message.body.len();
+        self.dead_letter(message, reason, description);
+    }
+
     /// Brings the entity up to `now`: scheduled messages become active, expired locks are released (and dead-letter
     /// when the delivery count ran out), expired messages dead-letter or disappear.
     pub fn catch_up(&mut self, now: OffsetDateTime) {
@@ -150,6 +168,7 @@ impl Receiver {
                 self.main.insert(message, true);
             }
         }
+        self.expire_sessions(now);
         while let Some(&(until, token)) = self.lock_expiries.first() {
             if until > now {
                 break;
@@ -178,7 +197,7 @@ impl Receiver {
         let lock = self.lock_expiries.first().map(|&(at, _)| at);
         let expiry =
             self.main.expiries.range((Bound::Excluded((now, i64::MAX)), Bound::Unbounded)).next().map(|&(at, _)| at);
-        [scheduled, lock, expiry].into_iter().flatten().min()
+        [scheduled, lock, expiry, self.sessions.next_expiry()].into_iter().flatten().min()
     }
 
     /// Locks the first available message (sequence order) for `lock_duration` and counts the delivery.
@@ -195,7 +214,7 @@ impl Receiver {
         stored.lock = Some(token);
         stored.message.delivery_count += 1;
         let message = stored.message.clone();
-        self.locks.insert(token, Lock { kind, sequence, until });
+        self.locks.insert(token, Lock { kind, sequence, until, session: None });
         self.lock_expiries.insert((until, token));
         Some(Delivered { message, lock_token: token, locked_until: until })
     }
@@ -258,14 +277,20 @@ impl Receiver {
         true
     }
 
-    /// Extends a lock by `lock_duration` from `now`.
+    /// Extends a lock by `lock_duration` from `now`. A message in a session has no lock of its own to renew: the
+    /// session lock covers it (`renew_session`).
     pub fn renew(&mut self, kind: SubQueueKind, token: Uuid, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        let lock = self.lock_of(kind, token)?;
+        let lock = self.lock_of(kind, token).filter(|lock| lock.session.is_none())?;
         let until = checked_add(now, self.settings.lock_duration).unwrap_or(now);
         self.lock_expiries.remove(&(lock.until, token));
         self.lock_expiries.insert((until, token));
         self.locks.insert(token, Lock { until, ..lock });
         Some(until)
+    }
+
+    /// Whether `token` names a live lock on a message in a session.
+    pub fn is_session_message_lock(&self, token: Uuid) -> bool {
+        self.locks.get(&token).is_some_and(|lock| lock.session.is_some())
     }
 
     fn forget_lock(&mut self, kind: SubQueueKind, token: Uuid) -> Option<Lock> {
@@ -373,6 +398,7 @@ impl Receiver {
             "locked": locked,
             "scheduled": self.scheduled.values().map(|message| render(message, None)).collect::<Vec<_>>(),
             "deadLettered": dead_lettered,
+            "lockedSessions": self.sessions_snapshot(),
         })
     }
 }
