@@ -37,7 +37,8 @@ const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// Where the Azure SDKs put W3C trace context on Service Bus messages. Over the REST API an application property is
 /// an HTTP header, and a `traceparent` header is the HTTP request's own trace context, so messages carry theirs here.
-const DIAGNOSTIC_ID: &str = "Diagnostic-Id";
+/// Lowercase, like every property name we write: that is how Service Bus stores a header-borne name.
+const DIAGNOSTIC_ID: &str = "diagnostic-id";
 
 /// Which attempt this delivery is, from the properties of a retry copy (or the first attempt, now).
 pub fn attempt_state(properties: &BTreeMap<String, Value>, now: OffsetDateTime) -> AttemptState {
@@ -198,26 +199,61 @@ async fn publish(app: &App, message: &IncomingMessage, event: OnboardingEvent) -
     Ok(())
 }
 
-/// The delivered message's application properties minus our own bookkeeping, which the caller sets afresh.
+/// The delivered message's application properties that can travel on a copy: each one becomes an HTTP header of the
+/// send, so names that are not header tokens, the protocol's and the broker's own headers, our `cmk-` bookkeeping
+/// (set afresh by the caller), the host's `$…` properties and the trace context (set from this invocation) stay
+/// behind. Names go lowercase, as Service Bus stores header-borne names; the first of two spellings wins.
 fn carried_properties(message: &IncomingMessage) -> BTreeMap<String, Value> {
-    let ours = [
-        ATTEMPT,
-        FIRST_ATTEMPT_AT,
-        LAST_ACTION_STATE,
-        DEAD_LETTER_REASON,
-        DEAD_LETTER_DESCRIPTION,
-        ORIGINAL_MESSAGE_ID,
-    ];
-    let mut properties: BTreeMap<String, Value> = message
-        .application_properties
-        .iter()
-        .filter(|(k, _)| !ours.iter().any(|o| k.eq_ignore_ascii_case(o)) && !k.starts_with('$'))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut properties: BTreeMap<String, Value> = BTreeMap::new();
+    for (name, value) in &message.application_properties {
+        let name = name.to_ascii_lowercase();
+        if is_carried(&name) && !properties.contains_key(&name) {
+            properties.insert(name, value.clone());
+        }
+    }
     if let Some(id) = &message.message_id {
         properties.insert(ORIGINAL_MESSAGE_ID.to_owned(), Value::from(id.as_str()));
     }
     properties
+}
+
+/// Whether a (lowercase) property name may go on a copy as a custom header.
+fn is_carried(name: &str) -> bool {
+    /// Headers that mean something to HTTP, to the Service Bus REST protocol, to authentication or to tracing.
+    const RESERVED: &[&str] = &[
+        "brokerproperties",
+        "authorization",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "accept",
+        "accept-encoding",
+        "user-agent",
+        "date",
+        "proxy-authorization",
+        "proxy-connection",
+        "cookie",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "request-id",
+        "correlation-context",
+        DIAGNOSTIC_ID,
+    ];
+    let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    token
+        && !RESERVED.contains(&name)
+        && !name.starts_with("cmk-")
+        && !name.starts_with('$')
+        && !["x-ms-", "x-forwarded-", "x-recording-"].iter().any(|prefix| name.starts_with(prefix))
 }
 
 /// Sends a copy of the delivered message back to the queue. Its MessageId is derived from the delivered one, so a
@@ -279,5 +315,42 @@ mod tests {
         // A first-attempt time in the future (a forged or skewed property) is not trusted.
         props.insert(FIRST_ATTEMPT_AT.to_owned(), Value::from("2027-01-01T00:00:00Z"));
         assert_eq!(attempt_state(&props, now).first_attempt_at, now);
+    }
+
+    #[test]
+    fn only_valid_foreign_names_are_carried() {
+        let mut message = IncomingMessage {
+            body: Vec::new(),
+            message_id: Some("m-1".into()),
+            correlation_id: None,
+            content_type: None,
+            delivery_count: 1,
+            sequence_number: None,
+            application_properties: BTreeMap::new(),
+        };
+        for (name, value) in [
+            ("Tenant-Tier", "gold"),
+            ("tenant-tier", "silver"),
+            ("BrokerProperties", "{}"),
+            ("Authorization", "Bearer x"),
+            ("Content-Type", "text/plain"),
+            ("has space", "x"),
+            ("colon:name", "x"),
+            ("ünïcode", "x"),
+            ("", "x"),
+            ("cmk-dead-letter-reason", "Forged"),
+            ("$AzureWebJobsParentId", "x"),
+            ("traceparent", "00-x"),
+            ("Diagnostic-Id", "00-y"),
+            ("x-ms-client-request-id", "x"),
+            ("priority", "high"),
+        ] {
+            message.application_properties.insert(name.into(), Value::from(value));
+        }
+        let carried = carried_properties(&message);
+        let names: Vec<&str> = carried.keys().map(String::as_str).collect();
+        assert_eq!(names, ["cmk-original-message-id", "priority", "tenant-tier"]);
+        // BTreeMap order puts "Tenant-Tier" first: the first spelling wins.
+        assert_eq!(carried["tenant-tier"], Value::from("gold"));
     }
 }
