@@ -14,10 +14,11 @@ tokio::task_local! {
     static DEADLINE: Instant;
 }
 
-/// Runs `future` under `deadline`. A nested scope can only shorten the deadline, never extend it.
+/// Runs `future` under `deadline`. A nested scope can only shorten the deadline, never extend it. The future is
+/// boxed: scopes nest (invocation, step, call), and their state inline would overflow a worker thread's stack.
 pub async fn within<F: Future>(deadline: Instant, future: F) -> F::Output {
     let effective = current().map_or(deadline, |outer| outer.min(deadline));
-    DEADLINE.scope(effective, future).await
+    DEADLINE.scope(effective, Box::pin(future)).await
 }
 
 /// The deadline in scope, if any.
@@ -53,7 +54,7 @@ pub async fn sleep(wait: Duration) -> bool {
 /// Runs `future`, giving up when the deadline in scope passes; `None` then (the future is dropped).
 pub async fn run<F: Future>(future: F) -> Option<F::Output> {
     match current() {
-        Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
+        Some(deadline) => tokio::time::timeout_at(deadline, Box::pin(future)).await.ok(),
         None => Some(future.await),
     }
 }

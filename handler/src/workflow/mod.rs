@@ -23,10 +23,10 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::azure::credentials::CustomerIdentity;
-use crate::azure::{AzureClients, ClientConfig, RetryOptions};
+use crate::azure::{AzureClients, ClientConfig, RetryOptions, deadline};
 use crate::config::{FicMode, IsvIdentity, Settings};
 use crate::contract::{ValidatedOnboarding, ValidationPolicy, parse_and_validate};
-use crate::decide::RetryPolicy;
+use crate::decide::{InvocationTimes, RetryPolicy, invocation_times};
 use crate::error::Error;
 use crate::function::invocation::IncomingMessage;
 use identity_chain::IdentityChain;
@@ -40,6 +40,8 @@ pub struct App {
     pub clients: AzureClients,
     pub policy: ValidationPolicy,
     pub retry_policy: RetryPolicy,
+    /// How long an invocation may work and when it must answer, from `functionTimeout` and the retry budget.
+    pub times: InvocationTimes,
     caches: Caches,
 }
 
@@ -83,7 +85,8 @@ impl App {
     pub fn with_clients(settings: Settings, clients: AzureClients) -> Self {
         let policy = ValidationPolicy::from_settings(&settings);
         let retry_policy = RetryPolicy::from_settings(&settings);
-        Self { settings, clients, policy, retry_policy, caches: Caches::default() }
+        let times = invocation_times(settings.function_timeout, settings.retry_budget);
+        Self { settings, clients, policy, retry_policy, times, caches: Caches::default() }
     }
 
     pub fn max_message_bytes(&self) -> usize {
@@ -93,20 +96,45 @@ impl App {
 
 /// Processes one delivery. `Ok` means the delivery may be completed (done, retry scheduled, or dead-letter copy
 /// sent); `Err` means even settling failed and the host must redeliver.
+///
+/// One deadline per invocation: the steps get [`InvocationTimes::work`] from now, every call, retry, poll and token
+/// fetch within; an attempt that runs out of it fails as transient, so a delayed retry is scheduled. Settling gets
+/// until [`InvocationTimes::answer`], well before the host's `functionTimeout`.
 pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement, Error> {
-    let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
-    let validated = match parse_and_validate(&message.body, &app.policy) {
-        Ok(validated) => validated,
-        Err(invalid) => {
-            tracing::warn!(code = invalid.code, field = %invalid.field, "rejected onboarding message: {invalid}");
-            return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt).await;
+    let started = tokio::time::Instant::now();
+    let at = |offset| started.checked_add(offset).unwrap_or(started + std::time::Duration::from_secs(86_400 * 365));
+    let (work_until, answer_by) = (at(app.times.work), at(app.times.answer));
+    bounded(answer_by, "settle the message", async {
+        let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
+        let validated = match parse_and_validate(&message.body, &app.policy) {
+            Ok(validated) => validated,
+            Err(invalid) => {
+                tracing::warn!(code = invalid.code, field = %invalid.field, "rejected onboarding message: {invalid}");
+                return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt).await;
+            }
+        };
+        tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
+        match bounded(work_until, "the onboarding steps", run_steps(app, &validated)).await {
+            Ok((chain, applied)) => settle::after_success(app, message, &validated, &chain, &applied, &attempt).await,
+            Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt).await,
         }
-    };
-    tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
-    match run_steps(app, &validated).await {
-        Ok((chain, applied)) => settle::after_success(app, message, &validated, &chain, &applied, &attempt).await,
-        Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt).await,
-    }
+    })
+    .await
+}
+
+/// Runs `future` under the deadline `until`; if it is still running then, it is dropped and the result is a
+/// transient `InvocationTimeUp` (every step is a reconciler, so the next attempt picks up wherever this one stopped).
+async fn bounded<T>(
+    until: tokio::time::Instant,
+    what: &'static str,
+    future: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    deadline::within(until, async {
+        deadline::run(future).await.unwrap_or_else(|| {
+            Err(Error::Pending { code: "InvocationTimeUp", message: format!("{what} ran out of the invocation's time") })
+        })
+    })
+    .await
 }
 
 async fn run_steps(app: &App, onboarding: &ValidatedOnboarding) -> Result<(IdentityChain, AppliedEncryption), Error> {
@@ -295,6 +323,26 @@ pub struct Diagnosis {
 }
 
 pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
+    // The same time rules as an onboarding attempt: every check's calls end within the work time.
+    let until = tokio::time::Instant::now() + app.times.work;
+    match deadline::within(until, deadline::run(diagnose_checks(app, body))).await {
+        Some(diagnosis) => diagnosis,
+        None => Diagnosis {
+            ready: false,
+            onboarding_id: None,
+            checks: vec![Check {
+                step: "time",
+                ok: false,
+                reason_code: Some("InvocationTimeUp".to_owned()),
+                disposition: Some(crate::error::Disposition::Transient),
+                message: Some("the checks ran out of the invocation's time".to_owned()),
+            }],
+            storage_needs_update: None,
+        },
+    }
+}
+
+async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
     let failed = |step, error: &Error| Check {
         step,
         ok: false,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `handler` binary under the emulated Functions host, against the emulated Azure.
 
 mod customer;
+mod deadline;
 mod diagnose;
 mod faults;
 mod happy_path;
