@@ -18,6 +18,9 @@ pub struct AttemptState {
     pub first_attempt_at: OffsetDateTime,
     /// Fingerprint of the last `action_required` event published for this onboarding.
     pub last_action_state: Option<String>,
+    /// When an earlier attempt re-registered the storage provider for the preview feature (then later attempts only
+    /// poll its state).
+    pub provider_registered_at: Option<OffsetDateTime>,
 }
 
 /// Delays between scheduled retries, and when to give up.

@@ -24,7 +24,12 @@ fn policy() -> RetryPolicy {
 }
 
 fn attempt(n: u32, last_action_state: Option<String>) -> AttemptState {
-    AttemptState { attempt: n, first_attempt_at: NOW - time::Duration::hours(1), last_action_state }
+    AttemptState {
+        attempt: n,
+        first_attempt_at: NOW - time::Duration::hours(1),
+        last_action_state,
+        provider_registered_at: None,
+    }
 }
 
 fn timeout() -> Error {
@@ -163,7 +168,7 @@ fn permanent_errors_are_dead_lettered_with_their_reason() {
 fn the_deadline_ends_retries_and_is_never_overshot() {
     let p = policy();
     let first = NOW - time::Duration::hours(168);
-    let past = AttemptState { attempt: 40, first_attempt_at: first, last_action_state: None };
+    let past = AttemptState { attempt: 40, first_attempt_at: first, ..attempt(1, None) };
     match decide_with_jitter(&waiting("key k is disabled"), &past, NOW, &p, 0.5) {
         Decision::DeadLetter { reason_code, description } => {
             assert_eq!(reason_code, "DeadlineExceeded");
@@ -174,7 +179,7 @@ fn the_deadline_ends_retries_and_is_never_overshot() {
     }
     // Ten minutes before the deadline, a six-hour wait is cut to one last attempt at the deadline.
     let almost =
-        AttemptState { attempt: 30, first_attempt_at: first + time::Duration::minutes(10), last_action_state: None };
+        AttemptState { attempt: 30, first_attempt_at: first + time::Duration::minutes(10), ..attempt(1, None) };
     let at = scheduled_at(&decide_with_jitter(&waiting("d"), &almost, NOW, &p, 0.99));
     assert_eq!(at, almost.first_attempt_at + p.deadline);
 }

@@ -6,13 +6,14 @@
 
 mod grammar;
 mod message;
+mod strict_json;
 mod validate;
 
 pub use grammar::{
     StorageAccountId, VaultUri, is_resource_group_name, normalize_guid, parse_storage_account_id, parse_vault_uri,
 };
 pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
-pub use validate::{KeyRef, ValidatedOnboarding, ValidationPolicy, parse_and_validate};
+pub use validate::{KeyRef, MAX_CLOCK_SKEW, ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at};
 
 pub use crate::config::{AllowedScope, IsvIdentity};
 

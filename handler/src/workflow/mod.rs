@@ -26,7 +26,7 @@ use crate::azure::credentials::CustomerIdentity;
 use crate::azure::{AzureClients, ClientConfig, RetryOptions, deadline};
 use crate::config::{FicMode, IsvIdentity, Settings};
 use crate::contract::{ValidatedOnboarding, ValidationPolicy, parse_and_validate};
-use crate::decide::{InvocationTimes, RetryPolicy, invocation_times};
+use crate::decide::{AttemptState, InvocationTimes, RetryPolicy, invocation_times};
 use crate::error::Error;
 use crate::function::invocation::IncomingMessage;
 use identity_chain::IdentityChain;
@@ -52,6 +52,8 @@ struct Caches {
     identity_chains: Mutex<BTreeMap<String, IdentityChain>>,
     /// Subscriptions where the preview feature and provider registration were confirmed.
     registered_subscriptions: Mutex<HashSet<String>>,
+    /// When this process re-registered `Microsoft.Storage`, by subscription (lowercase).
+    provider_registrations: Mutex<BTreeMap<String, OffsetDateTime>>,
 }
 
 /// How an invocation ended when the message can be completed (the host answers 2xx).
@@ -92,6 +94,12 @@ impl App {
     pub fn max_message_bytes(&self) -> usize {
         self.settings.max_message_bytes
     }
+
+    /// When this process re-registered the storage provider in `subscription`, if it did.
+    pub fn provider_registered_at(&self, subscription: &str) -> Option<OffsetDateTime> {
+        let registrations = self.caches.provider_registrations.lock().unwrap_or_else(|p| p.into_inner());
+        registrations.get(&subscription.to_ascii_lowercase()).copied()
+    }
 }
 
 /// Processes one delivery. `Ok` means the delivery may be completed (done, retry scheduled, or dead-letter copy
@@ -114,7 +122,7 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
             }
         };
         tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
-        match bounded(work_until, "the onboarding steps", run_steps(app, &validated)).await {
+        match bounded(work_until, "the onboarding steps", run_steps(app, &validated, &attempt)).await {
             Ok((chain, applied)) => settle::after_success(app, message, &validated, &chain, &applied, &attempt).await,
             Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt).await,
         }
@@ -137,9 +145,13 @@ async fn bounded<T>(
     .await
 }
 
-async fn run_steps(app: &App, onboarding: &ValidatedOnboarding) -> Result<(IdentityChain, AppliedEncryption), Error> {
+async fn run_steps(
+    app: &App,
+    onboarding: &ValidatedOnboarding,
+    attempt: &AttemptState,
+) -> Result<(IdentityChain, AppliedEncryption), Error> {
     if app.settings.register_preview_feature {
-        ensure_preview_registration(app, &onboarding.storage_account.subscription_id)
+        ensure_preview_registration(app, &onboarding.storage_account.subscription_id, attempt.provider_registered_at)
             .instrument(tracing::info_span!("step", step = "preview_registration"))
             .await?;
     }
@@ -158,35 +170,46 @@ async fn run_steps(app: &App, onboarding: &ValidatedOnboarding) -> Result<(Ident
 const PREVIEW_FEATURE: &str = "FederatedClientIdentity";
 const STORAGE_NAMESPACE: &str = "Microsoft.Storage";
 
-/// Legacy preview registration [P0a, P0b]: register the feature, and once it is `Registered` re-register the
-/// provider. Checked once per subscription per process; while the feature is still registering, this is a
-/// transient failure (the delayed retry polls again).
-async fn ensure_preview_registration(app: &App, subscription: &str) -> Result<(), Error> {
+/// Legacy preview registration [P0a, P0b]: register the feature once, poll it to `Registered`; then re-register the
+/// provider once (the docs require it after approval) and poll it to `Registered`. Registering restarts a
+/// registration in progress, so it is never repeated while one runs: an attempt that registered records it (in this
+/// process, and on the message's retry copy as `cmk-provider-registered-at`), and later attempts only poll. Until
+/// both are `Registered` the attempt is pending (transient). Confirmed once per subscription per process.
+async fn ensure_preview_registration(
+    app: &App,
+    subscription: &str,
+    registered_earlier: Option<OffsetDateTime>,
+) -> Result<(), Error> {
     let key = subscription.to_ascii_lowercase();
     if app.caches.registered_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
         return Ok(());
     }
+    let pending = |what: String| Error::Pending { code: "PreviewRegistrationPending", message: what };
     let arm = &app.clients.arm;
     let mut feature = arm.get_feature(subscription, STORAGE_NAMESPACE, PREVIEW_FEATURE).await?;
-    if matches!(feature.properties.state.as_str(), "NotRegistered" | "Unregistered" | "Unregistering") {
+    if matches!(feature.properties.state.as_str(), "NotRegistered" | "Unregistered") {
         feature = arm.register_feature(subscription, STORAGE_NAMESPACE, PREVIEW_FEATURE).await?;
     }
     if feature.properties.state != "Registered" {
-        return Err(Error::Verification(format!(
-            "feature {STORAGE_NAMESPACE}/{PREVIEW_FEATURE} is {} in subscription {subscription}",
-            feature.properties.state
-        )));
+        let state = &feature.properties.state;
+        return Err(pending(format!("feature {STORAGE_NAMESPACE}/{PREVIEW_FEATURE} is {state} in {subscription}")));
     }
-    // After approval the provider must be registered again to pick the feature up; registering is idempotent.
-    let provider = arm.register_provider(subscription, STORAGE_NAMESPACE).await?;
+    let mut provider = arm.get_provider(subscription, STORAGE_NAMESPACE).await?;
+    let registered = registered_earlier.or_else(|| app.provider_registered_at(subscription));
+    let needs_registering = match provider.registration_state.as_str() {
+        "Registering" | "Unregistering" => false,
+        "NotRegistered" | "Unregistered" => true,
+        // Registered: picked up the feature only if re-registered after it was approved, which an earlier attempt did.
+        _ => registered.is_none(),
+    };
+    if needs_registering {
+        provider = arm.register_provider(subscription, STORAGE_NAMESPACE).await?;
+        let now = OffsetDateTime::now_utc();
+        app.caches.provider_registrations.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), now);
+    }
     if provider.registration_state != "Registered" {
-        let provider = arm.get_provider(subscription, STORAGE_NAMESPACE).await?;
-        if provider.registration_state != "Registered" {
-            return Err(Error::Verification(format!(
-                "provider {STORAGE_NAMESPACE} is {} in subscription {subscription}",
-                provider.registration_state
-            )));
-        }
+        let state = &provider.registration_state;
+        return Err(pending(format!("provider {STORAGE_NAMESPACE} is {state} in {subscription}")));
     }
     app.caches.registered_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
     Ok(())
@@ -211,24 +234,27 @@ async fn ensure_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Iden
     }
     let want = identity_chain::required_credential(app.settings.cloud, &uami.tenant_id, &uami.principal_id);
     let existing = app.clients.graph.list_federated_credentials(&identity.app_object_id).await?;
-    if !identity_chain::has_matching_credential(&existing, &want) {
-        let name = app.settings.fic_name_for(identity);
-        match app.settings.fic_mode {
-            FicMode::Verify => {
+    let credential_written_at = match identity_chain::matching_credential(&existing, &want) {
+        Some(found) => identity_chain::written_at(found),
+        None => {
+            let name = app.settings.fic_name_for(identity);
+            if app.settings.fic_mode == FicMode::Verify {
                 return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name));
             }
-            FicMode::Ensure => {
-                app.clients.graph.upsert_federated_credential(&identity.app_object_id, &name, &want).await?;
-                tracing::info!(name, app_object_id = %identity.app_object_id, "created the federated identity credential");
-            }
+            let now = OffsetDateTime::now_utc();
+            let stamped = identity_chain::stamped(&want, now);
+            app.clients.graph.upsert_federated_credential(&identity.app_object_id, &name, &stamped).await?;
+            tracing::info!(name, app_object_id = %identity.app_object_id, "wrote the federated identity credential");
+            Some(now)
         }
-    }
+    };
     let chain = IdentityChain {
         uami_id: uami.id,
         uami_client_id: uami.client_id,
         uami_principal_id: uami.principal_id,
         isv_tenant_id: uami.tenant_id,
         app_client_id: identity.app_client_id.clone(),
+        credential_written_at,
     };
     app.caches.identity_chains.lock().unwrap_or_else(|p| p.into_inner()).insert(key, chain.clone());
     Ok(chain)
@@ -237,7 +263,15 @@ async fn ensure_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Iden
 /// Wrap/unwrap algorithm for the round trip; Storage itself uses RSA-OAEP family algorithms.
 const ROUND_TRIP_ALGORITHM: &str = "RSA-OAEP-256";
 
+/// The customer preflight; a federated-credential mismatch right after the handler wrote the credential is reported
+/// as propagation (transient), not as misconfiguration.
 async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
+    check_customer_key(app, onboarding, chain).await.map_err(|error| {
+        identity_chain::while_propagating(error, chain.credential_written_at, OffsetDateTime::now_utc())
+    })
+}
+
+async fn check_customer_key(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
     let vault = &app.clients.key_vault;
     let caller = CustomerIdentity {
         tenant: &onboarding.customer_tenant_id,
@@ -283,6 +317,11 @@ async fn configure_storage(
     let account_id = onboarding.storage_account.arm_id();
     let arm = &app.clients.arm;
     let current = arm.get_storage_account(&account_id).await?;
+    if let Some(current_vault) = storage::other_vault_in_use(&current.raw, &want)
+        && !onboarding.replace_existing_key
+    {
+        return Err(ownership_conflict(app, onboarding, &current_vault));
+    }
     let Some(patch) = storage::plan_update(&current.raw, &want) else {
         tracing::info!("storage account already configured; nothing to change");
         return storage::verify(&current.raw, &want).map_err(Error::Verification);
@@ -290,6 +329,25 @@ async fn configure_storage(
     arm.update_storage_account(&account_id, &patch).await?;
     let read_back = arm.get_storage_account(&account_id).await?;
     storage::verify(&read_back.raw, &want).map_err(Error::Verification)
+}
+
+/// The account already uses a key in `current_vault`: permanent, naming both vaults (and the tenants, where known).
+fn ownership_conflict(app: &App, onboarding: &ValidatedOnboarding, current_vault: &str) -> Error {
+    let current_host = url::Url::parse(current_vault).ok().and_then(|u| u.host_str().map(str::to_owned));
+    let current_tenant = current_host
+        .and_then(|host| app.clients.key_vault.known_vault_tenant(&host))
+        .map(|tenant| format!(" (tenant {tenant})"))
+        .unwrap_or_default();
+    Error::Refused {
+        code: "StorageAccountUsesAnotherKey",
+        message: format!(
+            "{} is already encrypted with a key in {current_vault}{current_tenant}; this onboarding asks for {} \
+             (tenant {}). It is not re-keyed unless the message sets replaceExistingKey: true",
+            onboarding.storage_account.arm_id(),
+            onboarding.key.vault_uri.trim_end_matches('/'),
+            onboarding.customer_tenant_id
+        ),
+    }
 }
 
 /// One check of a diagnosis.
@@ -399,15 +457,17 @@ async fn read_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Identi
     let uami = app.clients.arm.get_user_assigned_identity(&identity.uami_resource_id).await?;
     let want = identity_chain::required_credential(app.settings.cloud, &uami.tenant_id, &uami.principal_id);
     let existing = app.clients.graph.list_federated_credentials(&identity.app_object_id).await?;
-    if !identity_chain::has_matching_credential(&existing, &want) {
+    let Some(found) = identity_chain::matching_credential(&existing, &want) else {
         let name = app.settings.fic_name_for(identity);
         return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name));
-    }
+    };
+    let credential_written_at = identity_chain::written_at(found);
     Ok(IdentityChain {
         uami_id: uami.id,
         uami_client_id: uami.client_id,
         uami_principal_id: uami.principal_id,
         isv_tenant_id: uami.tenant_id,
         app_client_id: identity.app_client_id.clone(),
+        credential_written_at,
     })
 }

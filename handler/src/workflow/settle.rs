@@ -28,6 +28,8 @@ use super::Settlement;
 pub const ATTEMPT: &str = "cmk-attempt";
 pub const FIRST_ATTEMPT_AT: &str = "cmk-first-attempt-at";
 pub const LAST_ACTION_STATE: &str = "cmk-last-action-state";
+/// When an attempt of this onboarding re-registered `Microsoft.Storage` for the preview feature (RFC 3339).
+pub const PROVIDER_REGISTERED_AT: &str = "cmk-provider-registered-at";
 pub const DEAD_LETTER_REASON: &str = crate::function::server::DEAD_LETTER_REASON_PROPERTY;
 pub const DEAD_LETTER_DESCRIPTION: &str = "cmk-dead-letter-description";
 /// Where a copy came from, for ops.
@@ -44,15 +46,15 @@ const DIAGNOSTIC_ID: &str = "diagnostic-id";
 pub fn attempt_state(properties: &BTreeMap<String, Value>, now: OffsetDateTime) -> AttemptState {
     let get = |name: &str| properties.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
     let previous = get(ATTEMPT).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).unwrap_or(0);
-    let first_attempt_at = get(FIRST_ATTEMPT_AT)
-        .and_then(Value::as_str)
-        .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
-        .filter(|t| *t <= now)
-        .unwrap_or(now);
+    // A time in the future (a forged or skewed property) is not trusted.
+    let time = |name: &str| {
+        get(name).and_then(Value::as_str).and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()).filter(|t| *t <= now)
+    };
     AttemptState {
         attempt: u32::try_from(previous).unwrap_or(u32::MAX - 1).saturating_add(1),
-        first_attempt_at,
+        first_attempt_at: time(FIRST_ATTEMPT_AT).unwrap_or(now),
         last_action_state: get(LAST_ACTION_STATE).and_then(Value::as_str).map(str::to_owned),
+        provider_registered_at: time(PROVIDER_REGISTERED_AT),
     }
 }
 
@@ -128,6 +130,10 @@ pub(super) async fn after_failure(
             properties.insert(FIRST_ATTEMPT_AT.to_owned(), Value::from(rfc3339(attempt.first_attempt_at)));
             if let Some(state) = last_state {
                 properties.insert(LAST_ACTION_STATE.to_owned(), Value::from(state));
+            }
+            let registered = onboarding.and_then(|o| app.provider_registered_at(&o.storage_account.subscription_id));
+            if let Some(at) = registered.or(attempt.provider_registered_at) {
+                properties.insert(PROVIDER_REGISTERED_AT.to_owned(), Value::from(rfc3339(at)));
             }
             send_copy(app, message, "retry", properties, Some(at)).await?;
             Ok(Settlement::RetryScheduled { onboarding_id, at, reason: error.reason_code().to_owned() })
