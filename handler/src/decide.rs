@@ -192,7 +192,8 @@ pub fn state_fingerprint(error: &Error) -> Option<String> {
 /// Fixed namespace for state fingerprints (a random UUID of ours; changing it re-announces every waiting state).
 const FINGERPRINT_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5f1c_2a4e_8b7d_4c39_9e61_0d2f_7a3b_c4e5);
 
-fn truncate(text: &str) -> String {
+/// `text` cut to the longest dead-letter description.
+pub fn truncate(text: &str) -> String {
     match text.char_indices().nth(MAX_DESCRIPTION_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),

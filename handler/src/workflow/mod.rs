@@ -62,6 +62,9 @@ pub enum Settlement {
     Completed { onboarding_id: String },
     RetryScheduled { onboarding_id: String, at: OffsetDateTime, reason: String },
     DeadLettered { onboarding_id: String, reason: String },
+    /// No marked copy could carry the reason (see `settle::dead_letter`): the `failed` event and a reason record went
+    /// out, and the delivery must fail so Service Bus dead-letters the original itself (the host answers non-2xx).
+    DeadLetteredNatively { onboarding_id: String, reason: String },
 }
 
 impl App {
