@@ -2,6 +2,7 @@
 
 mod customer;
 mod deadline;
+mod failure_classes;
 mod diagnose;
 mod faults;
 mod happy_path;
