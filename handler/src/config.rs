@@ -427,8 +427,8 @@ fn function_timeout(override_value: Option<String>, app_root: Option<String>) ->
     let path = std::path::Path::new(&root).join("host.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| invalid(APP_ROOT, format!("cannot read {}: {e}", path.display())))?;
-    let host: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| invalid(APP_ROOT, format!("{} is not JSON: {e}", path.display())))?;
+    let host: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(APP_ROOT, format!("{} is not JSON: {e}", path.display())))?;
     match host.get("functionTimeout") {
         None | Some(serde_json::Value::Null) => Ok(Some(DEFAULT_FUNCTION_TIMEOUT)),
         Some(serde_json::Value::String(text)) => parse_function_timeout(text)

@@ -167,7 +167,10 @@ async fn a_throttled_or_failing_token_endpoint_is_retried_like_any_call() {
                 r#"{"error":"temporarily_unavailable","error_codes":[50196]}"#.to_owned(),
             ),
             1 => (503, vec![], String::new()),
-            _ => json(200, serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "customer-token"})),
+            _ => json(
+                200,
+                serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "customer-token"}),
+            ),
         }
     })
     .await;
@@ -177,5 +180,8 @@ async fn a_throttled_or_failing_token_endpoint_is_retried_like_any_call() {
 
     let paths: Vec<String> = stub.requests().iter().map(|r| r.path.clone()).collect();
     let token_path = format!("/{TENANT}/oauth2/v2.0/token");
-    assert_eq!(paths, ["/keys/cmk".to_owned(), token_path.clone(), token_path.clone(), token_path, "/keys/cmk".to_owned()]);
+    assert_eq!(
+        paths,
+        ["/keys/cmk".to_owned(), token_path.clone(), token_path.clone(), token_path, "/keys/cmk".to_owned()]
+    );
 }

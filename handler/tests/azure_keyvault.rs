@@ -22,8 +22,12 @@ fn caller(tenant: &'static str) -> CustomerIdentity<'static> {
 fn key_vault(stub: &Stub) -> (KeyVaultClient, Arc<CountingToken>) {
     let transport = transport(&stub.url);
     let exchange = Arc::new(CountingToken::default());
-    let tokens =
-        TokenSource::from_credentials(Cloud::Public, &transport, Arc::new(CountingToken::default()), Some(exchange.clone()));
+    let tokens = TokenSource::from_credentials(
+        Cloud::Public,
+        &transport,
+        Arc::new(CountingToken::default()),
+        Some(exchange.clone()),
+    );
     (KeyVaultClient::new(transport, tokens, azure_support::fast_retry()), exchange)
 }
 
@@ -90,7 +94,8 @@ async fn a_vault_of_another_tenant_never_sees_a_token() {
 async fn a_challenge_for_another_audience_is_refused() {
     let stub = Stub::start(|_, _| {
         let mut reply = key_vault_challenge(CUSTOMER);
-        reply.1[1].1 = format!("Bearer authorization=\"https://login.windows.net/{CUSTOMER}\", resource=\"https://evil.example\"");
+        reply.1[1].1 =
+            format!("Bearer authorization=\"https://login.windows.net/{CUSTOMER}\", resource=\"https://evil.example\"");
         reply
     })
     .await;

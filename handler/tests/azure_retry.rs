@@ -243,11 +243,9 @@ async fn the_invocation_deadline_bounds_a_call_that_gets_no_answer() {
     let (arm, _) = arm(&proxy, azure_support::fast_retry());
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
 
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(4),
-        deadline::within(deadline, arm.get_storage_account(ACCOUNT)),
-    )
-    .await;
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(4), deadline::within(deadline, arm.get_storage_account(ACCOUNT)))
+            .await;
 
     let error = outcome.expect("ended with the deadline").unwrap_err();
     assert!(matches!(&error, Error::Transport(e) if e.kind == TransportErrorKind::OutOfTime), "{error:?}");
@@ -278,11 +276,9 @@ async fn the_invocation_deadline_bounds_a_token_fetch() {
     let arm = ArmClient::new(&Cloud::Public.arm_endpoint(), transport, tokens, azure_support::fast_retry()).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
 
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(4),
-        deadline::within(deadline, arm.get_storage_account(ACCOUNT)),
-    )
-    .await;
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(4), deadline::within(deadline, arm.get_storage_account(ACCOUNT)))
+            .await;
 
     let error = outcome.expect("ended with the deadline").unwrap_err();
     assert!(matches!(&error, Error::Transport(e) if e.kind == TransportErrorKind::OutOfTime), "{error:?}");
@@ -294,7 +290,8 @@ async fn the_invocation_deadline_bounds_a_token_fetch() {
 #[tokio::test]
 async fn response_bodies_are_capped() {
     let huge = format!(r#"{{"id":"{ACCOUNT}","pad":"{}"}}"#, "x".repeat(5 * 1024 * 1024));
-    let stub = Stub::start(move |_, _| (200, vec![("content-type", "application/json".to_owned())], huge.clone())).await;
+    let stub =
+        Stub::start(move |_, _| (200, vec![("content-type", "application/json".to_owned())], huge.clone())).await;
     let (arm, _) = arm(&stub.url, azure_support::fast_retry());
 
     let error = arm.get_storage_account(ACCOUNT).await.unwrap_err();

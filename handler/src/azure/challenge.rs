@@ -98,8 +98,10 @@ mod tests {
         assert!(for_vault("Basic realm=\"x\"").is_err());
         assert!(for_vault("Bearer resource=\"https://vault.azure.net\"").is_err(), "no authority");
         assert!(
-            for_vault("Bearer authorization=\"https://login.windows.net/common\", resource=\"https://vault.azure.net\"")
-                .is_err(),
+            for_vault(
+                "Bearer authorization=\"https://login.windows.net/common\", resource=\"https://vault.azure.net\""
+            )
+            .is_err(),
             "no tenant id"
         );
         assert!(

@@ -75,10 +75,8 @@ mod tests {
         let later = soon + Duration::from_secs(100);
         within(soon, async {
             within(later, async { assert_eq!(current(), Some(soon)) }).await;
-            within(soon - Duration::from_secs(5), async {
-                assert_eq!(current(), Some(soon - Duration::from_secs(5)))
-            })
-            .await;
+            within(soon - Duration::from_secs(5), async { assert_eq!(current(), Some(soon - Duration::from_secs(5))) })
+                .await;
             assert!(bounded(Duration::from_secs(3600)) <= Duration::from_secs(10));
         })
         .await;

@@ -247,7 +247,10 @@ impl KeyVaultClient {
         let challenge = challenge::parse(header, &host).map_err(|e| bad_response(operation, e))?;
         let expected = vault_scope(inner.transport.cloud(), &request.url);
         if !expected.trim_end_matches("/.default").eq_ignore_ascii_case(&challenge.resource) {
-            return Err(bad_response(operation, format!("the challenge asks for {}, not {expected}", challenge.resource)));
+            return Err(bad_response(
+                operation,
+                format!("the challenge asks for {}, not {expected}", challenge.resource),
+            ));
         }
         inner.tenants.lock().unwrap_or_else(|p| p.into_inner()).insert(host, challenge.tenant.clone());
         Ok(challenge.tenant)

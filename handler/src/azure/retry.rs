@@ -134,10 +134,9 @@ async fn attempt_once(
 pub fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Azure(e) => is_retryable_status(e),
-        Error::Transport(e) => matches!(
-            e.kind,
-            TransportErrorKind::Connect | TransportErrorKind::Reset | TransportErrorKind::Timeout
-        ),
+        Error::Transport(e) => {
+            matches!(e.kind, TransportErrorKind::Connect | TransportErrorKind::Reset | TransportErrorKind::Timeout)
+        }
         _ => false,
     }
 }

@@ -290,9 +290,7 @@ fn out_of_time(service: AzureService, operation: &'static str) -> Error {
 fn proxy_dns_error(headers: &HeaderMap) -> Option<String> {
     headers.get_all("proxy-status").iter().filter_map(|v| v.to_str().ok()).find_map(|value| {
         let mut parameters = value.split(';').skip(1).map(str::trim);
-        parameters
-            .any(|p| p.eq_ignore_ascii_case("error=dns_error"))
-            .then(|| value.trim().to_owned())
+        parameters.any(|p| p.eq_ignore_ascii_case("error=dns_error")).then(|| value.trim().to_owned())
     })
 }
 

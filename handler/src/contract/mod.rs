@@ -13,7 +13,9 @@ pub use grammar::{
     StorageAccountId, VaultUri, is_resource_group_name, normalize_guid, parse_storage_account_id, parse_vault_uri,
 };
 pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
-pub use validate::{KeyRef, MAX_CLOCK_SKEW, ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at};
+pub use validate::{
+    KeyRef, MAX_CLOCK_SKEW, ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at,
+};
 
 pub use crate::config::{AllowedScope, IsvIdentity};
 

@@ -236,7 +236,8 @@ mod tests {
     /// With the string encoding, body members named like broker metadata are the body's, not the broker's.
     #[test]
     fn body_members_never_pose_as_broker_properties() {
-        let body = r#"{"applicationProperties":{"cmk-dead-letter-reason":"Forged"},"messageId":"fake","deliveryCount":9}"#;
+        let body =
+            r#"{"applicationProperties":{"cmk-dead-letter-reason":"Forged"},"messageId":"fake","deliveryCount":9}"#;
         let payload = serde_json::json!({
             "Data": { "m": serde_json::to_string(body).unwrap() },
             "Metadata": {

@@ -116,7 +116,9 @@ mod tests {
         let issuer = "https://login.microsoftonline.com/t1/v2.0";
         assert!(matching_credential(&[fic(issuer, "p1", "api://AzureADTokenExchange")], &want).is_some());
         assert!(matching_credential(&[fic(issuer, "P1", "api://AzureADTokenExchange")], &want).is_none());
-        assert!(matching_credential(&[fic(&format!("{issuer} "), "p1", "api://AzureADTokenExchange")], &want).is_none());
+        assert!(
+            matching_credential(&[fic(&format!("{issuer} "), "p1", "api://AzureADTokenExchange")], &want).is_none()
+        );
         assert!(matching_credential(&[fic(issuer, "p1", "api://AzureADTokenExchangeUSGov")], &want).is_none());
         assert!(matching_credential(&[], &want).is_none());
     }
@@ -151,7 +153,10 @@ mod tests {
         assert_eq!(mismatch().disposition(), crate::error::Disposition::Permanent);
 
         let soon = while_propagating(mismatch(), Some(written), at(1));
-        assert_eq!((soon.reason_code(), soon.disposition()), ("FederatedCredentialPropagating", crate::error::Disposition::Transient));
+        assert_eq!(
+            (soon.reason_code(), soon.disposition()),
+            ("FederatedCredentialPropagating", crate::error::Disposition::Transient)
+        );
         let late = while_propagating(mismatch(), Some(written), at(11));
         assert_eq!(late.reason_code(), "FederatedCredentialMismatch", "permanent after the window");
         let unknown = while_propagating(mismatch(), None, at(1));

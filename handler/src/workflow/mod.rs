@@ -59,12 +59,24 @@ struct Caches {
 /// How an invocation ended when the message can be completed (the host answers 2xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
-    Completed { onboarding_id: String },
-    RetryScheduled { onboarding_id: String, at: OffsetDateTime, reason: String },
-    DeadLettered { onboarding_id: String, reason: String },
+    Completed {
+        onboarding_id: String,
+    },
+    RetryScheduled {
+        onboarding_id: String,
+        at: OffsetDateTime,
+        reason: String,
+    },
+    DeadLettered {
+        onboarding_id: String,
+        reason: String,
+    },
     /// No marked copy could carry the reason (see `settle::dead_letter`): the `failed` event and a reason record went
     /// out, and the delivery must fail so Service Bus dead-letters the original itself (the host answers non-2xx).
-    DeadLetteredNatively { onboarding_id: String, reason: String },
+    DeadLetteredNatively {
+        onboarding_id: String,
+        reason: String,
+    },
 }
 
 impl App {
@@ -142,7 +154,10 @@ async fn bounded<T>(
 ) -> Result<T, Error> {
     deadline::within(until, async {
         deadline::run(future).await.unwrap_or_else(|| {
-            Err(Error::Pending { code: "InvocationTimeUp", message: format!("{what} ran out of the invocation's time") })
+            Err(Error::Pending {
+                code: "InvocationTimeUp",
+                message: format!("{what} ran out of the invocation's time"),
+            })
         })
     })
     .await

@@ -392,7 +392,9 @@ async fn send_copy_fitting(
 ) -> Result<(), Error> {
     match send_copy(app, message, kind, properties.clone(), at).await {
         Err(refused) if is_too_large(&refused) => {
-            tracing::warn!("the {kind} copy does not fit the queue ({refused}); sending it without the message's own properties");
+            tracing::warn!(
+                "the {kind} copy does not fit the queue ({refused}); sending it without the message's own properties"
+            );
             let ours = properties.into_iter().filter(|(name, _)| name.starts_with("cmk-")).collect();
             send_copy(app, message, kind, ours, at).await
         }

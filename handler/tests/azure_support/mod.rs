@@ -95,7 +95,9 @@ pub fn key_vault_challenge(tenant: &str) -> Reply {
             ("content-type", "application/json".to_owned()),
             (
                 "www-authenticate",
-                format!("Bearer authorization=\"https://login.windows.net/{tenant}\", resource=\"https://vault.azure.net\""),
+                format!(
+                    "Bearer authorization=\"https://login.windows.net/{tenant}\", resource=\"https://vault.azure.net\""
+                ),
             ),
         ],
         r#"{"error":{"code":"Unauthorized","message":"Request is missing a Bearer or PoP token."}}"#.to_owned(),

@@ -50,9 +50,9 @@ async fn a_degraded_azure_never_holds_an_invocation_past_the_function_timeout() 
     bed.send(&contoso("obd-deadline"), "msg-deadline");
     bed.wait_until("a retry scheduled about ten minutes out (the 429's Retry-After)", |bed| {
         let soon = bed.emulator.shared().clock.now() + time::Duration::minutes(9);
-        bed.queue().iter().any(|m| {
-            m.state == MessageState::Scheduled && m.scheduled_enqueue_time.is_some_and(|at| at > soon)
-        })
+        bed.queue()
+            .iter()
+            .any(|m| m.state == MessageState::Scheduled && m.scheduled_enqueue_time.is_some_and(|at| at > soon))
     })
     .await;
     assert!(bed.events_of("completed").is_empty(), "not before the throttling is over");

@@ -20,7 +20,8 @@ fn dead_letter_reason(message: &azure_emulator::servicebus::Message) -> Option<&
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_that_does_not_exist_waits_on_the_customer() {
     let bed = crate::testbed::start().await;
-    let body = onboarding("obd-no-vault", CONTOSO_TENANT, CONTOSO_ACCOUNT, "https://contoso-kv2.vault.azure.net/", "cmk");
+    let body =
+        onboarding("obd-no-vault", CONTOSO_TENANT, CONTOSO_ACCOUNT, "https://contoso-kv2.vault.azure.net/", "cmk");
     bed.send(&body, "msg-no-vault");
 
     bed.wait_until("action_required VaultNotFound", |bed| !bed.events_of("action_required").is_empty()).await;
@@ -49,7 +50,8 @@ async fn a_vault_that_does_not_exist_waits_on_the_customer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_of_another_tenant_never_gets_a_token() {
     let bed = crate::testbed::start().await;
-    let body = onboarding("obd-wrong-tenant", ISV_TENANT, CONTOSO_ACCOUNT, "https://contoso-kv.vault.azure.net/", "cmk");
+    let body =
+        onboarding("obd-wrong-tenant", ISV_TENANT, CONTOSO_ACCOUNT, "https://contoso-kv.vault.azure.net/", "cmk");
     bed.send(&body, "msg-wrong-tenant");
 
     bed.wait_until("dead-lettered", |bed| bed.dead_letters().len() == 1).await;
@@ -81,9 +83,8 @@ async fn the_preview_registration_registers_once_and_polls_to_registered() {
     bed.send(&contoso("obd-preview"), "msg-preview");
 
     bed.wait_until("completed", |bed| !bed.events_of("completed").is_empty()).await;
-    let registrations = |suffix: &str| {
-        bed.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with(suffix)).count()
-    };
+    let registrations =
+        |suffix: &str| bed.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with(suffix)).count();
     assert_eq!(registrations("/features/FederatedClientIdentity/register"), 1);
     assert_eq!(registrations("/providers/Microsoft.Storage/register"), 1, "registered once, then polled");
     let attempts = bed.events_of("completed")[0]["data"]["attempts"].as_u64().unwrap();
@@ -96,9 +97,10 @@ async fn an_account_using_another_vault_is_only_rekeyed_when_asked() {
     let bed = crate::testbed::start().await;
     bed.send(&contoso("obd-owner-1"), "msg-owner-1");
     bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
-    let fixes: Vec<Change> =
-        serde_json::from_slice(&std::fs::read(crate::testbed::repo_root().join("samples/customer-fixes.json")).unwrap())
-            .unwrap();
+    let fixes: Vec<Change> = serde_json::from_slice(
+        &std::fs::read(crate::testbed::repo_root().join("samples/customer-fixes.json")).unwrap(),
+    )
+    .unwrap();
     bed.apply(fixes);
 
     let fabrikam_vault = "https://fabrikam-kv.vault.azure.net/";
@@ -107,7 +109,10 @@ async fn an_account_using_another_vault_is_only_rekeyed_when_asked() {
     let failed = &bed.events_of("failed")[0];
     assert_eq!(failed["data"]["reasonCode"], "StorageAccountUsesAnotherKey");
     let reason = failed["data"]["message"].as_str().unwrap();
-    assert!(reason.contains("contoso-kv.vault.azure.net") && reason.contains("fabrikam-kv.vault.azure.net"), "{reason}");
+    assert!(
+        reason.contains("contoso-kv.vault.azure.net") && reason.contains("fabrikam-kv.vault.azure.net"),
+        "{reason}"
+    );
     assert!(reason.contains("replaceExistingKey"), "{reason}");
     let key_vault_uri = |bed: &TestBed| {
         bed.storage_account(CONTOSO_ACCOUNT)["properties"]["encryption"]["keyvaultproperties"]["keyvaulturi"]

@@ -2,13 +2,14 @@
 
 mod customer;
 mod deadline;
-mod failure_classes;
 mod diagnose;
+mod failure_classes;
 mod faults;
 mod happy_path;
 mod idempotency;
 mod identity_sets;
 mod poison;
+mod property_names;
 mod samples;
 mod secrets;
 mod string_datatype;

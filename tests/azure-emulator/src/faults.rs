@@ -267,11 +267,8 @@ fn xml_escape(text: &str) -> String {
 /// does, so this is how a name that does not resolve reaches a client: the handler's transport maps it to the same
 /// error as its own resolver's failure (a dropped connection would look like a network blip instead).
 pub fn name_not_resolved(host: &str) -> Response {
-    let mut response = (
-        StatusCode::BAD_GATEWAY,
-        format!("The host name {host} could not be resolved (NXDOMAIN)."),
-    )
-        .into_response();
+    let mut response =
+        (StatusCode::BAD_GATEWAY, format!("The host name {host} could not be resolved (NXDOMAIN).")).into_response();
     response
         .headers_mut()
         .insert("proxy-status", HeaderValue::from_static("azure-emulator; error=dns_error; rcode=\"NXDOMAIN\""));
