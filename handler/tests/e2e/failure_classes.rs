@@ -226,3 +226,36 @@ async fn ambiguous_or_future_messages_are_invalid() {
     assert!(bed.requests().iter().all(|r| r.host.ends_with(".servicebus.windows.net") || r.host == "127.0.0.1"));
     assert!(bed.queue().iter().all(|m| m.state != MessageState::Scheduled));
 }
+
+/// `ensure` mode writes the missing federated credential; Entra does not honour it yet (AADSTS70021 for five emulated
+/// minutes). That is propagation, not misconfiguration: the attempts are retried, also by a restarted handler (the
+/// credential's description carries when the handler wrote it), and the onboarding completes once it propagated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_just_written_is_waited_for_not_dead_lettered() {
+    let mut scenario = sample_scenario();
+    scenario.applications[0].federated_identity_credentials.clear();
+    let bed = crate::testbed::start_with(scenario, &[("CMK_FIC_MODE", "ensure")]).await;
+    let propagation = std::time::Duration::from_secs(5 * 60);
+    bed.emulator.shared().world.lock().unwrap().directory.set_credential_propagation(propagation);
+    bed.send(&contoso("obd-propagating"), "msg-propagating");
+
+    let propagating = |bed: &TestBed| {
+        bed.host().handler_output().iter().filter(|line| line.contains("FederatedCredentialPropagating")).count()
+    };
+    bed.wait_until("an attempt waiting for the credential to propagate", |bed| propagating(bed) >= 1).await;
+    // A new process knows nothing of what the old one did, except what the credential itself says.
+    bed.host().kill_handler();
+    let before = propagating(&bed);
+    bed.wait_until("the restarted handler waiting too", |bed| propagating(bed) > before).await;
+    assert!(bed.events_of("failed").is_empty() && bed.dead_letters().is_empty(), "not dead-lettered");
+
+    let shared = bed.emulator.shared();
+    shared.clock.advance(propagation);
+    shared.bus.clock_advanced();
+    bed.wait_until("completed", |bed| !bed.events_of("completed").is_empty()).await;
+    let world = shared.world.lock().unwrap();
+    let app = world.directory.application_by_object_id("77777777-7777-7777-7777-777777777777").unwrap();
+    assert_eq!(app.federated_identity_credentials.len(), 1, "written once: {:#?}", app.federated_identity_credentials);
+    let description = app.federated_identity_credentials[0].description.clone().unwrap_or_default();
+    assert!(description.contains("written by the CMK onboarding handler at "), "{description}");
+}
