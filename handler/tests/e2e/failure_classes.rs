@@ -31,7 +31,7 @@ async fn a_vault_that_does_not_exist_waits_on_the_customer() {
     assert!(missing.contains("contoso-kv2"), "{missing}");
     assert!(event["data"]["actions"].to_string().contains("az keyvault create --name contoso-kv2"), "{event:#}");
     bed.wait_until("the next attempt scheduled", |bed| {
-        bed.queue().iter().any(|m| m.application_properties.get("cmk-attempt").is_some())
+        bed.queue().iter().any(|m| m.application_properties.contains_key("cmk-attempt"))
     })
     .await;
     assert!(bed.dead_letters().is_empty());
