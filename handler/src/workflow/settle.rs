@@ -1,4 +1,5 @@
-//! Settling a delivery: publish the event, schedule a retry copy or send the dead-letter copy.
+//! Settling a delivery: publish the event, schedule a retry copy or send the dead-letter copy (or, when no copy
+//! can carry the mark, a reason record while the original is dead-lettered as it is).
 //!
 //! Order matters for at-least-once safety: the event goes out first (its id is deterministic, so topic duplicate
 //! detection drops a repeat), then the copy (its MessageId is derived from the delivered message's, so queue
@@ -18,7 +19,7 @@ use crate::azure::servicebus::OutgoingMessage;
 use crate::contract::ValidatedOnboarding;
 use crate::decide::{AttemptState, Decision, decide};
 use crate::error::Error;
-use crate::events::{ActionRequiredData, CompletedData, FailedData, OnboardingEvent};
+use crate::events::{ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, FailedData, OnboardingEvent};
 use crate::function::invocation::IncomingMessage;
 use crate::remediation::{RemediationContext, remediation};
 
@@ -37,8 +38,6 @@ pub const ORIGINAL_MESSAGE_ID: &str = "cmk-original-message-id";
 /// On a reason record: the sequence number of the message it explains, dead-lettered as it was (ARCHITECTURE.md,
 /// decision 1).
 pub const REASON_FOR_SEQUENCE_NUMBER: &str = "cmk-reason-for-sequence-number";
-
-const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// Where the Azure SDKs put W3C trace context on Service Bus messages. Over the REST API an application property is
 /// an HTTP header, and a `traceparent` header is the HTTP request's own trace context, so messages carry theirs here.
