@@ -64,6 +64,8 @@ pub const TEST_PROXY_URL: &str = "CMK_TEST_PROXY_URL";
 pub const LOG_FORMAT: &str = "CMK_LOG_FORMAT";
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+pub const APP_ROOT: &str = "FUNCTIONS_APP_ROOT_PATH";
+pub const FUNCTION_TIMEOUT_OVERRIDE: &str = "AzureFunctionsJobHost__functionTimeout";
 pub const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
 pub const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
 pub const SITE_NAME: &str = "WEBSITE_SITE_NAME";
@@ -115,7 +117,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Register `Microsoft.Storage/FederatedClientIdentity` (preview-era step) before the first PATCH.",
     ),
     spec(MAX_MESSAGE_BYTES, false, Some("262144"), "Largest accepted message body, in bytes."),
-    spec(RETRY_BUDGET_SECONDS, false, Some("90"), "Time one invocation may spend retrying transient HTTP failures."),
+    spec(
+        RETRY_BUDGET_SECONDS,
+        false,
+        Some("90"),
+        "Time one invocation may spend on Azure calls and their retries; shortened to fit the host's `functionTimeout`.",
+    ),
     spec(RETRY_BASE_DELAY_MS, false, Some("500"), "First in-invocation retry delay (exponential, full jitter)."),
     spec(RETRY_MAX_DELAY_MS, false, Some("30000"), "Longest in-invocation retry delay."),
     spec(DELAYED_RETRY_BASE_SECONDS, false, Some("60"), "First delay of a scheduled retry after a transient failure."),
@@ -143,6 +150,16 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec(LOG_FORMAT, false, Some("json"), "`json` or `text`."),
     spec(OTLP_ENDPOINT, false, None, "OTLP/HTTP collector base URL; traces are exported when set."),
     spec(OTLP_TRACES_ENDPOINT, false, None, "OTLP/HTTP traces URL; overrides the base URL for traces."),
+    platform(
+        APP_ROOT,
+        false,
+        "Function app root (set by the host); the handler reads `functionTimeout` from its `host.json` to answer in time.",
+    ),
+    platform(
+        FUNCTION_TIMEOUT_OVERRIDE,
+        false,
+        "Functions host setting that overrides `functionTimeout` of `host.json`; the handler follows it too.",
+    ),
     platform(IDENTITY_ENDPOINT, false, "Managed-identity endpoint (set by App Service / Functions)."),
     platform(IDENTITY_HEADER, false, "Header value the managed-identity endpoint requires (set by the platform)."),
     platform(SITE_NAME, false, "Function app name (set by the platform); the CloudEvents `source` uses it."),
@@ -270,6 +287,8 @@ pub struct Settings {
     pub customer_retry_base: Duration,
     pub customer_retry_max: Duration,
     pub deadline: Duration,
+    /// The host's `functionTimeout`; `None` when unbounded (`-1`). See [`function_timeout`].
+    pub function_timeout: Option<Duration>,
     pub http_timeout: Duration,
     pub test_proxy_url: Option<url::Url>,
     pub log_format: LogFormat,
@@ -352,6 +371,7 @@ impl Settings {
             customer_retry_base: seconds(CUSTOMER_RETRY_BASE_SECONDS)?,
             customer_retry_max: seconds(CUSTOMER_RETRY_MAX_SECONDS)?,
             deadline: Duration::from_secs(number(DEADLINE_HOURS)?.saturating_mul(3600)),
+            function_timeout: function_timeout(get(FUNCTION_TIMEOUT_OVERRIDE), get(APP_ROOT))?,
             http_timeout: seconds(HTTP_TIMEOUT_SECONDS)?,
             test_proxy_url: get(TEST_PROXY_URL).map(|v| parse_test_proxy(&v)).transpose()?,
             log_format,
@@ -389,6 +409,60 @@ impl Settings {
             Some(n) => self.identity_sets.get(n),
         }
     }
+}
+
+/// `functionTimeout` when `host.json` does not set it: the Consumption plan's default, the shortest of any plan's
+/// (Flex Consumption and dedicated plans default to 30 minutes; reference `functions-custom-handler.md` §3.2).
+pub const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The host's `functionTimeout`, read the way the host reads it: the `AzureFunctionsJobHost__functionTimeout` app
+/// setting when set, else `host.json` in the app root the host passes (`FUNCTIONS_APP_ROOT_PATH`), else the shortest
+/// plan default. `None` means unbounded (`-1`). Reading the file the host enforces, rather than a copy of its value
+/// in another setting, keeps the two from drifting apart.
+fn function_timeout(override_value: Option<String>, app_root: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    if let Some(text) = override_value {
+        return parse_function_timeout(&text).map_err(|reason| invalid(FUNCTION_TIMEOUT_OVERRIDE, reason));
+    }
+    let Some(root) = app_root else { return Ok(Some(DEFAULT_FUNCTION_TIMEOUT)) };
+    let path = std::path::Path::new(&root).join("host.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| invalid(APP_ROOT, format!("cannot read {}: {e}", path.display())))?;
+    let host: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(APP_ROOT, format!("{} is not JSON: {e}", path.display())))?;
+    match host.get("functionTimeout") {
+        None | Some(serde_json::Value::Null) => Ok(Some(DEFAULT_FUNCTION_TIMEOUT)),
+        Some(serde_json::Value::String(text)) => parse_function_timeout(text)
+            .map_err(|reason| invalid(APP_ROOT, format!("{}: functionTimeout {reason}", path.display()))),
+        Some(other) => Err(invalid(APP_ROOT, format!("{}: functionTimeout {other} is not a string", path.display()))),
+    }
+}
+
+/// `[d.]hh:mm:ss[.fffffff]` (a .NET TimeSpan, at least one second) or `-1` (unbounded).
+pub fn parse_function_timeout(text: &str) -> Result<Option<Duration>, String> {
+    let text = text.trim();
+    if text == "-1" {
+        return Ok(None);
+    }
+    let bad = || format!("{text:?} is neither hh:mm:ss nor -1");
+    let (days, clock) = match text.split_once('.') {
+        Some((days, rest)) if !days.contains(':') => (days.parse::<u64>().map_err(|_| bad())?, rest),
+        _ => (0, text),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let [hours, minutes, seconds] = parts.as_slice() else { return Err(bad()) };
+    let number = |s: &str| s.parse::<u64>().map_err(|_| bad());
+    let (hours, minutes) = (number(hours)?, number(minutes)?);
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let seconds = number(whole)?;
+    if hours > 23 || minutes > 59 || seconds > 59 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let nanos = format!("{fraction:0<9}").get(..9).and_then(|n| n.parse::<u32>().ok()).ok_or_else(bad)?;
+    let total = Duration::new(((days * 24 + hours) * 60 + minutes) * 60 + seconds, nanos);
+    if total < Duration::from_secs(1) || days > 3650 {
+        return Err(format!("{text:?} must be between 1 second and 10 years"));
+    }
+    Ok(Some(total))
 }
 
 /// Upper bounds keep time arithmetic far from overflow: ten years for any duration, 100 MiB (the largest Service

@@ -18,6 +18,9 @@ pub struct AttemptState {
     pub first_attempt_at: OffsetDateTime,
     /// Fingerprint of the last `action_required` event published for this onboarding.
     pub last_action_state: Option<String>,
+    /// When an earlier attempt re-registered the storage provider for the preview feature (then later attempts only
+    /// poll its state).
+    pub provider_registered_at: Option<OffsetDateTime>,
 }
 
 /// Delays between scheduled retries, and when to give up.
@@ -59,6 +62,32 @@ pub enum Decision {
 
 /// Longest dead-letter description: it travels as a Service Bus application property.
 const MAX_DESCRIPTION_CHARS: usize = 1024;
+
+/// How one invocation spends its time, as offsets from when it started (ARCHITECTURE.md, decision 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvocationTimes {
+    /// Every Azure call, retry, poll and token fetch of the onboarding steps ends by then; past it the attempt fails
+    /// as transient and a delayed retry is scheduled.
+    pub work: Duration,
+    /// Settling (event and copy) ends by then, and the host gets its answer: well before `functionTimeout`.
+    pub answer: Duration,
+}
+
+/// Longest safety margin kept before the host's `functionTimeout`, and longest time set aside for settling.
+const MAX_MARGIN: Duration = Duration::from_secs(60);
+
+/// The invocation's times for the host's `functionTimeout` (`None`: unbounded) and `CMK_RETRY_BUDGET_SECONDS`:
+/// answer a fifth of the timeout (at most a minute) before it, keep a third of what remains (at most a minute) for
+/// settling, and give the steps the rest, or the retry budget if that is shorter. With the shipped 10-minute timeout
+/// and 90-second budget: work 90 s, answer by 9 min. With a 6-second timeout: work 3.2 s, answer by 4.8 s.
+pub fn invocation_times(function_timeout: Option<Duration>, retry_budget: Duration) -> InvocationTimes {
+    let Some(timeout) = function_timeout else {
+        return InvocationTimes { work: retry_budget, answer: retry_budget.saturating_add(MAX_MARGIN) };
+    };
+    let answer = timeout - (timeout / 5).min(MAX_MARGIN);
+    let settling = (answer / 3).min(MAX_MARGIN);
+    InvocationTimes { work: retry_budget.min(answer - settling), answer }
+}
 
 /// [`decide_with_jitter`] with a random jitter.
 pub fn decide(error: &Error, attempt: &AttemptState, now: OffsetDateTime, policy: &RetryPolicy) -> Decision {
@@ -163,7 +192,8 @@ pub fn state_fingerprint(error: &Error) -> Option<String> {
 /// Fixed namespace for state fingerprints (a random UUID of ours; changing it re-announces every waiting state).
 const FINGERPRINT_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5f1c_2a4e_8b7d_4c39_9e61_0d2f_7a3b_c4e5);
 
-fn truncate(text: &str) -> String {
+/// `text` cut to the longest dead-letter description.
+pub fn truncate(text: &str) -> String {
     match text.char_indices().nth(MAX_DESCRIPTION_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),

@@ -82,8 +82,13 @@ pub enum TransportErrorKind {
     Timeout,
     /// The connection dropped mid-request or mid-response.
     Reset,
-    /// A response arrived but was not what the API documents (bad JSON, missing fields).
+    /// A response arrived but was not what the API documents (bad JSON, missing fields, larger than the cap).
     BadResponse,
+    /// The host name does not resolve (DNS), reported by the resolver or by a forward proxy (RFC 9209
+    /// `Proxy-Status: …; error=dns_error`).
+    NameNotResolved,
+    /// The invocation's deadline passed before a response arrived (or before the request could be sent).
+    OutOfTime,
 }
 
 /// Something only the customer can fix, in their own tenant.
@@ -114,6 +119,8 @@ pub enum CustomerAction {
     EnablePurgeProtection,
     /// The vault's firewall refused the call (`ForbiddenByFirewall`): trusted Microsoft services must be allowed.
     AllowNetworkAccess,
+    /// The vault's host name does not resolve: no such vault (wrong name, deleted, or not created yet).
+    VaultNotFound,
 }
 
 impl CustomerAction {
@@ -131,6 +138,7 @@ impl CustomerAction {
             Self::AllowKeyOperations { .. } => "KeyOperationsMissing",
             Self::EnablePurgeProtection => "PurgeProtectionDisabled",
             Self::AllowNetworkAccess => "KeyVaultFirewall",
+            Self::VaultNotFound => "VaultNotFound",
         }
     }
 }
@@ -163,6 +171,13 @@ pub enum Error {
     /// Retries of a waiting or transient failure ran past the onboarding deadline.
     #[error("gave up after the deadline: {last}")]
     DeadlineExceeded { last: Box<Error> },
+    /// The message asks for something that must not be done as sent (another tenant's vault, re-keying an account
+    /// that uses another vault): nobody's fix but the producer's.
+    #[error("refused ({code}): {message}")]
+    Refused { code: &'static str, message: String },
+    /// Azure has not caught up yet (a registration in progress, a credential propagating): try again later.
+    #[error("pending ({code}): {message}")]
+    Pending { code: &'static str, message: String },
 }
 
 impl Error {
@@ -179,9 +194,10 @@ impl Error {
     pub fn disposition(&self) -> Disposition {
         match self {
             Self::Invalid(_) | Self::IsvConfiguration { .. } | Self::HostNotAllowed { .. } => Disposition::Permanent,
-            Self::DeadlineExceeded { .. } => Disposition::Permanent,
+            Self::DeadlineExceeded { .. } | Self::Refused { .. } => Disposition::Permanent,
             Self::Customer { .. } => Disposition::WaitingOnCustomer,
-            Self::Transport(_) | Self::Verification(_) => Disposition::Transient,
+            Self::Transport(e) if e.is_missing_vault() => Disposition::WaitingOnCustomer,
+            Self::Transport(_) | Self::Verification(_) | Self::Pending { .. } => Disposition::Transient,
             Self::Azure(e) => crate::error_classify::classify(e).disposition,
         }
     }
@@ -192,12 +208,15 @@ impl Error {
             Self::Invalid(e) => e.code,
             Self::Customer { action, .. } => action.reason_code(),
             Self::Azure(e) => crate::error_classify::classify(e).reason_code,
+            Self::Transport(e) if e.is_missing_vault() => CustomerAction::VaultNotFound.reason_code(),
             Self::Transport(e) => match e.kind {
                 TransportErrorKind::Timeout => "Timeout",
                 TransportErrorKind::BadResponse => "BadResponse",
                 TransportErrorKind::Connect | TransportErrorKind::Reset => "NetworkError",
+                TransportErrorKind::NameNotResolved => "NameNotResolved",
+                TransportErrorKind::OutOfTime => "InvocationTimeUp",
             },
-            Self::IsvConfiguration { code, .. } => code,
+            Self::IsvConfiguration { code, .. } | Self::Refused { code, .. } | Self::Pending { code, .. } => code,
             Self::HostNotAllowed { .. } => "HostNotAllowed",
             Self::Verification(_) => "VerificationPending",
             Self::DeadlineExceeded { .. } => "DeadlineExceeded",
@@ -208,6 +227,7 @@ impl Error {
     pub fn customer_action(&self) -> Option<CustomerAction> {
         match self {
             Self::Customer { action, .. } => Some(action.clone()),
+            Self::Transport(e) if e.is_missing_vault() => Some(CustomerAction::VaultNotFound),
             Self::Azure(e) => crate::error_classify::classify(e).customer_action,
             _ => None,
         }
@@ -219,6 +239,14 @@ impl Error {
             Self::Azure(e) => e.retry_after,
             _ => None,
         }
+    }
+}
+
+impl TransportError {
+    /// A Key Vault or Managed HSM host that does not resolve has no vault behind it: only the customer can create it
+    /// or send the right name. Any other unresolvable host is ours to fix, and stays transient.
+    pub fn is_missing_vault(&self) -> bool {
+        self.kind == TransportErrorKind::NameNotResolved && self.service == AzureService::KeyVault
     }
 }
 

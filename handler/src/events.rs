@@ -19,6 +19,13 @@ pub const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8a4f_3d2c_6b1e_4f7a_9c05_
 /// `Content-Type` of a structured-mode CloudEvent.
 pub const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
 
+/// Application property names of every event, lowercase: over the Service Bus REST API a property is an HTTP
+/// header, and HTTP/1 clients write header names lowercase, so that is the spelling Service Bus stores and
+/// subscription filters must use (ARCHITECTURE.md, "Property names on the wire").
+pub const EVENT_TYPE_PROPERTY: &str = "eventtype";
+pub const ONBOARDING_ID_PROPERTY: &str = "onboardingid";
+pub const CUSTOMER_TENANT_ID_PROPERTY: &str = "customertenantid";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
     #[serde(rename = "com.cmkonboard.onboarding.completed.v1")]
@@ -222,10 +229,10 @@ impl OnboardingEvent {
         let mut properties = BTreeMap::new();
         // Structured mode: the envelope is the body. The binary-mode `cloudEvents:*` properties are left out: the
         // Service Bus REST API carries application properties as HTTP headers, where `:` is not allowed.
-        properties.insert("eventType".to_owned(), Value::from(self.event_type.as_str()));
-        properties.insert("onboardingId".to_owned(), Value::from(self.onboardingid.as_str()));
+        properties.insert(EVENT_TYPE_PROPERTY.to_owned(), Value::from(self.event_type.as_str()));
+        properties.insert(ONBOARDING_ID_PROPERTY.to_owned(), Value::from(self.onboardingid.as_str()));
         if let Some(tenant) = &self.customertenantid {
-            properties.insert("customerTenantId".to_owned(), Value::from(tenant.as_str()));
+            properties.insert(CUSTOMER_TENANT_ID_PROPERTY.to_owned(), Value::from(tenant.as_str()));
         }
         (body, self.id.clone(), properties)
     }

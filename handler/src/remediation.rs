@@ -89,6 +89,9 @@ fn missing(action: &CustomerAction, c: &RemediationContext<'_>) -> String {
         CustomerAction::AllowNetworkAccess => format!(
             "The firewall of {store} {vault} refuses the ISV service: allow trusted Microsoft services to bypass it."
         ),
+        CustomerAction::VaultNotFound => format!(
+            "There is no {store} named {vault} (its name does not resolve): create it, or send the ISV the right vault URI."
+        ),
     }
 }
 
@@ -176,6 +179,7 @@ fn steps(action: &CustomerAction, c: &RemediationContext<'_>) -> Vec<Remediation
             &[format!("Update-AzKeyVaultKey {ps_target} -Name {key}{ps_version} -KeyOps wrapKey,unwrapKey")],
         )],
         CustomerAction::EnablePurgeProtection => enable_purge_protection(c),
+        CustomerAction::VaultNotFound => vault_not_found(c),
         CustomerAction::AllowNetworkAccess => vec![step(
             format!("Let trusted Microsoft services through the firewall of {}", c.vault_name),
             &[format!("az keyvault update --name {} --bypass AzureServices", c.vault_name)],
@@ -277,6 +281,46 @@ fn create_key(c: &RemediationContext<'_>, title: &str) -> Vec<RemediationStep> {
             title,
             &[format!("az keyvault key create --name {key} --vault-name {vault} --kty RSA --size 3072")],
             &[format!("Add-AzKeyVaultKey -Name {key} -VaultName {vault} -Destination Software -KeyType RSA -Size 3072")],
+        ),
+    ]
+}
+
+/// Reference step 6: find the vault's real URI, or create the vault the message names (with purge protection, which
+/// Storage requires, and Azure RBAC, which the role assignment step expects).
+fn vault_not_found(c: &RemediationContext<'_>) -> Vec<RemediationStep> {
+    let vault = c.vault_name;
+    if c.managed_hsm {
+        return vec![
+            step(
+                format!("Check the name and URI of your managed HSM (the request named {vault})"),
+                &["az keyvault list --resource-type hsm --query \"[].{name:name, uri:properties.hsmUri}\" --output table".to_owned()],
+                &["Get-AzKeyVaultManagedHsm | Select-Object Name, HsmUri".to_owned()],
+            ),
+            step(
+                format!("Or create the managed HSM {vault} with purge protection"),
+                &[format!(
+                    "az keyvault create --hsm-name {vault} --resource-group <resource-group> --location <region> --administrators $(az ad signed-in-user show --query id --output tsv) --enable-purge-protection true"
+                )],
+                &[format!(
+                    "New-AzKeyVaultManagedHsm -Name {vault} -ResourceGroupName <resource-group> -Location <region> -Administrator (Get-AzADUser -SignedIn).Id -EnablePurgeProtection"
+                )],
+            ),
+        ];
+    }
+    vec![
+        step(
+            format!("Check the name and URI of your key vault (the request named {vault})"),
+            &["az keyvault list --query \"[].{name:name, uri:properties.vaultUri}\" --output table".to_owned()],
+            &["Get-AzKeyVault | ForEach-Object { Get-AzKeyVault -VaultName $_.VaultName } | Select-Object VaultName, VaultUri".to_owned()],
+        ),
+        step(
+            format!("Or create the key vault {vault} with purge protection and Azure RBAC"),
+            &[format!(
+                "az keyvault create --name {vault} --resource-group <resource-group> --location <region> --enable-purge-protection true --enable-rbac-authorization true"
+            )],
+            &[format!(
+                "New-AzKeyVault -Name {vault} -ResourceGroupName <resource-group> -Location <region> -EnablePurgeProtection -EnableRbacAuthorization"
+            )],
         ),
     ]
 }

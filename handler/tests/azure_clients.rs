@@ -12,8 +12,9 @@ use cmk_handler::azure::graph::{FicSpec, Upserted};
 use cmk_handler::azure::{AzureClients, ServiceBusAuth, TokenSource};
 use cmk_handler::cloud::Cloud;
 
+const TENANT: &str = "22222222-2222-2222-2222-222222222222";
 const CALLER: CustomerIdentity<'static> =
-    CustomerIdentity { tenant: "tenant", app_client_id: "app", uami_client_id: None };
+    CustomerIdentity { tenant: TENANT, app_client_id: "app", uami_client_id: None };
 
 const ACCOUNT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct";
 const UAMI: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk";
@@ -158,11 +159,14 @@ async fn a_storage_patch_answered_202_follows_the_async_operation_then_reads_the
 #[tokio::test]
 async fn key_vault_wraps_and_unwraps_with_base64url_without_padding() {
     let stub = Stub::start(|request, _| {
-        if request.path == "/tenant/oauth2/v2.0/token" {
+        if request.path == format!("/{TENANT}/oauth2/v2.0/token") {
             return json(
                 200,
                 serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "kv-token"}),
             );
+        }
+        if request.header("authorization").is_none() {
+            return azure_support::key_vault_challenge(TENANT);
         }
         let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
         let encoded = body["value"].as_str().unwrap();
@@ -180,13 +184,20 @@ async fn key_vault_wraps_and_unwraps_with_base64url_without_padding() {
     assert_eq!(wrapped, [255, 251, 3, 2, 1]);
     assert_eq!(unwrapped, [1, 2, 3, 251, 255]);
     let requests = stub.requests();
-    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    let paths: Vec<String> = requests.iter().map(|r| r.path.clone()).collect();
     assert_eq!(
         paths,
-        ["/tenant/oauth2/v2.0/token", "/keys/cmk/0123456789abcdef/wrapkey", "/keys/cmk/0123456789abcdef/unwrapkey"]
+        [
+            "/keys/cmk/0123456789abcdef/wrapkey".to_owned(),
+            format!("/{TENANT}/oauth2/v2.0/token"),
+            "/keys/cmk/0123456789abcdef/wrapkey".to_owned(),
+            "/keys/cmk/0123456789abcdef/unwrapkey".to_owned()
+        ],
+        "the challenge first, without a token or a body; then the token; then the calls"
     );
-    let body: serde_json::Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert!(requests[0].body.is_empty());
+    let body: serde_json::Value = serde_json::from_slice(&requests[2].body).unwrap();
     assert_eq!(body["alg"], "RSA-OAEP-256");
-    assert_eq!(requests[1].query.get("api-version").map(String::as_str), Some("7.4"));
-    assert_eq!(requests[1].header("authorization"), Some("Bearer kv-token"));
+    assert_eq!(requests[2].query.get("api-version").map(String::as_str), Some("7.4"));
+    assert_eq!(requests[2].header("authorization"), Some("Bearer kv-token"));
 }

@@ -4,7 +4,7 @@ mod azure_support;
 
 use std::sync::Arc;
 
-use azure_support::{CountingToken, Recorded, Reply, Stub, json, transport};
+use azure_support::{CountingToken, Recorded, Reply, Stub, json, key_vault_challenge, transport};
 use cmk_handler::azure::credentials::CustomerIdentity;
 use cmk_handler::azure::{KeyVaultClient, TokenSource};
 use cmk_handler::cloud::Cloud;
@@ -17,6 +17,11 @@ const CALLER: CustomerIdentity<'static> = CustomerIdentity { tenant: TENANT, app
 
 fn token_request(request: &Recorded) -> bool {
     request.path == format!("/{TENANT}/oauth2/v2.0/token")
+}
+
+/// The vault: its challenge without a token, the key with one.
+fn vault(request: &Recorded) -> Reply {
+    if request.header("authorization").is_none() { key_vault_challenge(TENANT) } else { key_bundle() }
 }
 
 fn key_bundle() -> Reply {
@@ -56,7 +61,7 @@ async fn an_entra_400_surfaces_as_an_azure_error_with_the_aadsts_code() {
                 }),
             )
         } else {
-            key_bundle()
+            vault(request)
         }
     })
     .await;
@@ -71,8 +76,9 @@ async fn an_entra_400_surfaces_as_an_azure_error_with_the_aadsts_code() {
     assert_eq!(error.inner_code.as_deref(), Some("AADSTS700016"));
     assert!(error.message.contains("was not found in the directory"), "{}", error.message);
     let requests = stub.requests();
-    assert_eq!(requests.len(), 1, "the vault is never called without a token: {requests:?}");
-    assert_eq!(requests[0].header("x-recording-upstream-base-uri"), Some("https://login.microsoftonline.com"));
+    assert_eq!(requests.len(), 2, "the challenge, then the token request; no key call without a token: {requests:?}");
+    assert!(requests[0].header("authorization").is_none() && requests[0].path == "/keys/cmk");
+    assert_eq!(requests[1].header("x-recording-upstream-base-uri"), Some("https://login.microsoftonline.com"));
 }
 
 #[tokio::test]
@@ -81,7 +87,7 @@ async fn one_customer_token_request_serves_many_calls() {
         if token_request(request) {
             json(200, serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600, "access_token": "customer-token"}))
         } else {
-            key_bundle()
+            vault(request)
         }
     })
     .await;
@@ -101,8 +107,10 @@ async fn one_customer_token_request_serves_many_calls() {
     assert_eq!(form.get("client_id").map(String::as_str), Some(APP));
     assert_eq!(form.get("client_assertion").map(String::as_str), Some("static-token"));
     assert_eq!(form.get("scope").map(String::as_str), Some("https://vault.azure.net/.default"));
-    let vault_requests: Vec<_> = requests.iter().filter(|r| !token_request(r)).collect();
+    let vault_requests: Vec<_> =
+        requests.iter().filter(|r| !token_request(r) && r.header("authorization").is_some()).collect();
     assert_eq!(vault_requests.len(), 5);
+    assert_eq!(requests.len(), 7, "one challenge, one token request, five key reads");
     for request in vault_requests {
         assert_eq!(request.path, "/keys/cmk");
         assert_eq!(request.header("authorization"), Some("Bearer customer-token"));
@@ -147,17 +155,23 @@ async fn one_managed_identity_token_request_serves_many_calls() {
 
 #[tokio::test]
 async fn a_throttled_or_failing_token_endpoint_is_retried_like_any_call() {
-    let stub = Stub::start(|request, index| match (token_request(request), index) {
-        (true, 0) => (
-            429,
-            vec![("retry-after", "0".to_owned())],
-            r#"{"error":"temporarily_unavailable","error_codes":[50196]}"#.to_owned(),
-        ),
-        (true, 1) => (503, vec![], String::new()),
-        (true, _) => {
-            json(200, serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "customer-token"}))
+    let token_requests = std::sync::atomic::AtomicUsize::new(0);
+    let stub = Stub::start(move |request, _| {
+        if !token_request(request) {
+            return vault(request);
         }
-        (false, _) => key_bundle(),
+        match token_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => (
+                429,
+                vec![("retry-after", "0".to_owned())],
+                r#"{"error":"temporarily_unavailable","error_codes":[50196]}"#.to_owned(),
+            ),
+            1 => (503, vec![], String::new()),
+            _ => json(
+                200,
+                serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "customer-token"}),
+            ),
+        }
     })
     .await;
     let (key_vault, _) = key_vault(&stub);
@@ -166,5 +180,8 @@ async fn a_throttled_or_failing_token_endpoint_is_retried_like_any_call() {
 
     let paths: Vec<String> = stub.requests().iter().map(|r| r.path.clone()).collect();
     let token_path = format!("/{TENANT}/oauth2/v2.0/token");
-    assert_eq!(paths, [token_path.clone(), token_path.clone(), token_path, "/keys/cmk".to_owned()]);
+    assert_eq!(
+        paths,
+        ["/keys/cmk".to_owned(), token_path.clone(), token_path.clone(), token_path, "/keys/cmk".to_owned()]
+    );
 }

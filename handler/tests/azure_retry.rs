@@ -1,4 +1,5 @@
-//! The bounded send loop against stub servers: Retry-After, server errors, dropped connections, the time budget.
+//! The bounded send loop against stub servers: Retry-After (of any size), server errors, dropped connections, the
+//! time budget, the invocation's deadline (calls, polls and token fetches), and the response size cap.
 
 mod azure_support;
 
@@ -6,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use azure_support::{CountingToken, Reply, Stub, json, transport};
-use cmk_handler::azure::{ArmClient, RetryOptions, TokenSource};
+use cmk_handler::azure::{ArmClient, RetryOptions, TokenSource, deadline};
 use cmk_handler::cloud::Cloud;
-use cmk_handler::error::{AzureService, Error};
+use cmk_handler::error::{AzureService, Error, TransportErrorKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ACCOUNT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct";
@@ -170,4 +171,132 @@ async fn no_sleep_follows_the_last_attempt() {
 
     assert_eq!(error.status, 503);
     assert!(started.elapsed() < Duration::from_secs(1), "slept {:?}", started.elapsed());
+}
+
+/// A hostile `Retry-After` (the largest integer, 10^12 seconds, or an HTTP date in year 9999) neither overflows nor
+/// stalls: the wait cannot fit in the budget, so the error comes back at once with the wait it asked for.
+#[tokio::test]
+async fn a_huge_retry_after_neither_overflows_nor_stalls() {
+    for retry_after in ["18446744073709551615", "1000000000000", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+        let stub = Stub::start(move |_, _| {
+            (429, vec![("retry-after", retry_after.to_owned())], r#"{"error":{"code":"TooManyRequests"}}"#.to_owned())
+        })
+        .await;
+        let (arm, _) = arm(&stub.url, azure_support::fast_retry());
+
+        let outcome = tokio::time::timeout(Duration::from_secs(30), arm.get_storage_account(ACCOUNT)).await;
+
+        let error = azure_error(outcome.expect("returned, not stalled").unwrap_err());
+        assert_eq!(error.status, 429, "{retry_after}");
+        assert!(error.retry_after.unwrap() > Duration::from_secs(1_000_000), "{retry_after}: {:?}", error.retry_after);
+        assert_eq!(stub.requests().len(), 1, "{retry_after}: no retry within the budget");
+    }
+}
+
+/// The same for an asynchronous PATCH whose operation says to come back in 10^12 seconds.
+#[tokio::test]
+async fn a_long_running_operation_with_a_huge_retry_after_gives_up_at_once() {
+    let stub = Stub::start(|request, _| match request.method.as_str() {
+        "PATCH" => (
+            202,
+            vec![
+                ("location", "https://management.azure.com/operations/op1?api-version=2023-05-01".to_owned()),
+                ("retry-after", "1000000000000".to_owned()),
+            ],
+            String::new(),
+        ),
+        _ => (202, vec![("retry-after", "1000000000000".to_owned())], String::new()),
+    })
+    .await;
+    let (arm, _) = arm(&stub.url, azure_support::fast_retry());
+
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        arm.update_storage_account(ACCOUNT, &serde_json::json!({"properties": {}})),
+    )
+    .await;
+
+    let error = outcome.expect("returned, not stalled").unwrap_err();
+    assert!(matches!(&error, Error::Transport(e) if e.kind == TransportErrorKind::Timeout), "{error:?}");
+    assert_eq!(stub.requests().len(), 1, "no poll could fit");
+}
+
+/// A server that accepts connections and never answers.
+async fn silent_server() -> url::Url {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            open.push(socket);
+        }
+    });
+    url
+}
+
+/// Under an invocation's deadline, a call that gets no answer ends when the deadline does, not after the client's
+/// HTTP timeout (5 s here) or the call's retry budget (10 s), and is not retried.
+#[tokio::test]
+async fn the_invocation_deadline_bounds_a_call_that_gets_no_answer() {
+    let proxy = silent_server().await;
+    let (arm, _) = arm(&proxy, azure_support::fast_retry());
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(4), deadline::within(deadline, arm.get_storage_account(ACCOUNT)))
+            .await;
+
+    let error = outcome.expect("ended with the deadline").unwrap_err();
+    assert!(matches!(&error, Error::Transport(e) if e.kind == TransportErrorKind::OutOfTime), "{error:?}");
+    assert_eq!(error.reason_code(), "InvocationTimeUp");
+}
+
+/// A credential that never answers.
+#[derive(Debug)]
+struct SilentCredential;
+
+#[async_trait::async_trait]
+impl azure_core::credentials::TokenCredential for SilentCredential {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        std::future::pending().await
+    }
+}
+
+/// Token fetches are bounded by the same deadline.
+#[tokio::test]
+async fn the_invocation_deadline_bounds_a_token_fetch() {
+    let stub = Stub::start(|_, _| account()).await;
+    let transport = transport(&stub.url);
+    let tokens = TokenSource::from_credentials(Cloud::Public, &transport, Arc::new(SilentCredential), None);
+    let arm = ArmClient::new(&Cloud::Public.arm_endpoint(), transport, tokens, azure_support::fast_retry()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(4), deadline::within(deadline, arm.get_storage_account(ACCOUNT)))
+            .await;
+
+    let error = outcome.expect("ended with the deadline").unwrap_err();
+    assert!(matches!(&error, Error::Transport(e) if e.kind == TransportErrorKind::OutOfTime), "{error:?}");
+    assert!(stub.requests().is_empty(), "nothing was sent without a token");
+}
+
+/// Response bodies are read up to a cap: past it the call fails with a clear transport error instead of buffering
+/// whatever a broken or hostile endpoint sends.
+#[tokio::test]
+async fn response_bodies_are_capped() {
+    let huge = format!(r#"{{"id":"{ACCOUNT}","pad":"{}"}}"#, "x".repeat(5 * 1024 * 1024));
+    let stub =
+        Stub::start(move |_, _| (200, vec![("content-type", "application/json".to_owned())], huge.clone())).await;
+    let (arm, _) = arm(&stub.url, azure_support::fast_retry());
+
+    let error = arm.get_storage_account(ACCOUNT).await.unwrap_err();
+
+    assert!(matches!(&error, Error::Transport(e) if e.kind == TransportErrorKind::BadResponse), "{error:?}");
+    assert!(error.to_string().contains("4194304-byte limit"), "{error}");
+    assert_eq!(stub.requests().len(), 1, "not retried");
 }

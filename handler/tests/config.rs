@@ -53,6 +53,7 @@ fn minimal_settings_take_the_documented_defaults() {
     assert_eq!((s.customer_retry_base, s.customer_retry_max), (Duration::from_secs(900), Duration::from_secs(21_600)));
     assert_eq!(s.deadline, Duration::from_secs(168 * 3600));
     assert_eq!(s.http_timeout, Duration::from_secs(30));
+    assert_eq!(s.function_timeout, Some(Duration::from_secs(300)), "no host.json: the shortest plan default");
     assert_eq!(s.test_proxy_url, None);
     assert_eq!(s.log_format, LogFormat::Json);
     assert_eq!(s.function_app_name, None);
@@ -204,4 +205,49 @@ fn the_readme_table_has_one_row_per_setting() {
     assert_eq!(table.lines().count(), SETTINGS.len() + 2);
     assert!(table.contains("| `CMK_FIC_MODE` | no | `verify` | operator |"), "{table}");
     assert!(table.contains("| `FUNCTIONS_CUSTOMHANDLER_PORT` | yes | – | platform |"), "{table}");
+}
+
+/// The host's `functionTimeout` comes from `host.json` in the app root the host passes, unless the app setting that
+/// overrides host.json values sets it.
+#[test]
+fn the_function_timeout_is_read_like_the_host_reads_it() {
+    let root = std::env::temp_dir().join(format!("cmk-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let write = |host_json: &str| std::fs::write(root.join("host.json"), host_json).unwrap();
+    let at_root = || with("FUNCTIONS_APP_ROOT_PATH", root.to_str().unwrap());
+
+    // The repository's host.json, as deployed.
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../host.json")).unwrap();
+    write(&shipped);
+    assert_eq!(parse(&at_root()).unwrap().function_timeout, Some(Duration::from_secs(600)));
+
+    for (text, expected) in [
+        ("00:00:06", Some(Duration::from_secs(6))),
+        ("01:30:00", Some(Duration::from_secs(5400))),
+        ("1.02:00:00", Some(Duration::from_secs(26 * 3600))),
+        ("00:00:01.5", Some(Duration::from_millis(1500))),
+        ("-1", None),
+    ] {
+        write(&format!(r#"{{"version":"2.0","functionTimeout":"{text}"}}"#));
+        assert_eq!(parse(&at_root()).unwrap().function_timeout, expected, "{text}");
+    }
+    write(r#"{"version":"2.0"}"#);
+    assert_eq!(parse(&at_root()).unwrap().function_timeout, Some(Duration::from_secs(300)), "absent: default");
+
+    for bad in ["10 minutes", "00:60:00", "00:00:00", "00:00:00.5", "1:2", "\"x\":1"] {
+        write(&format!(r#"{{"version":"2.0","functionTimeout":"{bad}"}}"#));
+        assert_eq!(error_names(parse(&at_root()).unwrap_err()), "FUNCTIONS_APP_ROOT_PATH", "{bad}");
+    }
+    write("{ not json");
+    assert_eq!(error_names(parse(&at_root()).unwrap_err()), "FUNCTIONS_APP_ROOT_PATH");
+
+    // The app setting wins over the file, as it does for the host.
+    let mut values = at_root();
+    values.insert("AzureFunctionsJobHost__functionTimeout".into(), "00:02:00".into());
+    assert_eq!(parse(&values).unwrap().function_timeout, Some(Duration::from_secs(120)));
+    values.insert("AzureFunctionsJobHost__functionTimeout".into(), "soon".into());
+    assert_eq!(error_names(parse(&values).unwrap_err()), "AzureFunctionsJobHost__functionTimeout");
+
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(error_names(parse(&at_root()).unwrap_err()), "FUNCTIONS_APP_ROOT_PATH", "an app root without host.json");
 }

@@ -1,15 +1,28 @@
 //! Contract v1: every fixture under `tests/data/messages` against both the Rust validator and the JSON Schema.
 //!
 //! Invalid fixtures are named `{ExpectedCode}--{slug}.json`; `{ExpectedCode}--config--{slug}.json` marks the ones only
-//! the handler's configuration can reject (allow-list, identity-set names, the vault's cloud), which the schema must
-//! accept. For all others, schema-valid ⇔ validator-accepts.
+//! the handler's configuration can reject (allow-list, identity-set names, the vault's cloud), and
+//! `{ExpectedCode}--beyond-schema--{slug}.json` the ones JSON Schema cannot express (duplicate member names, a
+//! `requestedAt` in the future); the schema must accept both kinds. For all others, schema-valid ⇔ validator-accepts.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cmk_handler::cloud::Cloud;
 use cmk_handler::config::{AllowedScope, IsvIdentity};
-use cmk_handler::contract::{ValidationPolicy, parse_and_validate};
+use cmk_handler::contract::{MAX_CLOCK_SKEW, ValidationPolicy, parse_and_validate_at};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// The validator's clock in these tests: shortly after every fixture's `requestedAt`.
+const NOW: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
+
+fn parse_and_validate(
+    body: &[u8],
+    policy: &ValidationPolicy,
+) -> Result<cmk_handler::contract::ValidatedOnboarding, cmk_handler::contract::ValidationError> {
+    parse_and_validate_at(body, policy, NOW)
+}
 
 fn data_dir(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/messages").join(sub)
@@ -76,7 +89,7 @@ fn valid_fixtures_pass_both_the_validator_and_the_schema() {
 #[test]
 fn invalid_fixtures_fail_with_their_code_and_agree_with_the_schema() {
     let (schema, policy) = (schema_validator(), policy());
-    let mut config_only = 0;
+    let (mut config_only, mut beyond_schema) = (0, 0);
     for (name, body) in fixtures("invalid") {
         let (expected, rest) = name.split_once("--").expect("file name is {Code}--{slug}");
         let error = match parse_and_validate(&body, &policy) {
@@ -87,11 +100,15 @@ fn invalid_fixtures_fail_with_their_code_and_agree_with_the_schema() {
         if rest.starts_with("config--") {
             config_only += 1;
             assert!(schema_accepts(&schema, &body), "{name}: configuration-only case must be schema-valid");
+        } else if rest.starts_with("beyond-schema--") {
+            beyond_schema += 1;
+            assert!(schema_accepts(&schema, &body), "{name}: a case the schema cannot express must be schema-valid");
         } else {
             assert!(!schema_accepts(&schema, &body), "{name}: the schema accepts what the validator rejects");
         }
     }
     assert!(config_only >= 3, "the configuration-only cases are marked");
+    assert!(beyond_schema >= 3, "the cases beyond JSON Schema are marked");
 }
 
 #[test]
@@ -147,6 +164,39 @@ fn rejects_messages_over_the_size_limit_before_parsing() {
     assert!(parse_and_validate(&good, &small).is_ok());
     // Oversized garbage is still reported as too large, not as bad JSON: size is checked first.
     assert_eq!(parse_and_validate(&vec![b'x'; 262_145], &policy()).unwrap_err().code, "MessageTooLarge");
+}
+
+#[test]
+fn requested_at_may_be_in_the_future_only_by_the_clock_skew() {
+    let good = std::fs::read(data_dir("valid").join("minimal-automatic-key-version.json")).unwrap();
+    let mut message: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    let skew = time::Duration::try_from(MAX_CLOCK_SKEW).unwrap();
+    let mut at = |t: OffsetDateTime| {
+        message["requestedAt"] = t.format(&time::format_description::well_known::Rfc3339).unwrap().into();
+        parse_and_validate(&serde_json::to_vec(&message).unwrap(), &policy())
+    };
+    assert!(at(NOW + skew).is_ok(), "within the skew");
+    let error = at(NOW + skew + time::Duration::seconds(1)).unwrap_err();
+    assert_eq!((error.code, error.field.as_str()), ("InvalidRequestedAt", "requestedAt"));
+    assert!(at(NOW - time::Duration::days(365)).is_ok(), "the past is fine");
+}
+
+#[test]
+fn duplicate_member_names_are_refused_with_the_name() {
+    let body = std::fs::read(data_dir("invalid").join("InvalidJson--beyond-schema--duplicate-vault-uri.json")).unwrap();
+    let error = parse_and_validate(&body, &policy()).unwrap_err();
+    assert!(error.message.contains("duplicate member name \"vaultUri\""), "{error}");
+    // serde_json alone would have taken the last one.
+    let lenient: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(lenient["key"]["vaultUri"], "https://fabrikam-kv.vault.azure.net/");
+}
+
+#[test]
+fn replace_existing_key_defaults_to_false() {
+    let body = std::fs::read(data_dir("valid").join("replace-existing-key.json")).unwrap();
+    assert!(parse_and_validate(&body, &policy()).unwrap().replace_existing_key);
+    let body = std::fs::read(data_dir("valid").join("null-optionals.json")).unwrap();
+    assert!(!parse_and_validate(&body, &policy()).unwrap().replace_existing_key);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use cmk_handler::decide::{
-    AttemptState, Decision, RetryPolicy, decide, decide_with_jitter, in_invocation_backoff, state_fingerprint,
+    AttemptState, Decision, InvocationTimes, RetryPolicy, decide, decide_with_jitter, in_invocation_backoff,
+    invocation_times, state_fingerprint,
 };
 use cmk_handler::error::{AzureError, AzureService, CustomerAction, Error, TransportError, TransportErrorKind};
 use time::OffsetDateTime;
@@ -23,7 +24,12 @@ fn policy() -> RetryPolicy {
 }
 
 fn attempt(n: u32, last_action_state: Option<String>) -> AttemptState {
-    AttemptState { attempt: n, first_attempt_at: NOW - time::Duration::hours(1), last_action_state }
+    AttemptState {
+        attempt: n,
+        first_attempt_at: NOW - time::Duration::hours(1),
+        last_action_state,
+        provider_registered_at: None,
+    }
 }
 
 fn timeout() -> Error {
@@ -162,7 +168,7 @@ fn permanent_errors_are_dead_lettered_with_their_reason() {
 fn the_deadline_ends_retries_and_is_never_overshot() {
     let p = policy();
     let first = NOW - time::Duration::hours(168);
-    let past = AttemptState { attempt: 40, first_attempt_at: first, last_action_state: None };
+    let past = AttemptState { attempt: 40, first_attempt_at: first, ..attempt(1, None) };
     match decide_with_jitter(&waiting("key k is disabled"), &past, NOW, &p, 0.5) {
         Decision::DeadLetter { reason_code, description } => {
             assert_eq!(reason_code, "DeadlineExceeded");
@@ -173,7 +179,7 @@ fn the_deadline_ends_retries_and_is_never_overshot() {
     }
     // Ten minutes before the deadline, a six-hour wait is cut to one last attempt at the deadline.
     let almost =
-        AttemptState { attempt: 30, first_attempt_at: first + time::Duration::minutes(10), last_action_state: None };
+        AttemptState { attempt: 30, first_attempt_at: first + time::Duration::minutes(10), ..attempt(1, None) };
     let at = scheduled_at(&decide_with_jitter(&waiting("d"), &almost, NOW, &p, 0.99));
     assert_eq!(at, almost.first_attempt_at + p.deadline);
 }
@@ -195,4 +201,29 @@ fn absurd_waits_and_deadlines_do_not_panic() {
     assert_eq!(at, attempt(1, None).first_attempt_at + policy().deadline, "capped at the deadline");
     let endless = RetryPolicy { deadline: Duration::from_secs(u64::MAX), ..policy() };
     assert!(matches!(decide_with_jitter(&e, &attempt(1, None), NOW, &endless, 0.5), Decision::ScheduleRetry { .. }));
+}
+
+#[test]
+fn an_invocation_answers_well_before_the_function_timeout() {
+    let secs = Duration::from_secs;
+    // The shipped host.json (10 min) and default budget (90 s): the budget binds; answer a minute before the timeout.
+    assert_eq!(invocation_times(Some(secs(600)), secs(90)), InvocationTimes { work: secs(90), answer: secs(540) });
+    // A short timeout binds instead: a fifth kept as margin, a third of the rest for settling.
+    assert_eq!(
+        invocation_times(Some(secs(6)), secs(90)),
+        InvocationTimes { work: Duration::from_millis(3200), answer: Duration::from_millis(4800) }
+    );
+    // Margin and settling reserve are capped at a minute each for long timeouts.
+    assert_eq!(
+        invocation_times(Some(secs(3600)), secs(86_400)),
+        InvocationTimes { work: secs(3600 - 60 - 60), answer: secs(3600 - 60) }
+    );
+    // Unbounded (-1): the budget, plus a minute to settle.
+    assert_eq!(invocation_times(None, secs(90)), InvocationTimes { work: secs(90), answer: secs(150) });
+    // For every timeout from the 1-second minimum up, work ≤ answer < timeout.
+    for timeout in [1, 2, 5, 59, 60, 61, 299, 300, 601, 1800, 86_400] {
+        let times = invocation_times(Some(secs(timeout)), secs(90));
+        assert!(times.work <= times.answer && times.answer < secs(timeout), "{timeout}: {times:?}");
+        assert!(times.work > Duration::ZERO, "{timeout}: {times:?}");
+    }
 }

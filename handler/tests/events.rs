@@ -190,11 +190,11 @@ fn service_bus_message_carries_filterable_properties() {
     let parsed: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(parsed["type"], "com.cmkonboard.onboarding.completed.v1");
     assert_eq!(parsed["traceparent"], TRACEPARENT);
-    assert_eq!(properties["eventType"], json!(EventType::Completed.as_str()));
+    assert_eq!(properties["eventtype"], json!(EventType::Completed.as_str()));
     // Service Bus REST carries application properties as HTTP headers: names must be header tokens (no `:`).
     assert!(properties.keys().all(|k| k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')));
-    assert_eq!(properties["onboardingId"], json!(ONBOARDING));
-    assert_eq!(properties["customerTenantId"], json!(TENANT));
+    assert_eq!(properties["onboardingid"], json!(ONBOARDING));
+    assert_eq!(properties["customertenantid"], json!(TENANT));
     assert_eq!(CLOUDEVENTS_CONTENT_TYPE, "application/cloudevents+json");
 
     let no_tenant = FailedData {
@@ -206,5 +206,5 @@ fn service_bus_message_carries_filterable_properties() {
         }
     };
     let (_, _, properties) = OnboardingEvent::failed(&source(), no_tenant, "m", event.time).to_service_bus();
-    assert!(!properties.contains_key("customerTenantId"));
+    assert!(!properties.contains_key("customertenantid"));
 }

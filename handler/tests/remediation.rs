@@ -23,6 +23,7 @@ fn every_action() -> Vec<CustomerAction> {
         CustomerAction::AllowKeyOperations { missing: vec!["wrapKey".into()] },
         CustomerAction::EnablePurgeProtection,
         CustomerAction::AllowNetworkAccess,
+        CustomerAction::VaultNotFound,
     ]
 }
 

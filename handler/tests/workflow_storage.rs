@@ -1,6 +1,6 @@
 //! The storage reconciler's pure decisions, checked against account documents shaped like ARM's answers.
 
-use cmk_handler::workflow::storage::{DesiredEncryption, plan_update, verify};
+use cmk_handler::workflow::storage::{DesiredEncryption, other_vault_in_use, plan_update, verify};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -65,4 +65,22 @@ fn verify_needs_the_versioned_key_identifier() {
         .unwrap()
         .remove("currentVersionedKeyIdentifier");
     assert!(verify(&account, &desired()).is_err());
+}
+
+#[test]
+fn an_account_using_another_vault_is_flagged_and_the_same_vault_is_not() {
+    let applied = fixture("cmk-applied.json");
+    // The same vault, any spelling of its URI, with another key or version: no conflict (the customer's own vault).
+    for uri in ["https://contoso-kv.vault.azure.net", "https://CONTOSO-KV.vault.azure.net/"] {
+        assert_eq!(other_vault_in_use(&applied, &DesiredEncryption { vault_uri: uri.into(), ..desired() }), None);
+    }
+    assert_eq!(other_vault_in_use(&applied, &DesiredEncryption { key_name: "other".into(), ..desired() }), None);
+    // Another vault: the vault in use is named.
+    let fabrikam = DesiredEncryption { vault_uri: "https://fabrikam-kv.vault.azure.net".into(), ..desired() };
+    assert_eq!(other_vault_in_use(&applied, &fabrikam).as_deref(), Some("https://contoso-kv.vault.azure.net"));
+    // Microsoft-managed keys belong to nobody's vault.
+    assert_eq!(other_vault_in_use(&fixture("microsoft-managed.json"), &fabrikam), None);
+    let mut switched_back = applied.clone();
+    switched_back["properties"]["encryption"]["keySource"] = "Microsoft.Storage".into();
+    assert_eq!(other_vault_in_use(&switched_back, &fabrikam), None);
 }

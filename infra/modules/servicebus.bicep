@@ -12,7 +12,9 @@ param onboardingQueueName string = 'onboarding'
 @description('Topic name; CMK_EVENTS_TOPIC.')
 param eventsTopicName string = 'onboarding-events'
 
-// The handler sets the application property `eventType` on every event; each example subscription filters on one.
+// The handler sets the application property `eventtype` on every event; each example subscription filters on one.
+// Lowercase: over the REST API the handler sends a property as an HTTP header, and Service Bus stores the name as it
+// arrives, which for HTTP/1 is lowercase (ARCHITECTURE.md, "Property names on the wire").
 var eventSubscriptions = [
   {
     name: 'completed'
@@ -100,7 +102,7 @@ resource subscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@202
     properties: {
       filterType: 'SqlFilter'
       sqlFilter: {
-        sqlExpression: 'eventType = \'${eventSubscription.eventType}\''
+        sqlExpression: 'eventtype = \'${eventSubscription.eventType}\''
       }
     }
   }

@@ -16,7 +16,7 @@ const FEATURES_API: &str = "2021-07-01";
 const PROVIDERS_API: &str = "2021-04-01";
 const IDENTITY_API: &str = "2023-01-31";
 const STORAGE_API: &str = "2023-05-01";
-/// Polls of an unexpected asynchronous PATCH before giving up (the retry budget bounds each poll too).
+/// Polls of an unexpected asynchronous PATCH before giving up; the deadline bounds the whole wait as well.
 const MAX_LRO_POLLS: u32 = 60;
 
 /// ARM client. Cheap to clone.
@@ -237,49 +237,58 @@ impl ArmClient {
         Ok(StorageAccount { raw: response.json(AzureService::Arm, OP)? })
     }
 
-    /// Follows `Azure-AsyncOperation` (status document) or else `Location` (202 until done).
+    /// Follows `Azure-AsyncOperation` (status document) or else `Location` (202 until done), within the invocation's
+    /// deadline (or, outside an invocation, one retry budget): a `Retry-After` that would end past it stops the wait.
     async fn wait_for_operation(&self, accepted: &HttpResponse, operation: &'static str) -> Result<(), Error> {
         let async_operation = accepted.header("azure-asyncoperation").map(str::to_owned);
         let location = accepted.header("location").map(str::to_owned);
         let Some(monitor) = async_operation.clone().or(location) else { return Ok(()) };
         let monitor = Url::parse(&monitor).map_err(|e| bad_response(operation, format!("bad operation URL: {e}")))?;
-        let mut wait = super::retry_after::retry_after(&accepted.headers).unwrap_or(Duration::from_secs(1));
-        for _ in 0..MAX_LRO_POLLS {
-            tokio::time::sleep(wait).await;
-            let request = OutgoingRequest::new(Method::GET, monitor.clone());
-            let response = self.send(&request, operation).await?;
-            if async_operation.is_some() {
-                let status = serde_json::from_slice::<serde_json::Value>(&response.body)
-                    .ok()
-                    .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned))
-                    .unwrap_or_default();
-                match status.to_ascii_lowercase().as_str() {
-                    "succeeded" => return Ok(()),
-                    "failed" | "canceled" | "cancelled" => {
-                        let body = serde_json::from_slice::<serde_json::Value>(&response.body).unwrap_or_default();
-                        let error = body.get("error").cloned().unwrap_or_default();
-                        let bytes = serde_json::json!({ "error": error }).to_string();
-                        return Err(Error::Azure(crate::error_classify::parse_error_body(
-                            AzureService::Arm,
-                            operation,
-                            response.status,
-                            None,
-                            bytes.as_bytes(),
-                        )));
-                    }
-                    _ => {}
+        let polls = async {
+            let mut wait = super::retry_after::retry_after(&accepted.headers).unwrap_or(Duration::from_secs(1));
+            for _ in 0..MAX_LRO_POLLS {
+                if !super::deadline::sleep(wait).await {
+                    break;
                 }
-            } else if response.status != 202 {
-                return Ok(());
+                let request = OutgoingRequest::new(Method::GET, monitor.clone());
+                let response = self.send(&request, operation).await?;
+                if async_operation.is_some() {
+                    let status = serde_json::from_slice::<serde_json::Value>(&response.body)
+                        .ok()
+                        .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned))
+                        .unwrap_or_default();
+                    match status.to_ascii_lowercase().as_str() {
+                        "succeeded" => return Ok(()),
+                        "failed" | "canceled" | "cancelled" => {
+                            let body = serde_json::from_slice::<serde_json::Value>(&response.body).unwrap_or_default();
+                            let error = body.get("error").cloned().unwrap_or_default();
+                            let bytes = serde_json::json!({ "error": error }).to_string();
+                            return Err(Error::Azure(crate::error_classify::parse_error_body(
+                                AzureService::Arm,
+                                operation,
+                                response.status,
+                                None,
+                                bytes.as_bytes(),
+                            )));
+                        }
+                        _ => {}
+                    }
+                } else if response.status != 202 {
+                    return Ok(());
+                }
+                wait = super::retry_after::retry_after(&response.headers).unwrap_or(Duration::from_secs(1));
             }
-            wait = super::retry_after::retry_after(&response.headers).unwrap_or(Duration::from_secs(1));
+            Err(Error::Transport(TransportError {
+                service: AzureService::Arm,
+                operation,
+                kind: TransportErrorKind::Timeout,
+                message: "the asynchronous operation did not finish in time".to_owned(),
+            }))
+        };
+        match tokio::time::Instant::now().checked_add(self.inner.retry.budget) {
+            Some(budget_end) => super::deadline::within(budget_end, polls).await,
+            None => polls.await,
         }
-        Err(Error::Transport(TransportError {
-            service: AzureService::Arm,
-            operation,
-            kind: TransportErrorKind::Timeout,
-            message: "the asynchronous operation did not finish in time".to_owned(),
-        }))
     }
 
     async fn call(

@@ -18,7 +18,7 @@ use azure_identity::{
 
 use super::retry::Authorizer;
 use super::retry_after::retry_after;
-use super::transport::{AuthorizationValue, HostRefused, Transport};
+use super::transport::{AuthorizationValue, HostRefused, ResponseTooLarge, TimedOut, Transport};
 use crate::cloud::Cloud;
 use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
 use crate::error_classify::parse_error_body;
@@ -242,15 +242,23 @@ impl ClientAssertion for ExchangeAssertion {
     }
 }
 
+/// One token, within the invocation's deadline: the credential's HTTP goes through our transport, which bounds each
+/// request, and the whole exchange (assertion plus token) is bounded here too.
 async fn get_token(
     credential: &dyn TokenCredential,
     scope: &str,
     service: AzureService,
     operation: &'static str,
 ) -> Result<BearerToken, Error> {
-    match credential.get_token(&[scope], None).await {
-        Ok(token) => Ok(BearerToken(token.token.secret().to_owned())),
-        Err(e) => Err(map_credential_error(&e, service, operation)),
+    match super::deadline::run(credential.get_token(&[scope], None)).await {
+        Some(Ok(token)) => Ok(BearerToken(token.token.secret().to_owned())),
+        Some(Err(e)) => Err(map_credential_error(&e, service, operation)),
+        None => Err(Error::Transport(TransportError {
+            service,
+            operation,
+            kind: TransportErrorKind::OutOfTime,
+            message: "the invocation ran out of time while fetching a token".to_owned(),
+        })),
     }
 }
 
@@ -261,6 +269,14 @@ pub(crate) fn map_credential_error(error: &azure_core::Error, service: AzureServ
     while let Some(e) = current {
         if let Some(refused) = e.downcast_ref::<HostRefused>() {
             return Error::HostNotAllowed { host: refused.0.clone() };
+        }
+        if let Some(timed_out) = e.downcast_ref::<TimedOut>() {
+            let out_of_time = super::deadline::remaining().is_some_and(|left| left.is_zero());
+            let kind = if out_of_time { TransportErrorKind::OutOfTime } else { TransportErrorKind::Timeout };
+            return Error::Transport(TransportError { service, operation, kind, message: timed_out.to_string() });
+        }
+        if let Some(too_large) = e.downcast_ref::<ResponseTooLarge>() {
+            return Error::bad_response(service, operation, too_large);
         }
         if let Some(core) = e.downcast_ref::<azure_core::Error>() {
             match core.kind() {

@@ -2,8 +2,13 @@
 //!
 //! REST rather than the SDK so we see the raw error codes (`ForbiddenByRbac`, `KeyDisabled`), keep our own retry
 //! budget and use a per-customer-tenant credential (ARCHITECTURE.md, decision 3).
+//!
+//! Like the Azure SDKs, the first request to a vault goes without a token: its 401 challenge names the vault's
+//! tenant, remembered per vault. A token is only fetched, and sent, for a vault whose tenant is the customer tenant
+//! of the message; any other vault is refused before a token exists ([`challenge`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,9 +16,10 @@ use reqwest::Method;
 use serde::Deserialize;
 use url::Url;
 
+use super::challenge;
 use super::credentials::{CustomerIdentity, CustomerScope, TokenSource};
 use super::encode_segment;
-use super::retry::{self, RetryOptions};
+use super::retry::{self, Anonymous, RetryOptions};
 use super::transport::{HttpResponse, OutgoingRequest, Transport};
 use crate::error::{AzureService, Error};
 
@@ -30,6 +36,8 @@ struct Inner {
     transport: Transport,
     tokens: TokenSource,
     retry: RetryOptions,
+    /// Each vault's tenant, from its challenge, by lowercase host.
+    tenants: Mutex<HashMap<String, String>>,
 }
 
 /// A key as `GET /keys/{name}[/{version}]` returns it.
@@ -77,7 +85,7 @@ impl KeyBundle {
 
 impl KeyVaultClient {
     pub fn new(transport: Transport, tokens: TokenSource, retry: RetryOptions) -> Self {
-        Self { inner: Arc::new(Inner { transport, tokens, retry }) }
+        Self { inner: Arc::new(Inner { transport, tokens, retry, tenants: Mutex::new(HashMap::new()) }) }
     }
 
     /// Gets the latest version of the key, or `version`, as the multi-tenant app in the customer's tenant.
@@ -172,6 +180,18 @@ impl KeyVaultClient {
         URL_SAFE_NO_PAD.decode(wire.value.trim_end_matches('=')).map_err(|e| bad_response(operation, e))
     }
 
+    /// The tenant a vault belongs to, from its challenge (one unauthenticated request per vault per process).
+    pub async fn vault_tenant(&self, vault_uri: &str) -> Result<String, Error> {
+        const OP: &str = "read vault challenge";
+        let url = vault_url(vault_uri, "keys", OP)?;
+        self.tenant_of(&OutgoingRequest::new(Method::GET, url), OP).await
+    }
+
+    /// The tenant a vault belongs to, if its challenge was already read in this process.
+    pub fn known_vault_tenant(&self, vault_host: &str) -> Option<String> {
+        self.inner.tenants.lock().unwrap_or_else(|p| p.into_inner()).get(&vault_host.to_ascii_lowercase()).cloned()
+    }
+
     async fn send(
         &self,
         caller: CustomerIdentity<'_>,
@@ -179,9 +199,61 @@ impl KeyVaultClient {
         operation: &'static str,
     ) -> Result<HttpResponse, Error> {
         let inner = &self.inner;
+        inner.transport.ensure_allowed(&request.url)?;
+        let host = request.url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let vault_tenant = self.tenant_of(&request, operation).await?;
+        if !vault_tenant.eq_ignore_ascii_case(caller.tenant) {
+            return Err(Error::Refused {
+                code: "VaultTenantMismatch",
+                message: format!(
+                    "{host} belongs to tenant {vault_tenant}, not to the customer tenant {} the message names; no token \
+                     was requested for it or sent to it",
+                    caller.tenant
+                ),
+            });
+        }
         let scope = vault_scope(inner.transport.cloud(), &request.url);
         let authorizer = CustomerScope { tokens: &inner.tokens, caller, scope };
-        retry::send(&inner.transport, &inner.retry, AzureService::KeyVault, operation, &request, &authorizer).await
+        let result =
+            retry::send(&inner.transport, &inner.retry, AzureService::KeyVault, operation, &request, &authorizer).await;
+        if matches!(&result, Err(Error::Azure(e)) if e.status == 401) {
+            // The vault refused a token for the tenant it named: read its challenge again next time.
+            inner.tenants.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
+        }
+        result
+    }
+
+    /// The vault's tenant: remembered, or read from the 401 challenge to `request` sent without a token or a body.
+    async fn tenant_of(&self, request: &OutgoingRequest, operation: &'static str) -> Result<String, Error> {
+        let inner = &self.inner;
+        let host = request.url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if let Some(tenant) = self.known_vault_tenant(&host) {
+            return Ok(tenant);
+        }
+        let probe = OutgoingRequest::new(request.method.clone(), request.url.clone());
+        let challenged = |status: u16| status == 401;
+        let response = retry::send_expecting(
+            &inner.transport,
+            &inner.retry,
+            AzureService::KeyVault,
+            operation,
+            &probe,
+            &Anonymous,
+            challenged,
+        )
+        .await?;
+        let header =
+            response.header("www-authenticate").ok_or_else(|| bad_response(operation, "a 401 without a challenge"))?;
+        let challenge = challenge::parse(header, &host).map_err(|e| bad_response(operation, e))?;
+        let expected = vault_scope(inner.transport.cloud(), &request.url);
+        if !expected.trim_end_matches("/.default").eq_ignore_ascii_case(&challenge.resource) {
+            return Err(bad_response(
+                operation,
+                format!("the challenge asks for {}, not {expected}", challenge.resource),
+            ));
+        }
+        inner.tenants.lock().unwrap_or_else(|p| p.into_inner()).insert(host, challenge.tenant.clone());
+        Ok(challenge.tenant)
     }
 }
 

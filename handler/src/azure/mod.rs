@@ -7,7 +7,9 @@
 mod retry_after;
 
 pub mod arm;
+pub mod challenge;
 pub mod credentials;
+pub mod deadline;
 pub mod graph;
 pub mod keyvault;
 pub mod retry;

@@ -1,12 +1,16 @@
-//! The bounded send loop every client uses: retry what Azure documents as transient, within a time budget.
+//! The bounded send loop every client uses: retry what Azure documents as transient, within the deadline.
 //!
-//! The loop never sleeps past its budget: when the next wait would end after it, the last error is returned at once
-//! and the workflow schedules a delayed retry of the whole message instead. A fresh authorization is requested for
-//! every attempt (credentials cache tokens, so this costs nothing in steady state and survives token expiry).
+//! The deadline is the invocation's ([`super::deadline`]) when one is in scope, shortened to the call's own budget.
+//! The loop never sleeps past it: when the next wait would end after it (a `Retry-After` of any size included), the
+//! last error is returned at once and the workflow schedules a delayed retry of the whole message instead. A fresh
+//! authorization is requested for every attempt (credentials cache tokens, so this costs nothing in steady state and
+//! survives token expiry).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::deadline;
 
 use super::retry_after::retry_after;
 use super::transport::{AuthorizationValue, HttpResponse, OutgoingRequest, Transport};
@@ -22,7 +26,8 @@ pub struct RetryOptions {
     pub max_delay: Duration,
     /// Attempts in all, including the first.
     pub max_attempts: u32,
-    /// Total time one call may spend, waits included.
+    /// Total time one call may spend, waits included; the invocation's deadline, when one is in scope, can only
+    /// shorten it.
     pub budget: Duration,
 }
 
@@ -54,7 +59,7 @@ impl Authorizer for Anonymous {
     }
 }
 
-/// Sends `request` until it succeeds (2xx), fails permanently, or the attempts or the budget run out; returns the
+/// Sends `request` until it succeeds (2xx), fails permanently, or the attempts or the deadline run out; returns the
 /// last error. Non-2xx responses become [`Error::Azure`].
 pub async fn send(
     transport: &Transport,
@@ -64,26 +69,45 @@ pub async fn send(
     request: &OutgoingRequest,
     authorizer: &dyn Authorizer,
 ) -> Result<HttpResponse, Error> {
+    send_expecting(transport, options, service, operation, request, authorizer, |status| (200..300).contains(&status))
+        .await
+}
+
+/// [`send`], for a request whose expected answer is not a 2xx (an unauthenticated Key Vault probe expects its 401
+/// challenge): responses whose status `expected` accepts are returned as they are.
+pub async fn send_expecting(
+    transport: &Transport,
+    options: &RetryOptions,
+    service: AzureService,
+    operation: &'static str,
+    request: &OutgoingRequest,
+    authorizer: &dyn Authorizer,
+    expected: fn(u16) -> bool,
+) -> Result<HttpResponse, Error> {
     // The allow-list comes before any token is requested.
     transport.ensure_allowed(&request.url)?;
-    let started = Instant::now();
-    let mut attempt: u32 = 1;
-    loop {
-        let error = match attempt_once(transport, service, operation, request, authorizer).await {
-            Ok(response) => return Ok(response),
-            Err(error) => error,
-        };
-        if !is_retryable(&error) || attempt >= options.max_attempts.max(1) {
-            return Err(error);
+    let attempts = async {
+        let mut attempt: u32 = 1;
+        loop {
+            let error = match attempt_once(transport, service, operation, request, authorizer, expected).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            if !is_retryable(&error) || attempt >= options.max_attempts.max(1) {
+                return Err(error);
+            }
+            let wait = next_wait(options, attempt, error.retry_after());
+            tracing::debug!(%service, operation, attempt, ?wait, error = %error, "retrying");
+            if !deadline::sleep(wait).await {
+                tracing::debug!(%service, operation, attempt, ?wait, "no time left to wait for another attempt");
+                return Err(error);
+            }
+            attempt += 1;
         }
-        let wait = next_wait(options, attempt, error.retry_after());
-        if started.elapsed() + wait > options.budget {
-            tracing::debug!(%service, operation, attempt, ?wait, "retry budget exhausted");
-            return Err(error);
-        }
-        tracing::debug!(%service, operation, attempt, ?wait, error = %error, "retrying");
-        tokio::time::sleep(wait).await;
-        attempt += 1;
+    };
+    match Instant::now().checked_add(options.budget) {
+        Some(budget_end) => deadline::within(budget_end, attempts).await,
+        None => attempts.await,
     }
 }
 
@@ -93,10 +117,11 @@ async fn attempt_once(
     operation: &'static str,
     request: &OutgoingRequest,
     authorizer: &dyn Authorizer,
+    expected: fn(u16) -> bool,
 ) -> Result<HttpResponse, Error> {
     let authorization = authorizer.authorization(&request.url).await?;
     let response = transport.execute(service, operation, request, authorization.as_ref()).await?;
-    if (200..300).contains(&response.status) {
+    if expected(response.status) {
         return Ok(response);
     }
     let wait = retry_after(&response.headers);
@@ -104,11 +129,14 @@ async fn attempt_once(
 }
 
 /// Transient by the HTTP contract, not by business meaning: throttling, gateway and server errors, timeouts, dropped
-/// connections, and ARM's "another operation is in progress" conflicts.
+/// connections, and ARM's "another operation is in progress" conflicts. A name that does not resolve, a response that
+/// is not what the API documents, and a deadline that passed are not retried in the invocation.
 pub fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Azure(e) => is_retryable_status(e),
-        Error::Transport(e) => e.kind != TransportErrorKind::BadResponse,
+        Error::Transport(e) => {
+            matches!(e.kind, TransportErrorKind::Connect | TransportErrorKind::Reset | TransportErrorKind::Timeout)
+        }
         _ => false,
     }
 }

@@ -25,6 +25,9 @@ use crate::error::{AzureService, Error};
 /// Lifetime of each SAS token; one is signed per request, so it only has to outlive the request.
 const SAS_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// Largest response a receive may return: a whole message (Premium entities allow 100 MB) and its headers.
+const MAX_RECEIVE_BYTES: usize = 101 * 1024 * 1024;
+
 /// Service Bus client for one namespace. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ServiceBusClient {
@@ -225,16 +228,19 @@ impl ServiceBusClient {
             scheduled_enqueue_time_utc: message.scheduled_enqueue_time.map(rfc1123),
         };
         let mut request = OutgoingRequest::new(Method::POST, self.entity_url(entity, "messages", None));
+        // Every header of a send that is not the protocol's own becomes an application property of the message: the
+        // request's trace context must not (the message carries its own in `diagnostic-id`).
+        request.propagate_trace_context = false;
         request.body = Some(message.body.clone());
         let content_type = message.content_type.as_deref().unwrap_or("application/octet-stream");
         request.headers.insert(reqwest::header::CONTENT_TYPE, header_value(content_type, OP)?);
-        let broker = serde_json::to_string(&properties).unwrap_or_default();
+        let broker = ascii_json(&serde_json::to_value(&properties).unwrap_or_default());
         request.headers.insert(HeaderName::from_static("brokerproperties"), header_value(&broker, OP)?);
         for (name, value) in &message.application_properties {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| bad_response(OP, format!("application property name {name:?} is not a valid header")))?;
             // The REST protocol reads a header value as JSON when it is one: strings go quoted, numbers and bools bare.
-            request.headers.insert(name, header_value(&value.to_string(), OP)?);
+            request.headers.insert(name, header_value(&ascii_json(value), OP)?);
         }
         self.send_request(&request, OP).await.map(drop)
     }
@@ -317,7 +323,29 @@ impl ServiceBusClient {
 fn long_poll(method: Method, url: Url, timeout: Duration) -> OutgoingRequest {
     let mut request = OutgoingRequest::new(method, url);
     request.timeout = Some(timeout + Duration::from_secs(10));
+    request.max_response_bytes = Some(MAX_RECEIVE_BYTES);
     request
+}
+
+/// JSON text with every non-ASCII character escaped (`\uXXXX`, surrogate pairs beyond the BMP), so it is always a
+/// valid HTTP header value: serde_json already escapes control characters, and JSON readers decode the escapes.
+pub fn ascii_json(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.is_ascii() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0_u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// Signs a SAS per request for the request's resource (scheme, host and path; no query).
@@ -409,6 +437,15 @@ mod tests {
         assert!(!format!("{auth:?}").contains("c2VjcmV0"));
         let error = ServiceBusAuth::from_connection_string("Endpoint=sb://x/;SharedAccessKey=topsecret").unwrap_err();
         assert!(!error.contains("topsecret"), "{error}");
+    }
+
+    #[test]
+    fn property_values_are_ascii_json() {
+        let value = serde_json::json!("Zoë 🔑 \u{7}");
+        let text = ascii_json(&value);
+        assert!(text.is_ascii() && HeaderValue::from_str(&text).is_ok(), "{text}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), value);
+        assert_eq!(ascii_json(&serde_json::json!(3)), "3");
     }
 
     #[test]

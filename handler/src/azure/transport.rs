@@ -23,6 +23,10 @@ pub const UPSTREAM_HEADER: &str = "x-recording-upstream-base-uri";
 /// The instance-metadata address `azure_identity` uses for managed identity outside App Service.
 const IMDS_HOST: &str = "169.254.169.254";
 
+/// Largest response body read from Azure unless a request allows more: the biggest documents we read (a storage
+/// account, a page of credentials, a key) are a few KiB, so anything near this is not what the API documents.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
 /// The pooled, allow-listed outbound HTTP transport. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Transport {
@@ -33,6 +37,8 @@ pub struct Transport {
 struct Inner {
     client: reqwest::Client,
     cloud: Cloud,
+    /// Timeout of one request unless it sets its own; always shortened to the invocation's deadline.
+    timeout: Duration,
     test_proxy: Option<Url>,
     /// Hosts allowed besides the cloud's own endpoints (the configured Service Bus namespace), lower-case.
     extra_hosts: Vec<String>,
@@ -47,11 +53,24 @@ pub struct OutgoingRequest {
     pub body: Option<Vec<u8>>,
     /// Overrides the transport's HTTP timeout (long polls such as Service Bus receives).
     pub timeout: Option<Duration>,
+    /// Overrides [`DEFAULT_MAX_RESPONSE_BYTES`] (Service Bus receives return whole messages).
+    pub max_response_bytes: Option<usize>,
+    /// Whether the W3C trace context goes out as `traceparent`/`tracestate` headers. Off for Service Bus sends, where
+    /// every extra header becomes an application property of the message.
+    pub propagate_trace_context: bool,
 }
 
 impl OutgoingRequest {
     pub fn new(method: reqwest::Method, url: Url) -> Self {
-        Self { method, url, headers: HeaderMap::new(), body: None, timeout: None }
+        Self {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            timeout: None,
+            max_response_bytes: None,
+            propagate_trace_context: true,
+        }
     }
 
     pub fn json(mut self, body: &serde_json::Value) -> Self {
@@ -114,14 +133,13 @@ impl Transport {
             validate_test_proxy(proxy)?;
         }
         let client = reqwest::Client::builder()
-            .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             // A redirect could lead anywhere; nothing we call redirects, so never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { inner: Arc::new(Inner { client, cloud, test_proxy, extra_hosts: Vec::new() }) })
+        Ok(Self { inner: Arc::new(Inner { client, cloud, timeout, test_proxy, extra_hosts: Vec::new() }) })
     }
 
     /// Also allows `host` (the configured Service Bus namespace FQDN, which may sit outside the cloud's suffix).
@@ -132,6 +150,7 @@ impl Transport {
             inner: Arc::new(Inner {
                 client: self.inner.client.clone(),
                 cloud: self.inner.cloud,
+                timeout: self.inner.timeout,
                 test_proxy: self.inner.test_proxy.clone(),
                 extra_hosts,
             }),
@@ -151,7 +170,8 @@ impl Transport {
         if allowed { Ok(()) } else { Err(Error::HostNotAllowed { host: host.to_owned() }) }
     }
 
-    /// Sends one request (no retries) and reads the whole response. Non-2xx statuses are returned, not errors.
+    /// Sends one request (no retries) and reads the whole response, within the invocation's deadline and the size cap.
+    /// Non-2xx statuses are returned, not errors.
     pub async fn execute(
         &self,
         service: AzureService,
@@ -166,7 +186,9 @@ impl Transport {
         if let Some(upstream) = upstream {
             headers.insert(HeaderName::from_static(UPSTREAM_HEADER), upstream);
         }
-        inject_trace_context(&mut headers);
+        if request.propagate_trace_context {
+            inject_trace_context(&mut headers);
+        }
         if let Some(auth) = authorization {
             let mut value = HeaderValue::from_str(&auth.0).map_err(|_| {
                 transport_error(
@@ -179,20 +201,39 @@ impl Transport {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let mut builder = self.inner.client.request(request.method.clone(), target).headers(headers);
-        if let Some(timeout) = request.timeout {
-            builder = builder.timeout(timeout);
+        let timeout = super::deadline::bounded(request.timeout.unwrap_or(self.inner.timeout));
+        if timeout.is_zero() {
+            return Err(out_of_time(service, operation));
         }
+        let mut builder = self.inner.client.request(request.method.clone(), target).headers(headers).timeout(timeout);
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         } else if matches!(request.method, reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH) {
             // Azure front doors answer 411 to a body-less POST without Content-Length.
             builder = builder.header(reqwest::header::CONTENT_LENGTH, "0");
         }
-        let response = builder.send().await.map_err(|e| map_reqwest_error(service, operation, &e))?;
+        let mut response = builder.send().await.map_err(|e| map_reqwest_error(service, operation, &e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| map_reqwest_error(service, operation, &e))?.to_vec();
+        if let Some(detail) = proxy_dns_error(&headers) {
+            let message = format!("{} does not resolve ({detail})", request.url.host_str().unwrap_or_default());
+            return Err(transport_error(service, operation, TransportErrorKind::NameNotResolved, &message));
+        }
+        let limit = request.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        let too_large = || {
+            let message = format!("the response body exceeds the {limit}-byte limit");
+            transport_error(service, operation, TransportErrorKind::BadResponse, &message)
+        };
+        if response.content_length().is_some_and(|length| length > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| map_reqwest_error(service, operation, &e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         tracing::debug!(%service, operation, status, "azure response");
         Ok(HttpResponse { status, headers, body })
     }
@@ -240,9 +281,40 @@ fn transport_error(service: AzureService, operation: &'static str, kind: Transpo
     Error::Transport(TransportError { service, operation, kind, message: message.to_owned() })
 }
 
+fn out_of_time(service: AzureService, operation: &'static str) -> Error {
+    transport_error(service, operation, TransportErrorKind::OutOfTime, "the invocation ran out of time")
+}
+
+/// A forward proxy's report that the upstream host does not resolve: RFC 9209 `Proxy-Status` with
+/// `error=dns_error` (the test proxy answers this way for a host that has no DNS record). Returns its detail.
+fn proxy_dns_error(headers: &HeaderMap) -> Option<String> {
+    headers.get_all("proxy-status").iter().filter_map(|v| v.to_str().ok()).find_map(|value| {
+        let mut parameters = value.split(';').skip(1).map(str::trim);
+        parameters.any(|p| p.eq_ignore_ascii_case("error=dns_error")).then(|| value.trim().to_owned())
+    })
+}
+
+/// True when the error chain holds hyper's resolver failure ("dns error"): the name does not resolve.
+fn is_dns_error(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if inner.to_string() == "dns error" {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
+
 fn map_reqwest_error(service: AzureService, operation: &'static str, e: &reqwest::Error) -> Error {
     let kind = if e.is_timeout() {
-        TransportErrorKind::Timeout
+        if super::deadline::remaining().is_some_and(|left| left.is_zero()) {
+            TransportErrorKind::OutOfTime
+        } else {
+            TransportErrorKind::Timeout
+        }
+    } else if e.is_connect() && is_dns_error(e) {
+        TransportErrorKind::NameNotResolved
     } else if e.is_connect() {
         TransportErrorKind::Connect
     } else if e.is_decode() || e.is_builder() {
@@ -285,6 +357,33 @@ impl std::fmt::Display for HostRefused {
 
 impl std::error::Error for HostRefused {}
 
+/// Largest token-endpoint response read (a token response is a few KiB).
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// A credential request that did not finish within its time (the HTTP timeout or what was left of the deadline).
+#[derive(Debug)]
+pub(crate) struct TimedOut(pub Duration);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no response within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// A credential response larger than [`MAX_TOKEN_RESPONSE_BYTES`].
+#[derive(Debug)]
+pub(crate) struct ResponseTooLarge(pub usize);
+
+impl std::fmt::Display for ResponseTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the response body exceeds the {}-byte limit", self.0)
+    }
+}
+
+impl std::error::Error for ResponseTooLarge {}
+
 /// `azure_identity` credentials send through this. Besides allow-listed hosts it lets through the managed-identity
 /// endpoints: the App Service `IDENTITY_ENDPOINT` (loopback, sent as is) and IMDS (rewritten to the test proxy when
 /// there is one). Those requests carry no bearer token: they are the token source.
@@ -317,14 +416,31 @@ impl azure_core::http::HttpClient for Transport {
                 req.insert_header(name.as_str().to_owned(), value.to_owned());
             }
         }
-        let response = azure_core::http::HttpClient::execute_request(&self.inner.client, &req).await?;
-        if response.status().is_success() {
-            return Ok(response);
+        // The same bounds as our own requests: the invocation's deadline and a size cap on what is read.
+        let timeout = super::deadline::bounded(self.inner.timeout);
+        let exchange = async {
+            let response = azure_core::http::HttpClient::execute_request(&self.inner.client, &req).await?;
+            let (status, headers, body) = response.deconstruct();
+            let mut buffer = vec![0_u8; MAX_TOKEN_RESPONSE_BYTES];
+            let length = body.collect_into(&mut buffer).await.map_err(|_| {
+                azure_core::Error::new(
+                    azure_core::error::ErrorKind::DataConversion,
+                    ResponseTooLarge(MAX_TOKEN_RESPONSE_BYTES),
+                )
+            })?;
+            buffer.truncate(length);
+            Ok::<_, azure_core::Error>((status, headers, buffer))
+        };
+        let (status, headers, body) = match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result?,
+            Err(_) => return Err(azure_core::Error::new(azure_core::error::ErrorKind::Io, TimedOut(timeout))),
+        };
+        if status.is_success() {
+            return Ok(azure_core::http::AsyncRawResponse::from_bytes(status, headers, body));
         }
         // Hand error responses back as errors that keep status, headers and body: azure_identity otherwise tries to
         // parse them and, for a non-JSON 503 or an empty 429, loses the status that makes the failure retryable.
-        let raw = response.try_into_raw_response().await?;
-        let status = raw.status();
+        let raw = azure_core::http::RawResponse::from_bytes(status, headers, body);
         Err(azure_core::Error::with_message(
             azure_core::error::ErrorKind::HttpResponse { status, error_code: None, raw_response: Some(Box::new(raw)) },
             format!("token endpoint answered HTTP {}", u16::from(status)),

@@ -17,6 +17,9 @@ pub struct OnboardingMessage {
     pub key: KeyMessage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isv_identity: Option<String>,
+    /// True to re-key an account whose encryption already uses a key in another vault (absent or false: refuse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_existing_key: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

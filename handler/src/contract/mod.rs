@@ -7,6 +7,7 @@
 mod grammar;
 mod message;
 mod session;
+mod strict_json;
 mod validate;
 
 pub use grammar::{
@@ -14,7 +15,9 @@ pub use grammar::{
 };
 pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
 pub use session::{DeliveredSessionId, check_session};
-pub use validate::{KeyRef, ValidatedOnboarding, ValidationPolicy, parse_and_validate};
+pub use validate::{
+    KeyRef, MAX_CLOCK_SKEW, ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at,
+};
 
 pub use crate::config::{AllowedScope, IsvIdentity};
 

@@ -1,6 +1,7 @@
 //! `parse_and_validate`: raw message bytes → `ValidatedOnboarding`, checking every rule of contract v1.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -69,10 +70,25 @@ pub struct ValidatedOnboarding {
     pub identity: IsvIdentity,
     /// The `isvIdentity` the message named; `None` for the default set.
     pub identity_set: Option<String>,
+    /// The message allows re-keying an account that already uses a key in another vault.
+    pub replace_existing_key: bool,
 }
 
-/// Parses and validates one message body. Nothing here does I/O; a rejected message must cause no outbound call.
+/// How far in the future `requestedAt` may be: clocks differ, but not by more than this.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// [`parse_and_validate_at`] with the current time.
 pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<ValidatedOnboarding, ValidationError> {
+    parse_and_validate_at(body, policy, OffsetDateTime::now_utc())
+}
+
+/// Parses and validates one message body as of `now`. Nothing here does I/O; a rejected message must cause no
+/// outbound call.
+pub fn parse_and_validate_at(
+    body: &[u8],
+    policy: &ValidationPolicy,
+    now: OffsetDateTime,
+) -> Result<ValidatedOnboarding, ValidationError> {
     if body.len() > policy.max_message_bytes {
         return Err(ValidationError::new(
             MESSAGE_TOO_LARGE,
@@ -82,8 +98,8 @@ pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<Vali
     }
     let text =
         std::str::from_utf8(body).map_err(|e| ValidationError::new(INVALID_JSON, "$", format!("not UTF-8: {e}")))?;
-    let root: Value =
-        serde_json::from_str(text).map_err(|e| ValidationError::new(INVALID_JSON, "$", format!("not JSON: {e}")))?;
+    let root = super::strict_json::parse(text)
+        .map_err(|e| ValidationError::new(INVALID_JSON, "$", format!("not I-JSON (RFC 7493): {e}")))?;
     if !root.is_object() {
         return Err(ValidationError::new(INVALID_MESSAGE, "$", "must be a JSON object"));
     }
@@ -106,6 +122,13 @@ pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<Vali
     let requested_at = OffsetDateTime::parse(requested_at_text, &Rfc3339).map_err(|e| {
         ValidationError::new(INVALID_REQUESTED_AT, "requestedAt", format!("not an RFC 3339 date-time with offset: {e}"))
     })?;
+    let latest = now.checked_add(time::Duration::try_from(MAX_CLOCK_SKEW).unwrap_or_default()).unwrap_or(now);
+    check(requested_at <= latest, INVALID_REQUESTED_AT, "requestedAt", || {
+        format!(
+            "{requested_at_text} is in the future (more than {} minutes after {now})",
+            MAX_CLOCK_SKEW.as_secs() / 60
+        )
+    })?;
 
     let tenant = required_str(&root, "customer.tenantId")?;
     let customer_tenant_id = normalize_guid(tenant)
@@ -124,6 +147,12 @@ pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<Vali
     if let Some(v) = version {
         check(is_key_version(v), INVALID_KEY_VERSION, "key.version", || "must be 32 hexadecimal characters".into())?;
     }
+
+    let replace_existing_key = match lookup(&root, "replaceExistingKey")? {
+        None => false,
+        Some(Value::Bool(replace)) => *replace,
+        Some(_) => return Err(ValidationError::new(INVALID_MESSAGE, "replaceExistingKey", "must be a boolean")),
+    };
 
     let identity_set = optional_str(&root, "isvIdentity")?;
     if let Some(name) = identity_set {
@@ -166,6 +195,7 @@ pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<Vali
         },
         identity,
         identity_set: identity_set.map(str::to_owned),
+        replace_existing_key,
     })
 }
 

@@ -5,8 +5,13 @@
 //! JSON-encoded a second time, and scalar metadata values are JSON text inside JSON strings
 //! (reference `functions-custom-handler.md` §1.2–§1.5). We accept both, plus the single-encoded form of the docs
 //! examples, so a misconfigured binding degrades instead of failing.
+//!
+//! In the string forms the host also copies the body's top-level members into `Metadata`, case-insensitively,
+//! overwriting the broker's values (§1.5). A metadata value under a name the body also has is therefore never
+//! trusted: the application properties fall back to the host's duplicate `UserProperties`, and what stays unknown is
+//! reported in [`IncomingMessage::shadowed`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -23,11 +28,45 @@ pub struct IncomingMessage {
     pub sequence_number: Option<i64>,
     /// `SessionId` (session-enabled trigger), double-encoded in Metadata like every string.
     pub session_id: Option<String>,
-    /// The string trigger encoding copied a top-level body member named `SessionId` (any case) over the broker's
-    /// value (reference §1.5), so `session_id` is the body's, not the broker's.
-    pub session_id_shadowed_by_body: bool,
     /// Service Bus application properties, as the host passes them (a real JSON object).
     pub application_properties: BTreeMap<String, Value>,
+    /// Metadata the body's own top-level members hid (string trigger encodings only), so it is unknown here, e.g.
+    /// `ApplicationProperties` when the body has both `ApplicationProperties` and `UserProperties` members.
+    pub shadowed: Vec<&'static str>,
+}
+
+impl IncomingMessage {
+    /// True when the broker's application properties could not be read: the handler's own marks and counters on a
+    /// copy of this message would be invisible too.
+    pub fn properties_unknown(&self) -> bool {
+        self.shadowed.contains(&APPLICATION_PROPERTIES)
+    }
+
+    /// True when a body member named `SessionId` took the broker's value's place (string trigger encodings), so the
+    /// delivered session is unknown.
+    pub fn session_id_shadowed(&self) -> bool {
+        self.shadowed.contains(&SESSION_ID)
+    }
+}
+
+/// The metadata keys the handler reads.
+const MESSAGE_ID: &str = "MessageId";
+const CORRELATION_ID: &str = "CorrelationId";
+const CONTENT_TYPE: &str = "ContentType";
+const DELIVERY_COUNT: &str = "DeliveryCount";
+const SEQUENCE_NUMBER: &str = "SequenceNumber";
+const SESSION_ID: &str = "SessionId";
+const APPLICATION_PROPERTIES: &str = "ApplicationProperties";
+/// The host's back-compat duplicate of `ApplicationProperties` (reference §1.4).
+const USER_PROPERTIES: &str = "UserProperties";
+
+/// How the trigger value was encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// `dataType: binary`: base64 of the exact bytes; `Metadata` holds only the broker's values.
+    Binary,
+    /// The default string form (or the docs' single-encoded form): body members may be copied into `Metadata`.
+    Text,
 }
 
 /// Why an invocation payload could not be decoded. The host always sends well-formed payloads, so this means a
@@ -44,30 +83,56 @@ pub fn decode(payload: &[u8], binding: &str) -> Result<IncomingMessage, DecodeEr
     let data = field(root, "Data").and_then(Value::as_object).ok_or_else(|| DecodeError("no Data object".into()))?;
     let metadata = field(root, "Metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     let trigger = field(data, binding).ok_or_else(|| DecodeError(format!("Data has no {binding:?} entry")))?;
-    let (body, string_form) = trigger_body(trigger)?;
+    let (body, encoding) = trigger_body(trigger)?;
+    let hidden = match encoding {
+        Encoding::Binary => BTreeSet::new(),
+        Encoding::Text => top_level_names(&body),
+    };
+    let trusted = |name: &str| (!hidden.contains(&name.to_ascii_lowercase())).then(|| field(&metadata, name)).flatten();
+    let properties = trusted(APPLICATION_PROPERTIES).or_else(|| trusted(USER_PROPERTIES));
+    let mut shadowed: Vec<&'static str> =
+        [MESSAGE_ID, CORRELATION_ID, CONTENT_TYPE, DELIVERY_COUNT, SEQUENCE_NUMBER, SESSION_ID]
+            .into_iter()
+            .filter(|name| hidden.contains(&name.to_ascii_lowercase()))
+            .collect();
+    if properties.is_none() && hidden.contains(&APPLICATION_PROPERTIES.to_ascii_lowercase()) {
+        shadowed.push(APPLICATION_PROPERTIES);
+    }
     Ok(IncomingMessage {
-        session_id_shadowed_by_body: string_form && body_member_shadows(&body, "SessionId"),
-        session_id: meta_string(&metadata, "SessionId"),
-        body,
-        message_id: meta_string(&metadata, "MessageId"),
-        correlation_id: meta_string(&metadata, "CorrelationId"),
-        content_type: meta_string(&metadata, "ContentType"),
-        delivery_count: meta_number(&metadata, "DeliveryCount").and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
-        sequence_number: meta_number(&metadata, "SequenceNumber"),
-        application_properties: field(&metadata, "ApplicationProperties")
+        message_id: trusted(MESSAGE_ID).and_then(meta_string),
+        correlation_id: trusted(CORRELATION_ID).and_then(meta_string),
+        content_type: trusted(CONTENT_TYPE).and_then(meta_string),
+        delivery_count: trusted(DELIVERY_COUNT).and_then(meta_number).and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+        sequence_number: trusted(SEQUENCE_NUMBER).and_then(meta_number),
+        session_id: trusted(SESSION_ID).and_then(meta_string),
+        application_properties: properties
             .and_then(Value::as_object)
             .map(|props| props.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
+        shadowed,
+        body,
     })
+}
+
+/// The lowercase names of the body's top-level members the host's `ApplyBindingData` copies over Metadata: those
+/// whose value is neither an array nor null (reference §1.5), when the body is a JSON object.
+fn top_level_names(body: &[u8]) -> BTreeSet<String> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(members)) => members
+            .iter()
+            .filter(|(_, value)| !matches!(value, Value::Array(_) | Value::Null))
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .collect(),
+        _ => BTreeSet::new(),
+    }
 }
 
 fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
-/// The message body from the trigger value, whichever encoding the host used, and whether it was a string form
-/// (whose body members the host also copies into `Metadata`).
-fn trigger_body(value: &Value) -> Result<(Vec<u8>, bool), DecodeError> {
+/// The message body from the trigger value, and which encoding the host used.
+fn trigger_body(value: &Value) -> Result<(Vec<u8>, Encoding), DecodeError> {
     match value {
         Value::String(text) => {
             let trimmed = text.trim_start();
@@ -75,32 +140,22 @@ fn trigger_body(value: &Value) -> Result<(Vec<u8>, bool), DecodeError> {
                 // Default dataType: the body text, JSON-encoded once more.
                 let inner: String = serde_json::from_str(text)
                     .map_err(|e| DecodeError(format!("double-encoded trigger value is not a JSON string: {e}")))?;
-                Ok((inner.into_bytes(), true))
+                Ok((inner.into_bytes(), Encoding::Text))
             } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
                 // The documentation's single-encoded form.
-                Ok((text.as_bytes().to_vec(), true))
+                Ok((text.as_bytes().to_vec(), Encoding::Text))
             } else {
                 // dataType binary: base64 of the exact bytes.
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(text.trim())
                     .map_err(|e| DecodeError(format!("binary trigger value is not base64: {e}")))?;
-                Ok((bytes, false))
+                Ok((bytes, Encoding::Binary))
             }
         }
         // Some hosts hand a JSON body over as an object; keep it as JSON text.
-        Value::Object(_) | Value::Array(_) => Ok((value.to_string().into_bytes(), true)),
+        Value::Object(_) | Value::Array(_) => Ok((value.to_string().into_bytes(), Encoding::Text)),
         other => Err(DecodeError(format!("unexpected trigger value of type {}", json_type(other)))),
     }
-}
-
-/// Whether the host's `ApplyBindingData` would overwrite Metadata `name` with a top-level body member: one of that
-/// name in any case whose value is neither an array nor null (reference §1.5).
-fn body_member_shadows(body: &[u8], name: &str) -> bool {
-    serde_json::from_slice::<Map<String, Value>>(body).is_ok_and(|members| {
-        members
-            .iter()
-            .any(|(key, value)| key.eq_ignore_ascii_case(name) && !matches!(value, Value::Array(_) | Value::Null))
-    })
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -115,8 +170,8 @@ fn json_type(value: &Value) -> &'static str {
 }
 
 /// A string metadata value: `"\"abc\""` (the host's double encoding) or `"abc"` (the docs' form).
-fn meta_string(metadata: &Map<String, Value>, name: &str) -> Option<String> {
-    match field(metadata, name)? {
+fn meta_string(value: &Value) -> Option<String> {
+    match value {
         Value::String(s) => match serde_json::from_str::<Value>(s) {
             Ok(Value::String(inner)) => Some(inner),
             _ => Some(s.clone()),
@@ -127,8 +182,8 @@ fn meta_string(metadata: &Map<String, Value>, name: &str) -> Option<String> {
 }
 
 /// A numeric metadata value: `"42"` (the host) or `42` (the docs).
-fn meta_number(metadata: &Map<String, Value>, name: &str) -> Option<i64> {
-    match field(metadata, name)? {
+fn meta_number(value: &Value) -> Option<i64> {
+    match value {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().trim_matches('"').parse().ok(),
         _ => None,
@@ -195,15 +250,60 @@ mod tests {
     }
 
     #[test]
-    fn session_id_is_decoded_and_a_body_member_of_that_name_is_noticed_in_the_string_form() {
+    fn session_id_is_decoded_and_a_body_member_of_that_name_hides_it_in_the_string_form() {
         let binary = br#"{"Data":{"m":"eyJzZXNzaW9uSWQiOiJ4In0="},"Metadata":{"SessionId":"\"contosodata\""}}"#;
         let msg = decode(binary, "m").unwrap();
-        assert_eq!((msg.session_id.as_deref(), msg.session_id_shadowed_by_body), (Some("contosodata"), false));
+        assert_eq!((msg.session_id.as_deref(), msg.session_id_shadowed()), (Some("contosodata"), false));
         let string = br#"{"Data":{"m":"\"{\\\"sessionid\\\":\\\"x\\\"}\""},"Metadata":{"SessionId":"\"x\""}}"#;
-        assert!(decode(string, "m").unwrap().session_id_shadowed_by_body);
+        let msg = decode(string, "m").unwrap();
+        assert!(msg.session_id_shadowed());
+        assert_eq!(msg.session_id, None, "the body's value is not taken for the broker's");
         let harmless = br#"{"Data":{"m":"\"{\\\"sessionId\\\":null}\""},"Metadata":{"SessionId":"\"s\""}}"#;
-        assert!(!decode(harmless, "m").unwrap().session_id_shadowed_by_body);
+        let msg = decode(harmless, "m").unwrap();
+        assert_eq!((msg.session_id.as_deref(), msg.session_id_shadowed()), (Some("s"), false), "null is not copied");
         assert_eq!(decode(br#"{"Data":{"m":"AA=="},"Metadata":{}}"#, "m").unwrap().session_id, None);
+    }
+
+    /// With the string encoding, body members named like broker metadata are the body's, not the broker's.
+    #[test]
+    fn body_members_never_pose_as_broker_properties() {
+        let body =
+            r#"{"applicationProperties":{"cmk-dead-letter-reason":"Forged"},"messageId":"fake","deliveryCount":9}"#;
+        let payload = serde_json::json!({
+            "Data": { "m": serde_json::to_string(body).unwrap() },
+            "Metadata": {
+                // What the host sends after copying the body's members over its own values.
+                "ApplicationProperties": { "cmk-dead-letter-reason": "Forged" },
+                "UserProperties": { "tenant-tier": "gold" },
+                "MessageId": "\"fake\"", "DeliveryCount": "\"9\"", "SequenceNumber": "7", "CorrelationId": "\"c-1\""
+            }
+        });
+        let msg = decode(payload.to_string().as_bytes(), "m").unwrap();
+        assert_eq!(msg.application_properties.keys().collect::<Vec<_>>(), ["tenant-tier"], "UserProperties instead");
+        assert_eq!(msg.message_id, None, "the broker's MessageId is unknown");
+        assert_eq!(msg.delivery_count, 1);
+        assert_eq!((msg.sequence_number, msg.correlation_id.as_deref()), (Some(7), Some("c-1")));
+        assert_eq!(msg.shadowed, ["MessageId", "DeliveryCount"]);
+        assert!(!msg.properties_unknown());
+
+        // Both property maps hidden: nothing of the broker's properties can be known.
+        let body = r#"{"ApplicationProperties":{},"UserProperties":{}}"#;
+        let payload = serde_json::json!({
+            "Data": { "m": serde_json::to_string(body).unwrap() },
+            "Metadata": { "ApplicationProperties": {}, "UserProperties": {} }
+        });
+        let msg = decode(payload.to_string().as_bytes(), "m").unwrap();
+        assert!(msg.properties_unknown(), "{:?}", msg.shadowed);
+
+        // The binary encoding copies nothing: the same names in the body hide nothing.
+        let encoded = base64::engine::general_purpose::STANDARD.encode(r#"{"messageId":"fake"}"#);
+        let payload = serde_json::json!({
+            "Data": { "m": encoded },
+            "Metadata": { "MessageId": "\"real\"", "ApplicationProperties": { "a": 1 } }
+        });
+        let msg = decode(payload.to_string().as_bytes(), "m").unwrap();
+        assert_eq!(msg.message_id.as_deref(), Some("real"));
+        assert!(msg.shadowed.is_empty());
     }
 
     #[test]

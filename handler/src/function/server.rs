@@ -78,13 +78,19 @@ async fn handle(app: Arc<App>, message: IncomingMessage) -> Response {
         return failure(StatusCode::INTERNAL_SERVER_ERROR, &format!("dead-lettering: {reason}"));
     }
     match workflow::process(&app, &message).await {
+        Ok(Settlement::DeadLetteredNatively { onboarding_id, reason }) => {
+            // Failing the delivery is the point: after MaxDeliveryCount redeliveries the original lands in the DLQ.
+            tracing::warn!(onboarding_id, reason, "dead-lettering the message itself: failing the delivery");
+            failure(StatusCode::INTERNAL_SERVER_ERROR, &format!("dead-lettering natively: {reason}"))
+        }
         Ok(settlement) => {
             let log = match &settlement {
                 Settlement::Completed { onboarding_id } => format!("onboarding {onboarding_id} completed"),
                 Settlement::RetryScheduled { onboarding_id, at, reason } => {
                     format!("onboarding {onboarding_id}: {reason}; retry scheduled at {at}")
                 }
-                Settlement::DeadLettered { onboarding_id, reason } => {
+                Settlement::DeadLettered { onboarding_id, reason }
+                | Settlement::DeadLetteredNatively { onboarding_id, reason } => {
                     format!("onboarding {onboarding_id} failed permanently: {reason}; dead-lettered")
                 }
             };

@@ -23,10 +23,10 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::azure::credentials::CustomerIdentity;
-use crate::azure::{AzureClients, ClientConfig, RetryOptions};
+use crate::azure::{AzureClients, ClientConfig, RetryOptions, deadline};
 use crate::config::{FicMode, IsvIdentity, Settings};
 use crate::contract::{DeliveredSessionId, ValidatedOnboarding, ValidationPolicy, check_session, parse_and_validate};
-use crate::decide::RetryPolicy;
+use crate::decide::{AttemptState, InvocationTimes, RetryPolicy, invocation_times};
 use crate::error::Error;
 use crate::function::invocation::IncomingMessage;
 use identity_chain::IdentityChain;
@@ -40,6 +40,8 @@ pub struct App {
     pub clients: AzureClients,
     pub policy: ValidationPolicy,
     pub retry_policy: RetryPolicy,
+    /// How long an invocation may work and when it must answer, from `functionTimeout` and the retry budget.
+    pub times: InvocationTimes,
     caches: Caches,
 }
 
@@ -50,14 +52,31 @@ struct Caches {
     identity_chains: Mutex<BTreeMap<String, IdentityChain>>,
     /// Subscriptions where the preview feature and provider registration were confirmed.
     registered_subscriptions: Mutex<HashSet<String>>,
+    /// When this process re-registered `Microsoft.Storage`, by subscription (lowercase).
+    provider_registrations: Mutex<BTreeMap<String, OffsetDateTime>>,
 }
 
 /// How an invocation ended when the message can be completed (the host answers 2xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
-    Completed { onboarding_id: String },
-    RetryScheduled { onboarding_id: String, at: OffsetDateTime, reason: String },
-    DeadLettered { onboarding_id: String, reason: String },
+    Completed {
+        onboarding_id: String,
+    },
+    RetryScheduled {
+        onboarding_id: String,
+        at: OffsetDateTime,
+        reason: String,
+    },
+    DeadLettered {
+        onboarding_id: String,
+        reason: String,
+    },
+    /// No marked copy could carry the reason (see `settle::dead_letter`): the `failed` event and a reason record went
+    /// out, and the delivery must fail so Service Bus dead-letters the original itself (the host answers non-2xx).
+    DeadLetteredNatively {
+        onboarding_id: String,
+        reason: String,
+    },
 }
 
 impl App {
@@ -83,47 +102,86 @@ impl App {
     pub fn with_clients(settings: Settings, clients: AzureClients) -> Self {
         let policy = ValidationPolicy::from_settings(&settings);
         let retry_policy = RetryPolicy::from_settings(&settings);
-        Self { settings, clients, policy, retry_policy, caches: Caches::default() }
+        let times = invocation_times(settings.function_timeout, settings.retry_budget);
+        Self { settings, clients, policy, retry_policy, times, caches: Caches::default() }
     }
 
     pub fn max_message_bytes(&self) -> usize {
         self.settings.max_message_bytes
     }
+
+    /// When this process re-registered the storage provider in `subscription`, if it did.
+    pub fn provider_registered_at(&self, subscription: &str) -> Option<OffsetDateTime> {
+        let registrations = self.caches.provider_registrations.lock().unwrap_or_else(|p| p.into_inner());
+        registrations.get(&subscription.to_ascii_lowercase()).copied()
+    }
 }
 
 /// Processes one delivery. `Ok` means the delivery may be completed (done, retry scheduled, or dead-letter copy
 /// sent); `Err` means even settling failed and the host must redeliver.
+///
+/// One deadline per invocation: the steps get [`InvocationTimes::work`] from now, every call, retry, poll and token
+/// fetch within; an attempt that runs out of it fails as transient, so a delayed retry is scheduled. Settling gets
+/// until [`InvocationTimes::answer`], well before the host's `functionTimeout`.
 pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement, Error> {
-    let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
-    let validated = match parse_and_validate(&message.body, &app.policy) {
-        Ok(validated) => validated,
-        Err(invalid) => {
-            tracing::warn!(code = invalid.code, field = %invalid.field, "rejected onboarding message: {invalid}");
-            return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt).await;
+    let started = tokio::time::Instant::now();
+    let at = |offset| started.checked_add(offset).unwrap_or(started + std::time::Duration::from_secs(86_400 * 365));
+    let (work_until, answer_by) = (at(app.times.work), at(app.times.answer));
+    bounded(answer_by, "settle the message", async {
+        let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
+        let validated = match parse_and_validate(&message.body, &app.policy) {
+            Ok(validated) => validated,
+            Err(invalid) => {
+                tracing::warn!(code = invalid.code, field = %invalid.field, "rejected onboarding message: {invalid}");
+                return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt).await;
+            }
+        };
+        tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
+        if let Err(outside) = check_session(delivered_session(message), &validated.storage_account) {
+            tracing::warn!(code = outside.code, "onboarding outside its account's session: {outside}");
+            return settle::after_failure(app, message, Some(&validated), Error::Invalid(outside), &attempt).await;
         }
-    };
-    tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
-    if let Err(outside) = check_session(delivered_session(message), &validated.storage_account) {
-        tracing::warn!(code = outside.code, "onboarding outside its account's session: {outside}");
-        return settle::after_failure(app, message, Some(&validated), Error::Invalid(outside), &attempt).await;
-    }
-    match run_steps(app, &validated).await {
-        Ok((chain, applied)) => settle::after_success(app, message, &validated, &chain, &applied, &attempt).await,
-        Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt).await,
-    }
+        match bounded(work_until, "the onboarding steps", run_steps(app, &validated, &attempt)).await {
+            Ok((chain, applied)) => settle::after_success(app, message, &validated, &chain, &applied, &attempt).await,
+            Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt).await,
+        }
+    })
+    .await
+}
+
+/// Runs `future` under the deadline `until`; if it is still running then, it is dropped and the result is a
+/// transient `InvocationTimeUp` (every step is a reconciler, so the next attempt picks up wherever this one stopped).
+async fn bounded<T>(
+    until: tokio::time::Instant,
+    what: &'static str,
+    future: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    deadline::within(until, async {
+        deadline::run(future).await.unwrap_or_else(|| {
+            Err(Error::Pending {
+                code: "InvocationTimeUp",
+                message: format!("{what} ran out of the invocation's time"),
+            })
+        })
+    })
+    .await
 }
 
 fn delivered_session(message: &IncomingMessage) -> DeliveredSessionId<'_> {
-    match (&message.session_id, message.session_id_shadowed_by_body) {
+    match (&message.session_id, message.session_id_shadowed()) {
         (_, true) => DeliveredSessionId::ShadowedByBody,
         (Some(id), false) => DeliveredSessionId::Present(id),
         (None, false) => DeliveredSessionId::Absent,
     }
 }
 
-async fn run_steps(app: &App, onboarding: &ValidatedOnboarding) -> Result<(IdentityChain, AppliedEncryption), Error> {
+async fn run_steps(
+    app: &App,
+    onboarding: &ValidatedOnboarding,
+    attempt: &AttemptState,
+) -> Result<(IdentityChain, AppliedEncryption), Error> {
     if app.settings.register_preview_feature {
-        ensure_preview_registration(app, &onboarding.storage_account.subscription_id)
+        ensure_preview_registration(app, &onboarding.storage_account.subscription_id, attempt.provider_registered_at)
             .instrument(tracing::info_span!("step", step = "preview_registration"))
             .await?;
     }
@@ -142,35 +200,46 @@ async fn run_steps(app: &App, onboarding: &ValidatedOnboarding) -> Result<(Ident
 const PREVIEW_FEATURE: &str = "FederatedClientIdentity";
 const STORAGE_NAMESPACE: &str = "Microsoft.Storage";
 
-/// Legacy preview registration [P0a, P0b]: register the feature, and once it is `Registered` re-register the
-/// provider. Checked once per subscription per process; while the feature is still registering, this is a
-/// transient failure (the delayed retry polls again).
-async fn ensure_preview_registration(app: &App, subscription: &str) -> Result<(), Error> {
+/// Legacy preview registration [P0a, P0b]: register the feature once, poll it to `Registered`; then re-register the
+/// provider once (the docs require it after approval) and poll it to `Registered`. Registering restarts a
+/// registration in progress, so it is never repeated while one runs: an attempt that registered records it (in this
+/// process, and on the message's retry copy as `cmk-provider-registered-at`), and later attempts only poll. Until
+/// both are `Registered` the attempt is pending (transient). Confirmed once per subscription per process.
+async fn ensure_preview_registration(
+    app: &App,
+    subscription: &str,
+    registered_earlier: Option<OffsetDateTime>,
+) -> Result<(), Error> {
     let key = subscription.to_ascii_lowercase();
     if app.caches.registered_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
         return Ok(());
     }
+    let pending = |what: String| Error::Pending { code: "PreviewRegistrationPending", message: what };
     let arm = &app.clients.arm;
     let mut feature = arm.get_feature(subscription, STORAGE_NAMESPACE, PREVIEW_FEATURE).await?;
-    if matches!(feature.properties.state.as_str(), "NotRegistered" | "Unregistered" | "Unregistering") {
+    if matches!(feature.properties.state.as_str(), "NotRegistered" | "Unregistered") {
         feature = arm.register_feature(subscription, STORAGE_NAMESPACE, PREVIEW_FEATURE).await?;
     }
     if feature.properties.state != "Registered" {
-        return Err(Error::Verification(format!(
-            "feature {STORAGE_NAMESPACE}/{PREVIEW_FEATURE} is {} in subscription {subscription}",
-            feature.properties.state
-        )));
+        let state = &feature.properties.state;
+        return Err(pending(format!("feature {STORAGE_NAMESPACE}/{PREVIEW_FEATURE} is {state} in {subscription}")));
     }
-    // After approval the provider must be registered again to pick the feature up; registering is idempotent.
-    let provider = arm.register_provider(subscription, STORAGE_NAMESPACE).await?;
+    let mut provider = arm.get_provider(subscription, STORAGE_NAMESPACE).await?;
+    let registered = registered_earlier.or_else(|| app.provider_registered_at(subscription));
+    let needs_registering = match provider.registration_state.as_str() {
+        "Registering" | "Unregistering" => false,
+        "NotRegistered" | "Unregistered" => true,
+        // Registered: picked up the feature only if re-registered after it was approved, which an earlier attempt did.
+        _ => registered.is_none(),
+    };
+    if needs_registering {
+        provider = arm.register_provider(subscription, STORAGE_NAMESPACE).await?;
+        let now = OffsetDateTime::now_utc();
+        app.caches.provider_registrations.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), now);
+    }
     if provider.registration_state != "Registered" {
-        let provider = arm.get_provider(subscription, STORAGE_NAMESPACE).await?;
-        if provider.registration_state != "Registered" {
-            return Err(Error::Verification(format!(
-                "provider {STORAGE_NAMESPACE} is {} in subscription {subscription}",
-                provider.registration_state
-            )));
-        }
+        let state = &provider.registration_state;
+        return Err(pending(format!("provider {STORAGE_NAMESPACE} is {state} in {subscription}")));
     }
     app.caches.registered_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
     Ok(())
@@ -195,24 +264,27 @@ async fn ensure_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Iden
     }
     let want = identity_chain::required_credential(app.settings.cloud, &uami.tenant_id, &uami.principal_id);
     let existing = app.clients.graph.list_federated_credentials(&identity.app_object_id).await?;
-    if !identity_chain::has_matching_credential(&existing, &want) {
-        let name = app.settings.fic_name_for(identity);
-        match app.settings.fic_mode {
-            FicMode::Verify => {
+    let credential_written_at = match identity_chain::matching_credential(&existing, &want) {
+        Some(found) => identity_chain::written_at(found),
+        None => {
+            let name = app.settings.fic_name_for(identity);
+            if app.settings.fic_mode == FicMode::Verify {
                 return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name));
             }
-            FicMode::Ensure => {
-                app.clients.graph.upsert_federated_credential(&identity.app_object_id, &name, &want).await?;
-                tracing::info!(name, app_object_id = %identity.app_object_id, "created the federated identity credential");
-            }
+            let now = OffsetDateTime::now_utc();
+            let stamped = identity_chain::stamped(&want, now);
+            app.clients.graph.upsert_federated_credential(&identity.app_object_id, &name, &stamped).await?;
+            tracing::info!(name, app_object_id = %identity.app_object_id, "wrote the federated identity credential");
+            Some(now)
         }
-    }
+    };
     let chain = IdentityChain {
         uami_id: uami.id,
         uami_client_id: uami.client_id,
         uami_principal_id: uami.principal_id,
         isv_tenant_id: uami.tenant_id,
         app_client_id: identity.app_client_id.clone(),
+        credential_written_at,
     };
     app.caches.identity_chains.lock().unwrap_or_else(|p| p.into_inner()).insert(key, chain.clone());
     Ok(chain)
@@ -221,7 +293,15 @@ async fn ensure_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Iden
 /// Wrap/unwrap algorithm for the round trip; Storage itself uses RSA-OAEP family algorithms.
 const ROUND_TRIP_ALGORITHM: &str = "RSA-OAEP-256";
 
+/// The customer preflight; a federated-credential mismatch right after the handler wrote the credential is reported
+/// as propagation (transient), not as misconfiguration.
 async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
+    check_customer_key(app, onboarding, chain).await.map_err(|error| {
+        identity_chain::while_propagating(error, chain.credential_written_at, OffsetDateTime::now_utc())
+    })
+}
+
+async fn check_customer_key(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
     let vault = &app.clients.key_vault;
     let caller = CustomerIdentity {
         tenant: &onboarding.customer_tenant_id,
@@ -267,6 +347,11 @@ async fn configure_storage(
     let account_id = onboarding.storage_account.arm_id();
     let arm = &app.clients.arm;
     let current = arm.get_storage_account(&account_id).await?;
+    if let Some(current_vault) = storage::other_vault_in_use(&current.raw, &want)
+        && !onboarding.replace_existing_key
+    {
+        return Err(ownership_conflict(app, onboarding, &current_vault));
+    }
     let Some(patch) = storage::plan_update(&current.raw, &want) else {
         tracing::info!("storage account already configured; nothing to change");
         return storage::verify(&current.raw, &want).map_err(Error::Verification);
@@ -274,6 +359,25 @@ async fn configure_storage(
     arm.update_storage_account(&account_id, &patch).await?;
     let read_back = arm.get_storage_account(&account_id).await?;
     storage::verify(&read_back.raw, &want).map_err(Error::Verification)
+}
+
+/// The account already uses a key in `current_vault`: permanent, naming both vaults (and the tenants, where known).
+fn ownership_conflict(app: &App, onboarding: &ValidatedOnboarding, current_vault: &str) -> Error {
+    let current_host = url::Url::parse(current_vault).ok().and_then(|u| u.host_str().map(str::to_owned));
+    let current_tenant = current_host
+        .and_then(|host| app.clients.key_vault.known_vault_tenant(&host))
+        .map(|tenant| format!(" (tenant {tenant})"))
+        .unwrap_or_default();
+    Error::Refused {
+        code: "StorageAccountUsesAnotherKey",
+        message: format!(
+            "{} is already encrypted with a key in {current_vault}{current_tenant}; this onboarding asks for {} \
+             (tenant {}). It is not re-keyed unless the message sets replaceExistingKey: true",
+            onboarding.storage_account.arm_id(),
+            onboarding.key.vault_uri.trim_end_matches('/'),
+            onboarding.customer_tenant_id
+        ),
+    }
 }
 
 /// One check of a diagnosis.
@@ -307,6 +411,26 @@ pub struct Diagnosis {
 }
 
 pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
+    // The same time rules as an onboarding attempt: every check's calls end within the work time.
+    let until = tokio::time::Instant::now() + app.times.work;
+    match deadline::within(until, deadline::run(diagnose_checks(app, body))).await {
+        Some(diagnosis) => diagnosis,
+        None => Diagnosis {
+            ready: false,
+            onboarding_id: None,
+            checks: vec![Check {
+                step: "time",
+                ok: false,
+                reason_code: Some("InvocationTimeUp".to_owned()),
+                disposition: Some(crate::error::Disposition::Transient),
+                message: Some("the checks ran out of the invocation's time".to_owned()),
+            }],
+            storage_needs_update: None,
+        },
+    }
+}
+
+async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
     let failed = |step, error: &Error| Check {
         step,
         ok: false,
@@ -363,15 +487,17 @@ async fn read_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Identi
     let uami = app.clients.arm.get_user_assigned_identity(&identity.uami_resource_id).await?;
     let want = identity_chain::required_credential(app.settings.cloud, &uami.tenant_id, &uami.principal_id);
     let existing = app.clients.graph.list_federated_credentials(&identity.app_object_id).await?;
-    if !identity_chain::has_matching_credential(&existing, &want) {
+    let Some(found) = identity_chain::matching_credential(&existing, &want) else {
         let name = app.settings.fic_name_for(identity);
         return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name));
-    }
+    };
+    let credential_written_at = identity_chain::written_at(found);
     Ok(IdentityChain {
         uami_id: uami.id,
         uami_client_id: uami.client_id,
         uami_principal_id: uami.principal_id,
         isv_tenant_id: uami.tenant_id,
         app_client_id: identity.app_client_id.clone(),
+        credential_written_at,
     })
 }

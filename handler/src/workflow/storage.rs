@@ -61,6 +61,18 @@ pub fn is_applied(account: &Value, want: &DesiredEncryption) -> bool {
     has_identity && key_source_ok && uri_ok && name_ok && version_ok && enc_identity_ok && fic_ok
 }
 
+/// The vault the account's encryption uses now, when that is a customer-managed key in a vault other than the one
+/// `want` names (hosts compared case-insensitively, trailing slash ignored); `None` for Microsoft-managed keys or the
+/// same vault. The ownership guard: such an account belongs to someone's key already, and is not re-keyed unless the
+/// message says so.
+pub fn other_vault_in_use(account: &Value, want: &DesiredEncryption) -> Option<String> {
+    let encryption = &account["properties"]["encryption"];
+    let customer_managed =
+        str_at(encryption, &["keySource"]).is_some_and(|s| s.eq_ignore_ascii_case("Microsoft.Keyvault"));
+    let current = str_at(encryption, &["keyvaultproperties", "keyvaulturi"]).filter(|u| !u.trim().is_empty())?;
+    (customer_managed && normalise_uri(current) != normalise_uri(&want.vault_uri)).then(|| current.trim().to_owned())
+}
+
 /// The PATCH body that brings `account` to `want`, or `None` when it is already there.
 ///
 /// The identity is merged, never replaced: a system-assigned identity stays (`SystemAssigned,UserAssigned`), and the

@@ -87,6 +87,23 @@ pub fn json(status: u16, body: serde_json::Value) -> Reply {
     (status, vec![("content-type", "application/json".to_owned())], body.to_string())
 }
 
+/// Key Vault's answer to a request without a token: 401 with the challenge naming the vault's tenant.
+pub fn key_vault_challenge(tenant: &str) -> Reply {
+    (
+        401,
+        vec![
+            ("content-type", "application/json".to_owned()),
+            (
+                "www-authenticate",
+                format!(
+                    "Bearer authorization=\"https://login.windows.net/{tenant}\", resource=\"https://vault.azure.net\""
+                ),
+            ),
+        ],
+        r#"{"error":{"code":"Unauthorized","message":"Request is missing a Bearer or PoP token."}}"#.to_owned(),
+    )
+}
+
 /// A credential returning a fixed token and counting its calls.
 #[derive(Debug, Default)]
 pub struct CountingToken {

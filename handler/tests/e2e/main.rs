@@ -1,12 +1,15 @@
 //! End-to-end tests: the real `handler` binary under the emulated Functions host, against the emulated Azure.
 
 mod customer;
+mod deadline;
 mod diagnose;
+mod failure_classes;
 mod faults;
 mod happy_path;
 mod idempotency;
 mod identity_sets;
 mod poison;
+mod property_names;
 mod samples;
 mod secrets;
 mod sessions;

@@ -262,6 +262,19 @@ fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// What a forward proxy answers when the host a request is for has no DNS record: 502 with RFC 9209
+/// `Proxy-Status: azure-emulator; error=dns_error; rcode="NXDOMAIN"`. The emulator sits where the handler's test proxy
+/// does, so this is how a name that does not resolve reaches a client: the handler's transport maps it to the same
+/// error as its own resolver's failure (a dropped connection would look like a network blip instead).
+pub fn name_not_resolved(host: &str) -> Response {
+    let mut response =
+        (StatusCode::BAD_GATEWAY, format!("The host name {host} could not be resolved (NXDOMAIN).")).into_response();
+    response
+        .headers_mut()
+        .insert("proxy-status", HeaderValue::from_static("azure-emulator; error=dns_error; rcode=\"NXDOMAIN\""));
+    response
+}
+
 /// A response whose body fails before its first byte. Hyper then abandons the connection without flushing the
 /// status line it had buffered, so the client sees the connection close with no HTTP response, like a reset.
 pub fn reset_response() -> Response {

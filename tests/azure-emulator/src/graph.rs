@@ -96,7 +96,10 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
                         .and_then(|body| credential_from_json(&body, None))
                         .and_then(|credential| directory.add_federated_credential(&object_id, credential).cloned());
                     match created {
-                        Ok(credential) => ctx.ok(StatusCode::CREATED, entity_json(&host, &object_id, &credential)),
+                        Ok(credential) => {
+                            directory.credential_written(&object_id, &credential.name, ctx.shared.clock.now());
+                            ctx.ok(StatusCode::CREATED, entity_json(&host, &object_id, &credential))
+                        }
                         Err(error) => ctx.directory_error(&error),
                     }
                 }
@@ -177,10 +180,13 @@ fn credential_call(
             Ok(()) => ctx.no_content(),
             Err(error) => ctx.directory_error(&error),
         },
-        (&Method::PATCH, Some(_)) => {
+        (&Method::PATCH, Some(credential)) => {
             let updated = body_json(req).and_then(|body| directory.update_federated_credential(object_id, key, &body));
             match updated {
-                Ok(()) => ctx.no_content(),
+                Ok(()) => {
+                    directory.credential_written(object_id, &credential.name, ctx.shared.clock.now());
+                    ctx.no_content()
+                }
                 Err(error) => ctx.directory_error(&error),
             }
         }
@@ -189,7 +195,10 @@ fn credential_call(
                 .and_then(|body| credential_from_json(&body, Some(key)))
                 .and_then(|credential| directory.add_federated_credential(object_id, credential).cloned());
             match created {
-                Ok(credential) => ctx.ok(StatusCode::CREATED, entity_json(&host, object_id, &credential)),
+                Ok(credential) => {
+                    directory.credential_written(object_id, &credential.name, ctx.shared.clock.now());
+                    ctx.ok(StatusCode::CREATED, entity_json(&host, object_id, &credential))
+                }
                 Err(error) => ctx.directory_error(&error),
             }
         }

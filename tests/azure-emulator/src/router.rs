@@ -125,10 +125,10 @@ async fn route(shared: &Arc<Shared>, req: Req, target: Target) -> Response {
     }
 }
 
-/// What a client sees for a host that does not exist: DNS would fail, so the emulator drops the connection.
+/// What a client sees for a host that does not exist: DNS would fail, reported as a forward proxy reports it.
 fn unknown_host(host: &str) -> Response {
-    tracing::warn!(host, "request for a host no emulated service knows; resetting");
-    crate::faults::reset_response()
+    tracing::warn!(host, "request for a host no emulated service knows; answering as a DNS failure");
+    crate::faults::name_not_resolved(host)
 }
 
 #[cfg(test)]

@@ -250,11 +250,12 @@ async fn installing_and_removing_the_app_changes_the_outcome() {
 async fn storage_rp_can_use_the_exchange_rules_directly() {
     let emulator = start().await;
     let claims = uami_claims(&emulator);
+    let now = emulator.shared().clock.now();
     let world = emulator.shared().world.lock().unwrap();
-    let sp = world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims).unwrap();
+    let sp = world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims, now).unwrap();
     assert_eq!(sp.id, SP_IN_CUSTOMER);
     let error =
-        world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER_WITHOUT_SP, &claims).unwrap_err();
+        world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER_WITHOUT_SP, &claims, now).unwrap_err();
     assert_eq!((error.status.as_u16(), error.code), (400, 700016));
     assert!(world.directory.managed_identity_by_resource_id(&UAMI_RESOURCE_ID.to_lowercase()).is_some());
 }
@@ -299,4 +300,22 @@ async fn msi_endpoint_selects_identities_like_app_service() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["statusCode"], 400);
     assert!(body["message"].as_str().unwrap().contains("Managed Identity"));
+}
+
+/// With a propagation delay set, a credential Graph has just written is unknown to the exchange (AADSTS70021) until
+/// the delay has passed on the emulator's clock; credentials from the scenario are usable from the start.
+#[tokio::test]
+async fn a_freshly_written_credential_propagates_before_the_exchange_honours_it() {
+    let emulator = start().await;
+    let claims = uami_claims(&emulator);
+    let now = emulator.shared().clock.now();
+    let mut world = emulator.shared().world.lock().unwrap();
+    world.directory.set_credential_propagation(std::time::Duration::from_secs(60));
+    assert!(world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims, now).is_ok());
+    let app_object_id = world.directory.application_by_app_id(APP_ID).unwrap().object_id.clone();
+    world.directory.credential_written(&app_object_id, "cmk-uami", now);
+    let error = world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims, now).unwrap_err();
+    assert_eq!((error.status.as_u16(), error.code), (400, 70021));
+    let later = now + time::Duration::seconds(60);
+    assert!(world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims, later).is_ok());
 }

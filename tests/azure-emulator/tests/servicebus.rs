@@ -413,6 +413,12 @@ async fn bad_requests_are_refused_with_the_service_status() {
     let bus = Bus::start().await;
     let big = "x".repeat(2048);
     assert_eq!(bus.send("small", &big, json!({}), &[]).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Properties count against the message size, and on their own may not exceed the 64 KB header limit, even on an
+    // entity that takes 256 KB.
+    let quoted = format!("\"{}\"", "p".repeat(40 * 1024));
+    let two_big_properties = [("first", quoted.as_str()), ("second", quoted.as_str())];
+    assert_eq!(bus.send("orders", "x", json!({}), &two_big_properties).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    bus.send_ok("orders", "x", json!({}), &two_big_properties[..1]).await;
     let bad_broker = bus
         .request(reqwest::Method::POST, NS, "/orders/messages", &bus.root())
         .header("brokerproperties", "{\"TimeToLive\": \"soon\"}")

@@ -146,7 +146,7 @@ fn storage_principal(
         Claims::issue(cloud, &subject, cloud.token_exchange_audience(), now.unix_timestamp(), ASSERTION_LIFETIME_SECS);
     let service_principal = world
         .directory
-        .federated_exchange(cloud, app_id, vault_tenant, &assertion)
+        .federated_exchange(cloud, app_id, vault_tenant, &assertion, now)
         .map_err(|_| authentication_failure())?;
     Ok((service_principal.id.clone(), vault_tenant.to_owned()))
 }

@@ -1,7 +1,10 @@
 //! The Entra directory: tenants, app registrations with their federated credentials, service principals, managed
 //! identities and the function app's identities; and the rules of the federated client-assertion exchange.
 
+use std::collections::HashMap;
+
 use serde_json::json;
+use time::OffsetDateTime;
 
 use super::error::EntraError;
 use super::token::{Claims, audience_matches};
@@ -21,6 +24,10 @@ pub struct Directory {
     service_principals: Vec<ServicePrincipal>,
     managed_identities: Vec<ManagedIdentity>,
     function_app: Option<FunctionApp>,
+    /// How long a credential written through Graph takes before the exchange honours it (default: at once).
+    credential_propagation: std::time::Duration,
+    /// When Graph last wrote each credential, by `{app object id}/{name}` in lowercase.
+    credentials_written: HashMap<String, OffsetDateTime>,
 }
 
 /// Why a directory write was refused; Graph turns each into its own error code.
@@ -162,14 +169,25 @@ impl Directory {
         self.function_app.as_ref()
     }
 
+    /// Delays the exchange's use of credentials written through Graph from now on (Entra's propagation; tests only).
+    pub fn set_credential_propagation(&mut self, delay: std::time::Duration) {
+        self.credential_propagation = delay;
+    }
+
+    /// Records that Graph wrote (created or updated) the credential `name` of `app_object_id` at `at`.
+    pub fn credential_written(&mut self, app_object_id: &str, name: &str, at: OffsetDateTime) {
+        self.credentials_written.insert(credential_key(app_object_id, name), at);
+    }
+
     /// The rules Entra applies when `app_id` presents `assertion` (a managed-identity token) to get a token in
-    /// `target_tenant`. Lifetime is judged by the caller, which owns the clock.
+    /// `target_tenant` at `now`. Lifetime is judged by the caller, which owns the clock.
     pub fn federated_exchange(
         &self,
         cloud: Cloud,
         app_id: &str,
         target_tenant: &str,
         assertion: &Claims,
+        now: OffsetDateTime,
     ) -> Result<&ServicePrincipal, EntraError> {
         if !self.tenant_exists(target_tenant) {
             return Err(EntraError::unknown_tenant(target_tenant));
@@ -196,7 +214,17 @@ impl Directory {
                 format!("Application '{app_id}'({}) is disabled.", application.display_name),
             ));
         }
-        match_federated_credential(cloud, application, assertion)?;
+        // A credential written less than the propagation delay ago is not known to the exchange yet.
+        let delay = time::Duration::try_from(self.credential_propagation).unwrap_or(time::Duration::ZERO);
+        let propagated: Vec<&FederatedIdentityCredential> = application
+            .federated_identity_credentials
+            .iter()
+            .filter(|c| {
+                let written = self.credentials_written.get(&credential_key(&application.object_id, &c.name));
+                written.is_none_or(|at| now >= *at + delay)
+            })
+            .collect();
+        match_federated_credential(cloud, &propagated, assertion)?;
         Ok(sp)
     }
 
@@ -392,10 +420,17 @@ pub fn validate_credential(credential: &FederatedIdentityCredential) -> Result<(
     Ok(())
 }
 
+fn credential_key(app_object_id: &str, name: &str) -> String {
+    format!("{}/{}", app_object_id.to_ascii_lowercase(), name.to_ascii_lowercase())
+}
+
 /// Finds the one credential whose issuer and subject equal the assertion's exactly (no trimming, case-sensitive),
 /// with the cloud's exchange audience. The error names which part failed, like Entra's sub-codes do.
-fn match_federated_credential(cloud: Cloud, application: &Application, assertion: &Claims) -> Result<(), EntraError> {
-    let credentials = &application.federated_identity_credentials;
+fn match_federated_credential(
+    cloud: Cloud,
+    credentials: &[&FederatedIdentityCredential],
+    assertion: &Claims,
+) -> Result<(), EntraError> {
     let mismatch = |part: &str, value: &str, sub_code: u32| {
         EntraError::bad_request(
             "invalid_client",

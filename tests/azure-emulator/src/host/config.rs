@@ -118,7 +118,10 @@ pub fn load(root: &Path, settings: &Settings) -> Result<AppConfig, String> {
     let host_path = root.join("host.json");
     let host_json = read_json(&host_path)?;
     schema::validate_host(&host_json).map_err(|e| format!("{}: {e}", host_path.display()))?;
-    let host = parse_host(&host_json).map_err(|e| format!("{}: {e}", host_path.display()))?;
+    let mut host = parse_host(&host_json).map_err(|e| format!("{}: {e}", host_path.display()))?;
+    if let Some(timeout) = function_timeout_override(settings)? {
+        host.function_timeout = timeout;
+    }
     let mut warnings = Vec::new();
     if !host.service_bus.auto_complete_messages {
         warnings.push(format!(
@@ -222,6 +225,18 @@ fn parse_host(json: &Value) -> Result<HostConfig, String> {
 }
 
 /// .NET `TimeSpan` text: `[d.]hh:mm:ss[.fffffff]`.
+/// App settings override host.json values (`AzureFunctionsJobHost__{path}`, functions-host-json.md "Override host.json
+/// values"); `functionTimeout` is the one that matters here, and the handler follows it too. `Some(None)`: unbounded.
+fn function_timeout_override(settings: &Settings) -> Result<Option<Option<Duration>>, String> {
+    let Some(text) = settings.get("AzureFunctionsJobHost__functionTimeout") else { return Ok(None) };
+    match text.trim() {
+        "-1" => Ok(Some(None)),
+        value => parse_timespan(value)
+            .map(|timeout| Some(Some(timeout)))
+            .ok_or_else(|| format!("AzureFunctionsJobHost__functionTimeout {value:?} is not hh:mm:ss")),
+    }
+}
+
 pub fn parse_timespan(text: &str) -> Option<Duration> {
     let (days, rest) = match text.split_once('.') {
         Some((d, rest)) if !d.contains(':') => (d.parse::<u64>().ok()?, rest),
@@ -349,6 +364,17 @@ mod tests {
         assert_eq!(parse_timespan("1.00:00:01"), Some(Duration::from_secs(86401)));
         assert_eq!(parse_timespan("00:00:00.5"), Some(Duration::from_millis(500)));
         assert_eq!(parse_timespan("10 minutes"), None);
+    }
+
+    #[test]
+    fn an_app_setting_overrides_the_function_timeout() {
+        let with = |value: &str| {
+            Settings::new([("AzureFunctionsJobHost__functionTimeout".to_owned(), value.to_owned())].into())
+        };
+        assert_eq!(function_timeout_override(&Settings::new(Default::default())), Ok(None));
+        assert_eq!(function_timeout_override(&with("00:00:07")), Ok(Some(Some(Duration::from_secs(7)))));
+        assert_eq!(function_timeout_override(&with("-1")), Ok(Some(None)));
+        assert!(function_timeout_override(&with("soon")).is_err());
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
         let world = shared.world.lock().expect("world lock poisoned");
         match world.vaults.by_host(&host) {
             Some(vault) => (world.vaults.cloud, vault.tenant_id.clone(), vault.managed_hsm),
-            // A vault that does not exist has no DNS record: the client cannot even connect.
-            None => return crate::faults::reset_response(),
+            // A vault that does not exist has no DNS record.
+            None => return crate::faults::name_not_resolved(&host),
         }
     };
     let resource = resource(cloud, managed_hsm);

@@ -111,7 +111,7 @@ fn locate(call: &Call<'_>, name: &str, version: Option<&str>, action: KeyAction)
         let key_name = key.name.clone();
         Ok(Located { vault: vault.clone(), key_name, version: found })
     })
-    .unwrap_or_else(|| Err(Box::new(crate::faults::reset_response())))
+    .unwrap_or_else(|| Err(Box::new(crate::faults::name_not_resolved(call.host))))
 }
 
 fn bundle_response(located: &Located) -> Response {
@@ -166,7 +166,7 @@ pub async fn list_versions(call: &Call<'_>, name: &str, req: &Req) -> Response {
     match listed {
         Some(Ok(body)) => Json(body).into_response(),
         Some(Err(response)) => *response,
-        None => crate::faults::reset_response(),
+        None => crate::faults::name_not_resolved(call.host),
     }
 }
 
@@ -240,7 +240,7 @@ pub async fn create_key(call: &Call<'_>, name: &str) -> Response {
     match created {
         Some(Ok(located)) => bundle_response(&located),
         Some(Err(response)) => *response,
-        None => crate::faults::reset_response(),
+        None => crate::faults::name_not_resolved(call.host),
     }
 }
 

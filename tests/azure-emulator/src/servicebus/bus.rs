@@ -30,6 +30,8 @@ const MAX_SESSION_ID_LEN: usize = 128;
 const SESSION_ID_NULL_REASON: &str = "Session ID is null.";
 const SESSION_ID_NULL_DESCRIPTION: &str =
     "Session enabled entity doesn't allow a message whose session identifier is null.";
+/// Service Bus quotas, "Message header size": 64 KB for the system and application properties, on every tier.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// The broker: every namespace and entity. Interior locking; no lock is ever held across an `.await`.
 #[derive(Debug)]
@@ -504,6 +506,10 @@ fn admit(intake: &mut Intake, message: NewMessage, now: OffsetDateTime) -> Resul
     let size = message.size();
     if size > intake.max_message_bytes {
         return Err(BusError::MessageTooLarge { size, limit: intake.max_message_bytes });
+    }
+    let header = message.header_size();
+    if header > MAX_HEADER_BYTES {
+        return Err(BusError::HeaderTooLarge { size: header, limit: MAX_HEADER_BYTES });
     }
     if message.message_id.as_ref().is_some_and(|id| id.len() > MAX_MESSAGE_ID_LEN) {
         return Err(BusError::BadRequest(format!("The MessageId exceeds the maximum length of {MAX_MESSAGE_ID_LEN}.")));

@@ -33,6 +33,11 @@ impl NewMessage {
 
     /// What counts against `maxMessageSizeInKilobytes`: the body plus every property name and value.
     pub fn size(&self) -> usize {
+        self.body.len() + self.header_size()
+    }
+
+    /// What counts against the 64 KB header limit: every system and application property name and value.
+    pub fn header_size(&self) -> usize {
         let system: usize = [
             &self.content_type,
             &self.message_id,
@@ -49,7 +54,7 @@ impl NewMessage {
         .sum();
         let application: usize =
             self.application_properties.iter().map(|(name, value)| name.len() + value.to_string().len()).sum();
-        self.body.len() + system + application
+        system + application
     }
 }
 
@@ -145,6 +150,8 @@ pub enum BusError {
     MessageNotFound,
     #[error("The message of {size} bytes exceeds the limit of {limit} bytes currently allowed on the entity.")]
     MessageTooLarge { size: usize, limit: usize },
+    #[error("The message header of {size} bytes exceeds the limit of {limit} bytes.")]
+    HeaderTooLarge { size: usize, limit: usize },
     #[error("The maximum entity size has been reached or exceeded for '{0}'.")]
     QuotaExceeded(String),
     /// A send without SessionId to a session-enabled queue (the service's own sentence).
@@ -176,7 +183,7 @@ impl BusError {
             Self::EntityNotFound(_) => 410,
             Self::LockLost => 404,
             Self::MessageNotFound => 404,
-            Self::MessageTooLarge { .. } => 413,
+            Self::MessageTooLarge { .. } | Self::HeaderTooLarge { .. } => 413,
             Self::QuotaExceeded(_) => 403,
             Self::SessionIdRequired | Self::SessionsNotEnabled => 400,
             Self::SessionRequired => 405,

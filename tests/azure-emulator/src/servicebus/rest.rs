@@ -76,8 +76,10 @@ fn parse(method: &Method, path: &str) -> Option<(String, Operation)> {
 
 /// REST data plane for `{namespace}.servicebus.windows.net`.
 pub async fn handle(shared: &Shared, namespace: &str, req: Req) -> Response {
-    // A namespace the scenario does not have does not resolve in DNS: the client sees a failed connection.
-    let Some(auth) = shared.bus.namespace_auth(namespace) else { return crate::faults::reset_response() };
+    // A namespace the scenario does not have does not resolve in DNS.
+    let Some(auth) = shared.bus.namespace_auth(namespace) else {
+        return crate::faults::name_not_resolved(&req.host());
+    };
     let errors = ErrorContext { host: req.host(), path: req.url.path().to_owned() };
     if req.method == Method::GET {
         // The management API's entity description (runtime counts); it needs the Manage right.
