@@ -54,14 +54,16 @@ async fn post_changes(State(shared): State<Arc<Shared>>, Json(changes): Json<Vec
 }
 
 async fn state(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let (arm, key_vault, entra) = {
+    let now = shared.clock.now();
+    let (arm, key_vault, entra, rbac) = {
         let world = shared.world.lock().expect("world lock poisoned");
-        (world.arm.dump(), world.vaults.dump(), world.directory.dump())
+        (world.arm.dump(), world.vaults.dump(), world.directory.dump(), world.rbac.dump(now))
     };
     Json(json!({
         "arm": arm,
         "keyVault": key_vault,
         "entra": entra,
+        "rbac": rbac,
         "serviceBus": shared.bus.snapshot(),
         "host": shared.host.status(),
     }))

@@ -15,6 +15,8 @@ pub mod graph;
 pub mod host;
 pub mod http;
 pub mod keyvault;
+pub mod propagation;
+pub mod rbac;
 pub mod reqlog;
 pub mod router;
 pub mod scenario;

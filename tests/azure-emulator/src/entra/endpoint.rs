@@ -100,7 +100,7 @@ fn token(shared: &Shared, cloud: Cloud, tenant: &str, req: &Req) -> Result<serde
         return Err(EntraError::unknown_tenant(tenant));
     }
     let claims = shared.tokens.verify_signature(assertion).map_err(|e| invalid_assertion(&e))?;
-    let sp = world.directory.federated_exchange(cloud, client_id, tenant, &claims)?;
+    let sp = world.directory.federated_exchange(cloud, client_id, tenant, &claims, shared.clock.now())?;
     shared.tokens.check_lifetime(&claims).map_err(|e| invalid_assertion(&e))?;
     let now = shared.tokens.now();
     let subject = Subject { tenant_id: &sp.tenant_id, object_id: &sp.id, client_id: &sp.app_id, mi_resource_id: None };
