@@ -222,15 +222,20 @@ async fn request_shape_errors() {
 }
 
 #[tokio::test]
-async fn installing_and_removing_the_app_changes_the_outcome() {
+async fn installing_and_removing_the_app_changes_the_outcome_once_replicated() {
     let emulator = start().await;
     let control = Client::new(emulator.url());
     let assertion = uami_assertion(&emulator).await;
     let scope = "https://vault.azure.net/.default";
+    // The scenario sets no propagation: a service principal takes the default 120 s to reach token issuance.
+    let replicated = std::time::Duration::from_secs(120);
     control
         .apply_changes(&[Change::RemoveServicePrincipal { tenant_id: CUSTOMER.into(), app_id: APP_ID.into() }])
         .await
         .unwrap();
+    let (status, body) = exchange(&emulator, CUSTOMER, APP_ID, &assertion, scope).await;
+    assert_eq!(status, 200, "an uninstalled app keeps its tokens until the removal replicates: {body}");
+    control.advance_clock(replicated).await.unwrap();
     let (status, body) = exchange(&emulator, CUSTOMER, APP_ID, &assertion, scope).await;
     assert_entra_error(status, &body, 400, 700016);
     let sp = ServicePrincipal {
@@ -241,6 +246,9 @@ async fn installing_and_removing_the_app_changes_the_outcome() {
     };
     control.apply_changes(&[Change::AddServicePrincipal { service_principal: sp }]).await.unwrap();
     let (status, body) = exchange(&emulator, CUSTOMER_WITHOUT_SP, APP_ID, &assertion, scope).await;
+    assert_entra_error(status, &body, 400, 700016);
+    control.advance_clock(replicated).await.unwrap();
+    let (status, body) = exchange(&emulator, CUSTOMER_WITHOUT_SP, APP_ID, &assertion, scope).await;
     assert_eq!(status, 200, "{body}");
     let claims = emulator.shared().tokens.verify(body["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(claims.oid, "cccccccc-0000-0000-0000-0000000000ff");
@@ -250,11 +258,14 @@ async fn installing_and_removing_the_app_changes_the_outcome() {
 async fn storage_rp_can_use_the_exchange_rules_directly() {
     let emulator = start().await;
     let claims = uami_claims(&emulator);
+    let now = emulator.shared().clock.now();
     let world = emulator.shared().world.lock().unwrap();
-    let sp = world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims).unwrap();
+    let sp = world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims, now).unwrap();
     assert_eq!(sp.id, SP_IN_CUSTOMER);
-    let error =
-        world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER_WITHOUT_SP, &claims).unwrap_err();
+    let error = world
+        .directory
+        .federated_exchange(Default::default(), APP_ID, CUSTOMER_WITHOUT_SP, &claims, now)
+        .unwrap_err();
     assert_eq!((error.status.as_u16(), error.code), (400, 700016));
     assert!(world.directory.managed_identity_by_resource_id(&UAMI_RESOURCE_ID.to_lowercase()).is_some());
 }

@@ -66,6 +66,8 @@ pub struct Runtime {
 struct ListenerState {
     entity: String,
     error: Option<String>,
+    /// Receive attempts refused so far.
+    refusals: u64,
 }
 
 impl Runtime {
@@ -97,9 +99,13 @@ impl Runtime {
     /// Records whether `function`'s listener may receive from `entity`; logs each change, as the host logs the
     /// processor's errors (once per change here, not on every retry).
     pub fn record_listener(&self, function: &str, entity: &str, error: Option<&String>) {
-        let state = ListenerState { entity: entity.to_owned(), error: error.cloned() };
         let mut listeners = self.listeners.lock().expect("host lock");
-        if listeners.get(function) == Some(&state) {
+        let previous = listeners.get(function);
+        let refusals = previous.map_or(0, |p| p.refusals) + u64::from(error.is_some());
+        let unchanged = previous.is_some_and(|p| p.entity == entity && p.error.as_ref() == error);
+        let state = ListenerState { entity: entity.to_owned(), error: error.cloned(), refusals };
+        if unchanged {
+            listeners.insert(function.to_owned(), state);
             return;
         }
         match &state.error {
@@ -196,6 +202,7 @@ impl Runtime {
                 "entity": state.entity,
                 "state": if state.error.is_some() { "unauthorized" } else { "listening" },
                 "error": state.error,
+                "refusals": state.refusals,
             })).collect::<Vec<_>>(),
         })
     }
