@@ -62,6 +62,26 @@ impl Shared {
         Ok(())
     }
 
+    /// Moves emulated time forward (never back) and wakes the Service Bus receivers waiting on it, as
+    /// `POST /_emulator/clock/advance` does.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.clock.advance(by);
+        self.bus.clock_advanced();
+    }
+
+    /// How many messages of queue or subscription `entity` in namespace `ns` a delivery has locked right now. A clock
+    /// jump past their lock's expiry would hand them to a second delivery while the first still runs.
+    pub fn locked_messages(&self, ns: &str, entity: &str) -> usize {
+        let path = servicebus::EntityPath::parse(entity);
+        let snapshot = self.bus.snapshot();
+        let namespace = &snapshot["namespaces"][ns.to_ascii_lowercase()];
+        let receiver = match &path.subscription {
+            Some(subscription) => &namespace["topics"][&path.entity]["subscriptions"][subscription],
+            None => &namespace["queues"][&path.entity],
+        };
+        receiver["locked"].as_array().map_or(0, Vec::len)
+    }
+
     /// Applies run-time changes in order, at the emulator's current time; stops at the first one that does not apply.
     pub fn apply(&self, changes: &[Change]) -> Result<(), String> {
         let now = self.clock.now();

@@ -205,19 +205,12 @@ impl TestBed {
         self.emulator.shared().apply(&changes).expect("changes apply");
     }
 
-    /// Onboarding messages locked by a delivery in progress.
-    pub fn in_flight(&self) -> usize {
-        let snapshot = self.emulator.shared().bus.snapshot();
-        snapshot["namespaces"][NAMESPACE]["queues"][QUEUE]["locked"].as_array().map_or(0, Vec::len)
-    }
-
     /// Moves the emulator's clock forward by `by` (propagation delays, schedules, TTLs), once no onboarding message is
     /// in flight: a jump past a lock's expiry would hand the message to a second delivery while the first still runs.
     pub async fn advance_clock(&self, by: Duration) {
-        self.wait_until("no onboarding delivery in flight", |bed| bed.in_flight() == 0).await;
         let shared = self.emulator.shared();
-        shared.clock.advance(by);
-        shared.bus.clock_advanced();
+        self.wait_until("no onboarding delivery in flight", |_| shared.locked_messages(NAMESPACE, QUEUE) == 0).await;
+        shared.advance_clock(by);
     }
 
     /// ARM's and Key Vault's state dumps.
