@@ -388,9 +388,9 @@ fn bicep_role(files: &BTreeMap<String, String>, block: &ResourceBlock) -> Role {
         .find(|definition| {
             let passed_as = format!("{}.name", definition.symbol);
             main.lines().any(|line| {
-                line.trim().split_once(':').is_some_and(|(param, value)| {
-                    value.contains(&passed_as) && reference.contains(param.trim())
-                })
+                line.trim()
+                    .split_once(':')
+                    .is_some_and(|(param, value)| value.contains(&passed_as) && reference.contains(param.trim()))
             })
         })
         .unwrap_or_else(|| panic!("{}: role {reference} is neither a built-in var nor a custom role", block.symbol));
@@ -420,18 +420,24 @@ fn scenario_scopes(block: &ResourceBlock, sample: &Sample) -> Vec<String> {
             assert_eq!(found.len(), 1, "one {resource_type} in {} gets {}: {found:?}", sample.app_group, block.symbol);
             found
         }
-        ("modules/storage-access.bicep", None) if block.symbol == "storageOnSubscription" => {
-            sample.allowed_scopes().into_iter().filter(|s| !s.to_ascii_lowercase().contains("/resourcegroups/")).collect()
-        }
+        ("modules/storage-access.bicep", None) if block.symbol == "storageOnSubscription" => sample
+            .allowed_scopes()
+            .into_iter()
+            .filter(|s| !s.to_ascii_lowercase().contains("/resourcegroups/"))
+            .collect(),
         ("modules/storage-access.bicep", None) if block.symbol == "featureRegistrar" => {
             let subscriptions: BTreeSet<String> =
                 sample.allowed_scopes().iter().map(|s| s.split('/').take(3).collect::<Vec<_>>().join("/")).collect();
             subscriptions.into_iter().collect()
         }
-        ("modules/storage-access-resource-group.bicep", None) => {
-            sample.allowed_scopes().into_iter().filter(|s| s.to_ascii_lowercase().contains("/resourcegroups/")).collect()
+        ("modules/storage-access-resource-group.bicep", None) => sample
+            .allowed_scopes()
+            .into_iter()
+            .filter(|s| s.to_ascii_lowercase().contains("/resourcegroups/"))
+            .collect(),
+        (file, scope) => {
+            panic!("{file}: no rule maps role assignment {} (scope {scope:?}) to the scenario", block.symbol)
         }
-        (file, scope) => panic!("{file}: no rule maps role assignment {} (scope {scope:?}) to the scenario", block.symbol),
     }
 }
 
@@ -441,7 +447,8 @@ fn declared_type(source: &str, symbol: &str) -> String {
         .lines()
         .find_map(|line| {
             let mut words = line.trim().strip_prefix("resource ")?.split_whitespace();
-            (words.next()? == symbol).then(|| words.next().map(|t| t.trim_matches('\'').split('@').next().unwrap_or("").to_owned()))?
+            (words.next()? == symbol)
+                .then(|| words.next().map(|t| t.trim_matches('\'').split('@').next().unwrap_or("").to_owned()))?
         })
         .unwrap_or_else(|| panic!("no resource {symbol}"))
 }
@@ -501,7 +508,12 @@ impl Sample {
 
     /// The scopes of the scenario's assignments to the function app.
     fn granted_scopes(&self) -> Vec<String> {
-        self.scenario.role_assignments.iter().filter(|a| a.principal_id == self.principal).map(|a| a.scope.clone()).collect()
+        self.scenario
+            .role_assignments
+            .iter()
+            .filter(|a| a.principal_id == self.principal)
+            .map(|a| a.scope.clone())
+            .collect()
     }
 
     /// Every ISV-side assignment (in a subscription of the ISV tenant, or to an ISV identity) as (role, lower-cased
@@ -517,7 +529,8 @@ impl Sample {
             .filter(|s| s.tenant_id.eq_ignore_ascii_case(isv_tenant))
             .map(|s| format!("/subscriptions/{}", s.id.to_ascii_lowercase()))
             .collect();
-        let isv_identities: BTreeSet<&str> = self.scenario.managed_identities.iter().map(|mi| mi.principal_id.as_str()).collect();
+        let isv_identities: BTreeSet<&str> =
+            self.scenario.managed_identities.iter().map(|mi| mi.principal_id.as_str()).collect();
         let mut grants = BTreeSet::new();
         for assignment in &self.scenario.role_assignments {
             let subscription = assignment.scope.to_ascii_lowercase().split('/').take(3).collect::<Vec<_>>().join("/");
@@ -535,7 +548,10 @@ impl Sample {
             let role = if role.role_type == "CustomRole" {
                 let allowed: BTreeSet<String> = self.allowed_scopes().into_iter().collect();
                 let assignable: BTreeSet<String> = role.assignable_scopes.iter().cloned().collect();
-                assert_eq!(assignable, allowed, "the custom role is assignable where main.bicep says (allowedScopeIds)");
+                assert_eq!(
+                    assignable, allowed,
+                    "the custom role is assignable where main.bicep says (allowedScopeIds)"
+                );
                 Role::Custom(role.actions.iter().cloned().collect())
             } else {
                 Role::BuiltIn(role.id.clone())

@@ -39,7 +39,8 @@ pub async fn run(root: &Path, handler_binary: &Path, work_dir: &Path) -> Result<
     let settings: Value = read_json(&samples.join("demo.settings.json"))?;
     let fixes: Vec<Change> = read_json(&samples.join("customer-fixes.json"))?;
     let waiting: Value = read_json(&samples.join("onboarding-waiting-on-customer.json"))?;
-    let waiting_tenant = waiting["customer"]["tenantId"].as_str().ok_or("the waiting sample names no tenant")?.to_owned();
+    let waiting_tenant =
+        waiting["customer"]["tenantId"].as_str().ok_or("the waiting sample names no tenant")?.to_owned();
     let propagation = scenario.propagation.clone();
 
     let emulator = Emulator::start(EmulatorOptions {

@@ -93,9 +93,10 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
                     ctx.ok(StatusCode::OK, json!({ "@odata.context": context, "value": value }))
                 }
                 Method::POST => {
-                    let created = body_json(&req)
-                        .and_then(|body| credential_from_json(&body, None))
-                        .and_then(|credential| directory.add_federated_credential(&object_id, credential, now).cloned());
+                    let created =
+                        body_json(&req).and_then(|body| credential_from_json(&body, None)).and_then(|credential| {
+                            directory.add_federated_credential(&object_id, credential, now).cloned()
+                        });
                     match created {
                         Ok(credential) => ctx.ok(StatusCode::CREATED, entity_json(&host, &object_id, &credential)),
                         Err(error) => ctx.directory_error(&error),

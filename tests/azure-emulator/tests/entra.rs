@@ -262,10 +262,8 @@ async fn storage_rp_can_use_the_exchange_rules_directly() {
     let world = emulator.shared().world.lock().unwrap();
     let sp = world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER, &claims, now).unwrap();
     assert_eq!(sp.id, SP_IN_CUSTOMER);
-    let error = world
-        .directory
-        .federated_exchange(Default::default(), APP_ID, CUSTOMER_WITHOUT_SP, &claims, now)
-        .unwrap_err();
+    let error =
+        world.directory.federated_exchange(Default::default(), APP_ID, CUSTOMER_WITHOUT_SP, &claims, now).unwrap_err();
     assert_eq!((error.status.as_u16(), error.code), (400, 700016));
     assert!(world.directory.managed_identity_by_resource_id(&UAMI_RESOURCE_ID.to_lowercase()).is_some());
 }

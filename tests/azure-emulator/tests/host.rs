@@ -169,9 +169,13 @@ async fn start(app: &App, options: HostOptions) -> Emulator {
 
 async fn start_in(app: &App, options: HostOptions, scenario: Scenario) -> Emulator {
     let _ = app;
-    Emulator::start(EmulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario: Some(scenario), host: Some(options) })
-        .await
-        .expect("emulator with host starts")
+    Emulator::start(EmulatorOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        scenario: Some(scenario),
+        host: Some(options),
+    })
+    .await
+    .expect("emulator with host starts")
 }
 
 fn host(emulator: &Emulator) -> &HostHandle {
@@ -709,7 +713,10 @@ async fn a_listener_without_receive_rights_never_dispatches_until_granted() {
             description: None,
         },
     };
-    emulator.shared().apply(&[grant("Azure Service Bus Data Sender"), grant("Azure Service Bus Data Receiver")]).unwrap();
+    emulator
+        .shared()
+        .apply(&[grant("Azure Service Bus Data Sender"), grant("Azure Service Bus Data Receiver")])
+        .unwrap();
     emulator.shared().clock.advance(Duration::from_secs(599));
     let refusals = || host(&emulator).status()["listeners"][0]["refusals"].as_u64().unwrap_or_default();
     let before = refusals();

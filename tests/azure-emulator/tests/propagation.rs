@@ -188,18 +188,15 @@ async fn zero_delays_make_changes_effective_at_once() {
         "id": "cccccccc-0000-0000-0000-0000000000fe", "appId": APP_ID, "tenantId": CUSTOMER_WITHOUT_SP
     }))
     .unwrap();
-    Client::new(emulator.url())
-        .apply_changes(&[Change::AddServicePrincipal { service_principal: sp }])
-        .await
-        .unwrap();
+    Client::new(emulator.url()).apply_changes(&[Change::AddServicePrincipal { service_principal: sp }]).await.unwrap();
     assert_eq!(exchange(&emulator, CUSTOMER_WITHOUT_SP, &workload).await, 0);
 }
 
 #[tokio::test]
 async fn the_state_dump_shows_when_a_grant_takes_effect() {
     let mut with_vault = scenario();
-    with_vault.vaults = serde_json::from_value(json!([{ "name": "kv", "tenantId": CUSTOMER, "keys": [{ "name": "k" }] }]))
-        .unwrap();
+    with_vault.vaults =
+        serde_json::from_value(json!([{ "name": "kv", "tenantId": CUSTOMER, "keys": [{ "name": "k" }] }])).unwrap();
     let emulator = start(with_vault).await;
     let control = Client::new(emulator.url());
     let grant = serde_json::from_value(json!({

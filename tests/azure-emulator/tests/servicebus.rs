@@ -402,8 +402,7 @@ impl Bus {
 
 /// Data Sender on queue `orders` of `cmk-ns`; Data Owner on namespace `no-sas` (scenario role assignments).
 const APP: &str = "app-object";
-const NS_ID: &str =
-    "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-bus/providers/Microsoft.ServiceBus/namespaces/cmk-ns";
+const NS_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-bus/providers/Microsoft.ServiceBus/namespaces/cmk-ns";
 
 #[tokio::test]
 async fn bearer_tokens_need_the_audience_and_the_namespace_tenant() {
@@ -436,7 +435,10 @@ async fn bearer_tokens_need_a_data_role_on_the_entity() {
     assert_eq!(post("/orders/messages", &app).await.unwrap().status(), StatusCode::CREATED, "Data Sender on orders");
     let (status, body) = status_and_body(post("/orders/messages/head?timeout=0", &app).await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "Data Sender cannot receive: {body}");
-    assert!(body.starts_with("<Error><Code>401</Code><Detail>Unauthorized access. 'Listen' claim(s) are required"), "{body}");
+    assert!(
+        body.starts_with("<Error><Code>401</Code><Detail>Unauthorized access. 'Listen' claim(s) are required"),
+        "{body}"
+    );
     let (status, body) = status_and_body(post("/ttl-drop/messages", &app).await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the role is on orders only: {body}");
     assert!(body.contains(&format!("Resource: 'sb://{NS}.servicebus.windows.net/ttl-drop'")), "{body}");
@@ -462,7 +464,11 @@ async fn bearer_tokens_need_a_data_role_on_the_entity() {
     assert_eq!(post(dead_letters, &app).await.unwrap().status(), StatusCode::NO_CONTENT);
     let other = "/events/subscriptions/eu/messages/head?timeout=0";
     assert_eq!(post(other, &app).await.unwrap().status(), StatusCode::UNAUTHORIZED, "another subscription");
-    assert_eq!(post("/events/messages", &app).await.unwrap().status(), StatusCode::UNAUTHORIZED, "no Send on the topic");
+    assert_eq!(
+        post("/events/messages", &app).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "no Send on the topic"
+    );
 }
 
 #[tokio::test]

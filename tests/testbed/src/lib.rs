@@ -45,7 +45,8 @@ pub fn sample_scenario() -> Scenario {
 /// The longest of a scenario's propagation delays: after it, every change made so far is in force.
 pub fn longest_propagation(scenario: &Scenario) -> Duration {
     let delays = &scenario.propagation;
-    let longest = [delays.service_principal_seconds, delays.role_assignment_seconds, delays.federated_credential_seconds];
+    let longest =
+        [delays.service_principal_seconds, delays.role_assignment_seconds, delays.federated_credential_seconds];
     Duration::from_secs(longest.into_iter().max().unwrap_or_default())
 }
 

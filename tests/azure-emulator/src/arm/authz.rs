@@ -47,7 +47,14 @@ impl Caller {
         if self.may(rbac, linked_action, linked) {
             Ok(())
         } else {
-            Err(ArmError::linked_authorization_failed(&self.client, &self.object_id, action, scope, linked_action, linked))
+            Err(ArmError::linked_authorization_failed(
+                &self.client,
+                &self.object_id,
+                action,
+                scope,
+                linked_action,
+                linked,
+            ))
         }
     }
 }

@@ -171,7 +171,12 @@ impl Directory {
     }
 
     /// The service principal as token issuance sees it at `now`.
-    pub fn service_principal_in_force(&self, tenant_id: &str, app_id: &str, now: OffsetDateTime) -> Option<&ServicePrincipal> {
+    pub fn service_principal_in_force(
+        &self,
+        tenant_id: &str,
+        app_id: &str,
+        now: OffsetDateTime,
+    ) -> Option<&ServicePrincipal> {
         let key = (tenant_id.to_ascii_lowercase(), app_id.to_ascii_lowercase());
         self.principals_pending.view(&key, self.service_principal(tenant_id, app_id), now)
     }

@@ -357,7 +357,8 @@ mod tests {
                 ("Sb__fullyQualifiedNamespace".to_owned(), "Contoso-SB.servicebus.windows.net".to_owned()),
                 (
                     "AzureWebJobsOther".to_owned(),
-                    "Endpoint=sb://other.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s3cr=t".to_owned(),
+                    "Endpoint=sb://other.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s3cr=t"
+                        .to_owned(),
                 ),
                 ("Uami:fullyQualifiedNamespace".to_owned(), "uami-sb.servicebus.windows.net".to_owned()),
                 ("Uami:clientId".to_owned(), "c1".to_owned()),

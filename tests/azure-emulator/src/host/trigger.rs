@@ -92,7 +92,8 @@ async fn listen(shared: Arc<Shared>, runtime: Arc<Runtime>, listener: Arc<Listen
         }
         // The receiver needs Listen on the entity, checked on every receive as the service does: without it the real
         // host's processor logs the error and retries, and no message is ever processed.
-        let allowed = access::check(&shared, &runtime.settings, listener.connection.as_deref(), &listener.entity, Right::Listen);
+        let allowed =
+            access::check(&shared, &runtime.settings, listener.connection.as_deref(), &listener.entity, Right::Listen);
         runtime.record_listener(&listener.function.name, &listener.entity, allowed.as_ref().err());
         if allowed.is_err() {
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -74,7 +74,8 @@ mod tests {
 
     fn rbac(realm: Realm, role: &str, scope: &str) -> Rbac {
         let mut rbac = Rbac::default();
-        let assignment = RoleAssignment { principal_id: "p".into(), role: role.into(), scope: scope.into(), description: None };
+        let assignment =
+            RoleAssignment { principal_id: "p".into(), role: role.into(), scope: scope.into(), description: None };
         rbac.load(realm, &assignment).unwrap();
         rbac
     }

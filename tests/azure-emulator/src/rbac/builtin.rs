@@ -39,8 +39,11 @@ const KEY_VAULT_READS: &[&str] = &[
 ];
 
 /// The `actions` of the Service Bus data roles other than Owner.
-const SERVICE_BUS_READS: &[&str] =
-    &["Microsoft.ServiceBus/*/queues/read", "Microsoft.ServiceBus/*/topics/read", "Microsoft.ServiceBus/*/topics/subscriptions/read"];
+const SERVICE_BUS_READS: &[&str] = &[
+    "Microsoft.ServiceBus/*/queues/read",
+    "Microsoft.ServiceBus/*/topics/read",
+    "Microsoft.ServiceBus/*/topics/subscriptions/read",
+];
 
 pub const ROLES: &[BuiltIn] = &[
     // privileged.md / general.md

@@ -265,7 +265,10 @@ impl Rbac {
         };
         let removed: Vec<Assignment> = self.assignments.iter().filter(|a| matches(a)).cloned().collect();
         if removed.is_empty() {
-            return Err(format!("{principal} has no {role:?} assignment{}", scope.map(|s| format!(" at {s}")).unwrap_or_default()));
+            return Err(format!(
+                "{principal} has no {role:?} assignment{}",
+                scope.map(|s| format!(" at {s}")).unwrap_or_default()
+            ));
         }
         for assignment in &removed {
             self.pending.record(assignment.key(), Some(assignment), now, self.delay);
@@ -276,7 +279,14 @@ impl Rbac {
 
     /// Whether `principal` may do `action` on `resource` (a scope in `realm`) at `now`: some assignment in force
     /// covers the resource's scope and its role permits the action.
-    pub fn permits(&self, realm: &Realm, principal: &str, action: Action<'_>, resource: &str, now: OffsetDateTime) -> bool {
+    pub fn permits(
+        &self,
+        realm: &Realm,
+        principal: &str,
+        action: Action<'_>,
+        resource: &str,
+        now: OffsetDateTime,
+    ) -> bool {
         self.pending.effective(&self.assignments, Assignment::key, |_| true, now).into_iter().any(|assignment| {
             &assignment.realm == realm
                 && assignment.principal_id.eq_ignore_ascii_case(principal)
@@ -332,9 +342,9 @@ fn validate_scope(realm: &Realm, role: &RoleDefinition, scope: &str) -> Result<(
         }
         Realm::Vault(host) => {
             let trimmed = scope.trim_end_matches('/');
-            let key_scope = trimmed
-                .strip_prefix("/keys")
-                .is_some_and(|rest| rest.is_empty() || (rest.starts_with('/') && rest.len() > 1 && !rest[1..].contains('/')));
+            let key_scope = trimmed.strip_prefix("/keys").is_some_and(|rest| {
+                rest.is_empty() || (rest.starts_with('/') && rest.len() > 1 && !rest[1..].contains('/'))
+            });
             if trimmed.is_empty() || key_scope {
                 Ok(())
             } else {
@@ -362,8 +372,14 @@ mod tests {
         assert!(action_matches("*/read", "Microsoft.Storage/storageAccounts/read"));
         assert!(!action_matches("*/read", "Microsoft.Storage/storageAccounts/write"));
         assert!(action_matches("Microsoft.Storage/*/read", "Microsoft.Storage/storageAccounts/blobServices/read"));
-        assert!(action_matches("Microsoft.ServiceBus/*/send/action", "Microsoft.ServiceBus/namespaces/messages/send/action"));
-        assert!(!action_matches("Microsoft.ServiceBus/*/send/action", "Microsoft.ServiceBus/namespaces/messages/receive/action"));
+        assert!(action_matches(
+            "Microsoft.ServiceBus/*/send/action",
+            "Microsoft.ServiceBus/namespaces/messages/send/action"
+        ));
+        assert!(!action_matches(
+            "Microsoft.ServiceBus/*/send/action",
+            "Microsoft.ServiceBus/namespaces/messages/receive/action"
+        ));
         assert!(action_matches(
             "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
             "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
@@ -388,7 +404,9 @@ mod tests {
         assert!(encryption.permits(Action::Data("Microsoft.KeyVault/vaults/keys/wrap/action")));
         assert!(!encryption.permits(Action::Control("Microsoft.KeyVault/vaults/keys/wrap/action")));
         assert!(!encryption.permits(Action::Data("Microsoft.KeyVault/vaults/keys/create/action")));
-        let by_path = rbac.role("/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7");
+        let by_path = rbac.role(
+            "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        );
         assert_eq!(by_path.map(|r| r.role_name.as_str()), Some("Reader"));
     }
 

@@ -143,6 +143,9 @@ mod tests {
         let forged = sas_token("https://ns.servicebus.windows.net/", "root", "wrong", 2_000);
         assert!(verify(token_value(&forged), &keys(), url, 1_000).unwrap_err().detail.starts_with("InvalidSignature"));
         let sender = sas_token("ns.servicebus.windows.net", "sender", "s3nd", 2_000);
-        assert_eq!(verify(token_value(&sender), &keys(), url, 1_000).map(|k| k.rights.clone()), Ok(vec!["Send".into()]));
+        assert_eq!(
+            verify(token_value(&sender), &keys(), url, 1_000).map(|k| k.rights.clone()),
+            Ok(vec!["Send".into()])
+        );
     }
 }
