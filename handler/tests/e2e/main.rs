@@ -7,6 +7,7 @@ mod happy_path;
 mod idempotency;
 mod identity_sets;
 mod poison;
+mod preview_feature;
 mod propagation;
 mod samples;
 mod secrets;
