@@ -97,12 +97,12 @@ pub async fn run(root: &Path, handler_binary: &Path, work_dir: &Path) -> Result<
     .await?;
     println!("\nthe customer (Fabrikam) installs the app, grants the key role and turns on purge protection...");
     let shared = emulator.shared();
-    let before_fixes = shared.log.list(None).last().map_or(0, |r| r.seq);
     shared.apply(&fixes)?;
+    let after_fixes = shared.log.list(None).last().map_or(0, |r| r.seq);
     // Entra and Azure RBAC take time to show the fixes: the next retry is still refused (AADSTS700016).
     let token_endpoint = format!("/{waiting_tenant}/oauth2/v2.0/token");
     wait("the handler's next retry, refused while Entra replicates the new service principal", || {
-        shared.log.list(None).iter().any(|r| r.seq > before_fixes && r.status == 400 && r.path == token_endpoint)
+        shared.log.list(None).iter().any(|r| r.seq > after_fixes && r.status == 400 && r.path == token_endpoint)
     })
     .await?;
     let longest =

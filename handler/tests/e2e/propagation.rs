@@ -43,10 +43,13 @@ fn key_role() -> Change {
     }
 }
 
-/// Waits until the log holds, after sequence number `after`, a request `matches` selects that got `status`.
+/// Waits until the log holds, after sequence number `after` (taken once the fix was applied), two requests `matches`
+/// selects that got `status`. The first may have been judged just before the fix and logged after it; the second was
+/// sent after the first's answer, so it was judged inside the window.
 async fn wait_for_refusal(bed: &TestBed, what: &str, after: u64, status: u16, matches: impl Fn(&str, &str) -> bool) {
     bed.wait_until(what, |bed| {
-        bed.requests().iter().any(|r| r.seq > after && r.status == status && matches(&r.host, &r.path))
+        let requests = bed.requests();
+        requests.iter().filter(|r| r.seq > after && r.status == status && matches(&r.host, &r.path)).count() >= 2
     })
     .await;
 }
@@ -76,14 +79,14 @@ async fn the_handler_rides_out_the_service_principal_window() {
     bed.wait_until("action_required: service principal", |bed| reasons(bed) == ["ServicePrincipalMissing"]).await;
 
     // The customer consents, grants the role and turns on purge protection.
-    let before_fix = last_seq(&bed);
     bed.apply(vec![
         service_principal(),
         key_role(),
         Change::SetPurgeProtection { vault: "fabrikam-kv".into(), enabled: true },
     ]);
+    let after_fix = last_seq(&bed);
     let token_endpoint = format!("/{FABRIKAM_TENANT}/oauth2/v2.0/token");
-    wait_for_refusal(&bed, "a token request refused inside the window", before_fix, 400, |_, path| {
+    wait_for_refusal(&bed, "token requests refused inside the window", after_fix, 400, |_, path| {
         path == token_endpoint
     })
     .await;
@@ -111,9 +114,9 @@ async fn the_handler_rides_out_the_role_assignment_window() {
     bed.send(&fabrikam("obd-role-window"), "msg-role-window");
     bed.wait_until("action_required: key access", |bed| reasons(bed) == ["KeyAccessDenied"]).await;
 
-    let before_fix = last_seq(&bed);
     bed.apply(vec![key_role()]);
-    wait_for_refusal(&bed, "a key request refused inside the window", before_fix, 403, |host, _| {
+    let after_fix = last_seq(&bed);
+    wait_for_refusal(&bed, "key requests refused inside the window", after_fix, 403, |host, _| {
         host == FABRIKAM_VAULT_HOST
     })
     .await;
