@@ -9,7 +9,6 @@ pub mod ids;
 mod registration;
 mod state;
 mod storage;
-mod storage_body;
 
 use axum::response::{IntoResponse, Response};
 
@@ -53,7 +52,7 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
     let subscription_scope = format!("/subscriptions/{subscription}");
     match route {
         Route::Feature { subscription, namespace, feature, register } => {
-            registration::check_api_version(&api_version, registration::FEATURE_API_VERSIONS)?;
+            registration::check_api_version(&api_version, crate::openapi::FEATURES)?;
             let action = if register {
                 "Microsoft.Features/providers/features/register/action"
             } else {
@@ -63,7 +62,7 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
             registration::feature(&mut world.arm, &req.method, &subscription, &namespace, &feature, register)
         }
         Route::Provider { subscription, namespace, register } => {
-            registration::check_api_version(&api_version, registration::PROVIDER_API_VERSIONS)?;
+            registration::check_api_version(&api_version, crate::openapi::RESOURCES)?;
             let action = if register {
                 format!("{namespace}/register/action")
             } else {

@@ -4,6 +4,7 @@
 //! real host is in `docs/host.md`.
 
 mod access;
+mod binding_rules;
 mod config;
 mod http_trigger;
 mod invoke;
@@ -11,6 +12,7 @@ mod json;
 mod outputs;
 mod payload;
 mod process;
+mod result;
 mod runtime;
 mod sb_outputs;
 mod schema;

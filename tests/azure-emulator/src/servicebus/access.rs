@@ -20,6 +20,8 @@ pub enum Right {
     Send,
     /// Receive, peek-lock, complete, abandon, renew (queue, subscription, dead-letter queue).
     Listen,
+    /// Read an entity's description (the management API): SAS `Manage`, or an Entra principal's read of the entity.
+    Describe,
 }
 
 impl Right {
@@ -28,14 +30,23 @@ impl Right {
         match self {
             Self::Send => "Send",
             Self::Listen => "Listen",
+            Self::Describe => "Manage",
         }
     }
 
-    /// The data action Azure RBAC checks.
-    pub fn data_action(self) -> &'static str {
+    /// What Azure RBAC checks on the entity at `entity_scope` (`queues/q`, `topics/t[/subscriptions/s]`): the data
+    /// actions for messages, the entity type's `read` for its description (which the Data roles' `actions` grant).
+    pub fn action(self, entity_scope: &str) -> Action<'static> {
         match self {
-            Self::Send => "Microsoft.ServiceBus/namespaces/messages/send/action",
-            Self::Listen => "Microsoft.ServiceBus/namespaces/messages/receive/action",
+            Self::Send => Action::Data("Microsoft.ServiceBus/namespaces/messages/send/action"),
+            Self::Listen => Action::Data("Microsoft.ServiceBus/namespaces/messages/receive/action"),
+            Self::Describe if entity_scope.contains("/subscriptions/") => {
+                Action::Control("Microsoft.ServiceBus/namespaces/topics/subscriptions/read")
+            }
+            Self::Describe if entity_scope.starts_with("topics/") => {
+                Action::Control("Microsoft.ServiceBus/namespaces/topics/read")
+            }
+            Self::Describe => Action::Control("Microsoft.ServiceBus/namespaces/queues/read"),
         }
     }
 }
@@ -64,5 +75,5 @@ pub fn entra_grants(
     now: OffsetDateTime,
 ) -> bool {
     let scope = format!("{}/{entity_scope}", auth.resource_id);
-    rbac.permits(&Realm::Arm, principal, Action::Data(right.data_action()), &scope, now)
+    rbac.permits(&Realm::Arm, principal, right.action(entity_scope), &scope, now)
 }

@@ -8,6 +8,7 @@ pub mod access;
 mod bus;
 mod filter;
 mod iso_duration;
+mod management;
 mod model;
 mod rest;
 mod sas;
