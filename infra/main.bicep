@@ -126,6 +126,7 @@ resource featureRegistrarRole 'Microsoft.Authorization/roleDefinitions@2022-04-0
           'Microsoft.Features/providers/features/read'
           'Microsoft.Features/providers/features/register/action'
           'Microsoft.Storage/register/action'
+          'Microsoft.Resources/subscriptions/providers/read'
         ]
         notActions: []
       }

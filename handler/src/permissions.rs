@@ -74,11 +74,13 @@ pub struct Permission {
 pub const STORAGE_ENCRYPTION_ACTIONS: &[&str] =
     &["Microsoft.Storage/storageAccounts/read", "Microsoft.Storage/storageAccounts/write"];
 
-/// Actions of the custom preview-feature role (legacy step P0 of the cross-tenant CMK guide).
+/// Actions of the custom preview-feature role (legacy step P0 of the cross-tenant CMK guide). `providers/read`:
+/// when the re-registration answers `Registering`, the handler reads the provider back.
 pub const FEATURE_REGISTRATION_ACTIONS: &[&str] = &[
     "Microsoft.Features/providers/features/read",
     "Microsoft.Features/providers/features/register/action",
     "Microsoft.Storage/register/action",
+    "Microsoft.Resources/subscriptions/providers/read",
 ];
 
 const SYSTEM: Principal = Principal::FunctionAppSystemIdentity;
@@ -137,7 +139,7 @@ pub const PERMISSIONS: &[Permission] = &[
         },
         condition: Condition::RegisterPreviewFeature,
         why: "Register and poll Microsoft.Storage/FederatedClientIdentity, then re-register the Microsoft.Storage \
-              provider (only where the legacy preview flag is still enforced).",
+              provider and read it back while it is Registering (only where the legacy preview flag is enforced).",
     },
     Permission {
         principal: SYSTEM,

@@ -1,4 +1,5 @@
-//! `infra/` deploys what the handler needs: every setting it reads and every grant in `permissions::PERMISSIONS`.
+//! `infra/` deploys what the handler needs: every setting it reads and every grant in `permissions::PERMISSIONS`; and
+//! the sample scenario the testbed runs on (`samples/scenario.json`) grants exactly what `infra/` grants.
 //!
 //! No Bicep compiler runs here, so this reads the Bicep source with a small scanner that knows strings, comments and
 //! braces: enough to cut out `resource` blocks and the `appSettings` array. The grammar itself is checked by
@@ -261,15 +262,9 @@ fn custom_role_parameter(files: &BTreeMap<String, String>, role_name: &str, acti
         .iter()
         .find(|d| property(&d.body, "roleName").is_some_and(|n| n.trim_matches('\'').starts_with(role_name)))
         .unwrap_or_else(|| panic!("main.bicep defines no custom role {role_name:?}"));
-    let code = code_only(&definition.body);
-    let start = code.find("actions: [").expect("actions array");
-    let open = start + code[start..].find('[').expect("bracket");
-    let declared: BTreeSet<&str> = definition.body[open + 1..matching_close(&code, open) - 1]
-        .lines()
-        .map(|l| l.trim().trim_matches('\''))
-        .filter(|l| !l.is_empty())
-        .collect();
-    assert_eq!(declared, actions.iter().copied().collect(), "actions of custom role {role_name}");
+    let declared = role_definition_actions(definition);
+    let expected: BTreeSet<String> = actions.iter().map(|a| (*a).to_owned()).collect();
+    assert_eq!(declared, expected, "actions of custom role {role_name}");
     let reference = format!("{}.name", definition.symbol);
     main.lines()
         .find_map(|line| {
@@ -277,6 +272,18 @@ fn custom_role_parameter(files: &BTreeMap<String, String>, role_name: &str, acti
             value.contains(&reference).then(|| key.trim().to_string())
         })
         .unwrap_or_else(|| panic!("main.bicep never passes {reference} to a module"))
+}
+
+/// The `actions` of a `Microsoft.Authorization/roleDefinitions` block.
+fn role_definition_actions(definition: &ResourceBlock) -> BTreeSet<String> {
+    let code = code_only(&definition.body);
+    let start = code.find("actions: [").expect("actions array");
+    let open = start + code[start..].find('[').expect("bracket");
+    definition.body[open + 1..matching_close(&code, open) - 1]
+        .lines()
+        .map(|l| l.trim().trim_matches('\'').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[test]
@@ -385,4 +392,224 @@ fn the_onboarding_queue_requires_sessions_and_the_trigger_uses_them() {
     assert!(service_bus["maxConcurrentSessions"].as_u64().is_some_and(|n| n >= 1), "{service_bus}");
     assert!(service_bus.get("sessionIdleTimeout").is_some(), "an idle session must not hold its slot a minute");
     assert!(service_bus.get("maxConcurrentCalls").is_none(), "ignored with sessions; it would only mislead");
+}
+
+/// A role as a Bicep role assignment or a scenario role assignment names it: a built-in role by its GUID, a custom
+/// role by its actions (its name and GUID are per deployment).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    BuiltIn(String),
+    Custom(BTreeSet<String>),
+}
+
+/// The role a Bicep role assignment grants: a `var` holding a built-in GUID, or a module parameter through which
+/// main.bicep passes one of its custom role definitions.
+fn bicep_role(files: &BTreeMap<String, String>, block: &ResourceBlock) -> Role {
+    let reference = property(&block.body, "roleDefinitionId").expect("roleDefinitionId");
+    let vars = string_vars(&files[&block.file]);
+    if let Some(guid) = vars.iter().find_map(|(name, value)| reference.contains(name.as_str()).then_some(value)) {
+        return Role::BuiltIn(guid.to_ascii_lowercase());
+    }
+    let main = &files["main.bicep"];
+    let definitions = resource_blocks("main.bicep", main, "Microsoft.Authorization/roleDefinitions");
+    let definition = definitions
+        .iter()
+        .find(|definition| {
+            let passed_as = format!("{}.name", definition.symbol);
+            main.lines().any(|line| {
+                line.trim()
+                    .split_once(':')
+                    .is_some_and(|(param, value)| value.contains(&passed_as) && reference.contains(param.trim()))
+            })
+        })
+        .unwrap_or_else(|| panic!("{}: role {reference} is neither a built-in var nor a custom role", block.symbol));
+    Role::Custom(role_definition_actions(definition))
+}
+
+/// The scenario scopes a Bicep role assignment becomes, for the sample's settings. A new kind of scope in the Bicep
+/// fails here until this function learns where it lives in the scenario.
+fn scenario_scopes(block: &ResourceBlock, sample: &Sample) -> Vec<String> {
+    let scope = property(&block.body, "scope");
+    match (block.file.as_str(), scope) {
+        ("modules/servicebus-access.bicep", Some("onboardingQueue")) => {
+            vec![format!("{}/queues/{}", sample.namespace_id, sample.setting("CMK_ONBOARDING_QUEUE"))]
+        }
+        ("modules/servicebus-access.bicep", Some("eventsTopic")) => {
+            vec![format!("{}/topics/{}", sample.namespace_id, sample.setting("CMK_EVENTS_TOPIC"))]
+        }
+        ("modules/function-app.bicep", Some("cmkIdentity")) => vec![sample.setting("CMK_UAMI_RESOURCE_ID")],
+        ("modules/function-app.bicep", Some(symbol @ ("hostStorage" | "appInsights"))) => {
+            // Their names come from uniqueString(): the scenario's resource of that type in the app's resource group.
+            let resource_type = declared_type(&read_infra(&block.file), symbol);
+            let found: Vec<String> = sample
+                .granted_scopes()
+                .into_iter()
+                .filter(|scope| in_group_of_type(scope, &sample.app_group, &resource_type))
+                .collect();
+            assert_eq!(found.len(), 1, "one {resource_type} in {} gets {}: {found:?}", sample.app_group, block.symbol);
+            found
+        }
+        ("modules/storage-access.bicep", None) if block.symbol == "storageOnSubscription" => sample
+            .allowed_scopes()
+            .into_iter()
+            .filter(|s| !s.to_ascii_lowercase().contains("/resourcegroups/"))
+            .collect(),
+        ("modules/storage-access.bicep", None) if block.symbol == "featureRegistrar" => {
+            let subscriptions: BTreeSet<String> =
+                sample.allowed_scopes().iter().map(|s| s.split('/').take(3).collect::<Vec<_>>().join("/")).collect();
+            subscriptions.into_iter().collect()
+        }
+        ("modules/storage-access-resource-group.bicep", None) => sample
+            .allowed_scopes()
+            .into_iter()
+            .filter(|s| s.to_ascii_lowercase().contains("/resourcegroups/"))
+            .collect(),
+        (file, scope) => {
+            panic!("{file}: no rule maps role assignment {} (scope {scope:?}) to the scenario", block.symbol)
+        }
+    }
+}
+
+/// `resource <symbol> '<type>@<version>'` of a file → `<type>`.
+fn declared_type(source: &str, symbol: &str) -> String {
+    source
+        .lines()
+        .find_map(|line| {
+            let mut words = line.trim().strip_prefix("resource ")?.split_whitespace();
+            (words.next()? == symbol)
+                .then(|| words.next().map(|t| t.trim_matches('\'').split('@').next().unwrap_or("").to_owned()))?
+        })
+        .unwrap_or_else(|| panic!("no resource {symbol}"))
+}
+
+/// Whether ARM id `scope` is a resource of `resource_type` (`Namespace/type`) directly in resource group `group`.
+fn in_group_of_type(scope: &str, group: &str, resource_type: &str) -> bool {
+    let lower = scope.to_ascii_lowercase();
+    let prefix = format!("{}/providers/{}/", group.to_ascii_lowercase(), resource_type.to_ascii_lowercase());
+    lower.strip_prefix(&prefix).is_some_and(|name| !name.is_empty() && !name.contains('/'))
+}
+
+/// The sample scenario and the settings it runs with (`samples/demo.settings.json`, as the testbed and the demo do).
+struct Sample {
+    scenario: azure_emulator::Scenario,
+    settings: serde_json::Value,
+    /// The function app's system-assigned identity.
+    principal: String,
+    /// The Service Bus namespace's ARM id.
+    namespace_id: String,
+    /// The resource group `infra/` deploys the app, its identity and Service Bus into: the CMK identity's.
+    app_group: String,
+}
+
+impl Sample {
+    fn load() -> Self {
+        let read = |path: &str| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        let scenario: azure_emulator::Scenario = serde_json::from_str(&read("samples/scenario.json")).unwrap();
+        let settings: serde_json::Value = serde_json::from_str(&read("samples/demo.settings.json")).unwrap();
+        let principal = scenario.function_app.as_ref().expect("functionApp").system_assigned.principal_id.clone();
+        let fqdn = settings["Values"]["ServiceBusConnection__fullyQualifiedNamespace"].as_str().unwrap();
+        let name = fqdn.split('.').next().unwrap();
+        let namespace = scenario.service_bus.iter().find(|ns| ns.name.eq_ignore_ascii_case(name)).expect("namespace");
+        let namespace_id = namespace.resource_id.clone();
+        let uami = settings["Values"]["CMK_UAMI_RESOURCE_ID"].as_str().unwrap();
+        let app_group = uami.split("/providers/").next().unwrap().to_owned();
+        assert!(
+            namespace_id.to_ascii_lowercase().starts_with(&format!("{}/", app_group.to_ascii_lowercase())),
+            "infra/ deploys Service Bus and the CMK identity into one resource group"
+        );
+        Sample { scenario, settings, principal, namespace_id, app_group }
+    }
+
+    fn setting(&self, name: &str) -> String {
+        self.settings["Values"][name].as_str().unwrap_or_else(|| panic!("demo.settings.json sets no {name}")).to_owned()
+    }
+
+    fn allowed_scopes(&self) -> Vec<String> {
+        self.setting("CMK_ALLOWED_SCOPES").split(',').map(|s| s.trim().to_owned()).collect()
+    }
+
+    fn register_preview_feature(&self) -> bool {
+        self.settings["Values"]["CMK_REGISTER_PREVIEW_FEATURE"].as_str() == Some("true")
+    }
+
+    /// The scopes of the scenario's assignments to the function app.
+    fn granted_scopes(&self) -> Vec<String> {
+        self.scenario
+            .role_assignments
+            .iter()
+            .filter(|a| a.principal_id == self.principal)
+            .map(|a| a.scope.clone())
+            .collect()
+    }
+
+    /// Every ISV-side assignment (in a subscription of the ISV tenant, or to an ISV identity) as (role, lower-cased
+    /// scope); they must all go to the function app's system identity, as in `infra/`.
+    fn isv_grants(&self) -> BTreeSet<(Role, String)> {
+        let rbac = azure_emulator::rbac::Rbac::new(&self.scenario.role_definitions, std::time::Duration::ZERO)
+            .expect("the scenario's custom roles load");
+        let isv_tenant = &self.scenario.function_app.as_ref().expect("functionApp").tenant_id;
+        let isv_subscriptions: BTreeSet<String> = self
+            .scenario
+            .subscriptions
+            .iter()
+            .filter(|s| s.tenant_id.eq_ignore_ascii_case(isv_tenant))
+            .map(|s| format!("/subscriptions/{}", s.id.to_ascii_lowercase()))
+            .collect();
+        let isv_identities: BTreeSet<&str> =
+            self.scenario.managed_identities.iter().map(|mi| mi.principal_id.as_str()).collect();
+        let mut grants = BTreeSet::new();
+        for assignment in &self.scenario.role_assignments {
+            let subscription = assignment.scope.to_ascii_lowercase().split('/').take(3).collect::<Vec<_>>().join("/");
+            let isv_side = isv_subscriptions.contains(&subscription)
+                || isv_identities.contains(assignment.principal_id.as_str())
+                || assignment.principal_id == self.principal;
+            if !isv_side {
+                continue;
+            }
+            assert_eq!(
+                assignment.principal_id, self.principal,
+                "infra/ grants only the function app's system identity (the CMK identity holds no role)"
+            );
+            let role = rbac.role(&assignment.role).unwrap_or_else(|| panic!("unknown role {}", assignment.role));
+            let role = if role.role_type == "CustomRole" {
+                let allowed: BTreeSet<String> = self.allowed_scopes().into_iter().collect();
+                let assignable: BTreeSet<String> = role.assignable_scopes.iter().cloned().collect();
+                assert_eq!(
+                    assignable, allowed,
+                    "the custom role is assignable where main.bicep says (allowedScopeIds)"
+                );
+                Role::Custom(role.actions.iter().cloned().collect())
+            } else {
+                Role::BuiltIn(role.id.clone())
+            };
+            grants.insert((role, assignment.scope.to_ascii_lowercase()));
+        }
+        grants
+    }
+}
+
+#[test]
+fn the_sample_scenario_grants_exactly_what_the_bicep_grants() {
+    let files = &all_bicep();
+    let sample = Sample::load();
+    let mut expected = BTreeSet::new();
+    for (file, source) in files {
+        for block in resource_blocks(file, source, "Microsoft.Authorization/roleAssignments") {
+            if block.condition.as_deref() == Some("registerPreviewFeature") && !sample.register_preview_feature() {
+                continue;
+            }
+            let role = bicep_role(files, &block);
+            for scope in scenario_scopes(&block, &sample) {
+                expected.insert((role.clone(), scope.to_ascii_lowercase()));
+            }
+        }
+    }
+    let granted = sample.isv_grants();
+    let missing: Vec<_> = expected.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&expected).collect();
+    assert!(missing.is_empty(), "infra/ grants these, samples/scenario.json does not: {missing:#?}");
+    assert!(extra.is_empty(), "samples/scenario.json grants these, infra/ does not: {extra:#?}");
 }

@@ -169,15 +169,18 @@ async fn the_console_in_a_real_browser_groups_inspects_and_replays() {
             },
         },
         Change::GrantRole {
-            vault: "fabrikam-kv".into(),
+            vault: Some("fabrikam-kv".into()),
             assignment: RoleAssignment {
                 principal_id: FABRIKAM_SP.into(),
                 role: "Key Vault Crypto Service Encryption User".into(),
                 scope: "/".into(),
+                description: None,
             },
         },
         Change::SetPurgeProtection { vault: "fabrikam-kv".into(), enabled: true },
     ]);
+    // The new service principal and role assignment reach Entra and Key Vault after the scenario's propagation delays.
+    bed.advance_clock(support::longest_propagation(&support::sample_scenario())).await;
     client.find(Locator::Css(&format!("{group} button.replay-group"))).await.unwrap().click().await.unwrap();
     wait_for(&client, "the confirmation", "!document.getElementById('confirm').hidden").await;
     let question = text(&client, "document.getElementById('confirm-text').textContent").await;

@@ -64,15 +64,21 @@ async fn dead_lettered_onboarding_is_listed_diagnosed_fixed_and_replayed_to_comp
             },
         },
         Change::GrantRole {
-            vault: "fabrikam-kv".into(),
+            vault: Some("fabrikam-kv".into()),
             assignment: RoleAssignment {
                 principal_id: FABRIKAM_SP.into(),
                 role: "Key Vault Crypto Service Encryption User".into(),
                 scope: "/".into(),
+                description: None,
             },
         },
         Change::SetPurgeProtection { vault: "fabrikam-kv".into(), enabled: true },
     ]);
+    // The new service principal and role assignment reach Entra and Key Vault only after the sample scenario's
+    // propagation delays: until then the onboarding is still blocked.
+    let still_blocked = bed.run(&diagnose).await;
+    assert_eq!(still_blocked.status.code(), Some(3), "{}", String::from_utf8_lossy(&still_blocked.stdout));
+    bed.advance_clock(support::longest_propagation(&support::sample_scenario())).await;
     let ready = bed.run(&diagnose).await;
     assert_eq!(ready.status.code(), Some(0), "{}", String::from_utf8_lossy(&ready.stdout));
     assert_eq!(stdout_json(&ready)[0]["ready"], true);

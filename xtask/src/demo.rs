@@ -2,7 +2,8 @@
 //!
 //! Starts the emulator with `samples/scenario.json`, runs the real `handler` under the emulated Functions host (laid
 //! out exactly like the deployment package), enqueues the three samples, lets the "customer" fix their side
-//! (`samples/customer-fixes.json`) once asked to, and prints what happened: events, dead letters, storage encryption.
+//! (`samples/customer-fixes.json`) once asked to, moves the emulator's clock past the propagation of those fixes, and
+//! prints what happened: events, dead letters, storage encryption.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,6 +38,10 @@ pub async fn run(root: &Path, handler_binary: &Path, work_dir: &Path) -> Result<
     let scenario: Scenario = read_json(&samples.join("scenario.json"))?;
     let settings: Value = read_json(&samples.join("demo.settings.json"))?;
     let fixes: Vec<Change> = read_json(&samples.join("customer-fixes.json"))?;
+    let waiting: Value = read_json(&samples.join("onboarding-waiting-on-customer.json"))?;
+    let waiting_tenant =
+        waiting["customer"]["tenantId"].as_str().ok_or("the waiting sample names no tenant")?.to_owned();
+    let propagation = scenario.propagation.clone();
 
     let emulator = Emulator::start(EmulatorOptions {
         listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
@@ -93,7 +98,24 @@ pub async fn run(root: &Path, handler_binary: &Path, work_dir: &Path) -> Result<
     })
     .await?;
     println!("\nthe customer (Fabrikam) installs the app, grants the key role and turns on purge protection...");
-    emulator.shared().apply(&fixes)?;
+    let shared = emulator.shared();
+    shared.apply(&fixes)?;
+    let after_fixes = shared.log.list(None).last().map_or(0, |r| r.seq);
+    // Entra and Azure RBAC take time to show the fixes: the next retry is still refused (AADSTS700016).
+    let token_endpoint = format!("/{waiting_tenant}/oauth2/v2.0/token");
+    wait("the handler's next retry, refused while Entra replicates the new service principal", || {
+        shared.log.list(None).iter().any(|r| r.seq > after_fixes && r.status == 400 && r.path == token_endpoint)
+    })
+    .await?;
+    let longest =
+        [propagation.service_principal_seconds, propagation.role_assignment_seconds].into_iter().max().unwrap_or(0);
+    println!(
+        "propagation: the service principal takes {} s to reach token issuance, the role assignment {} s to reach Key \
+         Vault; the emulator's clock moves {longest} s ahead",
+        propagation.service_principal_seconds, propagation.role_assignment_seconds
+    );
+    wait("no delivery in flight", || shared.locked_messages(NAMESPACE, QUEUE) == 0).await?;
+    shared.advance_clock(Duration::from_secs(longest));
     wait("the second onboarding to complete", || count(".completed.") >= 2).await?;
 
     println!("\nEvents on topic onboarding-events:");

@@ -1,5 +1,6 @@
 //! Done-when 3: a customer not ready (no service principal; then no role; then purge protection off) gets the right
-//! `action_required` events, once per state; after the customer fixes each, the delayed retry completes.
+//! `action_required` events, once per state; after the customer fixes each, the delayed retry completes. The fixes
+//! take effect at once here (propagation 0); riding out the propagation windows is `propagation.rs`.
 
 use azure_emulator::scenario::{Change, RoleAssignment, ServicePrincipal};
 
@@ -18,7 +19,10 @@ fn reasons(bed: &TestBed) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_steps_are_asked_for_one_at_a_time_then_it_completes() {
-    let bed = crate::testbed::start().await;
+    let mut scenario = crate::testbed::sample_scenario();
+    scenario.propagation.service_principal_seconds = 0;
+    scenario.propagation.role_assignment_seconds = 0;
+    let bed = crate::testbed::start_with(scenario, &[]).await;
     bed.send(
         &onboarding("obd-fabrikam", FABRIKAM_TENANT, FABRIKAM_ACCOUNT, "https://fabrikam-kv.vault.azure.net/", "cmk"),
         "msg-fabrikam",
@@ -53,11 +57,12 @@ async fn customer_steps_are_asked_for_one_at_a_time_then_it_completes() {
     assert_eq!(reasons(&bed)[1], "KeyAccessDenied");
 
     bed.apply(vec![Change::GrantRole {
-        vault: "fabrikam-kv".into(),
+        vault: Some("fabrikam-kv".into()),
         assignment: RoleAssignment {
             principal_id: FABRIKAM_SP.into(),
             role: "Key Vault Crypto Service Encryption User".into(),
             scope: "/".into(),
+            description: None,
         },
     }]);
     bed.wait_until("action_required: purge protection", |bed| reasons(bed).len() == 3).await;

@@ -2,7 +2,7 @@
 //! resolve, a message whose tenant does not own the vault, the preview registration, an account already encrypted
 //! with another vault's key, a message too large to copy, and property names that cannot travel on a copy.
 
-use azure_emulator::scenario::{Change, Scenario};
+use azure_emulator::scenario::Change;
 use azure_emulator::servicebus::{MessageState, NewMessage};
 use serde_json::Value;
 
@@ -71,26 +71,6 @@ async fn a_vault_of_another_tenant_never_gets_a_token() {
     assert!(bed.storage_account(CONTOSO_ACCOUNT)["properties"]["encryption"]["keySource"] != "Microsoft.Keyvault");
 }
 
-/// The optional preview registration registers the feature once and the provider once, then polls both to
-/// `Registered` across attempts; the onboarding completes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_preview_registration_registers_once_and_polls_to_registered() {
-    let mut scenario: Value = serde_json::to_value(sample_scenario()).unwrap();
-    scenario["subscriptions"][0]["providers"]["Microsoft.Storage"] = "NotRegistered".into();
-    scenario["subscriptions"][0]["featureRegistrationPolls"] = 3.into();
-    let scenario: Scenario = serde_json::from_value(scenario).unwrap();
-    let bed = crate::testbed::start_with(scenario, &[("CMK_REGISTER_PREVIEW_FEATURE", "true")]).await;
-    bed.send(&contoso("obd-preview"), "msg-preview");
-
-    bed.wait_until("completed", |bed| !bed.events_of("completed").is_empty()).await;
-    let registrations =
-        |suffix: &str| bed.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with(suffix)).count();
-    assert_eq!(registrations("/features/FederatedClientIdentity/register"), 1);
-    assert_eq!(registrations("/providers/Microsoft.Storage/register"), 1, "registered once, then polled");
-    let attempts = bed.events_of("completed")[0]["data"]["attempts"].as_u64().unwrap();
-    assert!(attempts >= 3, "the registrations took several attempts: {attempts}");
-}
-
 /// An account already encrypted with a key in another vault is not re-keyed unless the message asks; asked, it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_using_another_vault_is_only_rekeyed_when_asked() {
@@ -102,6 +82,8 @@ async fn an_account_using_another_vault_is_only_rekeyed_when_asked() {
     )
     .unwrap();
     bed.apply(fixes);
+    // The customer's fixes (app installed, role granted) reach Entra and Key Vault after their propagation delays.
+    bed.advance_clock(std::time::Duration::from_secs(azure_emulator::propagation::ROLE_ASSIGNMENT_SECONDS)).await;
 
     let fabrikam_vault = "https://fabrikam-kv.vault.azure.net/";
     bed.send(&onboarding("obd-owner-2", FABRIKAM_TENANT, CONTOSO_ACCOUNT, fabrikam_vault, "cmk"), "msg-owner-2");
@@ -237,8 +219,8 @@ async fn a_credential_just_written_is_waited_for_not_dead_lettered() {
     let mut scenario = sample_scenario();
     scenario.applications[0].federated_identity_credentials.clear();
     let bed = crate::testbed::start_with(scenario, &[("CMK_FIC_MODE", "ensure")]).await;
-    let propagation = std::time::Duration::from_secs(5 * 60);
-    bed.emulator.shared().world.lock().unwrap().directory.set_credential_propagation(propagation);
+    // The sample scenario keeps Entra's default propagation delay for federated credentials.
+    let propagation = std::time::Duration::from_secs(azure_emulator::propagation::FEDERATED_CREDENTIAL_SECONDS);
     bed.send(&contoso("obd-propagating"), "msg-propagating");
 
     let propagating = |bed: &TestBed| {

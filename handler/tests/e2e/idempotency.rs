@@ -96,6 +96,9 @@ async fn kill_before_the_event_is_published() {
 async fn ensure_mode_creates_the_federated_credential_once() {
     let mut scenario = sample_scenario();
     scenario.applications[0].federated_identity_credentials.clear();
+    // The handler still treats AADSTS70021 as permanent, so a created credential must work at once here; the
+    // federated-credential window itself is tested at the emulator (tests/azure-emulator/tests/propagation.rs).
+    scenario.propagation.federated_credential_seconds = 0;
     let bed = crate::testbed::start_with(scenario, &[("CMK_FIC_MODE", "ensure")]).await;
     bed.send(&contoso("obd-ensure"), "msg-ensure-1");
     bed.send(&contoso("obd-ensure"), "msg-ensure-2");

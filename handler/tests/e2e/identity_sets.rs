@@ -25,6 +25,13 @@ async fn a_named_identity_set_uses_its_own_identity_and_app() {
         location: "westeurope".into(),
     });
     scenario.function_app.as_mut().unwrap().user_assigned.push(EU_UAMI.into());
+    // As infra/README.md says for extra identity sets: the function app needs Managed Identity Operator on each.
+    scenario.role_assignments.push(RoleAssignment {
+        principal_id: scenario.function_app.as_ref().unwrap().system_assigned.principal_id.clone(),
+        role: "Managed Identity Operator".into(),
+        scope: EU_UAMI.into(),
+        description: None,
+    });
     scenario.applications.push(Application {
         object_id: EU_APP_OBJECT.into(),
         app_id: EU_APP_CLIENT.into(),
@@ -50,6 +57,7 @@ async fn a_named_identity_set_uses_its_own_identity_and_app() {
         principal_id: EU_SP.into(),
         role: "Key Vault Crypto Service Encryption User".into(),
         scope: "/".into(),
+        description: None,
     });
     let sets = serde_json::json!({ "eu": {
         "uamiResourceId": EU_UAMI, "uamiClientId": EU_UAMI_CLIENT, "appClientId": EU_APP_CLIENT, "appObjectId": EU_APP_OBJECT

@@ -9,6 +9,8 @@ mod happy_path;
 mod idempotency;
 mod identity_sets;
 mod poison;
+mod preview_feature;
+mod propagation;
 mod property_names;
 mod samples;
 mod secrets;

@@ -1,9 +1,10 @@
 //! The samples in `samples/` end as the README promises: good → completed, waiting → action_required then
-//! completed after `customer-fixes.json`, poison → dead-lettered with its reason.
+//! completed after `customer-fixes.json` (and the sample scenario's propagation delays, as `cargo xtask demo` shows),
+//! poison → dead-lettered with its reason.
 
 use azure_emulator::scenario::Change;
 
-use crate::testbed::{repo_root, sample_message};
+use crate::testbed::{longest_propagation, repo_root, sample_message, sample_scenario};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_end_as_documented() {
@@ -25,6 +26,7 @@ async fn samples_end_as_documented() {
         serde_json::from_str(&std::fs::read_to_string(repo_root().join("samples/customer-fixes.json")).unwrap())
             .unwrap();
     bed.apply(fixes);
+    bed.advance_clock(longest_propagation(&sample_scenario())).await;
     bed.wait_until("the waiting sample completed", |bed| bed.events_of("completed").len() == 2).await;
     bed.wait_queue_idle().await;
     assert_eq!(bed.events_of("completed")[1]["subject"], "obd-2026-0002");

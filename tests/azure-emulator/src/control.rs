@@ -54,14 +54,16 @@ async fn post_changes(State(shared): State<Arc<Shared>>, Json(changes): Json<Vec
 }
 
 async fn state(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let (arm, key_vault, entra) = {
+    let now = shared.clock.now();
+    let (arm, key_vault, entra, rbac) = {
         let world = shared.world.lock().expect("world lock poisoned");
-        (world.arm.dump(), world.vaults.dump(), world.directory.dump())
+        (world.arm.dump(), world.vaults.dump(), world.directory.dump(), world.rbac.dump(now))
     };
     Json(json!({
         "arm": arm,
         "keyVault": key_vault,
         "entra": entra,
+        "rbac": rbac,
         "serviceBus": shared.bus.snapshot(),
         "host": shared.host.status(),
     }))
@@ -112,8 +114,7 @@ async fn advance_clock(State(shared): State<Arc<Shared>>, Json(advance): Json<Ad
     if !advance.seconds.is_finite() || advance.seconds < 0.0 {
         return bad_request("seconds must be a non-negative number (the clock never goes back)");
     }
-    shared.clock.advance(std::time::Duration::from_secs_f64(advance.seconds));
-    shared.bus.clock_advanced();
+    shared.advance_clock(std::time::Duration::from_secs_f64(advance.seconds));
     let now = shared.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     Json(json!({ "now": now, "offsetMs": shared.clock.offset().whole_milliseconds() })).into_response()
 }

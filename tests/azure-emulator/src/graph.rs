@@ -51,6 +51,7 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
             &format!("Resource not found for the segment '{path}'."),
         );
     };
+    let now = shared.clock.now();
     let mut world = shared.world.lock().expect("world lock poisoned");
     let directory = &mut world.directory;
     let tenant = claims.tid.as_str();
@@ -92,14 +93,12 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
                     ctx.ok(StatusCode::OK, json!({ "@odata.context": context, "value": value }))
                 }
                 Method::POST => {
-                    let created = body_json(&req)
-                        .and_then(|body| credential_from_json(&body, None))
-                        .and_then(|credential| directory.add_federated_credential(&object_id, credential).cloned());
+                    let created =
+                        body_json(&req).and_then(|body| credential_from_json(&body, None)).and_then(|credential| {
+                            directory.add_federated_credential(&object_id, credential, now).cloned()
+                        });
                     match created {
-                        Ok(credential) => {
-                            directory.credential_written(&object_id, &credential.name, ctx.shared.clock.now());
-                            ctx.ok(StatusCode::CREATED, entity_json(&host, &object_id, &credential))
-                        }
+                        Ok(credential) => ctx.ok(StatusCode::CREATED, entity_json(&host, &object_id, &credential)),
                         Err(error) => ctx.directory_error(&error),
                     }
                 }
@@ -110,7 +109,7 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
             let Some(object_id) = find_app(directory, tenant, &key).map(|a| a.object_id.clone()) else {
                 return ctx.not_found(&key_text(&key));
             };
-            credential_call(&ctx, directory, &req, method, &object_id, &credential_key)
+            credential_call(&ctx, directory, &req, method, &object_id, &credential_key, now)
         }
         (&Method::GET, Route::ServicePrincipalByAppId(app_id)) => match directory.service_principal(tenant, &app_id) {
             Some(sp) => {
@@ -143,7 +142,7 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
                 Ok(app_id) => app_id,
                 Err(error) => return ctx.directory_error(&error),
             };
-            match directory.create_service_principal(tenant, &app_id).cloned() {
+            match directory.create_service_principal(tenant, &app_id, now).cloned() {
                 Ok(sp) => {
                     let body = service_principal_json(&host, directory, &sp);
                     ctx.ok(StatusCode::CREATED, body)
@@ -155,7 +154,7 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
     }
 }
 
-/// `GET|PATCH|DELETE …/federatedIdentityCredentials/{id or name}` and `…(name='{name}')`.
+/// `GET|PATCH|DELETE …/federatedIdentityCredentials/{id or name}` and `…(name='{name}')`, at `now`.
 fn credential_call(
     ctx: &Ctx<'_>,
     directory: &mut Directory,
@@ -163,6 +162,7 @@ fn credential_call(
     method: &Method,
     object_id: &str,
     key: &str,
+    now: time::OffsetDateTime,
 ) -> Response {
     let host = req.host();
     let existing = directory
@@ -176,29 +176,24 @@ fn credential_call(
         .cloned();
     match (method, existing) {
         (&Method::GET, Some(credential)) => ctx.ok(StatusCode::OK, entity_json(&host, object_id, &credential)),
-        (&Method::DELETE, Some(_)) => match directory.remove_federated_credential(object_id, key) {
+        (&Method::DELETE, Some(_)) => match directory.remove_federated_credential(object_id, key, now) {
             Ok(()) => ctx.no_content(),
             Err(error) => ctx.directory_error(&error),
         },
-        (&Method::PATCH, Some(credential)) => {
-            let updated = body_json(req).and_then(|body| directory.update_federated_credential(object_id, key, &body));
+        (&Method::PATCH, Some(_)) => {
+            let updated =
+                body_json(req).and_then(|body| directory.update_federated_credential(object_id, key, &body, now));
             match updated {
-                Ok(()) => {
-                    directory.credential_written(object_id, &credential.name, ctx.shared.clock.now());
-                    ctx.no_content()
-                }
+                Ok(()) => ctx.no_content(),
                 Err(error) => ctx.directory_error(&error),
             }
         }
         (&Method::PATCH, None) if prefers_create(req) => {
             let created = body_json(req)
                 .and_then(|body| credential_from_json(&body, Some(key)))
-                .and_then(|credential| directory.add_federated_credential(object_id, credential).cloned());
+                .and_then(|credential| directory.add_federated_credential(object_id, credential, now).cloned());
             match created {
-                Ok(credential) => {
-                    directory.credential_written(object_id, &credential.name, ctx.shared.clock.now());
-                    ctx.ok(StatusCode::CREATED, entity_json(&host, object_id, &credential))
-                }
+                Ok(credential) => ctx.ok(StatusCode::CREATED, entity_json(&host, object_id, &credential)),
                 Err(error) => ctx.directory_error(&error),
             }
         }

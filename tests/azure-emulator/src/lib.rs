@@ -16,6 +16,8 @@ pub mod host;
 pub mod http;
 pub mod keyvault;
 pub mod openapi;
+pub mod propagation;
+pub mod rbac;
 pub mod reqlog;
 pub mod router;
 pub mod scenario;

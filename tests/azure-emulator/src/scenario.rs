@@ -33,11 +33,77 @@ pub struct Scenario {
     pub vaults: Vec<Vault>,
     #[serde(default)]
     pub storage_accounts: Vec<StorageAccount>,
-    /// ARM authorization on the ISV side: principals listed here get `403 AuthorizationFailed` at these scopes.
+    /// Custom role definitions (built-in roles are known by name and id; see `rbac::builtin`).
     #[serde(default)]
-    pub arm_denials: Vec<ArmDenial>,
+    pub role_definitions: Vec<RoleDefinition>,
+    /// Azure role assignments at ARM scopes (`/subscriptions/…`), which ARM, Service Bus and the Key Vaults with a
+    /// `resourceId` check. A vault's own assignments can also be listed on the vault.
+    #[serde(default)]
+    pub role_assignments: Vec<RoleAssignment>,
     #[serde(default)]
     pub service_bus: Vec<ServiceBusNamespace>,
+    /// How long changes made during a run take to reach token issuance and authorization.
+    #[serde(default)]
+    pub propagation: Propagation,
+}
+
+/// Propagation delays in seconds (emulator clock) for changes made during a run; 0 makes a change effective at once.
+/// The defaults and their sources are in `propagation.rs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Propagation {
+    /// A service principal added or removed (admin consent, `POST /servicePrincipals`) reaches the token endpoint.
+    #[serde(default = "default_service_principal_seconds")]
+    pub service_principal_seconds: u64,
+    /// A role assignment granted or revoked reaches ARM, Key Vault and Service Bus authorization.
+    #[serde(default = "default_role_assignment_seconds")]
+    pub role_assignment_seconds: u64,
+    /// A federated identity credential added, changed or deleted reaches the token endpoint.
+    #[serde(default = "default_federated_credential_seconds")]
+    pub federated_credential_seconds: u64,
+}
+
+impl Default for Propagation {
+    fn default() -> Self {
+        Self {
+            service_principal_seconds: default_service_principal_seconds(),
+            role_assignment_seconds: default_role_assignment_seconds(),
+            federated_credential_seconds: default_federated_credential_seconds(),
+        }
+    }
+}
+
+fn default_service_principal_seconds() -> u64 {
+    crate::propagation::SERVICE_PRINCIPAL_SECONDS
+}
+
+fn default_role_assignment_seconds() -> u64 {
+    crate::propagation::ROLE_ASSIGNMENT_SECONDS
+}
+
+fn default_federated_credential_seconds() -> u64 {
+    crate::propagation::FEDERATED_CREDENTIAL_SECONDS
+}
+
+/// A custom role, as `Microsoft.Authorization/roleDefinitions` declares it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleDefinition {
+    /// The role definition's GUID.
+    pub id: String,
+    pub role_name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub actions: Vec<String>,
+    #[serde(default)]
+    pub not_actions: Vec<String>,
+    #[serde(default)]
+    pub data_actions: Vec<String>,
+    #[serde(default)]
+    pub not_data_actions: Vec<String>,
+    /// Scopes the role may be assigned at (and below).
+    pub assignable_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,7 +233,12 @@ pub struct Vault {
     pub retention_days: u32,
     #[serde(default)]
     pub keys: Vec<Key>,
-    /// RBAC role assignments on the vault (scope `/`) or on one key (scope `/keys/{name}`).
+    /// The vault's ARM id (`/subscriptions/…/providers/Microsoft.KeyVault/vaults/{name}`): Azure role assignments at
+    /// it or above (subscription, resource group) then reach its keys too. Managed HSMs use local RBAC only.
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    /// Role assignments on the vault (scope `/`) or on one key (scope `/keys/{name}`): Key Vault's Azure RBAC at the
+    /// vault's scope, or a Managed HSM's local RBAC.
     #[serde(default)]
     pub role_assignments: Vec<RoleAssignment>,
 }
@@ -221,16 +292,22 @@ fn one() -> u32 {
     1
 }
 
+/// A role assignment: who (`principalId`), what (`role`) and where (`scope`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleAssignment {
-    /// Object id of the principal (service principal id in the vault's tenant).
+    /// Object id of the principal (a service principal or managed identity in the scope's tenant).
     pub principal_id: String,
-    /// Role name, e.g. `Key Vault Crypto Service Encryption User`, `Key Vault Crypto Officer`, `Key Vault Reader`.
+    /// The role: its name (`Key Vault Crypto Service Encryption User`), its GUID, or its role definition id
+    /// (`/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{guid}`).
     pub role: String,
-    /// `/` for the whole vault (default) or `/keys/{name}`.
+    /// At the top level an ARM scope (`/subscriptions/{s}[/resourceGroups/{rg}[/providers/…]]`); on a vault `/` (the
+    /// whole vault, the default) or `/keys/{name}`.
     #[serde(default = "default_scope")]
     pub scope: String,
+    /// What the assignment is for (Azure role assignments carry one too).
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 fn default_scope() -> String {
@@ -266,17 +343,12 @@ fn default_sku() -> String {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ArmDenial {
-    pub principal_id: String,
-    /// A scope prefix, e.g. `/subscriptions/{sub}/resourceGroups/{rg}`.
-    pub scope: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceBusNamespace {
     /// Namespace name: the host is `{name}.servicebus.windows.net` (or the cloud's suffix).
     pub name: String,
+    /// The namespace's ARM id (`/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.ServiceBus/namespaces/{name}`):
+    /// the scope Entra callers are authorized at (entities are `{resourceId}/queues/{q}`, `…/topics/{t}[/subscriptions/{s}]`).
+    pub resource_id: String,
     pub tenant_id: String,
     /// SAS authorization rules at namespace level.
     #[serde(default)]
@@ -428,15 +500,31 @@ pub struct CorrelationFilter {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Change {
-    /// The customer installs the app (creates its service principal).
+    /// The customer installs the app (creates its service principal); token requests see it after the
+    /// service-principal propagation delay.
     #[serde(rename_all = "camelCase")]
     AddServicePrincipal { service_principal: ServicePrincipal },
+    /// Uninstalls the app; token requests still succeed until the service-principal propagation delay has passed.
     #[serde(rename_all = "camelCase")]
     RemoveServicePrincipal { tenant_id: String, app_id: String },
+    /// A role assignment: on `vault` (vault-local scope) when given, else at an ARM scope. Takes effect after the
+    /// role-assignment propagation delay.
     #[serde(rename_all = "camelCase")]
-    GrantRole { vault: String, assignment: RoleAssignment },
+    GrantRole {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vault: Option<String>,
+        assignment: RoleAssignment,
+    },
+    /// Removes the principal's assignments of `role` (only at `scope` when given), after the propagation delay.
     #[serde(rename_all = "camelCase")]
-    RevokeRole { vault: String, principal_id: String, role: String },
+    RevokeRole {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vault: Option<String>,
+        principal_id: String,
+        role: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+    },
     #[serde(rename_all = "camelCase")]
     SetKeyEnabled { vault: String, key: String, enabled: bool },
     /// Adds a key, or a new version of an existing key.
@@ -444,8 +532,7 @@ pub enum Change {
     AddKey { vault: String, key: Key },
     #[serde(rename_all = "camelCase")]
     SetPurgeProtection { vault: String, enabled: bool },
+    /// Adds a federated credential (as Graph does); token requests see it after the federated-credential delay.
     #[serde(rename_all = "camelCase")]
     AddFederatedCredential { app_object_id: String, credential: FederatedIdentityCredential },
-    #[serde(rename_all = "camelCase")]
-    SetArmDenials { denials: Vec<ArmDenial> },
 }

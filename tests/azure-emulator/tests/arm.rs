@@ -5,7 +5,7 @@ use azure_emulator::cloud::Cloud;
 use azure_emulator::control::AzureClient;
 use azure_emulator::entra::{Claims, Subject};
 use azure_emulator::keyvault::deterministic_version;
-use azure_emulator::scenario::Change;
+use azure_emulator::scenario::{Change, RoleAssignment};
 use azure_emulator::{Emulator, EmulatorOptions, Scenario};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -13,8 +13,14 @@ use serde_json::{Value, json};
 const ISV: &str = "11111111-1111-1111-1111-111111111111";
 const CUSTOMER: &str = "22222222-2222-2222-2222-222222222222";
 const SUB: &str = "00000000-0000-0000-0000-000000000001";
+/// Contributor on the subscription.
 const CALLER: &str = "f0000000-0000-0000-0000-000000000001";
+/// No role at all.
 const DENIED: &str = "de000000-0000-0000-0000-000000000001";
+/// A custom role with storage read and write on `rg-isv`, nothing on the identities.
+const STORAGE_ONLY: &str = "5a000000-0000-0000-0000-000000000001";
+/// The scenario does not set `propagation`: role assignments take the documented 10 minutes.
+const ROLE_PROPAGATION: std::time::Duration = std::time::Duration::from_secs(600);
 const APP_ID: &str = "a1111111-1111-1111-1111-111111111111";
 const SP_IN_CUSTOMER: &str = "5e000000-0000-0000-0000-000000000002";
 const ARM: &str = "https://management.azure.com";
@@ -108,12 +114,93 @@ async fn authentication_and_authorization_errors_look_like_arm() {
     let (status, body) = env.call(Method::GET, &path, Some(&denied), None).await;
     assert_eq!((status, code(&body)), (403, "AuthorizationFailed"));
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains(&format!("The client '{DENIED}' with object id '{DENIED}' does not have authorization to perform action 'Microsoft.Storage/storageAccounts/read'")), "{message}");
+    assert_eq!(
+        message,
+        format!(
+            "The client '{DENIED}' with object id '{DENIED}' does not have authorization to perform action 'Microsoft.Storage/storageAccounts/read' over scope '{ACCOUNT}' or the scope is invalid. If access was recently granted, please refresh your credentials."
+        )
+    );
+}
 
-    // Lifting the denial at run time lets the same caller in.
-    env.emulator.shared().apply(&[Change::SetArmDenials { denials: vec![] }]).unwrap();
-    let (status, _) = env.call(Method::GET, &path, Some(&denied), None).await;
-    assert_eq!(status, 200);
+#[tokio::test]
+async fn role_assignments_decide_and_propagate() {
+    let env = start().await;
+    let path = format!("{ACCOUNT}?api-version=2023-05-01");
+    let reader = mint(&env.emulator, ISV, DENIED, "https://management.azure.com/");
+    let grant = Change::GrantRole {
+        vault: None,
+        assignment: RoleAssignment {
+            principal_id: DENIED.into(),
+            role: "Reader".into(),
+            scope: format!("/subscriptions/{SUB}/resourceGroups/rg-isv"),
+            description: None,
+        },
+    };
+    env.emulator.shared().apply(&[grant]).unwrap();
+    let (status, body) = env.call(Method::GET, &path, Some(&reader), None).await;
+    assert_eq!((status, code(&body)), (403, "AuthorizationFailed"), "a new assignment is not in force yet");
+    advance(&env, ROLE_PROPAGATION - std::time::Duration::from_secs(1));
+    assert_eq!(env.call(Method::GET, &path, Some(&reader), None).await.0, 403, "one second before propagation");
+    advance(&env, std::time::Duration::from_secs(1));
+    assert_eq!(env.call(Method::GET, &path, Some(&reader), None).await.0, 200, "inherited from the resource group");
+    // Reader has `*/read` only: no write, and nothing outside its resource group.
+    let (status, body) = env.call(Method::PATCH, &path, Some(&reader), Some(json!({ "tags": {} }))).await;
+    assert_eq!((status, code(&body)), (403, "AuthorizationFailed"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("'Microsoft.Storage/storageAccounts/write'"));
+    let feature = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity?api-version=2021-07-01"
+    );
+    let (status, body) = env.call(Method::GET, &feature, Some(&reader), None).await;
+    assert_eq!((status, code(&body)), (403, "AuthorizationFailed"), "the subscription is above the assignment");
+    assert!(body["error"]["message"].as_str().unwrap().contains(&format!("over scope '/subscriptions/{SUB}'")));
+
+    // A revocation propagates too: the caller keeps reading until it has.
+    let revoke = Change::RevokeRole { vault: None, principal_id: DENIED.into(), role: "Reader".into(), scope: None };
+    env.emulator.shared().apply(&[revoke]).unwrap();
+    assert_eq!(env.call(Method::GET, &path, Some(&reader), None).await.0, 200);
+    advance(&env, ROLE_PROPAGATION);
+    assert_eq!(env.call(Method::GET, &path, Some(&reader), None).await.0, 403);
+}
+
+#[tokio::test]
+async fn attaching_an_identity_needs_assign_on_it() {
+    let env = start().await;
+    let token = mint(&env.emulator, ISV, STORAGE_ONLY, "https://management.azure.com/");
+    let path = format!("{ACCOUNT}?api-version=2023-05-01");
+    let body = cmk_body("https://custvault.vault.azure.net", "cmk", UAMI, APP_ID);
+    let (status, answer) = env.call(Method::PATCH, &path, Some(&token), Some(body.clone())).await;
+    assert_eq!((status, code(&answer)), (403, "LinkedAuthorizationFailed"), "{answer}");
+    assert_eq!(
+        answer["error"]["message"],
+        format!(
+            "The client '{STORAGE_ONLY}' with object id '{STORAGE_ONLY}' has permission to perform action 'Microsoft.Storage/storageAccounts/write' on scope '{ACCOUNT}'; however, it does not have permission to perform action(s) 'Microsoft.ManagedIdentity/userAssignedIdentities/assign/action' on the linked scope(s) '{UAMI}' (respectively) or the linked scope(s) are invalid."
+        )
+    );
+    // Managed Identity Operator's `userAssignedIdentities/*/assign/action` grants it, once propagated.
+    let grant = Change::GrantRole {
+        vault: None,
+        assignment: RoleAssignment {
+            principal_id: STORAGE_ONLY.into(),
+            role: "f1a07417-d97a-45cb-824c-7a7467783830".into(),
+            scope: UAMI.into(),
+            description: None,
+        },
+    };
+    env.emulator.shared().apply(&[grant]).unwrap();
+    assert_eq!(env.call(Method::PATCH, &path, Some(&token), Some(body.clone())).await.0, 403);
+    advance(&env, ROLE_PROPAGATION);
+    let (status, answer) = env.call(Method::PATCH, &path, Some(&token), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    // Its `*/read` also reads the identity; the custom role does not reach other identities' writes.
+    let identity = format!("{UAMI}?api-version=2023-01-31");
+    assert_eq!(env.call(Method::GET, &identity, Some(&token), None).await.0, 200);
+    let (status, answer) =
+        env.call(Method::PUT, &identity, Some(&token), Some(json!({ "location": "westeurope" }))).await;
+    assert_eq!((status, code(&answer)), (403, "AuthorizationFailed"));
+}
+
+fn advance(env: &Env, by: std::time::Duration) {
+    env.emulator.shared().clock.advance(by);
 }
 
 #[tokio::test]
@@ -365,11 +452,14 @@ async fn revoking_the_role_breaks_the_next_patch() {
     let body = cmk_body("https://custvault.vault.azure.net", "cmk", UAMI, APP_ID);
     assert_eq!(env.patch_account(body.clone()).await.0, 200);
     let revoke = Change::RevokeRole {
-        vault: "custvault".into(),
+        vault: Some("custvault".into()),
         principal_id: SP_IN_CUSTOMER.into(),
         role: "Key Vault Crypto Service Encryption User".into(),
+        scope: None,
     };
     env.emulator.shared().apply(&[revoke]).unwrap();
+    assert_eq!(env.patch_account(body.clone()).await.0, 200, "the revocation has not propagated yet");
+    advance(&env, ROLE_PROPAGATION);
     let (status, answer) = env.patch_account(body).await;
     assert_eq!((status, code(&answer)), (400, "KeyVaultAuthenticationFailure"));
 }

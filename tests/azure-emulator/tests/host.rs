@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use azure_emulator::host::{HostHandle, HostOptions};
+use azure_emulator::scenario::{Change, RoleAssignment};
 use azure_emulator::servicebus::NewMessage;
 use azure_emulator::{Emulator, EmulatorOptions, Scenario, StartError};
 use serde_json::{Value, json};
@@ -104,11 +105,34 @@ fn sb_trigger(binary: bool) -> Value {
     trigger
 }
 
+/// The function app's system-assigned identity, which the identity-based connection uses.
+const APP_PRINCIPAL: &str = "f0000000-0000-0000-0000-0000000000a1";
+const NS_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ServiceBus/namespaces/contoso-sb";
+
+/// The host's identity may receive from and send to every entity of the namespace.
 fn scenario() -> Scenario {
+    let mut scenario = scenario_without_grants();
+    for role in ["Azure Service Bus Data Receiver", "Azure Service Bus Data Sender"] {
+        scenario.role_assignments.push(RoleAssignment {
+            principal_id: APP_PRINCIPAL.into(),
+            role: role.into(),
+            scope: NS_ID.into(),
+            description: None,
+        });
+    }
+    scenario
+}
+
+fn scenario_without_grants() -> Scenario {
     serde_json::from_value(json!({
         "tenants": [{ "id": "11111111-1111-1111-1111-111111111111" }],
+        "functionApp": {
+            "tenantId": "11111111-1111-1111-1111-111111111111",
+            "systemAssigned": { "principalId": APP_PRINCIPAL, "clientId": "f0000000-0000-0000-0000-0000000000c1" }
+        },
         "serviceBus": [{
             "name": NS,
+            "resourceId": NS_ID,
             "tenantId": "11111111-1111-1111-1111-111111111111",
             "queues": [
                 { "name": QUEUE, "lockDuration": "PT5S", "maxDeliveryCount": 3 },
@@ -143,10 +167,14 @@ fn options(app: &App, mode: &[(&str, &str)]) -> HostOptions {
 }
 
 async fn start(app: &App, options: HostOptions) -> Emulator {
+    start_in(app, options, scenario()).await
+}
+
+async fn start_in(app: &App, options: HostOptions, scenario: Scenario) -> Emulator {
     let _ = app;
     Emulator::start(EmulatorOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
-        scenario: Some(scenario()),
+        scenario: Some(scenario),
         host: Some(options),
     })
     .await
@@ -925,4 +953,86 @@ async fn a_held_session_keeps_its_pump_until_it_stays_idle_for_session_idle_time
     assert_eq!(order, ["a1", "a2", "b1"]);
     let idle_ms = (seen[2].at_ns - seen[1].at_ns) / 1_000_000;
     assert!(idle_ms >= 2000, "session b waited for session a to stay idle 2 s, not {idle_ms} ms");
+}
+
+#[tokio::test]
+async fn a_listener_without_receive_rights_never_dispatches_until_granted() {
+    let app = App::new(host_json(json!({}))).function("ProcessOnboarding", json!({ "bindings": [sb_trigger(true)] }));
+    let emulator = start_in(&app, options(&app, &[]), scenario_without_grants()).await;
+    send(&emulator, BODY);
+    let listener = wait_for("the listener to report its error", || {
+        let status = host(&emulator).status();
+        let listener = status["listeners"].as_array()?.first()?.clone();
+        (listener["state"] == "unauthorized").then_some(listener)
+    })
+    .await;
+    assert_eq!(listener["function"], "ProcessOnboarding");
+    assert_eq!(listener["entity"], QUEUE);
+    assert_eq!(
+        listener["error"],
+        format!(
+            "Unauthorized access. 'Listen' claim(s) are required to perform this operation. Resource: 'sb://{NS}.servicebus.windows.net/{QUEUE}'."
+        )
+    );
+    assert_eq!(emulator.shared().bus.peek(NS, QUEUE, 0, 10).unwrap().len(), 1, "the message waits");
+    assert!(app.bodies("ProcessOnboarding").is_empty(), "nothing was dispatched");
+
+    // Data Sender is not enough; Data Receiver on the queue is, once it has propagated (default 10 minutes).
+    let grant = |role: &str| Change::GrantRole {
+        vault: None,
+        assignment: RoleAssignment {
+            principal_id: APP_PRINCIPAL.into(),
+            role: role.into(),
+            scope: format!("{NS_ID}/queues/{QUEUE}"),
+            description: None,
+        },
+    };
+    emulator
+        .shared()
+        .apply(&[grant("Azure Service Bus Data Sender"), grant("Azure Service Bus Data Receiver")])
+        .unwrap();
+    emulator.shared().clock.advance(Duration::from_secs(599));
+    let refusals = || host(&emulator).status()["listeners"][0]["refusals"].as_u64().unwrap_or_default();
+    let before = refusals();
+    wait_for("two more refused receives inside the window", || (refusals() >= before + 2).then_some(())).await;
+    assert!(app.bodies("ProcessOnboarding").is_empty(), "not propagated yet");
+    emulator.shared().clock.advance(Duration::from_secs(1));
+    wait_for("the message to be processed", || queue_is_empty(&emulator).then_some(())).await;
+    assert_eq!(app.bodies("ProcessOnboarding").len(), 1);
+    assert_eq!(host(&emulator).status()["listeners"][0]["state"], "listening");
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_output_binding_without_send_rights_fails_the_invocation() {
+    let app = App::new(host_json(json!({}))).function(
+        "ProcessOnboarding",
+        json!({ "bindings": [
+            sb_trigger(true),
+            { "name": "completionEvent", "type": "serviceBus", "direction": "out", "topicName": TOPIC, "connection": "ServiceBusConnection" }
+        ]}),
+    );
+    let mut receive_only = scenario_without_grants();
+    receive_only.role_assignments.push(RoleAssignment {
+        principal_id: APP_PRINCIPAL.into(),
+        role: "Azure Service Bus Data Receiver".into(),
+        scope: NS_ID.into(),
+        description: None,
+    });
+    let answer = r#"{"Outputs":{"completionEvent":{"n":1}}}"#;
+    let emulator =
+        start_in(&app, options(&app, &[("TEST_HANDLER_MODE", &format!("respond:{answer}"))]), receive_only).await;
+    send(&emulator, BODY);
+    wait_for("a failed invocation", || {
+        (host(&emulator).status()["invocations"]["failed"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+    let last_error = host(&emulator).status()["lastError"].as_str().unwrap().to_owned();
+    assert!(
+        last_error.contains(&format!("'Send' claim(s) are required to perform this operation. Resource: 'sb://{NS}.servicebus.windows.net/{TOPIC}'")),
+        "{last_error}"
+    );
+    let all = format!("{TOPIC}/subscriptions/all");
+    assert!(emulator.shared().bus.peek(NS, &all, 0, 10).unwrap().is_empty(), "nothing was sent");
+    emulator.shutdown().await;
 }

@@ -19,6 +19,8 @@ const READER: &str = "0e000000-0000-0000-0000-000000000002";
 const OFFICER: &str = "0e000000-0000-0000-0000-000000000003";
 const SCOPED_USER: &str = "0e000000-0000-0000-0000-000000000004";
 const STRANGER: &str = "0e000000-0000-0000-0000-000000000009";
+/// Key Vault Crypto User on the resource group of vault `kvarm` (an Azure role assignment, not a vault-local one).
+const RG_CRYPTO_USER: &str = "0e000000-0000-0000-0000-000000000005";
 const KV: &str = "https://kv1.vault.azure.net";
 const VAULT_RESOURCE: &str = "https://vault.azure.net";
 
@@ -226,25 +228,43 @@ async fn rbac_decides_per_action_and_scope() {
         .await;
     assert_eq!(status, 403, "the encryption user cannot create keys");
 
+    // An Azure role assignment above a vault with a resource id (its resource group) reaches its keys.
+    let arm_vault_wrap = "https://kvarm.vault.azure.net/keys/k//wrapkey?api-version=7.4";
+    let (status, _) = env.call(Method::POST, arm_vault_wrap, RG_CRYPTO_USER, Some(wrap.clone())).await;
+    assert_eq!(status, 200, "inherited from the resource group");
+    let (status, body) = env.call(Method::POST, &wrap_url("cmk"), RG_CRYPTO_USER, Some(wrap.clone())).await;
+    assert_eq!((status, inner(&body).1), (403, "ForbiddenByRbac"), "kv1 is not in that resource group");
+
+    // Run-time grants and revocations take the (default) 10 minutes to reach Key Vault.
+    let propagation = std::time::Duration::from_secs(600);
     let grant = Change::GrantRole {
-        vault: "kv1".into(),
+        vault: Some("kv1".into()),
         assignment: RoleAssignment {
             principal_id: STRANGER.into(),
             role: "Key Vault Crypto Service Encryption User".into(),
             scope: "/".into(),
+            description: None,
         },
     };
     env.emulator.shared().apply(&[grant]).unwrap();
+    let (status, body) = env.call(Method::POST, &wrap_url("cmk"), STRANGER, Some(wrap.clone())).await;
+    assert_eq!((status, inner(&body).1), (403, "ForbiddenByRbac"), "granted, not yet propagated");
+    assert!(body["error"]["message"].as_str().unwrap().contains("please observe propagation time"));
+    env.emulator.shared().clock.advance(propagation);
     let (status, _) = env.call(Method::POST, &wrap_url("cmk"), STRANGER, Some(wrap.clone())).await;
-    assert_eq!(status, 200, "granted at run time");
+    assert_eq!(status, 200, "granted at run time, propagated");
     let revoke = Change::RevokeRole {
-        vault: "kv1".into(),
+        vault: Some("kv1".into()),
         principal_id: STRANGER.into(),
         role: "Key Vault Crypto Service Encryption User".into(),
+        scope: None,
     };
     env.emulator.shared().apply(&[revoke]).unwrap();
+    let (status, _) = env.call(Method::POST, &wrap_url("cmk"), STRANGER, Some(wrap.clone())).await;
+    assert_eq!(status, 200, "revoked, not yet propagated");
+    env.emulator.shared().clock.advance(propagation);
     let (status, _) = env.call(Method::POST, &wrap_url("cmk"), STRANGER, Some(wrap)).await;
-    assert_eq!(status, 403, "revoked at run time");
+    assert_eq!(status, 403, "revoked at run time, propagated");
 }
 
 #[tokio::test]

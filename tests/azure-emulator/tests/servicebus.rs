@@ -366,10 +366,16 @@ async fn sas_tokens_are_verified() {
     let receive =
         bus.request(reqwest::Method::POST, NS, "/orders/messages/head?timeout=0", &sender).send().await.unwrap();
     let (status, body) = status_and_body(receive).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(body.contains("'Listen' claim(s) are required"), "{body}");
+    // The REST reference: 401 "Authorization failure", 403 "Quota exceeded or message too large".
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body.contains(&format!(
+            "Unauthorized access. 'Listen' claim(s) are required to perform this operation. Resource: 'sb://{NS}.servicebus.windows.net/orders'."
+        )),
+        "{body}"
+    );
     let listener = bus.sas("listener", "bGlzdGVuLW9ubHk=");
-    assert_eq!(send(listener).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(send(listener).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 
     let missing = bus.http.post(format!("{}/orders/messages", bus.emulator.url()));
     let missing = missing.header("x-recording-upstream-base-uri", format!("https://{NS}.servicebus.windows.net"));
@@ -385,15 +391,23 @@ async fn sas_tokens_are_verified() {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN, "local auth disabled");
 }
 
+impl Bus {
+    /// `Bearer …` for Entra principal `oid` of `tenant`, with `audience`.
+    fn bearer(&self, tenant: &str, oid: &str, audience: &str) -> String {
+        let tokens = &self.emulator.shared().tokens;
+        let subject = Subject { tenant_id: tenant, object_id: oid, client_id: "app-client", mi_resource_id: None };
+        format!("Bearer {}", tokens.mint(Claims::issue(Cloud::Public, &subject, audience, tokens.now(), 3600)))
+    }
+}
+
+/// Data Sender on queue `orders` of `cmk-ns`; Data Owner on namespace `no-sas` (scenario role assignments).
+const APP: &str = "app-object";
+const NS_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-bus/providers/Microsoft.ServiceBus/namespaces/cmk-ns";
+
 #[tokio::test]
 async fn bearer_tokens_need_the_audience_and_the_namespace_tenant() {
     let bus = Bus::start().await;
-    let tokens = &bus.emulator.shared().tokens;
-    let mint = |tenant: &str, audience: &str| {
-        let subject =
-            Subject { tenant_id: tenant, object_id: "app-object", client_id: "app-client", mi_resource_id: None };
-        format!("Bearer {}", tokens.mint(Claims::issue(Cloud::Public, &subject, audience, tokens.now(), 3600)))
-    };
+    let mint = |tenant: &str, audience: &str| bus.bearer(tenant, APP, audience);
     let send = |auth: String| bus.request(reqwest::Method::POST, NS, "/orders/messages", &auth).body("x").send();
     assert_eq!(
         send(mint(TENANT, "https://servicebus.azure.net/.default")).await.unwrap().status(),
@@ -406,6 +420,55 @@ async fn bearer_tokens_need_the_audience_and_the_namespace_tenant() {
     let bearer = mint(TENANT, "https://servicebus.azure.net");
     let sas_off = bus.request(reqwest::Method::POST, "no-sas", "/q/messages", &bearer).body("x").send().await.unwrap();
     assert_eq!(sas_off.status(), StatusCode::CREATED, "Entra auth works with local auth disabled");
+}
+
+async fn status_and_body(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn bearer_tokens_need_a_data_role_on_the_entity() {
+    let bus = Bus::start().await;
+    let app = bus.bearer(TENANT, APP, "https://servicebus.azure.net");
+    let post = |path: &str, auth: &str| bus.request(reqwest::Method::POST, NS, path, auth).body("x").send();
+    assert_eq!(post("/orders/messages", &app).await.unwrap().status(), StatusCode::CREATED, "Data Sender on orders");
+    let (status, body) = status_and_body(post("/orders/messages/head?timeout=0", &app).await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "Data Sender cannot receive: {body}");
+    assert!(
+        body.starts_with("<Error><Code>401</Code><Detail>Unauthorized access. 'Listen' claim(s) are required"),
+        "{body}"
+    );
+    let (status, body) = status_and_body(post("/ttl-drop/messages", &app).await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the role is on orders only: {body}");
+    assert!(body.contains(&format!("Resource: 'sb://{NS}.servicebus.windows.net/ttl-drop'")), "{body}");
+    let stranger = bus.bearer(TENANT, "stranger-object", "https://servicebus.azure.net");
+    assert_eq!(post("/orders/messages", &stranger).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    // A receiver on one topic subscription receives from it and its dead-letter queue, after propagation.
+    let grant = azure_emulator::scenario::Change::GrantRole {
+        vault: None,
+        assignment: azure_emulator::scenario::RoleAssignment {
+            principal_id: APP.into(),
+            role: "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0".into(),
+            scope: format!("{NS_ID}/topics/events/subscriptions/all"),
+            description: None,
+        },
+    };
+    bus.emulator.shared().apply(&[grant]).unwrap();
+    let receive = "/events/subscriptions/all/messages/head?timeout=0";
+    assert_eq!(post(receive, &app).await.unwrap().status(), StatusCode::UNAUTHORIZED, "not propagated yet");
+    bus.advance(Duration::from_secs(600));
+    assert_eq!(post(receive, &app).await.unwrap().status(), StatusCode::NO_CONTENT, "allowed, nothing to receive");
+    let dead_letters = "/events/subscriptions/all/%24DeadLetterQueue/messages/head?timeout=0";
+    assert_eq!(post(dead_letters, &app).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let other = "/events/subscriptions/eu/messages/head?timeout=0";
+    assert_eq!(post(other, &app).await.unwrap().status(), StatusCode::UNAUTHORIZED, "another subscription");
+    assert_eq!(
+        post("/events/messages", &app).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "no Send on the topic"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ async fn start() -> Emulator {
         "tenants": [{ "id": "11111111-1111-1111-1111-111111111111", "name": "isv" }],
         "serviceBus": [{
             "name": NS,
+            "resourceId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-bus/providers/Microsoft.ServiceBus/namespaces/cmk-ns",
             "tenantId": "11111111-1111-1111-1111-111111111111",
             "sasKeys": [{ "name": "RootManageSharedAccessKey", "key": ROOT_KEY }],
             "queues": [

@@ -9,7 +9,7 @@ use azure_emulator::cloud::Cloud;
 use azure_emulator::control::AzureClient;
 use azure_emulator::entra::{Claims, Subject};
 use azure_emulator::openapi::{self, Schema, Spec};
-use azure_emulator::scenario::{Change, RoleAssignment};
+use azure_emulator::scenario::RoleAssignment;
 use azure_emulator::{Emulator, EmulatorOptions, Scenario};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -116,18 +116,17 @@ struct Env {
 }
 
 async fn start() -> Env {
-    let scenario: Scenario = serde_json::from_str(include_str!("data/arm/cross_tenant.json")).expect("scenario parses");
+    let mut scenario: Scenario =
+        serde_json::from_str(include_str!("data/arm/cross_tenant.json")).expect("scenario parses");
+    let vault = scenario.vaults.iter_mut().find(|v| v.name == "custvault").expect("custvault");
+    vault.role_assignments.push(RoleAssignment {
+        principal_id: OFFICER.into(),
+        role: "Key Vault Crypto Officer".into(),
+        scope: "/".into(),
+        description: None,
+    });
     let options = EmulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario: Some(scenario), host: None };
     let emulator = Emulator::start(options).await.expect("emulator starts");
-    let grant = Change::GrantRole {
-        vault: "custvault".into(),
-        assignment: RoleAssignment {
-            principal_id: OFFICER.into(),
-            role: "Key Vault Crypto Officer".into(),
-            scope: "/".into(),
-        },
-    };
-    emulator.shared().apply(&[grant]).unwrap();
     let client = AzureClient::new(emulator.url());
     Env { emulator, client }
 }

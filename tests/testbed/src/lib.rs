@@ -42,6 +42,14 @@ pub fn sample_scenario() -> Scenario {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The longest of a scenario's propagation delays: after it, every change made so far is in force.
+pub fn longest_propagation(scenario: &Scenario) -> Duration {
+    let delays = &scenario.propagation;
+    let longest =
+        [delays.service_principal_seconds, delays.role_assignment_seconds, delays.federated_credential_seconds];
+    Duration::from_secs(longest.into_iter().max().unwrap_or_default())
+}
+
 pub fn sample_message(name: &str) -> Vec<u8> {
     std::fs::read(repo_root().join("samples").join(name)).unwrap()
 }
@@ -206,6 +214,14 @@ impl TestBed {
 
     pub fn apply(&self, changes: Vec<Change>) {
         self.emulator.shared().apply(&changes).expect("changes apply");
+    }
+
+    /// Moves the emulator's clock forward by `by` (propagation delays, schedules, TTLs), once no onboarding message is
+    /// in flight: a jump past a lock's expiry would hand the message to a second delivery while the first still runs.
+    pub async fn advance_clock(&self, by: Duration) {
+        let shared = self.emulator.shared();
+        self.wait_until("no onboarding delivery in flight", |_| shared.locked_messages(NAMESPACE, QUEUE) == 0).await;
+        shared.advance_clock(by);
     }
 
     /// ARM's and Key Vault's state dumps.

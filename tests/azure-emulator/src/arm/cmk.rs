@@ -96,7 +96,7 @@ pub fn check_key_access(
     })?;
     let vault_tenant = world.vaults.by_host(&host).map(|v| v.tenant_id.clone()).ok_or_else(vault_not_found)?;
     let (principal, tenant) = storage_principal(world, account, &vault_tenant, now)?;
-    world.vaults.check_storage_access(&host, &principal, &tenant, key_name, key_version, now.unix_timestamp()).map_err(
+    world.vaults.check_storage_access(&world.rbac, &host, &principal, &tenant, key_name, key_version, now).map_err(
         |error| match error {
             StorageKeyError::VaultNotFound(_) => vault_not_found(),
             StorageKeyError::NotRecoverable => {

@@ -73,18 +73,23 @@ impl ArmError {
         )
     }
 
-    pub fn authorization_failed(principal: &str, action: &str, scope: &str) -> Self {
+    /// The gateway's refusal, as observed (e.g. "… does not have authorization to perform action
+    /// 'Microsoft.Resources/subscriptions/providers/read' over scope '/subscriptions/…' or the scope is invalid. If
+    /// access was recently granted, please refresh your credentials.", Azure/data-management-zone#159).
+    pub fn authorization_failed(client: &str, object_id: &str, action: &str, scope: &str) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
             "AuthorizationFailed",
             format!(
-                "The client '{principal}' with object id '{principal}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials."
+                "The client '{client}' with object id '{object_id}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials."
             ),
         )
     }
 
+    /// A request that links another resource (a user-assigned identity) without the linked action on it.
     pub fn linked_authorization_failed(
-        principal: &str,
+        client: &str,
+        object_id: &str,
         action: &str,
         scope: &str,
         linked_action: &str,
@@ -94,7 +99,7 @@ impl ArmError {
             StatusCode::FORBIDDEN,
             "LinkedAuthorizationFailed",
             format!(
-                "The client '{principal}' with object id '{principal}' has permission to perform action '{action}' on scope '{scope}'; however, it does not have permission to perform action(s) '{linked_action}' on the linked scope(s) '{linked}' (respectively) or the linked scope(s) are invalid."
+                "The client '{client}' with object id '{object_id}' has permission to perform action '{action}' on scope '{scope}'; however, it does not have permission to perform action(s) '{linked_action}' on the linked scope(s) '{linked}' (respectively) or the linked scope(s) are invalid."
             ),
         )
     }

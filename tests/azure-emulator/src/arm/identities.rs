@@ -6,6 +6,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::authz::Caller;
 use super::errors::ArmError;
 use super::ids::{IDENTITY_TYPE, ResourceId};
 use super::state::IdentityResource;
@@ -25,7 +26,7 @@ pub fn serve(
     req: &Req,
     id: &ResourceId,
     api_version: &str,
-    caller: &str,
+    caller: &Caller,
 ) -> Result<Response, ArmError> {
     let served = openapi::MANAGED_IDENTITY.api_version();
     if api_version != served {
@@ -34,7 +35,7 @@ pub fn serve(
     let path = req.url.path();
     match req.method {
         Method::GET => {
-            world.arm.authorize(caller, "Microsoft.ManagedIdentity/userAssignedIdentities/read", path)?;
+            caller.authorize(&world.rbac, "Microsoft.ManagedIdentity/userAssignedIdentities/read", path)?;
             if !world.arm.group_exists(id) {
                 return Err(ArmError::resource_group_not_found(&id.group));
             }
@@ -46,7 +47,7 @@ pub fn serve(
             Ok(Json(identity.to_arm()).into_response())
         }
         Method::PUT => {
-            world.arm.authorize(caller, "Microsoft.ManagedIdentity/userAssignedIdentities/write", path)?;
+            caller.authorize(&world.rbac, "Microsoft.ManagedIdentity/userAssignedIdentities/write", path)?;
             if !world.arm.group_exists(id) {
                 return Err(ArmError::resource_group_not_found(&id.group));
             }

@@ -143,13 +143,6 @@ pub fn is_guid(value: &str) -> bool {
     uuid::Uuid::try_parse(value).is_ok() && value.len() == 36
 }
 
-/// Whether `scope` is `path` or one of its ancestors (segment-wise, case-insensitive).
-pub fn scope_covers(scope: &str, path: &str) -> bool {
-    let scope = scope.trim_end_matches('/').to_ascii_lowercase();
-    let path = path.trim_end_matches('/').to_ascii_lowercase();
-    scope.is_empty() || path == scope || path.starts_with(&format!("{scope}/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,14 +167,5 @@ mod tests {
             format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct")
         );
         assert!(route("/subscriptions/x/what").is_err());
-    }
-
-    #[test]
-    fn scopes_cover_descendants_only() {
-        assert!(scope_covers(
-            "/subscriptions/S/resourceGroups/rg",
-            "/subscriptions/s/resourcegroups/RG/providers/x/y/z"
-        ));
-        assert!(!scope_covers("/subscriptions/s/resourceGroups/rg", "/subscriptions/s/resourceGroups/rg2"));
     }
 }

@@ -1,6 +1,7 @@
 //! Azure Resource Manager: features, providers, user-assigned identities and storage accounts, behind ARM's
-//! authentication, api-version and authorization checks.
+//! authentication, api-version and authorization (RBAC) checks.
 
+mod authz;
 mod cmk;
 pub mod errors;
 mod identities;
@@ -11,6 +12,7 @@ mod storage;
 
 use axum::response::{IntoResponse, Response};
 
+pub use authz::Caller;
 pub use errors::ArmError;
 pub use state::{ArmState, IdentityResource, Registration, StorageAccountState, SubscriptionState};
 
@@ -45,7 +47,9 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
         return Err(ArmError::wrong_tenant(&claims.tid, &sub_tenant));
     }
     let api_version = req.query("api-version").ok_or_else(ArmError::missing_api_version)?;
-    let caller = claims.oid.as_str();
+    let caller = Caller::new(&claims, shared.clock.now());
+    // Feature and provider operations are authorized at the subscription, as ARM reports them.
+    let subscription_scope = format!("/subscriptions/{subscription}");
     match route {
         Route::Feature { subscription, namespace, feature, register } => {
             registration::check_api_version(&api_version, crate::openapi::FEATURES)?;
@@ -54,7 +58,7 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
             } else {
                 "Microsoft.Features/providers/features/read"
             };
-            world.arm.authorize(caller, action, req.url.path())?;
+            caller.authorize(&world.rbac, action, &subscription_scope)?;
             registration::feature(&mut world.arm, &req.method, &subscription, &namespace, &feature, register)
         }
         Route::Provider { subscription, namespace, register } => {
@@ -64,15 +68,14 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
             } else {
                 "Microsoft.Resources/subscriptions/providers/read".to_owned()
             };
-            world.arm.authorize(caller, &action, req.url.path())?;
+            caller.authorize(&world.rbac, &action, &subscription_scope)?;
             registration::provider(&mut world.arm, &req.method, &subscription, &namespace, register)
         }
         Route::Resource(id) if id.is_type(ids::IDENTITY_TYPE) => {
-            identities::serve(&mut world, req, &id, &api_version, caller)
+            identities::serve(&mut world, req, &id, &api_version, &caller)
         }
         Route::Resource(id) if id.is_type(ids::STORAGE_TYPE) => {
-            let now = shared.clock.now();
-            storage::serve(&mut world, req, &id, &api_version, caller, now)
+            storage::serve(&mut world, req, &id, &api_version, &caller)
         }
         Route::Resource(id) => Err(ArmError::invalid_resource_type(&id.full_type())),
     }

@@ -25,10 +25,11 @@ fn method_not_allowed(method: &Method) -> ArmError {
     )
 }
 
-/// Register starts `Registering` (or stays `Registered`); a GET counts one poll and completes on the last one.
+/// Register starts `Registering` (a registration under way or done is not restarted); a GET counts one poll and
+/// completes on the last one.
 fn step(registration: &mut Registration, register: bool, polls: u32) {
     if register {
-        if registration.state != "Registered" {
+        if registration.state != "Registered" && registration.state != "Registering" {
             registration.state = if polls == 0 { "Registered" } else { "Registering" }.to_owned();
             registration.polls_left = polls;
         }
@@ -122,6 +123,8 @@ mod tests {
         assert_eq!(r.state, "Registering");
         step(&mut r, false, 2);
         assert_eq!(r.state, "Registering");
+        step(&mut r, true, 2);
+        assert_eq!(r.polls_left, 1, "registering again does not restart the registration");
         step(&mut r, false, 2);
         assert_eq!(r.state, "Registered");
         step(&mut r, true, 2);

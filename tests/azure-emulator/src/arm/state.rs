@@ -1,16 +1,15 @@
 //! What ARM knows: subscriptions with their feature and provider registrations, resource groups, user-assigned
-//! identities, storage accounts and the ISV-side denials.
+//! identities and storage accounts. (Who may do what is `crate::rbac`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::errors::ArmError;
 use super::ids::{self, ResourceId};
 use crate::cloud::Cloud;
-use crate::scenario::{ArmDenial, Change, Scenario};
+use crate::scenario::Scenario;
 
-/// Subscriptions, features, providers, identities, storage accounts and ISV-side denials.
+/// Subscriptions, features, providers, identities and storage accounts.
 #[derive(Debug, Default)]
 pub struct ArmState {
     pub(crate) cloud: Cloud,
@@ -22,7 +21,6 @@ pub struct ArmState {
     pub(crate) identities: BTreeMap<String, IdentityResource>,
     /// By [`ResourceId::key`].
     pub(crate) storage: BTreeMap<String, StorageAccountState>,
-    pub(crate) denials: Vec<ArmDenial>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +92,7 @@ pub const FEDERATED_CLIENT_IDENTITY: &str = "Microsoft.Storage/FederatedClientId
 impl ArmState {
     pub fn from_scenario(scenario: &Scenario) -> Result<Self, String> {
         let cloud = Cloud::from_name(scenario.cloud.as_deref().unwrap_or("AzureCloud"))?;
-        let mut state = Self { cloud, denials: scenario.arm_denials.clone(), ..Self::default() };
+        let mut state = Self { cloud, ..Self::default() };
         for sub in &scenario.subscriptions {
             let mut features = BTreeMap::new();
             features.insert(
@@ -146,16 +144,6 @@ impl ArmState {
         Ok(state)
     }
 
-    pub fn apply(&mut self, change: &Change) -> Result<(), String> {
-        match change {
-            Change::SetArmDenials { denials } => {
-                self.denials = denials.clone();
-                Ok(())
-            }
-            other => Err(format!("not an ARM change: {other:?}")),
-        }
-    }
-
     /// State dump for `/_emulator/state`: subscriptions, identities and storage accounts as ARM would show them.
     pub fn dump(&self) -> Value {
         let subscriptions: Vec<Value> = self
@@ -174,7 +162,6 @@ impl ArmState {
             "subscriptions": subscriptions,
             "userAssignedIdentities": identities,
             "storageAccounts": storage,
-            "armDenials": self.denials,
         })
     }
 
@@ -193,20 +180,6 @@ impl ArmState {
     pub fn identity(&self, id: &str) -> Option<&IdentityResource> {
         let id = ResourceId::parse(id)?;
         self.identities.get(&id.key())
-    }
-
-    /// 403 `AuthorizationFailed` when a denial covers `scope` for `principal`.
-    pub fn authorize(&self, principal: &str, action: &str, scope: &str) -> Result<(), ArmError> {
-        let denied = self
-            .denials
-            .iter()
-            .any(|d| d.principal_id.eq_ignore_ascii_case(principal) && ids::scope_covers(&d.scope, scope));
-        if denied { Err(ArmError::authorization_failed(principal, action, scope)) } else { Ok(()) }
-    }
-
-    /// Whether a denial covers `scope` for `principal`.
-    pub fn is_denied(&self, principal: &str, scope: &str) -> bool {
-        self.authorize(principal, "", scope).is_err()
     }
 }
 

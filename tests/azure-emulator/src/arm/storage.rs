@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
+use super::authz::Caller;
 use super::cmk;
 use super::errors::ArmError;
 use super::ids::{IDENTITY_TYPE, ResourceId, STORAGE_TYPE};
@@ -16,6 +17,7 @@ use super::state::{ArmState, StorageAccountState};
 use crate::cloud::Cloud;
 use crate::http::Req;
 use crate::openapi;
+use crate::rbac::Rbac;
 use crate::scenario::StorageAccount;
 use crate::state::World;
 
@@ -44,8 +46,7 @@ pub fn serve(
     req: &Req,
     id: &ResourceId,
     api_version: &str,
-    caller: &str,
-    now: OffsetDateTime,
+    caller: &Caller,
 ) -> Result<Response, ArmError> {
     let served = openapi::STORAGE.api_version();
     if api_version != served {
@@ -63,7 +64,7 @@ pub fn serve(
             ));
         }
     };
-    world.arm.authorize(caller, action, path)?;
+    caller.authorize(&world.rbac, action, path)?;
     if !world.arm.group_exists(id) {
         return Err(ArmError::resource_group_not_found(&id.group));
     }
@@ -83,7 +84,7 @@ pub fn serve(
         .request_body("StorageAccounts_Update")
         .check_request(&body)
         .map_err(|violations| ArmError::request_violation(&violations[0], cannot_be_updated))?;
-    let updated = patch(world, account, &body, caller, path, now)?;
+    let updated = patch(world, account, &body, caller, path)?;
     let response = updated.to_arm(&world.arm);
     world.arm.storage.insert(id.key(), updated);
     Ok(Json(response).into_response())
@@ -94,13 +95,13 @@ fn patch(
     world: &World,
     mut account: StorageAccountState,
     body: &Value,
-    caller: &str,
+    caller: &Caller,
     scope: &str,
-    now: OffsetDateTime,
 ) -> Result<StorageAccountState, ArmError> {
+    let now = caller.now;
     let members = |v: &Value, name: &str| v.get(name).filter(|m| !m.is_null()).cloned();
     if let Some(identity) = members(body, "identity") {
-        merge_identity(&world.arm, &mut account, &identity, caller, scope)?;
+        merge_identity(&world.arm, &world.rbac, &mut account, &identity, caller, scope)?;
     }
     if let Some(tags) = members(body, "tags") {
         account.tags = tags;
@@ -136,9 +137,10 @@ fn patch(
 
 fn merge_identity(
     arm: &ArmState,
+    rbac: &Rbac,
     account: &mut StorageAccountState,
     identity: &Value,
-    caller: &str,
+    caller: &Caller,
     scope: &str,
 ) -> Result<(), ArmError> {
     let kind = identity.get("type").and_then(Value::as_str).ok_or_else(|| {
@@ -190,15 +192,11 @@ fn merge_identity(
                     ),
                 ));
             }
-            if arm.is_denied(caller, raw_id) {
-                return Err(ArmError::linked_authorization_failed(
-                    caller,
-                    "Microsoft.Storage/storageAccounts/write",
-                    scope,
-                    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
-                    raw_id,
-                ));
-            }
+            caller.authorize_linked(
+                rbac,
+                ("Microsoft.Storage/storageAccounts/write", scope),
+                ("Microsoft.ManagedIdentity/userAssignedIdentities/assign/action", raw_id),
+            )?;
             account.user_identities.insert(key, raw_id.clone());
         }
         if account.user_identities.is_empty() {

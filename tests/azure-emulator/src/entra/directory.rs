@@ -1,7 +1,8 @@
 //! The Entra directory: tenants, app registrations with their federated credentials, service principals, managed
 //! identities and the function app's identities; and the rules of the federated client-assertion exchange.
-
-use std::collections::HashMap;
+//!
+//! Writes made during a run (a service principal installed or removed, a federated credential added, changed or
+//! deleted) are visible at once to Graph, but reach token issuance only after the scenario's propagation delays.
 
 use serde_json::json;
 use time::OffsetDateTime;
@@ -9,6 +10,7 @@ use time::OffsetDateTime;
 use super::error::EntraError;
 use super::token::{Claims, audience_matches};
 use crate::cloud::Cloud;
+use crate::propagation::{Delays, Pending};
 use crate::scenario::{
     Application, Change, FederatedIdentityCredential, FunctionApp, ManagedIdentity, Scenario, ServicePrincipal, Tenant,
 };
@@ -24,10 +26,19 @@ pub struct Directory {
     service_principals: Vec<ServicePrincipal>,
     managed_identities: Vec<ManagedIdentity>,
     function_app: Option<FunctionApp>,
-    /// How long a credential written through Graph takes before the exchange honours it (default: at once).
-    credential_propagation: std::time::Duration,
-    /// When Graph last wrote each credential, by `{app object id}/{name}` in lowercase.
-    credentials_written: HashMap<String, OffsetDateTime>,
+    delays: Delays,
+    /// Service principals token issuance does not see as Graph does yet, by (tenant, app id), lower-cased.
+    principals_pending: Pending<(String, String), ServicePrincipal>,
+    /// Federated credentials token issuance does not see as Graph does yet, by (app object id, name), lower-cased.
+    credentials_pending: Pending<(String, String), FederatedIdentityCredential>,
+}
+
+fn principal_key(sp: &ServicePrincipal) -> (String, String) {
+    (sp.tenant_id.to_ascii_lowercase(), sp.app_id.to_ascii_lowercase())
+}
+
+fn credential_key(app_object_id: &str, name: &str) -> (String, String) {
+    (app_object_id.to_ascii_lowercase(), name.to_ascii_lowercase())
 }
 
 /// Why a directory write was refused; Graph turns each into its own error code.
@@ -42,7 +53,8 @@ pub enum DirectoryError {
 }
 
 impl Directory {
-    pub fn from_scenario(scenario: &Scenario) -> Result<Self, String> {
+    /// The scenario's directory, in force from the start; later writes propagate after `delays`.
+    pub fn from_scenario(scenario: &Scenario, delays: Delays) -> Result<Self, String> {
         let mut directory = Self {
             tenants: scenario.tenants.clone(),
             managed_identities: scenario.managed_identities.clone(),
@@ -53,9 +65,10 @@ impl Directory {
             directory.add_application(application.clone())?;
         }
         for sp in &scenario.service_principals {
-            directory.add_service_principal(sp.clone())?;
+            directory.add_service_principal(sp.clone(), None)?;
         }
         directory.check_identities()?;
+        directory.delays = delays;
         Ok(directory)
     }
 
@@ -72,21 +85,26 @@ impl Directory {
         let object_id = application.object_id.clone();
         self.applications.push(application);
         for credential in credentials {
-            self.add_federated_credential(&object_id, credential).map_err(|e| e.to_string())?;
+            self.insert_federated_credential(&object_id, credential, None).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
 
-    fn add_service_principal(&mut self, sp: ServicePrincipal) -> Result<(), String> {
+    /// Installs a service principal; when `now` is given (a run-time change) token issuance sees it after the delay.
+    fn add_service_principal(&mut self, sp: ServicePrincipal, now: Option<OffsetDateTime>) -> Result<(), String> {
         if !self.tenant_exists(&sp.tenant_id) {
             return Err(format!("service principal {}: unknown tenant {}", sp.id, sp.tenant_id));
         }
         if self.application_by_app_id(&sp.app_id).is_none() {
             return Err(format!("service principal {}: unknown application {}", sp.id, sp.app_id));
         }
+        let key = principal_key(&sp);
+        if let Some(now) = now {
+            let current = self.service_principals.iter().find(|existing| principal_key(existing) == key);
+            self.principals_pending.record(key.clone(), current, now, self.delays.service_principal);
+        }
         // Re-adding replaces: a customer re-installing the app gets a fresh object.
-        self.service_principals
-            .retain(|existing| !(existing.tenant_id == sp.tenant_id && existing.app_id == sp.app_id));
+        self.service_principals.retain(|existing| principal_key(existing) != key);
         self.service_principals.push(sp);
         Ok(())
     }
@@ -110,20 +128,25 @@ impl Directory {
         Ok(())
     }
 
-    pub fn apply(&mut self, change: &Change) -> Result<(), String> {
+    /// Applies a run-time change made at `now`.
+    pub fn apply(&mut self, change: &Change, now: OffsetDateTime) -> Result<(), String> {
         match change {
-            Change::AddServicePrincipal { service_principal } => self.add_service_principal(service_principal.clone()),
+            Change::AddServicePrincipal { service_principal } => {
+                self.add_service_principal(service_principal.clone(), Some(now))
+            }
             Change::RemoveServicePrincipal { tenant_id, app_id } => {
-                let before = self.service_principals.len();
-                self.service_principals.retain(|sp| !(&sp.tenant_id == tenant_id && &sp.app_id == app_id));
-                if self.service_principals.len() == before {
+                let key = (tenant_id.to_ascii_lowercase(), app_id.to_ascii_lowercase());
+                let Some(index) = self.service_principals.iter().position(|sp| principal_key(sp) == key) else {
                     return Err(format!("no service principal for app {app_id} in tenant {tenant_id}"));
-                }
+                };
+                let removed = self.service_principals.remove(index);
+                self.principals_pending.record(key, Some(&removed), now, self.delays.service_principal);
                 Ok(())
             }
-            Change::AddFederatedCredential { app_object_id, credential } => {
-                self.add_federated_credential(app_object_id, credential.clone()).map(|_| ()).map_err(|e| e.to_string())
-            }
+            Change::AddFederatedCredential { app_object_id, credential } => self
+                .add_federated_credential(app_object_id, credential.clone(), now)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             other => Err(format!("the directory does not apply {other:?}")),
         }
     }
@@ -140,10 +163,37 @@ impl Directory {
         self.applications.iter().find(|a| a.object_id.eq_ignore_ascii_case(object_id))
     }
 
+    /// The service principal as Graph shows it (the latest write).
     pub fn service_principal(&self, tenant_id: &str, app_id: &str) -> Option<&ServicePrincipal> {
         self.service_principals
             .iter()
             .find(|sp| sp.tenant_id.eq_ignore_ascii_case(tenant_id) && sp.app_id.eq_ignore_ascii_case(app_id))
+    }
+
+    /// The service principal as token issuance sees it at `now`.
+    pub fn service_principal_in_force(
+        &self,
+        tenant_id: &str,
+        app_id: &str,
+        now: OffsetDateTime,
+    ) -> Option<&ServicePrincipal> {
+        let key = (tenant_id.to_ascii_lowercase(), app_id.to_ascii_lowercase());
+        self.principals_pending.view(&key, self.service_principal(tenant_id, app_id), now)
+    }
+
+    /// An application's federated credentials as token issuance sees them at `now`.
+    fn credentials_in_force<'a>(
+        &'a self,
+        application: &'a Application,
+        now: OffsetDateTime,
+    ) -> Vec<&'a FederatedIdentityCredential> {
+        let app = application.object_id.to_ascii_lowercase();
+        self.credentials_pending.effective(
+            &application.federated_identity_credentials,
+            |c| credential_key(&app, &c.name),
+            |key| key.0 == app,
+            now,
+        )
     }
 
     /// ARM resource ids are case-insensitive (ARM itself lower-cases `resourcegroups` in some responses).
@@ -169,18 +219,9 @@ impl Directory {
         self.function_app.as_ref()
     }
 
-    /// Delays the exchange's use of credentials written through Graph from now on (Entra's propagation; tests only).
-    pub fn set_credential_propagation(&mut self, delay: std::time::Duration) {
-        self.credential_propagation = delay;
-    }
-
-    /// Records that Graph wrote (created or updated) the credential `name` of `app_object_id` at `at`.
-    pub fn credential_written(&mut self, app_object_id: &str, name: &str, at: OffsetDateTime) {
-        self.credentials_written.insert(credential_key(app_object_id, name), at);
-    }
-
     /// The rules Entra applies when `app_id` presents `assertion` (a managed-identity token) to get a token in
-    /// `target_tenant` at `now`. Lifetime is judged by the caller, which owns the clock.
+    /// `target_tenant` at `now`, with the service principals and credentials in force then. The assertion's
+    /// lifetime is judged by the caller, which owns the clock.
     pub fn federated_exchange(
         &self,
         cloud: Cloud,
@@ -206,7 +247,7 @@ impl Directory {
         if !home && application.sign_in_audience != "AzureADMultipleOrgs" {
             return Err(not_found());
         }
-        let sp = self.service_principal(target_tenant, app_id).ok_or_else(not_found)?;
+        let sp = self.service_principal_in_force(target_tenant, app_id, now).ok_or_else(not_found)?;
         if !sp.account_enabled {
             return Err(EntraError::bad_request(
                 "unauthorized_client",
@@ -214,25 +255,26 @@ impl Directory {
                 format!("Application '{app_id}'({}) is disabled.", application.display_name),
             ));
         }
-        // A credential written less than the propagation delay ago is not known to the exchange yet.
-        let delay = time::Duration::try_from(self.credential_propagation).unwrap_or(time::Duration::ZERO);
-        let propagated: Vec<&FederatedIdentityCredential> = application
-            .federated_identity_credentials
-            .iter()
-            .filter(|c| {
-                let written = self.credentials_written.get(&credential_key(&application.object_id, &c.name));
-                written.is_none_or(|at| now >= *at + delay)
-            })
-            .collect();
-        match_federated_credential(cloud, &propagated, assertion)?;
+        match_federated_credential(cloud, &self.credentials_in_force(application, now), assertion)?;
         Ok(sp)
     }
 
-    /// Adds a federated credential under Graph's rules; returns the stored credential (with its id).
+    /// Adds a federated credential under Graph's rules at `now`; returns the stored credential (with its id). Token
+    /// issuance sees it after the federated-credential delay.
     pub fn add_federated_credential(
         &mut self,
         app_object_id: &str,
+        credential: FederatedIdentityCredential,
+        now: OffsetDateTime,
+    ) -> Result<&FederatedIdentityCredential, DirectoryError> {
+        self.insert_federated_credential(app_object_id, credential, Some(now))
+    }
+
+    fn insert_federated_credential(
+        &mut self,
+        app_object_id: &str,
         mut credential: FederatedIdentityCredential,
+        now: Option<OffsetDateTime>,
     ) -> Result<&FederatedIdentityCredential, DirectoryError> {
         validate_credential(&credential)?;
         let application = self.application_mut(app_object_id)?;
@@ -258,16 +300,23 @@ impl Directory {
             let seed = format!("{}/{}", application.object_id, credential.name);
             credential.id = Some(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, seed.as_bytes()).to_string());
         }
+        if let Some(now) = now {
+            let key = credential_key(app_object_id, &credential.name);
+            self.credentials_pending.record(key, None, now, self.delays.federated_credential);
+        }
+        let application = self.application_mut(app_object_id)?;
         application.federated_identity_credentials.push(credential);
         Ok(application.federated_identity_credentials.last().expect("just pushed"))
     }
 
-    /// Replaces the updatable fields of the credential named or identified by `key` (the name is immutable).
+    /// Replaces the updatable fields of the credential named or identified by `key` (the name is immutable) at
+    /// `now`; token issuance keeps the old values until the federated-credential delay has passed.
     pub fn update_federated_credential(
         &mut self,
         app_object_id: &str,
         key: &str,
         update: &serde_json::Value,
+        now: OffsetDateTime,
     ) -> Result<(), DirectoryError> {
         let application = self.application_mut(app_object_id)?;
         let index = find_credential(&application.federated_identity_credentials, key).ok_or_else(|| {
@@ -293,26 +342,39 @@ impl Directory {
                 "FederatedIdentityCredential with the same issuer and subject already exists.".to_owned(),
             ));
         }
+        let previous = application.federated_identity_credentials[index].clone();
         application.federated_identity_credentials[index] = updated;
+        let pending_key = credential_key(app_object_id, &previous.name);
+        self.credentials_pending.record(pending_key, Some(&previous), now, self.delays.federated_credential);
         Ok(())
     }
 
-    pub fn remove_federated_credential(&mut self, app_object_id: &str, key: &str) -> Result<(), DirectoryError> {
+    /// Deletes a credential at `now`; token issuance keeps accepting it until the federated-credential delay.
+    pub fn remove_federated_credential(
+        &mut self,
+        app_object_id: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), DirectoryError> {
         let application = self.application_mut(app_object_id)?;
         let index = find_credential(&application.federated_identity_credentials, key).ok_or_else(|| {
             DirectoryError::NotFound(format!(
                 "Resource '{key}' does not exist or one of its queried reference-property objects are not present."
             ))
         })?;
-        application.federated_identity_credentials.remove(index);
+        let removed = application.federated_identity_credentials.remove(index);
+        let pending_key = credential_key(app_object_id, &removed.name);
+        self.credentials_pending.record(pending_key, Some(&removed), now, self.delays.federated_credential);
         Ok(())
     }
 
-    /// `POST /servicePrincipals` in `tenant_id`: installs the app there.
+    /// `POST /servicePrincipals` in `tenant_id` at `now`: installs the app there (token issuance sees it after the
+    /// service-principal delay).
     pub fn create_service_principal(
         &mut self,
         tenant_id: &str,
         app_id: &str,
+        now: OffsetDateTime,
     ) -> Result<&ServicePrincipal, DirectoryError> {
         let application = self.application_by_app_id(app_id).ok_or_else(|| {
             DirectoryError::Invalid(format!(
@@ -331,12 +393,14 @@ impl Directory {
                 "Another object with the same value for property servicePrincipalNames already exists.".to_owned(),
             ));
         }
-        self.service_principals.push(ServicePrincipal {
+        let sp = ServicePrincipal {
             id: uuid::Uuid::new_v4().to_string(),
             app_id: application.app_id.clone(),
             tenant_id: tenant_id.to_owned(),
             account_enabled: true,
-        });
+        };
+        self.principals_pending.record(principal_key(&sp), None, now, self.delays.service_principal);
+        self.service_principals.push(sp);
         Ok(self.service_principals.last().expect("just pushed"))
     }
 
@@ -418,10 +482,6 @@ pub fn validate_credential(credential: &FederatedIdentityCredential) -> Result<(
         ));
     }
     Ok(())
-}
-
-fn credential_key(app_object_id: &str, name: &str) -> String {
-    format!("{}/{}", app_object_id.to_ascii_lowercase(), name.to_ascii_lowercase())
 }
 
 /// Finds the one credential whose issuer and subject equal the assertion's exactly (no trimming, case-sensitive),

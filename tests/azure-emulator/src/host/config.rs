@@ -312,16 +312,40 @@ fn load_function(
 
 /// Every app setting that names a connection, as the trigger and output bindings see it.
 pub fn namespace_of(connection: Option<&str>, settings: &Settings) -> Result<String, String> {
+    connection_of(connection, settings).map(|(namespace, _)| namespace)
+}
+
+/// How a connection authenticates to Service Bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A connection string's `SharedAccessKeyName` and `SharedAccessKey`.
+    SharedAccessKey { name: String, key: String },
+    /// An identity-based connection: the function app's system-assigned identity, or the user-assigned one whose
+    /// client id `{connection}__clientId` names.
+    ManagedIdentity { client_id: Option<String> },
+}
+
+/// The namespace and credential of a connection (`connection` defaults to `AzureWebJobsServiceBus`; each name is
+/// also tried with the `AzureWebJobs` prefix, and `__` or `:` before `fullyQualifiedNamespace` / `clientId`).
+pub fn connection_of(connection: Option<&str>, settings: &Settings) -> Result<(String, Credential), String> {
     let connection = connection.unwrap_or("AzureWebJobsServiceBus");
     let candidates = [connection.to_owned(), format!("AzureWebJobs{connection}")];
     for name in &candidates {
         if let Some(value) = settings.get(name) {
-            return namespace_from_connection_string(&value)
-                .ok_or_else(|| format!("app setting {name} is not a Service Bus connection string (Endpoint=sb://…)"));
+            let not_a_connection_string =
+                || format!("app setting {name} is not a Service Bus connection string (Endpoint=sb://…)");
+            let namespace = namespace_from_connection_string(&value).ok_or_else(not_a_connection_string)?;
+            let part = |key: &str| connection_string_part(&value, key).map(str::to_owned);
+            let credential = match (part("SharedAccessKeyName"), part("SharedAccessKey")) {
+                (Some(name), Some(key)) => Credential::SharedAccessKey { name, key },
+                _ => return Err(not_a_connection_string()),
+            };
+            return Ok((namespace, credential));
         }
         for separator in ["__", ":"] {
             if let Some(fqdn) = settings.get(&format!("{name}{separator}fullyQualifiedNamespace")) {
-                return Ok(first_label(&fqdn));
+                let client_id = settings.get(&format!("{name}{separator}clientId")).filter(|id| !id.is_empty());
+                return Ok((first_label(&fqdn), Credential::ManagedIdentity { client_id }));
             }
         }
     }
@@ -330,11 +354,15 @@ pub fn namespace_of(connection: Option<&str>, settings: &Settings) -> Result<Str
     ))
 }
 
-fn namespace_from_connection_string(value: &str) -> Option<String> {
-    let endpoint = value.split(';').find_map(|part| {
+fn connection_string_part<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    value.split(';').find_map(|part| {
         let (key, value) = part.split_once('=')?;
-        key.trim().eq_ignore_ascii_case("Endpoint").then_some(value.trim())
-    })?;
+        key.trim().eq_ignore_ascii_case(name).then_some(value.trim())
+    })
+}
+
+fn namespace_from_connection_string(value: &str) -> Option<String> {
+    let endpoint = connection_string_part(value, "Endpoint")?;
     let host = endpoint.strip_prefix("sb://").or_else(|| endpoint.strip_prefix("https://"))?;
     Some(first_label(host.trim_end_matches('/')))
 }
@@ -384,13 +412,23 @@ mod tests {
                 ("Sb__fullyQualifiedNamespace".to_owned(), "Contoso-SB.servicebus.windows.net".to_owned()),
                 (
                     "AzureWebJobsOther".to_owned(),
-                    "Endpoint=sb://other.servicebus.windows.net/;SharedAccessKeyName=k".to_owned(),
+                    "Endpoint=sb://other.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s3cr=t"
+                        .to_owned(),
                 ),
+                ("Uami:fullyQualifiedNamespace".to_owned(), "uami-sb.servicebus.windows.net".to_owned()),
+                ("Uami:clientId".to_owned(), "c1".to_owned()),
+                ("Broken".to_owned(), "Endpoint=sb://broken.servicebus.windows.net/".to_owned()),
             ]
             .into(),
         );
         assert_eq!(namespace_of(Some("Sb"), &settings).unwrap(), "contoso-sb");
         assert_eq!(namespace_of(Some("Other"), &settings).unwrap(), "other");
         assert!(namespace_of(Some("Missing"), &settings).unwrap_err().contains("Missing"));
+        let sas = Credential::SharedAccessKey { name: "k".into(), key: "s3cr=t".into() };
+        assert_eq!(connection_of(Some("Other"), &settings).unwrap().1, sas);
+        assert_eq!(connection_of(Some("Sb"), &settings).unwrap().1, Credential::ManagedIdentity { client_id: None });
+        let uami = Credential::ManagedIdentity { client_id: Some("c1".into()) };
+        assert_eq!(connection_of(Some("Uami"), &settings).unwrap(), ("uami-sb".to_owned(), uami));
+        assert!(connection_of(Some("Broken"), &settings).is_err(), "a connection string needs its key");
     }
 }

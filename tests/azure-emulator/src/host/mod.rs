@@ -3,6 +3,7 @@
 //! Normative source: `shared/reference/functions-custom-handler.md` §8. What is emulated and what differs from the
 //! real host is in `docs/host.md`.
 
+mod access;
 mod binding_rules;
 mod config;
 mod http_trigger;

@@ -1,6 +1,7 @@
 //! A running function app: its configuration, the supervised handler, the function keys and the counters that
 //! `/_emulator/host` shows.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -57,6 +58,17 @@ pub struct Runtime {
     counters: Counters,
     last_error: Mutex<Option<String>>,
     function_logs: Mutex<Vec<String>>,
+    /// Each Service Bus trigger's listener: `None` while it receives, else why it cannot.
+    listeners: Mutex<BTreeMap<String, ListenerState>>,
+}
+
+/// What `/_emulator/host` shows about one trigger listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListenerState {
+    entity: String,
+    error: Option<String>,
+    /// Receive attempts refused so far.
+    refusals: u64,
 }
 
 impl Runtime {
@@ -81,7 +93,31 @@ impl Runtime {
             counters: Counters::default(),
             last_error: Mutex::default(),
             function_logs: Mutex::default(),
+            listeners: Mutex::default(),
         }
+    }
+
+    /// Records whether `function`'s listener may receive from `entity`; logs each change, as the host logs the
+    /// processor's errors (once per change here, not on every retry).
+    pub fn record_listener(&self, function: &str, entity: &str, error: Option<&String>) {
+        let mut listeners = self.listeners.lock().expect("host lock");
+        let previous = listeners.get(function);
+        let refusals = previous.map_or(0, |p| p.refusals) + u64::from(error.is_some());
+        let unchanged = previous.is_some_and(|p| p.entity == entity && p.error.as_ref() == error);
+        let state = ListenerState { entity: entity.to_owned(), error: error.cloned(), refusals };
+        if unchanged {
+            listeners.insert(function.to_owned(), state);
+            return;
+        }
+        match &state.error {
+            Some(error) => tracing::error!(
+                function,
+                entity,
+                "Message processing error (Action=Receive, EntityPath={entity}): UnauthorizedAccess: {error}"
+            ),
+            None => tracing::info!(function, entity, "the Service Bus listener receives"),
+        }
+        listeners.insert(function.to_owned(), state);
     }
 
     /// `Logs` of a successful answer go to the function's user log (`Function.<Name>.User`) at Information.
@@ -165,6 +201,13 @@ impl Runtime {
                 "disabled": f.disabled,
             })).collect::<Vec<_>>(),
             "warnings": self.config.warnings,
+            "listeners": self.listeners.lock().expect("host lock").iter().map(|(function, state)| serde_json::json!({
+                "function": function,
+                "entity": state.entity,
+                "state": if state.error.is_some() { "unauthorized" } else { "listening" },
+                "error": state.error,
+                "refusals": state.refusals,
+            })).collect::<Vec<_>>(),
         })
     }
 }

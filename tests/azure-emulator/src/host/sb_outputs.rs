@@ -4,11 +4,13 @@
 
 use uuid::Uuid;
 
+use super::access;
 use super::config::{self, FunctionConfig};
 use super::outputs;
 use super::result::Outputs;
 use super::settings::Settings;
 use crate::servicebus::NewMessage;
+use crate::servicebus::access::Right;
 use crate::state::Shared;
 
 /// Returns how many messages were sent.
@@ -29,6 +31,8 @@ pub fn send(
             .ok_or_else(|| format!("output binding {}: neither queueName nor topicName is set", binding.name))?;
         let namespace = config::namespace_of(binding.str("connection"), settings)
             .map_err(|e| format!("output binding {}: {e}", binding.name))?;
+        access::check(shared, settings, binding.str("connection"), entity, Right::Send)
+            .map_err(|e| format!("output binding {} to {namespace}/{entity}: {e}", binding.name))?;
         for body in outputs::message_bodies(value, binding.is_binary()) {
             let message = NewMessage {
                 body: body.into_bytes(),

@@ -14,12 +14,14 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::access;
 use super::config::{self, FunctionConfig};
 use super::invoke::{self, Outcome};
 use super::payload::{self, InvocationContext, TriggerMessage};
 use super::process::WorkerState;
 use super::runtime::Runtime;
 use crate::servicebus::Delivered;
+use crate::servicebus::access::Right;
 use crate::state::Shared;
 
 /// How long one receive call waits before the listener looks at the handler state again.
@@ -34,6 +36,8 @@ pub struct Listener {
     pub fully_qualified_namespace: String,
     /// `queue` or `topic/subscriptions/sub`.
     pub entity: String,
+    /// The trigger's `connection` setting name (`None`: `AzureWebJobsServiceBus`).
+    pub connection: Option<String>,
     pub binary: bool,
     pub auto_complete: bool,
     /// `isSessionsEnabled`: receive through session locks.
@@ -69,6 +73,7 @@ pub fn listeners(runtime: &Runtime, suffix: &str) -> Result<Vec<Listener>, Strin
             fully_qualified_namespace: format!("{namespace}.{}", suffix),
             namespace,
             entity,
+            connection: trigger.str("connection").map(str::to_owned),
             binary: trigger.is_binary(),
             auto_complete,
             sessions: trigger.bool("isSessionsEnabled").unwrap_or(false),
@@ -95,6 +100,15 @@ async fn listen(shared: Arc<Shared>, runtime: Arc<Runtime>, listener: Arc<Listen
     loop {
         if matches!(runtime.worker.state(), WorkerState::ShutDown(_) | WorkerState::Stopped) {
             return;
+        }
+        // The receiver needs Listen on the entity, checked on every receive as the service does: without it the real
+        // host's processor logs the error and retries, and no message is ever processed.
+        let allowed =
+            access::check(&shared, &runtime.settings, listener.connection.as_deref(), &listener.entity, Right::Listen);
+        runtime.record_listener(&listener.function.name, &listener.entity, allowed.as_ref().err());
+        if allowed.is_err() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
         }
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         match shared.bus.receive(&listener.namespace, &listener.entity, RECEIVE_WAIT).await {

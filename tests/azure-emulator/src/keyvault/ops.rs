@@ -12,6 +12,7 @@ use super::rbac::{self, KeyAction};
 use super::responses::{self, Failure, bad_parameter, error};
 use super::store::{KeyVersion, VaultState};
 use crate::http::Req;
+use crate::rbac::Rbac;
 use crate::scenario::Key;
 use crate::state::Shared;
 
@@ -33,10 +34,21 @@ impl Call<'_> {
         self.shared.clock.now().unix_timestamp()
     }
 
-    /// Runs `f` on the vault under the world lock. The vault exists: `handle` checked it.
-    fn with_vault<T>(&self, f: impl FnOnce(&mut VaultState) -> T) -> Option<T> {
-        let mut world = self.shared.world.lock().expect("world lock poisoned");
-        world.vaults.by_host_mut(self.host).map(f)
+    /// Runs `f` on the vault and the world's RBAC under the world lock. The vault exists: `handle` checked it.
+    fn with_vault<T>(&self, f: impl FnOnce(&mut VaultState, &Rbac) -> T) -> Option<T> {
+        let mut guard = self.shared.world.lock().expect("world lock poisoned");
+        let world = &mut *guard;
+        let rbac = &world.rbac;
+        world.vaults.by_host_mut(self.host).map(|vault| f(vault, rbac))
+    }
+
+    /// Whether the caller may do `action` on key `name` now; else Key Vault's 403.
+    fn authorize(&self, vault: &VaultState, rbac: &Rbac, name: &str, action: KeyAction) -> Result<(), Failure> {
+        if rbac::allowed(rbac, vault, self.principal, name, action, self.shared.clock.now()) {
+            Ok(())
+        } else {
+            Err(Box::new(forbidden_by_rbac(vault, self.principal, name, action)))
+        }
     }
 }
 
@@ -48,13 +60,15 @@ struct Located {
 }
 
 fn forbidden_by_rbac(vault: &VaultState, principal: &str, key_name: &str, action: KeyAction) -> Response {
+    // Key Vault names the key by its lower-cased ARM id when the vault has one.
+    let vault_resource = vault.resource_id.as_ref().map_or_else(|| vault.uri(), |id| id.to_ascii_lowercase());
     let message = format!(
         "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role \
          definitions were changed recently, please observe propagation time.\r\nCaller: oid={principal}\r\nAction: \
          '{}'\r\nResource: '{}/keys/{key_name}'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\n\
          DecisionReason: null \r\nVault: {};location=westeurope\r\n",
         action.data_action(vault.managed_hsm),
-        vault.uri(),
+        vault_resource,
         vault.name
     );
     error(StatusCode::FORBIDDEN, "Forbidden", &message, Some("ForbiddenByRbac"))
@@ -94,10 +108,8 @@ fn key_disabled(operation: &str) -> Response {
 /// RBAC, then the key (latest when `version` is `None` or empty).
 fn locate(call: &Call<'_>, name: &str, version: Option<&str>, action: KeyAction) -> Result<Located, Failure> {
     let version = version.filter(|v| !v.is_empty());
-    call.with_vault(|vault| {
-        if !rbac::allowed(&vault.role_assignments, call.principal, name, action) {
-            return Err(Box::new(forbidden_by_rbac(vault, call.principal, name, action)));
-        }
+    call.with_vault(|vault, rbac| {
+        call.authorize(vault, rbac, name, action)?;
         let Some(key) = vault.key(name) else {
             return Err(Box::new(key_not_found(vault, name, version)));
         };
@@ -142,10 +154,8 @@ pub async fn list_versions(call: &Call<'_>, name: &str, req: &Req) -> Response {
         Some(Ok(n)) => n,
         Some(Err(_)) => return bad_parameter("Invalid $skiptoken."),
     };
-    let listed = call.with_vault(|vault| {
-        if !rbac::allowed(&vault.role_assignments, call.principal, name, KeyAction::Read) {
-            return Err(Box::new(forbidden_by_rbac(vault, call.principal, name, KeyAction::Read)));
-        }
+    let listed = call.with_vault(|vault, rbac| {
+        call.authorize(vault, rbac, name, KeyAction::Read)?;
         let Some(key) = vault.key(name) else {
             return Err(Box::new(key_not_found(vault, name, None)));
         };
@@ -200,10 +210,8 @@ pub async fn create_key(call: &Call<'_>, name: &str) -> Response {
         );
     }
     let now = call.now();
-    let created = call.with_vault(|vault| {
-        if !rbac::allowed(&vault.role_assignments, call.principal, name, KeyAction::Create) {
-            return Err(Box::new(forbidden_by_rbac(vault, call.principal, name, KeyAction::Create)));
-        }
+    let created = call.with_vault(|vault, rbac| {
+        call.authorize(vault, rbac, name, KeyAction::Create)?;
         let allowed_kty: &[&str] = if vault.managed_hsm { &["RSA-HSM"] } else { &["RSA", "RSA-HSM"] };
         if !allowed_kty.contains(&params.kty.as_str()) {
             return Err(Box::new(bad_parameter(&format!(
@@ -261,7 +269,7 @@ pub async fn update_key(call: &Call<'_>, name: &str, version: Option<&str>) -> R
         Err(response) => return *response,
     };
     let now = call.now();
-    let updated = call.with_vault(|vault| {
+    let updated = call.with_vault(|vault, _| {
         let stored = vault.key_mut(name)?.version_mut(&located.version.version)?;
         if let Some(ops) = &params.key_ops {
             stored.key_ops = ops.clone();

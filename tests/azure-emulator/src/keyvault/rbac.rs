@@ -1,6 +1,11 @@
-//! Key Vault and Managed HSM RBAC: built-in role definitions by name, their key data actions, and the check.
+//! Key Vault and Managed HSM authorization: the data action each key operation needs, checked by the shared
+//! evaluator (`crate::rbac`) against the vault's local assignments and, for a Key Vault with a resource id, the Azure
+//! role assignments at or above it.
 
-use crate::scenario::RoleAssignment;
+use time::OffsetDateTime;
+
+use super::store::VaultState;
+use crate::rbac::{Action, Rbac, Realm};
 
 /// A key data action, as the RBAC check names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +18,7 @@ pub enum KeyAction {
 }
 
 impl KeyAction {
-    /// The data action string Key Vault prints in its 403 message.
+    /// The data action string Key Vault checks (and prints in its 403 message).
     pub fn data_action(self, managed_hsm: bool) -> &'static str {
         match (managed_hsm, self) {
             (false, Self::Read) => "Microsoft.KeyVault/vaults/keys/read",
@@ -30,66 +35,87 @@ impl KeyAction {
     }
 }
 
-/// Which key actions a built-in role grants; `None` for a role name the emulator does not know.
-pub fn role_actions(role: &str) -> Option<&'static [KeyAction]> {
-    use KeyAction::*;
-    const ALL: &[KeyAction] = &[Read, Create, Update, Wrap, Unwrap];
-    const SERVICE_ENCRYPTION: &[KeyAction] = &[Read, Wrap, Unwrap];
-    const CRYPTO_USER: &[KeyAction] = &[Read, Update, Wrap, Unwrap];
-    const READER: &[KeyAction] = &[Read];
-    let actions = match role.to_ascii_lowercase().as_str() {
-        "key vault administrator" | "key vault crypto officer" => ALL,
-        "managed hsm administrator" | "managed hsm crypto officer" => ALL,
-        "key vault crypto service encryption user" => SERVICE_ENCRYPTION,
-        "managed hsm crypto service encryption user" | "managed hsm crypto service encryption" => SERVICE_ENCRYPTION,
-        "key vault crypto user" | "managed hsm crypto user" => CRYPTO_USER,
-        "key vault reader" | "managed hsm crypto auditor" => READER,
-        _ => return None,
-    };
-    Some(actions)
-}
-
-/// Whether `principal` may do `action` on key `key_name` (scope `/` or `/keys/{name}`).
-pub fn allowed(assignments: &[RoleAssignment], principal: &str, key_name: &str, action: KeyAction) -> bool {
+/// Whether `principal` may do `action` on key `key_name` of `vault` at `now`.
+pub fn allowed(
+    rbac: &Rbac,
+    vault: &VaultState,
+    principal: &str,
+    key_name: &str,
+    action: KeyAction,
+    now: OffsetDateTime,
+) -> bool {
+    let data_action = Action::Data(action.data_action(vault.managed_hsm));
     let key_scope = format!("/keys/{key_name}");
-    assignments.iter().any(|assignment| {
-        let scope = assignment.scope.trim_end_matches('/');
-        let in_scope =
-            scope.is_empty() || scope.eq_ignore_ascii_case(&key_scope) || scope.eq_ignore_ascii_case("/keys");
-        assignment.principal_id.eq_ignore_ascii_case(principal)
-            && in_scope
-            && role_actions(&assignment.role).is_some_and(|actions| actions.contains(&action))
-    })
+    if rbac.permits(&vault.realm(), principal, data_action, &key_scope, now) {
+        return true;
+    }
+    let arm_key_scope = vault.resource_id.as_ref().map(|id| format!("{}{key_scope}", id.trim_end_matches('/')));
+    arm_key_scope.is_some_and(|scope| rbac.permits(&Realm::Arm, principal, data_action, &scope, now))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::RoleAssignment;
 
-    fn assignment(role: &str, scope: &str) -> RoleAssignment {
-        RoleAssignment { principal_id: "p".into(), role: role.into(), scope: scope.into() }
+    fn vault(managed_hsm: bool, resource_id: Option<&str>) -> VaultState {
+        VaultState {
+            name: "kv".into(),
+            managed_hsm,
+            host: "kv.vault.azure.net".into(),
+            tenant_id: "t".into(),
+            soft_delete: true,
+            purge_protection: true,
+            retention_days: 90,
+            keys: Default::default(),
+            resource_id: resource_id.map(str::to_owned),
+        }
     }
+
+    fn rbac(realm: Realm, role: &str, scope: &str) -> Rbac {
+        let mut rbac = Rbac::default();
+        let assignment =
+            RoleAssignment { principal_id: "p".into(), role: role.into(), scope: scope.into(), description: None };
+        rbac.load(realm, &assignment).unwrap();
+        rbac
+    }
+
+    const NOW: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
 
     #[test]
     fn service_encryption_user_reads_and_wraps_but_cannot_create() {
-        let roles = [assignment("Key Vault Crypto Service Encryption User", "/")];
-        assert!(allowed(&roles, "p", "k", KeyAction::Wrap));
-        assert!(allowed(&roles, "p", "k", KeyAction::Read));
-        assert!(!allowed(&roles, "p", "k", KeyAction::Create));
-        assert!(!allowed(&roles, "other", "k", KeyAction::Read));
+        let v = vault(false, None);
+        let roles = rbac(v.realm(), "Key Vault Crypto Service Encryption User", "/");
+        assert!(allowed(&roles, &v, "p", "k", KeyAction::Wrap, NOW));
+        assert!(allowed(&roles, &v, "p", "k", KeyAction::Read, NOW));
+        assert!(!allowed(&roles, &v, "p", "k", KeyAction::Create, NOW));
+        assert!(!allowed(&roles, &v, "other", "k", KeyAction::Read, NOW));
     }
 
     #[test]
     fn key_scope_covers_only_that_key() {
-        let roles = [assignment("Managed HSM Crypto Service Encryption User", "/keys/k1")];
-        assert!(allowed(&roles, "p", "k1", KeyAction::Unwrap));
-        assert!(!allowed(&roles, "p", "k2", KeyAction::Unwrap));
+        let v = vault(true, None);
+        let roles = rbac(v.realm(), "Managed HSM Crypto Service Encryption User", "/keys/k1");
+        assert!(allowed(&roles, &v, "p", "k1", KeyAction::Unwrap, NOW));
+        assert!(!allowed(&roles, &v, "p", "k2", KeyAction::Unwrap, NOW));
     }
 
     #[test]
-    fn reader_cannot_wrap() {
-        let roles = [assignment("Key Vault Reader", "/")];
-        assert!(allowed(&roles, "p", "k", KeyAction::Read));
-        assert!(!allowed(&roles, "p", "k", KeyAction::Wrap));
+    fn reader_cannot_wrap_and_hsm_administrator_cannot_touch_keys() {
+        let v = vault(false, None);
+        let roles = rbac(v.realm(), "Key Vault Reader", "/");
+        assert!(allowed(&roles, &v, "p", "k", KeyAction::Read, NOW));
+        assert!(!allowed(&roles, &v, "p", "k", KeyAction::Wrap, NOW));
+        let hsm = vault(true, None);
+        let admin = rbac(hsm.realm(), "Managed HSM Administrator", "/");
+        assert!(!allowed(&admin, &hsm, "p", "k", KeyAction::Read, NOW), "its local role has no key actions");
+    }
+
+    #[test]
+    fn azure_assignments_above_a_vault_with_a_resource_id_reach_its_keys() {
+        let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv";
+        let roles = rbac(Realm::Arm, "Key Vault Crypto User", "/subscriptions/s/resourceGroups/rg");
+        assert!(allowed(&roles, &vault(false, Some(id)), "p", "k", KeyAction::Unwrap, NOW));
+        assert!(!allowed(&roles, &vault(false, None), "p", "k", KeyAction::Unwrap, NOW), "no id: not in that tree");
     }
 }

@@ -1,7 +1,10 @@
 //! What the Storage resource provider checks in the customer's vault before it accepts a CMK configuration.
 
+use time::OffsetDateTime;
+
 use super::rbac::{self, KeyAction};
 use super::store::Vaults;
+use crate::rbac::Rbac;
 
 /// The key version Storage will use, as it reports it back on the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,22 +42,24 @@ pub enum StorageKeyError {
 impl Vaults {
     /// The checks Storage does with the token of `principal_id` (issued in `tenant`) when it is given
     /// `key_name`/`key_version` (empty or `None`: the current version): RBAC `get`, `wrapKey`, `unwrapKey`, the
-    /// key's state, and the vault's soft delete + purge protection. `now` is unix seconds.
+    /// key's state, and the vault's soft delete + purge protection, at `now`.
+    #[allow(clippy::too_many_arguments)]
     pub fn check_storage_access(
         &self,
+        rbac: &Rbac,
         vault_host: &str,
         principal_id: &str,
         tenant: &str,
         key_name: &str,
         key_version: Option<&str>,
-        now: i64,
+        now: OffsetDateTime,
     ) -> Result<KeyVersionInfo, StorageKeyError> {
         let vault = self.by_host(vault_host).ok_or_else(|| StorageKeyError::VaultNotFound(vault_host.to_owned()))?;
         if !vault.tenant_id.eq_ignore_ascii_case(tenant) {
             return Err(StorageKeyError::WrongTenant);
         }
         for action in [KeyAction::Read, KeyAction::Wrap, KeyAction::Unwrap] {
-            if !rbac::allowed(&vault.role_assignments, principal_id, key_name, action) {
+            if !rbac::allowed(rbac, vault, principal_id, key_name, action, now) {
                 return Err(StorageKeyError::Forbidden(action));
             }
         }
@@ -67,6 +72,7 @@ impl Vaults {
         if !version.enabled {
             return Err(StorageKeyError::KeyDisabled);
         }
+        let now = now.unix_timestamp();
         if version.exp.is_some_and(|exp| now >= exp) || version.nbf.is_some_and(|nbf| now < nbf) {
             return Err(StorageKeyError::KeyExpired);
         }

@@ -7,9 +7,10 @@ use rsa::RsaPrivateKey;
 use serde_json::{Value, json};
 
 use crate::cloud::Cloud;
-use crate::scenario::{Change, Key, RoleAssignment, Scenario, Vault};
+use crate::rbac::Realm;
+use crate::scenario::{Change, Key, Scenario, Vault};
 
-/// All vaults, their keys and role assignments, by lower-cased host name.
+/// All vaults and their keys, by lower-cased host name. Their role assignments live in `rbac::Rbac`.
 #[derive(Debug, Default)]
 pub struct Vaults {
     pub(crate) cloud: Cloud,
@@ -28,7 +29,8 @@ pub struct VaultState {
     pub retention_days: u32,
     /// Keys by name; Key Vault key names are case-insensitive, so the map key is lower-cased.
     pub keys: BTreeMap<String, KeyState>,
-    pub role_assignments: Vec<RoleAssignment>,
+    /// The vault's ARM id, when the scenario gives one: Azure role assignments at or above it apply.
+    pub resource_id: Option<String>,
 }
 
 /// A key and its versions, oldest first (the last one is the current version).
@@ -74,25 +76,6 @@ impl Vaults {
     pub fn apply(&mut self, change: &Change) -> Result<(), String> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         match change {
-            Change::GrantRole { vault, assignment } => {
-                let vault = self.by_name_mut(vault)?;
-                let exists = vault.role_assignments.iter().any(|a| same_assignment(a, assignment));
-                if !exists {
-                    vault.role_assignments.push(assignment.clone());
-                }
-                Ok(())
-            }
-            Change::RevokeRole { vault, principal_id, role } => {
-                let vault = self.by_name_mut(vault)?;
-                let before = vault.role_assignments.len();
-                vault
-                    .role_assignments
-                    .retain(|a| !(a.principal_id == *principal_id && a.role.eq_ignore_ascii_case(role)));
-                if vault.role_assignments.len() == before {
-                    return Err(format!("vault {:?} has no {role:?} assignment for {principal_id}", vault.name));
-                }
-                Ok(())
-            }
             Change::SetKeyEnabled { vault, key, enabled } => {
                 let vault = self.by_name_mut(vault)?;
                 let key = vault.keys.get_mut(&key.to_ascii_lowercase()).ok_or_else(|| format!("no key {key:?}"))?;
@@ -135,10 +118,15 @@ impl Vaults {
             .find(|v| v.name.eq_ignore_ascii_case(name))
             .ok_or_else(|| format!("no vault named {name:?}"))
     }
-}
 
-fn same_assignment(a: &RoleAssignment, b: &RoleAssignment) -> bool {
-    a.principal_id == b.principal_id && a.role.eq_ignore_ascii_case(&b.role) && a.scope.eq_ignore_ascii_case(&b.scope)
+    /// The RBAC realm of the vault named `name`: its local scopes.
+    pub fn realm_of(&self, name: &str) -> Result<Realm, String> {
+        self.by_host
+            .values()
+            .find(|v| v.name.eq_ignore_ascii_case(name))
+            .map(VaultState::realm)
+            .ok_or_else(|| format!("no vault named {name:?}"))
+    }
 }
 
 impl VaultState {
@@ -151,6 +139,17 @@ impl VaultState {
         if !(7..=90).contains(&vault.retention_days) {
             return Err(format!("vault {:?}: retentionDays must be 7..=90", vault.name));
         }
+        if let Some(id) = &vault.resource_id {
+            let expected = format!("/providers/Microsoft.KeyVault/vaults/{}", vault.name).to_ascii_lowercase();
+            let is_vault_id = id.to_ascii_lowercase().starts_with("/subscriptions/")
+                && id.trim_end_matches('/').to_ascii_lowercase().ends_with(&expected);
+            if managed_hsm || !is_vault_id {
+                return Err(format!(
+                    "vault {:?}: resourceId must be a Key Vault id ending in {expected} (Managed HSMs use local RBAC only)",
+                    vault.name
+                ));
+            }
+        }
         let suffix = if managed_hsm { cloud.managed_hsm_suffix() } else { cloud.vault_suffix() };
         let host = format!("{}.{suffix}", vault.name.to_ascii_lowercase());
         let mut state = Self {
@@ -162,7 +161,7 @@ impl VaultState {
             purge_protection: vault.purge_protection,
             retention_days: vault.retention_days,
             keys: BTreeMap::new(),
-            role_assignments: vault.role_assignments.clone(),
+            resource_id: vault.resource_id.clone(),
         };
         for key in &vault.keys {
             for index in 0..key.versions.max(1) {
@@ -202,6 +201,11 @@ impl VaultState {
 
     pub fn key_mut(&mut self, name: &str) -> Option<&mut KeyState> {
         self.keys.get_mut(&name.to_ascii_lowercase())
+    }
+
+    /// The RBAC realm of this vault's local scopes.
+    pub fn realm(&self) -> Realm {
+        Realm::Vault(self.host.clone())
     }
 
     /// `https://{host}`: the vault URI without a trailing slash.
@@ -249,7 +253,7 @@ impl VaultState {
             "name": self.name, "kind": if self.managed_hsm { "managedhsm" } else { "vault" }, "uri": self.uri(),
             "tenantId": self.tenant_id, "softDelete": self.soft_delete, "purgeProtection": self.purge_protection,
             "retentionDays": self.retention_days, "recoveryLevel": self.recovery_level(), "keys": keys,
-            "roleAssignments": self.role_assignments,
+            "resourceId": self.resource_id,
         })
     }
 }

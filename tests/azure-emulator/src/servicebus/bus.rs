@@ -52,6 +52,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct NamespaceAuth {
     pub tenant_id: String,
+    /// The namespace's ARM id: Entra callers are authorized at it and at its entities.
+    pub resource_id: String,
     pub local_auth: bool,
     pub sas_keys: Vec<SasKey>,
 }
@@ -189,6 +191,22 @@ impl Bus {
 
     pub fn namespace_auth(&self, ns: &str) -> Option<NamespaceAuth> {
         self.inner().namespaces.get(&ns.to_ascii_lowercase()).map(|namespace| namespace.auth.clone())
+    }
+
+    /// Where an entity path sits under its namespace's ARM id: `queues/{q}`, `topics/{t}` or
+    /// `topics/{t}/subscriptions/{s}` (a dead-letter queue is part of its entity). A name that is neither a queue
+    /// nor a topic counts as a queue.
+    pub fn entity_scope(&self, ns: &str, entity: &str) -> String {
+        let path = EntityPath::parse(entity);
+        if let Some(subscription) = &path.subscription {
+            return format!("topics/{}/subscriptions/{subscription}", path.entity);
+        }
+        let is_topic = self
+            .inner()
+            .namespaces
+            .get(&ns.to_ascii_lowercase())
+            .is_some_and(|namespace| namespace.topics.contains_key(&path.entity));
+        if is_topic { format!("topics/{}", path.entity) } else { format!("queues/{}", path.entity) }
     }
 
     /// Sends to a queue or topic. Returns the sequence number, or `None` when dropped as a duplicate.
@@ -565,6 +583,11 @@ fn admit(intake: &mut Intake, message: NewMessage, now: OffsetDateTime) -> Resul
 }
 
 fn build_namespace(spec: &ServiceBusNamespace) -> Result<Namespace, String> {
+    let expected_tail = format!("/providers/Microsoft.ServiceBus/namespaces/{}", spec.name).to_ascii_lowercase();
+    let id = spec.resource_id.trim_end_matches('/').to_ascii_lowercase();
+    if !(id.starts_with("/subscriptions/") && id.contains("/resourcegroups/") && id.ends_with(&expected_tail)) {
+        return Err(format!("resourceId {:?} is not this namespace's ARM id (…{expected_tail})", spec.resource_id));
+    }
     let mut queues = BTreeMap::new();
     for queue in &spec.queues {
         let context = |e: String| format!("queue {}: {e}", queue.name);
@@ -625,6 +648,7 @@ fn build_namespace(spec: &ServiceBusNamespace) -> Result<Namespace, String> {
     }
     let auth = NamespaceAuth {
         tenant_id: spec.tenant_id.clone(),
+        resource_id: spec.resource_id.trim_end_matches('/').to_owned(),
         local_auth: spec.local_auth,
         sas_keys: spec.sas_keys.clone(),
     };

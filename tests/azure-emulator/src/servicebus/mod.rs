@@ -4,6 +4,7 @@
 //! ([`handle`]). Entity paths name a queue or topic for sending and, for receiving, `queue`, `queue/$DeadLetterQueue`,
 //! `topic/subscriptions/sub` or `topic/subscriptions/sub/$DeadLetterQueue`.
 
+pub mod access;
 mod bus;
 mod filter;
 mod iso_duration;

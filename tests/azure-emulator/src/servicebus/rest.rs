@@ -13,6 +13,7 @@ use crate::entra::{TokenError, audience_matches};
 use crate::http::Req;
 use crate::state::Shared;
 
+use super::access::{self, Right};
 use super::bus::NamespaceAuth;
 use super::model::BusError;
 use super::{sas, wire};
@@ -35,8 +36,8 @@ enum Operation {
 }
 
 impl Operation {
-    fn right(&self) -> &'static str {
-        if *self == Self::Send { "Send" } else { "Listen" }
+    fn right(&self) -> Right {
+        if *self == Self::Send { Right::Send } else { Right::Listen }
     }
 }
 
@@ -82,8 +83,9 @@ pub async fn handle(shared: &Shared, namespace: &str, req: Req) -> Response {
     };
     let errors = ErrorContext { host: req.host(), path: req.url.path().to_owned() };
     if req.method == Method::GET {
-        // The management API's entity description (runtime counts); it needs the Manage right.
-        if let Err((status, detail)) = authorize(shared, namespace, &auth, &req, "Manage") {
+        // The management API's entity description (runtime counts): SAS Manage, or read access to the entity.
+        let entity = percent_decode_str(req.url.path().trim_matches('/')).decode_utf8_lossy().into_owned();
+        if let Err((status, detail)) = authorize(shared, namespace, &auth, &req, &entity, Right::Describe) {
             return errors.respond(status, &detail);
         }
         return super::management::entity(shared, namespace, &req);
@@ -91,7 +93,7 @@ pub async fn handle(shared: &Shared, namespace: &str, req: Req) -> Response {
     let Some((entity, operation)) = parse(&req.method, req.url.path()) else {
         return errors.respond(400, "The request is not a supported Service Bus messaging operation.");
     };
-    if let Err((status, detail)) = authorize(shared, namespace, &auth, &req, operation.right()) {
+    if let Err((status, detail)) = authorize(shared, namespace, &auth, &req, &entity, operation.right()) {
         return errors.respond(status, &detail);
     }
     let bus = &shared.bus;
@@ -195,8 +197,17 @@ fn lock_location(req: &Req, sequence: i64, token: Uuid) -> String {
     format!("https://{}{entity_path}/messages/{sequence}/{token}", req.host())
 }
 
-/// Checks `Authorization`: a SAS token (unless local auth is off) or an emulator-issued Entra token.
-fn authorize(shared: &Shared, ns: &str, auth: &NamespaceAuth, req: &Req, right: &str) -> Result<(), (u16, String)> {
+/// Checks `Authorization`: a SAS token (unless local auth is off) whose rule has `right`, or an emulator-issued Entra
+/// token whose principal holds `right` on `entity` through its role assignments.
+fn authorize(
+    shared: &Shared,
+    ns: &str,
+    auth: &NamespaceAuth,
+    req: &Req,
+    entity: &str,
+    right: Right,
+) -> Result<(), (u16, String)> {
+    let missing_claim = || (401, access::missing_claim(right, &req.host(), entity));
     let Some(value) = req.header("authorization") else {
         return Err((401, "MissingToken: The authorization header was not found.".into()));
     };
@@ -210,7 +221,8 @@ fn authorize(shared: &Shared, ns: &str, auth: &NamespaceAuth, req: &Req, right: 
             ));
         }
         let now = shared.clock.now().unix_timestamp();
-        return sas::verify(token, &auth.sas_keys, req.url.as_str(), right, now).map_err(|r| (r.status, r.detail));
+        let rule = sas::verify(token, &auth.sas_keys, req.url.as_str(), now).map_err(|r| (r.status, r.detail))?;
+        return if access::sas_grants(&rule.rights, right) { Ok(()) } else { Err(missing_claim()) };
     }
     if scheme.eq_ignore_ascii_case("Bearer") {
         let claims = shared.tokens.verify(token.trim()).map_err(|error| match error {
@@ -226,7 +238,14 @@ fn authorize(shared: &Shared, ns: &str, auth: &NamespaceAuth, req: &Req, right: 
         if !claims.tid.eq_ignore_ascii_case(&auth.tenant_id) {
             return Err((401, format!("InvalidIssuer: Token issuer is invalid: tenant '{}'.", claims.tid)));
         }
-        return Ok(());
+        let scope = shared.bus.entity_scope(ns, entity);
+        let now = shared.clock.now();
+        let world = shared.world.lock().expect("world lock poisoned");
+        return if access::entra_grants(&world.rbac, auth, &claims.oid, &scope, right, now) {
+            Ok(())
+        } else {
+            Err(missing_claim())
+        };
     }
     Err((401, "InvalidToken: The authorization header must be a SharedAccessSignature or Bearer token.".into()))
 }

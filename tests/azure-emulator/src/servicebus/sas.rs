@@ -44,9 +44,14 @@ fn unauthorized(detail: impl Into<String>) -> SasRefusal {
     SasRefusal { status: 401, detail: detail.into() }
 }
 
-/// Verifies `token` (the header value after `SharedAccessSignature `) for `resource_url` at `now_unix`, requiring
-/// `right` (`Send` or `Listen`; `Manage` implies both).
-pub fn verify(token: &str, keys: &[SasKey], resource_url: &str, right: &str, now_unix: i64) -> Result<(), SasRefusal> {
+/// Verifies `token` (the header value after `SharedAccessSignature `) for `resource_url` at `now_unix`; returns the
+/// rule that signed it, whose rights the caller checks (`access::sas_grants`).
+pub fn verify<'k>(
+    token: &str,
+    keys: &'k [SasKey],
+    resource_url: &str,
+    now_unix: i64,
+) -> Result<&'k SasKey, SasRefusal> {
     let mut raw_sr = None;
     let (mut sig, mut se, mut skn) = (None, None, None);
     for pair in token.trim().split('&') {
@@ -85,14 +90,7 @@ pub fn verify(token: &str, keys: &[SasKey], resource_url: &str, right: &str, now
             "InvalidAudience: The token audience '{resource}' does not match the resource '{resource_url}'."
         )));
     }
-    let has = |name: &str| key.rights.iter().any(|r| r.eq_ignore_ascii_case(name));
-    if !(has(right) || has("Manage")) {
-        return Err(SasRefusal {
-            status: 403,
-            detail: format!("Unauthorized access. '{right}' claim(s) are required to perform this operation."),
-        });
-    }
-    Ok(())
+    Ok(key)
 }
 
 /// Whether the signed resource `sr` covers `url`: a prefix on a path boundary, ignoring scheme, case and `%`-escapes.
@@ -132,27 +130,22 @@ mod tests {
     fn a_minted_token_verifies_for_resources_below_it() {
         let token = sas_token("https://ns.servicebus.windows.net/orders", "root", "secret", 2_000);
         let url = "https://ns.servicebus.windows.net/orders/$DeadLetterQueue/messages/head?timeout=5";
-        assert_eq!(verify(token_value(&token), &keys(), url, "Listen", 1_000), Ok(()));
+        assert_eq!(verify(token_value(&token), &keys(), url, 1_000).map(|k| k.name.as_str()), Ok("root"));
         let other = "https://ns.servicebus.windows.net/orders2/messages";
-        assert_eq!(verify(token_value(&token), &keys(), other, "Send", 1_000).unwrap_err().status, 401);
+        assert_eq!(verify(token_value(&token), &keys(), other, 1_000).unwrap_err().status, 401);
     }
 
     #[test]
     fn refusals() {
         let url = "https://ns.servicebus.windows.net/orders/messages";
         let expired = sas_token("https://ns.servicebus.windows.net/", "root", "secret", 999);
-        assert!(
-            verify(token_value(&expired), &keys(), url, "Send", 1_000).unwrap_err().detail.starts_with("ExpiredToken")
-        );
+        assert!(verify(token_value(&expired), &keys(), url, 1_000).unwrap_err().detail.starts_with("ExpiredToken"));
         let forged = sas_token("https://ns.servicebus.windows.net/", "root", "wrong", 2_000);
-        assert!(
-            verify(token_value(&forged), &keys(), url, "Send", 1_000)
-                .unwrap_err()
-                .detail
-                .starts_with("InvalidSignature")
-        );
+        assert!(verify(token_value(&forged), &keys(), url, 1_000).unwrap_err().detail.starts_with("InvalidSignature"));
         let sender = sas_token("ns.servicebus.windows.net", "sender", "s3nd", 2_000);
-        assert_eq!(verify(token_value(&sender), &keys(), url, "Send", 1_000), Ok(()));
-        assert_eq!(verify(token_value(&sender), &keys(), url, "Listen", 1_000).unwrap_err().status, 403);
+        assert_eq!(
+            verify(token_value(&sender), &keys(), url, 1_000).map(|k| k.rights.clone()),
+            Ok(vec!["Send".into()])
+        );
     }
 }
