@@ -31,11 +31,46 @@ pub struct Transport {
 
 #[derive(Debug)]
 struct Inner {
-    client: reqwest::Client,
+    client: Arc<LazyClient>,
     cloud: Cloud,
     test_proxy: Option<Url>,
     /// Hosts allowed besides the cloud's own endpoints (the configured Service Bus namespace), lower-case.
     extra_hosts: Vec<String>,
+}
+
+/// The pooled reqwest client, built once, off the async runtime, on first use or by [`Transport::warm_up`].
+///
+/// Building it loads the system trust store (the CA bundle and every file under `/etc/ssl/certs`), which the host's
+/// readiness probe must not wait for: the handler binds its port first and builds this in the background
+/// (ARCHITECTURE.md, decision "Nothing before listening"). A request that arrives meanwhile waits for the same build.
+#[derive(Debug)]
+struct LazyClient {
+    timeout: Duration,
+    client: tokio::sync::OnceCell<reqwest::Client>,
+}
+
+impl LazyClient {
+    async fn get(&self) -> Result<&reqwest::Client, String> {
+        let timeout = self.timeout;
+        self.client
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || build_client(timeout))
+                    .await
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?
+            })
+            .await
+    }
+}
+
+fn build_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        // A redirect could lead anywhere; nothing we call redirects, so never follow one.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// A request as our clients describe it: the real Azure URL, never rewritten.
@@ -109,19 +144,19 @@ impl std::fmt::Debug for AuthorizationValue {
 impl Transport {
     /// Builds the transport. `test_proxy` must be `http://` on a loopback address; anything else is refused, because
     /// sending Azure-bound requests (with tokens) to an arbitrary address is exactly what the allow-list prevents.
+    /// Cheap: the HTTP client itself is built on first use or by [`Transport::warm_up`].
     pub fn new(cloud: Cloud, test_proxy: Option<Url>, timeout: Duration) -> Result<Self, String> {
         if let Some(proxy) = &test_proxy {
             validate_test_proxy(proxy)?;
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            // A redirect could lead anywhere; nothing we call redirects, so never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = Arc::new(LazyClient { timeout, client: tokio::sync::OnceCell::new() });
         Ok(Self { inner: Arc::new(Inner { client, cloud, test_proxy, extra_hosts: Vec::new() }) })
+    }
+
+    /// Builds the HTTP client now (on a blocking thread) unless it exists; the handler calls it right after it starts
+    /// listening, so the first invocation finds the client ready.
+    pub async fn warm_up(&self) -> Result<(), String> {
+        self.inner.client.get().await.map(|_| ())
     }
 
     /// Also allows `host` (the configured Service Bus namespace FQDN, which may sit outside the cloud's suffix).
@@ -179,7 +214,13 @@ impl Transport {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let mut builder = self.inner.client.request(request.method.clone(), target).headers(headers);
+        let client = self
+            .inner
+            .client
+            .get()
+            .await
+            .map_err(|message| transport_error(service, operation, TransportErrorKind::Connect, &message))?;
+        let mut builder = client.request(request.method.clone(), target).headers(headers);
         if let Some(timeout) = request.timeout {
             builder = builder.timeout(timeout);
         }
@@ -317,7 +358,11 @@ impl azure_core::http::HttpClient for Transport {
                 req.insert_header(name.as_str().to_owned(), value.to_owned());
             }
         }
-        let response = azure_core::http::HttpClient::execute_request(&self.inner.client, &req).await?;
+        let client =
+            self.inner.client.get().await.map_err(|message| {
+                azure_core::Error::with_message(azure_core::error::ErrorKind::Connection, message)
+            })?;
+        let response = azure_core::http::HttpClient::execute_request(client, &req).await?;
         if response.status().is_success() {
             return Ok(response);
         }
