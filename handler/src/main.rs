@@ -44,8 +44,12 @@ async fn main() -> ExitCode {
     // invocation that arrives before it is done waits for this same build.
     let warming = Arc::clone(&app);
     tokio::spawn(async move {
-        if let Err(error) = warming.clients.warm_up().await {
-            tracing::error!(%error, "the HTTP client could not be built; invocations will fail until it can");
+        let started = std::time::Instant::now();
+        match warming.clients.warm_up().await {
+            Ok(()) => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "HTTP client ready"),
+            Err(error) => {
+                tracing::error!(%error, "the HTTP client could not be built; invocations will fail until it can");
+            }
         }
     });
     tracing::info!(port, "handler ready");

@@ -110,8 +110,9 @@ pub fn check_runs_on_workers(linkage: &Linkage) -> Result<(), String> {
     match linkage {
         Linkage::Static => Ok(()),
         Linkage::Dynamic { newest_glibc: Some(version), .. } if *version > MAX_GLIBC => Err(format!(
-            "{linkage}: the Functions Linux workers have glibc {MAX_GLIBC} or newer only (Azure/Azure-Functions#2570); \
-             build for x86_64-unknown-linux-musl (the default) or x86_64-unknown-linux-gnu.2.28"
+            "{linkage}: needs {version}, newer than {MAX_GLIBC}, the newest a Functions Linux worker can be relied on to \
+             have (Azure/Azure-Functions#2570); build for x86_64-unknown-linux-musl (the default) or \
+             x86_64-unknown-linux-gnu.2.28"
         )),
         Linkage::Dynamic { .. } => Ok(()),
     }
