@@ -47,8 +47,10 @@ resource onboardingQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-prev
   parent: namespace
   name: onboardingQueueName
   properties: {
-    // The longest lock Service Bus allows; the host renews it up to maxAutoLockRenewalDuration (host.json, 10 min).
-    lockDuration: 'PT5M'
+    // Service Bus' default. The host renews the lock of a running invocation (maxAutoLockRenewalDuration in host.json,
+    // 10 min), so a longer lock buys nothing while it is held; it only delays redelivery after a worker dies, and keeps
+    // dead letters a killed `cmkctl` run had locked out of reach longer. Figures: docs/integrating.md (a test compares).
+    lockDuration: 'PT1M'
     // A marked dead-letter copy fails fast on every delivery, so 10 deliveries cost milliseconds (ARCHITECTURE.md,
     // decision 1); a transient host failure still gets 10 tries.
     maxDeliveryCount: 10
@@ -56,7 +58,9 @@ resource onboardingQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-prev
     // only expires messages nothing is processing any more; those land in the DLQ instead of vanishing.
     defaultMessageTimeToLive: 'P14D'
     deadLetteringOnMessageExpiration: true
-    // Retry and dead-letter copies carry deterministic MessageIds: a re-sent copy within a day is dropped.
+    // Retry and dead-letter copies, replays and producer sends carry deterministic MessageIds: a re-send within a day
+    // is dropped. A day outlasts every redelivery of one message (10 deliveries of at most functionTimeout, 10 min,
+    // each) and an interrupted replay re-run hours later; a correction has a new MessageId, so it is never dropped.
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: 'P1D'
     requiresSession: false
@@ -98,6 +102,19 @@ resource subscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@202
     }
   }
 }]
+
+// cmkctl's own subscription (`cmkctl events tail` and the console's recent events): every event, kept a day, then
+// dropped. Receiving consumes, so real subscribers use subscriptions of their own.
+resource opsSubscription 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2022-10-01-preview' = {
+  parent: eventsTopic
+  name: 'ops'
+  properties: {
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    deadLetteringOnMessageExpiration: false
+    defaultMessageTimeToLive: 'P1D'
+  }
+}
 
 // serviceBusEndpoint is `https://{ns}.{cloud suffix}:443/`: keep the host, so sovereign clouds work unchanged.
 output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]

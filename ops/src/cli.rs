@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
@@ -22,7 +23,9 @@ Examples:
   cmkctl validate --settings local.settings.json onboarding.json
   cmkctl --namespace isv-cmk enqueue --settings local.settings.json onboarding.json
   # Follow the events
-  cmkctl --namespace isv-cmk events tail --subscription all
+  cmkctl --namespace isv-cmk events tail
+  # The ops console in your browser (loopback only; open the URL it prints)
+  cmkctl --namespace isv-cmk console --function-app https://isv-cmk.azurewebsites.net --function-key \"$MASTER_KEY\"
 
 Authentication: Entra ID by default (Azure CLI login, then managed identity, then workload identity; --auth picks
 one), or a SAS connection string (--connection-string or CMK_SERVICEBUS_CONNECTION_STRING).
@@ -103,6 +106,28 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// The ops console: a local web page (loopback only, your own credential) with the counts, the dead letters by
+    /// reason, one message with its diagnosis, replay and purge with progress, and the recent events.
+    Console(ConsoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Loopback address and port to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8377")]
+    pub listen: std::net::SocketAddr,
+    /// The events subscription the console follows (and consumes); `none` for no events panel.
+    #[arg(long, default_value = OPS_SUBSCRIPTION)]
+    pub events_subscription: String,
+    /// The Function App's base URL, for the diagnosis (default with --emulator: the emulated host).
+    #[arg(long, env = "CMK_FUNCTION_APP_URL")]
+    pub function_app: Option<Url>,
+    /// A key with admin level (the host master key) for the diagnosis; without it the console shows no diagnosis.
+    #[arg(long, env = "CMK_FUNCTION_KEY", hide_env_values = true)]
+    pub function_key: Option<String>,
+    /// The audit trail of the console's replays and purges (default: `audit.jsonl` in the state directory).
+    #[arg(long, env = "CMKCTL_AUDIT")]
+    pub audit: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,16 +145,19 @@ pub enum DlqCommand {
 }
 
 /// Which dead letters a command applies to. Criteria combine with AND; repeated values of one criterion with OR.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct FilterArgs {
     /// Failure reason (the handler's `cmk-dead-letter-reason`, else Service Bus' DeadLetterReason); repeatable.
     #[arg(long)]
     pub reason: Vec<String>,
     /// Enqueued at or after: RFC 3339, or an age such as `30m`, `6h`, `7d`.
     #[arg(long, value_parser = parse_time)]
+    #[serde(with = "time::serde::rfc3339::option")]
     pub since: Option<OffsetDateTime>,
     /// Enqueued before: RFC 3339, or an age such as `30m`, `6h`, `7d`.
     #[arg(long, value_parser = parse_time)]
+    #[serde(with = "time::serde::rfc3339::option")]
     pub until: Option<OffsetDateTime>,
     /// Onboarding id; repeatable.
     #[arg(long)]
@@ -140,6 +168,17 @@ pub struct FilterArgs {
     /// Sequence number in the dead-letter queue; repeatable.
     #[arg(long)]
     pub sequence: Vec<i64>,
+}
+
+impl FilterArgs {
+    pub fn is_empty(&self) -> bool {
+        self.reason.is_empty()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.onboarding_id.is_empty()
+            && self.tenant.is_empty()
+            && self.sequence.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +193,12 @@ pub struct ListArgs {
     /// Summarise instead of listing.
     #[arg(long, value_enum)]
     pub group_by: Option<GroupBy>,
+    /// Also write what was listed to FILE, for `dlq replay|purge --selection FILE` to act on exactly that.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Visit at most this many dead letters (a hard bound on the walk and on the locks it holds).
+    #[arg(long, default_value_t = crate::selection::DEFAULT_SCAN_LIMIT)]
+    pub scan_limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -184,14 +229,29 @@ pub struct ActionArgs {
     /// Show what would be done; change nothing but the delivery count (see docs/cmkctl.md).
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: write the selection to FILE, for a later `--selection FILE --yes`.
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    pub save: Option<PathBuf>,
+    /// Act on exactly the dead letters a listing saved (`dlq list --save`, `--dry-run --save`): same sequence number
+    /// and MessageId. What is gone, changed or new since is reported, not acted on.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["reason", "since", "until", "onboarding_id", "tenant", "sequence"])]
+    pub selection: Option<PathBuf>,
+    /// Act only if the selection has exactly N dead letters (the count a listing showed); else do nothing (exit 4).
+    #[arg(long, value_name = "N")]
+    pub expect: Option<usize>,
     /// Act on at most this many messages.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Do not ask for confirmation.
+    /// Visit at most this many dead letters (a hard bound on the walk and on the locks it holds).
+    #[arg(long, default_value_t = crate::selection::DEFAULT_SCAN_LIMIT)]
+    pub scan_limit: usize,
+    /// Do not ask for confirmation (bind it with --expect N or --selection FILE).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Append audit records (JSON lines) to this file instead of printing them on stdout.
-    #[arg(long)]
+    /// The audit trail (JSON lines, appended): intent before acting, outcome per message, end. Default:
+    /// `audit.jsonl` in the state directory ($CMKCTL_STATE_DIR, else $XDG_STATE_HOME/cmkctl, else
+    /// ~/.local/state/cmkctl).
+    #[arg(long, env = "CMKCTL_AUDIT")]
     pub audit: Option<PathBuf>,
 }
 
@@ -211,6 +271,13 @@ pub struct ReplayArgs {
 pub struct PurgeArgs {
     #[command(flatten)]
     pub action: ActionArgs,
+    /// Where to archive what is deleted (bodies and properties, JSON lines). Default:
+    /// `purged/{run id}.jsonl` in the state directory.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Delete without keeping a copy.
+    #[arg(long, conflicts_with = "archive")]
+    pub no_archive: bool,
 }
 
 /// Where the message comes from and what policy validates it.
@@ -228,7 +295,8 @@ pub struct ValidateArgs {
 pub struct EnqueueArgs {
     #[command(flatten)]
     pub message: ValidateArgs,
-    /// MessageId (default: the onboarding id, so duplicate detection drops a repeated send).
+    /// MessageId. Default: `{onboardingId}.{content hash}`, so duplicate detection drops a repeated send of the same
+    /// content but never a correction; an id of your own that you reuse for other content swallows the correction.
     #[arg(long)]
     pub message_id: Option<String>,
     /// CorrelationId (default: the onboarding id).
@@ -237,6 +305,10 @@ pub struct EnqueueArgs {
     /// SessionId, for a session-enabled queue.
     #[arg(long)]
     pub session_id: Option<String>,
+    /// The send journal that tells a send Service Bus would drop as a duplicate. Default: `sent.jsonl` in the state
+    /// directory.
+    #[arg(long, value_name = "FILE", env = "CMKCTL_JOURNAL")]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,8 +319,8 @@ pub enum EventsCommand {
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// The subscription to receive from.
-    #[arg(long, default_value = "all")]
+    /// The subscription to receive from (default: `ops`, which infra deploys for cmkctl).
+    #[arg(long, default_value = OPS_SUBSCRIPTION)]
     pub subscription: String,
     /// Stop after this many events.
     #[arg(long)]
@@ -257,6 +329,9 @@ pub struct TailArgs {
     #[arg(long)]
     pub idle_timeout: Option<u64>,
 }
+
+/// The events subscription infra deploys for `cmkctl` (`infra/modules/servicebus.bicep`; a test checks it exists).
+pub const OPS_SUBSCRIPTION: &str = "ops";
 
 /// RFC 3339, or an age (`90s`, `30m`, `6h`, `7d`) before now.
 pub fn parse_time(text: &str) -> Result<OffsetDateTime, String> {

@@ -20,6 +20,8 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub client: ServiceBusClient,
+    /// The namespace's host name.
+    pub namespace: String,
     /// `sas:{key name}` or `entra:{credential}`.
     pub credential: String,
     /// The Entra token source, to name the signed-in principal in audit records.
@@ -75,7 +77,7 @@ pub fn connect(args: &ConnectionArgs) -> Result<Connection, String> {
             ServiceBusAuth::Bearer(_) => "entra".to_owned(),
         };
         let client = ServiceBusClient::new(&namespace, transport, auth, retry)?;
-        return Ok(Connection { client, credential, tokens: None });
+        return Ok(Connection { client, namespace, credential, tokens: None });
     }
     let namespace = args
         .namespace
@@ -85,7 +87,7 @@ pub fn connect(args: &ConnectionArgs) -> Result<Connection, String> {
     let (credential, name) = entra_credential(args.auth)?;
     let tokens = TokenSource::from_credentials(cloud, &transport, credential, None);
     let client = ServiceBusClient::new(&namespace, transport, ServiceBusAuth::Bearer(tokens.clone()), retry)?;
-    Ok(Connection { client, credential: format!("entra:{name}"), tokens: Some(tokens) })
+    Ok(Connection { client, namespace, credential: format!("entra:{name}"), tokens: Some(tokens) })
 }
 
 /// `isv-cmk` → `isv-cmk.servicebus.windows.net` (per cloud); an FQDN stays as it is.

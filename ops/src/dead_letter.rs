@@ -72,6 +72,46 @@ impl DeadLetter {
     }
 }
 
+/// One reason's share of the dead letters.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReasonGroup {
+    pub reason: String,
+    pub count: usize,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub oldest: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub newest: Option<OffsetDateTime>,
+    pub sequence_numbers: Vec<i64>,
+    pub onboarding_ids: Vec<String>,
+}
+
+/// Dead letters grouped by reason, biggest group first.
+pub fn by_reason(letters: &[DeadLetter]) -> Vec<ReasonGroup> {
+    let mut groups: BTreeMap<String, ReasonGroup> = BTreeMap::new();
+    for letter in letters {
+        let group = groups.entry(letter.reason().to_owned()).or_insert_with(|| ReasonGroup {
+            reason: letter.reason().to_owned(),
+            count: 0,
+            oldest: None,
+            newest: None,
+            sequence_numbers: Vec::new(),
+            onboarding_ids: Vec::new(),
+        });
+        group.count += 1;
+        group.oldest = group.oldest.into_iter().chain(letter.enqueued_time).min();
+        group.newest = group.newest.into_iter().chain(letter.enqueued_time).max();
+        group.sequence_numbers.push(letter.sequence_number);
+        if let Some(id) = &letter.onboarding_id {
+            group.onboarding_ids.push(id.clone());
+        }
+    }
+    let mut groups: Vec<ReasonGroup> = groups.into_values().collect();
+    // Biggest problem first.
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    groups
+}
+
 /// Which dead letters to act on.
 #[derive(Debug, Clone, Default)]
 pub struct Filter(FilterArgs);

@@ -11,8 +11,11 @@ pub enum Exit {
     Usage,
     /// `validate`/`enqueue`: the message is invalid; `dlq diagnose`: at least one message is still blocked.
     Rejected,
-    /// The operator declined the confirmation, or none could be asked for (no terminal and no `--yes`).
+    /// The operator declined the confirmation, or none could be asked for (no terminal and no `--yes`), or the
+    /// selection did not have the `--expect`ed size.
     Aborted,
+    /// `enqueue`: not sent, because Service Bus would drop it as a duplicate of an earlier send.
+    Duplicate,
 }
 
 impl Exit {
@@ -23,6 +26,7 @@ impl Exit {
             Self::Usage => 2,
             Self::Rejected => 3,
             Self::Aborted => 4,
+            Self::Duplicate => 5,
         }
     }
 }

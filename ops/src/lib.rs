@@ -4,16 +4,24 @@
 //! the validator and the Service Bus client are the handler's own (`cmk_handler`), so the CLI can never disagree with
 //! the handler about what a valid message is or how Service Bus is spoken to.
 
+pub mod actions;
+pub mod archive;
 pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod connect;
+pub mod console;
+pub mod counts;
 pub mod dead_letter;
+pub mod diagnosis;
+pub mod events;
 pub mod exit;
+pub mod journal;
+pub mod messages;
 pub mod output;
 pub mod policy;
 pub mod progress;
-pub mod replay_message;
+pub mod selection;
 pub mod walk;
 
 pub use cli::Cli;

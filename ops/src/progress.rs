@@ -33,6 +33,15 @@ impl Progress {
         }
     }
 
+    /// Sets the counts (for runs that report totals rather than single steps).
+    pub fn advance_to(&mut self, done: usize, failed: usize) {
+        self.done = done;
+        self.failed = failed;
+        if self.last_drawn.is_none_or(|at| at.elapsed() > Duration::from_millis(100)) {
+            self.draw();
+        }
+    }
+
     pub fn finish(&mut self) {
         self.draw();
         if self.enabled {

@@ -3,9 +3,8 @@
 
 mod support;
 
-use support::OpsBed as _;
-
 use serde_json::Value;
+use support::OpsBed;
 use support::{FABRIKAM_TENANT, TestBed, contoso, fabrikam, stdout_json};
 
 /// The broker's state with each dead letter's `deliveryCount` taken out (and returned separately).
@@ -30,16 +29,18 @@ async fn dry_runs_and_reads_change_nothing_but_the_delivery_count() {
     let (before, counts_before) = state_without_delivery_counts(&bed);
     let last_request = bed.emulator.shared().log.list(None).last().map_or(0, |r| r.seq);
 
-    let replay = bed.run(&["dlq", "replay", "--dry-run", "--reason", "ServicePrincipalMissing"]).await;
+    let replay =
+        bed.run(&["--output", "json", "dlq", "replay", "--dry-run", "--reason", "ServicePrincipalMissing"]).await;
     assert_eq!(replay.status.code(), Some(0));
-    let records: Vec<Value> =
-        String::from_utf8_lossy(&replay.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(records.len(), 5, "one audit record per selected message");
-    assert!(records.iter().all(|r| r["outcome"] == "would-replay" && r["dryRun"] == true), "{records:#?}");
+    let would: Vec<Value> = stdout_json(&replay).as_array().unwrap().clone();
+    assert_eq!(would.len(), 5, "what would be replayed");
+    assert!(would.iter().all(|l| l["handlerReason"] == "ServicePrincipalMissing"), "{would:#?}");
 
-    let purge = bed.run(&["dlq", "purge", "--dry-run", "--tenant", FABRIKAM_TENANT, "--limit", "2"]).await;
+    let purge =
+        bed.run(&["--output", "json", "dlq", "purge", "--dry-run", "--tenant", FABRIKAM_TENANT, "--limit", "2"]).await;
     assert_eq!(purge.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&purge.stdout).lines().count(), 2, "--limit 2");
+    assert_eq!(stdout_json(&purge).as_array().unwrap().len(), 2, "--limit 2");
+    assert!(!bed.state_dir().join("audit.jsonl").exists(), "a dry run does nothing, so it audits nothing");
 
     let list = bed.run(&["--output", "json", "dlq", "list"]).await;
     assert_eq!(stdout_json(&list).as_array().unwrap().len(), 10);
@@ -94,12 +95,14 @@ async fn list_show_and_purge_with_and_without_confirmation() {
     assert_eq!(refused.status.code(), Some(4));
     assert_eq!(bed.dead_letters().len(), 3);
 
-    let purged = bed.run(&["dlq", "purge", "--reason", "ServicePrincipalMissing", "--yes"]).await;
+    let purged = bed.run(&["--output", "json", "dlq", "purge", "--reason", "ServicePrincipalMissing", "--yes"]).await;
     assert_eq!(purged.status.code(), Some(0));
-    let records: Vec<Value> =
-        String::from_utf8_lossy(&purged.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(records.len(), 2);
-    assert!(records.iter().all(|r| r["outcome"] == "purged" && r["operator"] == "test-operator"), "{records:#?}");
+    let summary = stdout_json(&purged);
+    let outcomes = summary["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.iter().all(|r| r["outcome"] == "purged" && r["operator"] == "test-operator"), "{summary:#}");
     let left: Vec<_> = bed.dead_letters().into_iter().filter_map(|m| m.message_id).collect();
     assert_eq!(left, ["msg-c0"]);
+    let audit = bed.audit();
+    assert_eq!(support::records(&audit, "result").len(), 2, "{audit:#?}");
 }

@@ -44,7 +44,9 @@ async fn dead_lettered_onboarding_is_listed_diagnosed_fixed_and_replayed_to_comp
     assert!(table.lines().nth(1).is_some_and(|l| l.starts_with(&handler_reason) && l.contains(" 1 ")), "{table}");
 
     let (master_key, _) = bed.host().keys();
-    let diagnose = ["--output", "json", "dlq", "diagnose", "--tenant", FABRIKAM_TENANT, "--function-key", &master_key];
+    // `--function-key=KEY`: a random key may begin with `-`.
+    let key = format!("--function-key={master_key}");
+    let diagnose = ["--output", "json", "dlq", "diagnose", "--tenant", FABRIKAM_TENANT, &key];
     let blocked = bed.run(&diagnose).await;
     assert_eq!(blocked.status.code(), Some(3), "still blocked");
     let blocked = stdout_json(&blocked);
@@ -83,10 +85,10 @@ async fn dead_lettered_onboarding_is_listed_diagnosed_fixed_and_replayed_to_comp
     assert_eq!(completed["data"]["onboardingId"], "obd-fabrikam");
     assert_eq!(completed["data"]["attempts"], 1, "the replay starts counting afresh");
 
-    let records: Vec<Value> =
-        std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = support::json_lines(&audit);
+    let records = support::records(&lines, "result");
     assert_eq!(records.len(), 1);
-    let record = &records[0];
+    let record = records[0];
     assert_eq!(record["outcome"], "replayed");
     assert_eq!(record["operator"], "test-operator");
     assert_eq!(record["credential"], "sas:RootManageSharedAccessKey");

@@ -52,9 +52,17 @@ async fn an_interrupted_replay_loses_nothing_and_a_rerun_converges() {
     assert_eq!(resubmission.correlation_id.as_deref(), Some("corr-msg-0007"), "the original CorrelationId");
     assert_eq!(resubmission.delivery_count, 0);
     assert!(
-        resubmission.application_properties.keys().all(|k| !k.starts_with("cmk-") && !k.starts_with("DeadLetter")),
+        resubmission
+            .application_properties
+            .keys()
+            .all(|k| (!k.starts_with("cmk-") || k == "cmk-original-message-id") && !k.starts_with("DeadLetter")),
         "the handler's marks and the broker's dead-letter marks are stripped: {:?}",
         resubmission.application_properties
+    );
+    assert_eq!(
+        property(&resubmission, "cmk-original-message-id"),
+        Some("orig-msg-0007"),
+        "the producer's MessageId survives the replay"
     );
     assert_eq!(property(&resubmission, "upstream-system"), Some("signup"), "the producer's own properties stay");
     assert_eq!(property(&resubmission, "replayed-from"), Some("onboarding/$DeadLetterQueue"));
@@ -81,18 +89,37 @@ async fn an_interrupted_replay_loses_nothing_and_a_rerun_converges() {
         let id = format!("msg-{i:04}");
         assert!(dead.contains(&id) || replayed.contains(&id), "{id} was lost");
     }
-    let audited = std::fs::read_to_string(&audit).unwrap().lines().count();
-    eprintln!(
-        "killed after {} resubmissions, {} dead letters left, {audited} audit records",
-        replayed.len(),
-        dead.len()
-    );
+    // The intent was on disk before the first send: every resubmission is accounted for in the audit trail, even
+    // those whose outcome the killed run never recorded.
+    let lines = support::json_lines(&audit);
+    let intents = support::records(&lines, "intent");
+    assert_eq!(intents.len(), 1, "one intent, written before acting");
+    let intended: BTreeSet<i64> =
+        intents[0]["messages"].as_array().unwrap().iter().map(|m| m["sequenceNumber"].as_i64().unwrap()).collect();
+    assert_eq!(intended.len(), MESSAGES, "the whole selection is named up front");
+    for message in bed.queue() {
+        let seq = message.application_properties["replayed-sequence-number"].as_i64().unwrap();
+        assert!(intended.contains(&seq), "resubmission of {seq} is not in the intent");
+    }
+    assert!(support::records(&lines, "end").is_empty(), "the killed run never ended");
+    let recorded = support::records(&lines, "result").len();
+    eprintln!("killed after {} resubmissions, {} dead letters left, {recorded} results", replayed.len(), dead.len());
 
     // A lock the killed process held expires after the queue's lock duration (PT1M); let emulated time pass it.
     bed.emulator.shared().clock.advance(Duration::from_secs(120));
     bed.emulator.shared().bus.clock_advanced();
-    let rerun = bed.run(&["dlq", "replay", "--yes", "--rate", "0"]).await;
+    let rerun = bed.run(&["dlq", "replay", "--yes", "--rate", "0", "--audit", audit.to_str().unwrap()]).await;
     assert_eq!(rerun.status.code(), Some(0));
+    let warning = String::from_utf8_lossy(&rerun.stderr);
+    let unknown = MESSAGES - recorded;
+    assert!(
+        warning.contains("did not finish") && warning.contains(&format!("{unknown} of {MESSAGES} message(s)")),
+        "the next run reports the interrupted one: {warning}"
+    );
+    let lines = support::json_lines(&audit);
+    assert_eq!(support::records(&lines, "reported").len(), 1);
+    let again = bed.run(&["dlq", "replay", "--yes", "--rate", "0", "--audit", audit.to_str().unwrap()]).await;
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("did not finish"), "reported once");
     assert!(bed.dead_letters().is_empty());
     assert_eq!(bed.queue().len(), MESSAGES, "no duplicate: a repeated send has the same MessageId and is dropped");
     assert_eq!(resubmitted(&bed), resubmitted(&reference), "same end state as the uninterrupted replay");
@@ -118,12 +145,12 @@ async fn a_replay_killed_between_send_and_complete_is_finished_by_a_rerun_withou
     ]);
     let client = cmkctl::connect::connect(&cli.connection).unwrap().client;
     // What the replay does for one message up to the crash: lock it, send its resubmission, and die.
-    let mut walk = cmkctl::walk::DeadLetterWalk::new(&client, "onboarding");
-    let locked = walk.next().await.unwrap().expect("a dead letter");
+    let locks = cmkctl::walk::LockSet::new(&client, "onboarding");
+    let locked = locks.lock_next().await.unwrap().expect("a dead letter");
     let resubmission =
-        cmkctl::replay_message::replay_message(walk.entity(), &locked, "crashed", time::OffsetDateTime::now_utc());
+        cmkctl::messages::replay_message(locks.entity(), &locked, "crashed", time::OffsetDateTime::now_utc());
     client.send("onboarding", &resubmission).await.unwrap();
-    drop(walk);
+    drop(locks);
     assert_eq!((bed.dead_letters().len(), bed.queue().len()), (3, 1), "both copies exist after the crash");
 
     bed.emulator.shared().clock.advance(Duration::from_secs(120));

@@ -97,7 +97,51 @@ async fn a_valid_message_from_stdin_is_sent_and_completes() {
     let output = child.wait_with_output().await.unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let sent = stdout_json(&output);
-    assert_eq!(sent["messageId"], "obd-enqueued", "the onboarding id is the default MessageId");
+    let message_id = sent["messageId"].as_str().unwrap();
+    assert!(message_id.starts_with("obd-enqueued."), "onboarding id and content hash: {message_id}");
     bed.wait_until("the enqueued onboarding completes", |bed| !bed.events_of("completed").is_empty()).await;
     assert_eq!(bed.events_of("completed")[0]["data"]["onboardingId"], "obd-enqueued");
+}
+
+/// Found by an operator: a corrected message (same onboarding id, new content) was dropped by the queue's duplicate
+/// detection while `enqueue` printed "sent".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_is_sent_and_a_repeat_is_reported_not_swallowed() {
+    let bed = support::TestBed::broker_only().await;
+    let settings = bed.settings_file();
+    let settings = settings.to_str().unwrap();
+    let write = |name: &str, body: &[u8]| {
+        let path = bed.dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let original = write("original.json", &contoso("obd-fix"));
+    let mut fixed: serde_json::Value = serde_json::from_slice(&contoso("obd-fix")).unwrap();
+    fixed["key"]["name"] = "cmk2".into();
+    let corrected = write("corrected.json", &serde_json::to_vec(&fixed).unwrap());
+
+    let first = bed.run(&["--output", "json", "enqueue", "--settings", settings, &original]).await;
+    assert_eq!(first.status.code(), Some(0));
+    let repeat = bed.run(&["--output", "json", "enqueue", "--settings", settings, &original]).await;
+    assert_eq!(repeat.status.code(), Some(5), "Service Bus would drop it: reported, not 'sent'");
+    assert_eq!(stdout_json(&repeat)["duplicate"], "repeat");
+    let correction = bed.run(&["--output", "json", "enqueue", "--settings", settings, &corrected]).await;
+    assert_eq!(correction.status.code(), Some(0));
+    assert_ne!(stdout_json(&correction)["messageId"], stdout_json(&first)["messageId"]);
+
+    let queued = bed.queue();
+    assert_eq!(queued.len(), 2, "the original and the correction, both on the queue");
+    let keys: Vec<String> = queued
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.body).unwrap()["key"]["name"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(keys, ["cmk", "cmk2"]);
+
+    // An explicit MessageId reused for other content would swallow the correction: refused, nothing sent.
+    let reused = stdout_json(&first)["messageId"].as_str().unwrap().to_owned();
+    let swallowed =
+        bed.run(&["--output", "json", "enqueue", "--settings", settings, "--message-id", &reused, &corrected]).await;
+    assert_eq!(swallowed.status.code(), Some(5));
+    assert_eq!(stdout_json(&swallowed)["duplicate"], "swallowed");
+    assert_eq!(bed.queue().len(), 2);
 }

@@ -41,7 +41,7 @@ async fn tail_follows_a_subscription() {
         .collect();
     assert_eq!(ids, ["e1", "e3"], "the subscription's filter applies");
 
-    let all = bed.run(&["events", "tail", "--max", "2"]).await;
+    let all = bed.run(&["events", "tail", "--subscription", "all", "--max", "2"]).await;
     assert_eq!(all.status.code(), Some(0));
     let table = String::from_utf8_lossy(&all.stdout);
     let lines: Vec<&str> = table.lines().collect();

@@ -269,6 +269,16 @@ impl ServiceBusClient {
         self.settle(message, Method::POST, "renew message lock").await
     }
 
+    /// The management API's description of a queue or subscription: Atom XML whose `CountDetails` hold the runtime
+    /// counts (for the ops console). Needs the Manage right with SAS, or read access to the entity with Entra.
+    pub async fn entity_description(&self, entity: &str) -> Result<String, Error> {
+        let mut url = self.inner.endpoint.clone();
+        url.set_path(&format!("/{}", entity.trim_matches('/')));
+        url.query_pairs_mut().append_pair("api-version", "2021-05");
+        let response = self.send_request(&OutgoingRequest::new(Method::GET, url), "get entity description").await?;
+        Ok(String::from_utf8_lossy(&response.body).into_owned())
+    }
+
     async fn settle(&self, message: &ReceivedMessage, method: Method, operation: &'static str) -> Result<(), Error> {
         let url =
             message.lock_location.clone().ok_or_else(|| bad_response(operation, "the message has no lock location"))?;

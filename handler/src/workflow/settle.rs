@@ -30,7 +30,7 @@ pub const FIRST_ATTEMPT_AT: &str = "cmk-first-attempt-at";
 pub const LAST_ACTION_STATE: &str = "cmk-last-action-state";
 pub const DEAD_LETTER_REASON: &str = crate::function::server::DEAD_LETTER_REASON_PROPERTY;
 pub const DEAD_LETTER_DESCRIPTION: &str = "cmk-dead-letter-description";
-/// Where a copy came from, for ops.
+/// The producer's MessageId of the message a copy descends from, for ops.
 pub const ORIGINAL_MESSAGE_ID: &str = "cmk-original-message-id";
 
 const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -214,8 +214,11 @@ fn carried_properties(message: &IncomingMessage) -> BTreeMap<String, Value> {
         .filter(|(k, _)| !ours.iter().any(|o| k.eq_ignore_ascii_case(o)) && !k.starts_with('$'))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Some(id) = &message.message_id {
-        properties.insert(ORIGINAL_MESSAGE_ID.to_owned(), Value::from(id.as_str()));
+    // The producer's MessageId, kept through retry copies and replays (cmkctl sets it on a replay); the delivered
+    // message's id only when none was recorded yet.
+    let recorded = message.application_properties.iter().find(|(k, _)| k.eq_ignore_ascii_case(ORIGINAL_MESSAGE_ID));
+    if let Some(id) = recorded.and_then(|(_, v)| v.as_str()).or(message.message_id.as_deref()) {
+        properties.insert(ORIGINAL_MESSAGE_ID.to_owned(), Value::from(id));
     }
     properties
 }

@@ -71,3 +71,26 @@ async fn customer_steps_are_asked_for_one_at_a_time_then_it_completes() {
     assert!(completed["data"]["attempts"].as_u64().unwrap() >= 4, "{completed:#}");
     assert!(bed.dead_letters().is_empty());
 }
+
+/// Key Vault answers a disabled key's GET with 403 `KeyDisabled` (not 200 with `enabled: false`): the handler asks the
+/// customer to enable it, and the delayed retry completes once they have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_key_is_asked_for_then_it_completes() {
+    let bed = crate::testbed::start().await;
+    bed.apply(vec![Change::SetKeyEnabled { vault: "contoso-kv".into(), key: "cmk".into(), enabled: false }]);
+    bed.send(&crate::testbed::contoso("obd-disabled-key"), "msg-disabled-key");
+    bed.wait_until("action_required: key disabled", |bed| reasons(bed) == ["KeyDisabled"]).await;
+    let key_reads: Vec<u16> = bed
+        .requests()
+        .iter()
+        .filter(|r| r.host == "contoso-kv.vault.azure.net" && r.method == "GET")
+        .map(|r| r.status)
+        .collect();
+    assert!(!key_reads.is_empty() && key_reads.iter().all(|s| *s == 403), "refused while disabled: {key_reads:?}");
+
+    bed.apply(vec![Change::SetKeyEnabled { vault: "contoso-kv".into(), key: "cmk".into(), enabled: true }]);
+    bed.wait_until("completed", |bed| !bed.events_of("completed").is_empty()).await;
+    bed.wait_queue_idle().await;
+    assert_eq!(reasons(&bed), ["KeyDisabled"]);
+    assert!(bed.dead_letters().is_empty());
+}

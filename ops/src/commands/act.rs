@@ -1,281 +1,238 @@
-//! `dlq replay` and `dlq purge`: select, confirm, act on each message (rate-limited, concurrent, with progress), audit.
-//!
-//! Replay order is send-then-complete: if the run dies between the two, the dead letter is still there (its lock
-//! expires) and the resubmission is in the queue. Re-running sends the same MessageId again, which the queue's
-//! duplicate detection drops, then completes the dead letter; the end state is the same as an uninterrupted run.
+//! `dlq replay` and `dlq purge` on the command line: select (and lock), show, confirm, then hand the locked selection
+//! to [`crate::actions::execute`]. What is confirmed is what is acted on: the messages stay locked from the listing to
+//! the action, or the run is bound to an earlier listing by `--selection FILE` / `--expect N`.
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
-use std::time::Instant;
+use std::io::IsTerminal;
+use std::time::Duration;
 
-use cmk_handler::azure::servicebus::ReceivedMessage;
-use serde::Serialize;
-use time::OffsetDateTime;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-
-use super::select;
-use crate::audit::{AuditLog, AuditRecord, operator};
+use crate::actions::{self, Action, Actor};
+use crate::audit::{AuditLog, operator, state_dir};
 use crate::cli::{ActionArgs, ConnectionArgs, OutputFormat};
 use crate::connect::Connection;
 use crate::dead_letter::{DeadLetter, Filter};
 use crate::exit::Exit;
-use crate::output::print;
-use crate::progress::{Progress, RateLimit};
-use crate::replay_message::{replay_message, replay_message_id};
-use crate::walk::DeadLetterWalk;
+use crate::output::{clip, or_dash, print, table};
+use crate::progress::Progress;
+use crate::selection::{self, Bounds, Expected, Locked, SelectionFile};
 
-#[derive(Debug, Clone, Copy)]
-pub enum Action {
-    Replay { rate: f64, concurrency: usize },
-    Purge,
-}
+/// How long the prompt waits for an answer (the locks are renewed meanwhile): the run never hangs on a terminal.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(600);
+/// Rows of the selection shown before the prompt.
+const SHOWN: usize = 50;
 
-impl Action {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Replay { .. } => "replay",
-            Self::Purge => "purge",
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Summary {
-    action: &'static str,
-    dry_run: bool,
-    dead_letters_seen: usize,
-    selected: usize,
-    succeeded: usize,
-    failed: usize,
-    elapsed_seconds: f64,
-}
-
-/// What every task needs to act on one message and record it.
-#[derive(Debug, Clone)]
-struct Context {
-    connection: Connection,
-    queue: String,
-    dead_letter_queue: String,
-    operator: String,
-    audit: AuditLog,
-}
-
+/// `archive_by_default`: a purge without `--archive`/`--no-archive` archives to the state directory.
 pub async fn run(
     connection: &Connection,
     args: &ConnectionArgs,
-    action: Action,
+    mut action: Action,
+    archive_by_default: bool,
     options: &ActionArgs,
     format: OutputFormat,
 ) -> Result<Exit, String> {
-    let filter = Filter::new(options.filter.clone());
-    if !options.dry_run && !options.yes {
-        let selection = select(&connection.client, &args.queue, &filter, options.limit).await?;
-        if selection.messages.is_empty() {
-            eprintln!("no dead letter matches; nothing to {}", action.name());
-            return Ok(Exit::Ok);
+    let (filter_args, expected) = match &options.selection {
+        Some(path) => {
+            let saved = SelectionFile::read(path)?;
+            let here = crate::walk::dead_letter_queue(&args.queue);
+            if !saved.dead_letter_queue.eq_ignore_ascii_case(&here) {
+                return Err(format!("{} lists {}, not {here}", path.display(), saved.dead_letter_queue));
+            }
+            (saved.filter, Expected::Exactly(saved.messages))
         }
-        if !confirm(action, selection.messages.len(), &args.queue) {
-            return Ok(Exit::Aborted);
-        }
+        None => (options.filter.clone(), Expected::Matching),
+    };
+    let filter = Filter::new(filter_args.clone());
+    // Interrupted runs are reported before anything else happens.
+    let audit = if options.dry_run { None } else { Some(open_audit(options)?) };
+    if let (Action::Purge { archive }, Some(audit)) = (&mut action, &audit)
+        && archive.is_none()
+        && archive_by_default
+    {
+        *archive = Some(default_archive(audit));
     }
-    let audit = AuditLog::open(options.audit.as_deref())?;
-    let mut walk = DeadLetterWalk::new(&connection.client, &args.queue);
-    let mut connection = connection.clone();
-    connection.credential = connection.principal().await;
-    let context = Context {
-        connection,
-        queue: args.queue.clone(),
-        dead_letter_queue: walk.entity().to_owned(),
-        operator: operator(args.operator.as_deref()),
-        audit,
-    };
-    let (rate, concurrency) = match action {
-        Action::Replay { rate, concurrency } => (rate, concurrency),
-        Action::Purge => (0.0, 16),
-    };
-    let started = Instant::now();
-    let mut limiter = RateLimit::new(rate);
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let mut tasks: JoinSet<bool> = JoinSet::new();
-    let mut progress = Progress::new(action.name(), options.limit);
-    let (mut seen, mut selected, mut succeeded, mut failed) = (0, 0, 0, 0);
 
-    let walked: Result<(), String> = async {
-        while options.limit.is_none_or(|limit| selected < limit) {
-            // Settle what finished, so progress moves while the walk goes on.
-            while let Some(done) = tasks.try_join_next() {
-                tally(done, &mut succeeded, &mut failed, &mut progress);
-            }
-            let Some(message) = walk.next().await.map_err(|e| e.to_string())? else { break };
-            seen += 1;
-            let letter = DeadLetter::from_message(&message);
-            if !filter.matches(&letter) {
-                walk.hold(message);
-                continue;
-            }
-            selected += 1;
-            if options.dry_run {
-                let outcome = match action {
-                    Action::Replay { .. } => "would-replay",
-                    Action::Purge => "would-purge",
-                };
-                context.audit.write(&context.record(action, true, &message, &letter, outcome, None))?;
-                walk.hold(message);
-                succeeded += 1;
-                progress.advance(true);
-                continue;
-            }
-            limiter.acquire().await;
-            let permit = permits.clone().acquire_owned().await.map_err(|e| e.to_string())?;
-            let context = context.clone();
-            tasks.spawn(async move {
-                let ok = context.act(action, message, letter).await;
-                drop(permit);
-                ok
-            });
-        }
-        Ok(())
-    }
-    .await;
-    while let Some(done) = tasks.join_next().await {
-        tally(done, &mut succeeded, &mut failed, &mut progress);
-    }
+    let bounds = Bounds { limit: options.limit, scan_limit: options.scan_limit };
+    let mut progress = Progress::new("reading", None);
+    let locked =
+        selection::lock(&connection.client, &args.queue, &filter, &expected, bounds, |_| progress.advance(true)).await;
     progress.finish();
-    let released = walk.release().await.map_err(|e| format!("could not unlock every dead letter: {e}"));
-    walked?;
-    released?;
+    let locked = locked?;
+    report_differences(&locked);
 
-    let summary = Summary {
-        action: action.name(),
-        dry_run: options.dry_run,
-        dead_letters_seen: seen,
-        selected,
-        succeeded,
-        failed,
-        elapsed_seconds: started.elapsed().as_secs_f64(),
+    if locked.chosen.is_empty() {
+        eprintln!("no dead letter to {}", action.name());
+        release(locked).await?;
+        return Ok(Exit::Ok);
+    }
+    if options.dry_run {
+        show(format, &locked.chosen, &mut std::io::stdout());
+        if let Some(path) = &options.save {
+            let file = SelectionFile {
+                dead_letter_queue: locked.locks.entity().to_owned(),
+                listed_at: time::OffsetDateTime::now_utc(),
+                filter: filter_args,
+                messages: locked.chosen.iter().map(selection::Identity::of).collect(),
+            };
+            file.write(path)?;
+            eprintln!("selection of {} saved to {}", locked.chosen.len(), path.display());
+        }
+        release(locked).await?;
+        return Ok(Exit::Ok);
+    }
+    if let Some(expected) = options.expect.filter(|n| *n != locked.chosen.len()) {
+        show(OutputFormat::Table, &locked.chosen, &mut std::io::stderr());
+        eprintln!(
+            "expected {expected} dead letter(s), the selection has {}: nothing done (list again, then confirm that)",
+            locked.chosen.len()
+        );
+        release(locked).await?;
+        return Ok(Exit::Aborted);
+    }
+    if !options.yes && !confirm(&action, &locked, &args.queue).await {
+        release(locked).await?;
+        return Ok(Exit::Aborted);
+    }
+
+    let actor = Actor {
+        connection: connection.clone(),
+        queue: args.queue.clone(),
+        operator: operator(args.operator.as_deref()),
+        audit: audit.expect("opened for a real run"),
     };
-    let headers = ["ACTION", "DRY RUN", "SEEN", "SELECTED", "SUCCEEDED", "FAILED", "SECONDS"];
-    let row = vec![
-        summary.action.to_owned(),
-        summary.dry_run.to_string(),
-        seen.to_string(),
-        selected.to_string(),
-        succeeded.to_string(),
-        failed.to_string(),
-        format!("{:.2}", summary.elapsed_seconds),
-    ];
-    if options.audit.is_some() {
-        print(format, &summary, &headers, vec![row]);
-    } else {
-        // Stdout carries the audit records; the summary must not break a consumer of JSON lines.
-        eprint!("{}", crate::output::table(&headers, &[row]));
-    }
-    Ok(if failed == 0 { Exit::Ok } else { Exit::Failed })
-}
-
-fn tally(
-    done: Result<bool, tokio::task::JoinError>,
-    succeeded: &mut usize,
-    failed: &mut usize,
-    progress: &mut Progress,
-) {
-    let ok = done.unwrap_or(false);
-    if ok {
-        *succeeded += 1;
-    } else {
-        *failed += 1;
-    }
-    progress.advance(ok);
-}
-
-impl Context {
-    /// Acts on one locked dead letter and audits the outcome; `true` when it succeeded.
-    async fn act(&self, action: Action, message: ReceivedMessage, letter: DeadLetter) -> bool {
-        let client = &self.connection.client;
-        let (result, replay_id, target) = match action {
-            Action::Replay { .. } => {
-                let target = target_queue(&message, &self.queue);
-                let outgoing =
-                    replay_message(&self.dead_letter_queue, &message, &self.operator, OffsetDateTime::now_utc());
-                let sent = client.send(&target, &outgoing).await;
-                // Only after the send succeeded: a failure here leaves the dead letter for the next run.
-                let result = match sent {
-                    Ok(()) => client.complete(&message).await,
-                    Err(error) => Err(error),
-                };
-                (result, outgoing.message_id, Some(target))
-            }
-            Action::Purge => (client.complete(&message).await, None, None),
-        };
-        let (outcome, error) = match (&result, action) {
-            (Ok(()), Action::Replay { .. }) => ("replayed", None),
-            (Ok(()), Action::Purge) => ("purged", None),
-            (Err(error), _) => ("failed", Some(error.to_string())),
-        };
-        let mut record = self.record(action, false, &message, &letter, outcome, error);
-        record.replay_message_id = replay_id;
-        record.target_queue = target;
-        let audited = self.audit.write(&record);
-        if let Err(problem) = &audited {
-            eprintln!("error: {problem}");
+    let total = locked.chosen.len();
+    let bar = std::sync::Mutex::new(Progress::new(action.name(), Some(total)));
+    let summary = actions::execute(locked, action, &actor, move |p| {
+        if p.done > 0 {
+            bar.lock().unwrap_or_else(|e| e.into_inner()).advance_to(p.done, p.failed);
         }
-        result.is_ok() && audited.is_ok()
+    })
+    .await?;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
     }
 
-    fn record(
-        &self,
-        action: Action,
-        dry_run: bool,
-        message: &ReceivedMessage,
-        letter: &DeadLetter,
-        outcome: &'static str,
-        error: Option<String>,
-    ) -> AuditRecord {
-        let replay = matches!(action, Action::Replay { .. });
-        AuditRecord {
-            at: OffsetDateTime::now_utc(),
-            operator: self.operator.clone(),
-            credential: self.connection.credential.clone(),
-            action: action.name(),
-            dry_run,
-            dead_letter_queue: self.dead_letter_queue.clone(),
-            sequence_number: letter.sequence_number,
-            message_id: letter.message_id.clone(),
-            onboarding_id: letter.onboarding_id.clone(),
-            reason: letter.reason().to_owned(),
-            outcome,
-            replay_message_id: replay.then(|| replay_message_id(&self.dead_letter_queue, message)),
-            target_queue: replay.then(|| target_queue(message, &self.queue)),
-            error,
+    let rows: Vec<Vec<String>> = summary
+        .outcomes
+        .iter()
+        .map(|r| {
+            vec![
+                r.sequence_number.to_string(),
+                or_dash(r.onboarding_id.as_deref()),
+                r.outcome.to_owned(),
+                clip(r.error.as_deref().or(r.replay_message_id.as_deref()).unwrap_or("-"), 80),
+            ]
+        })
+        .collect();
+    print(format, &summary, &["SEQ", "ONBOARDING ID", "OUTCOME", "REPLAY MESSAGE ID / ERROR"], rows);
+    eprint!(
+        "{}",
+        table(
+            &["ACTION", "SELECTED", "SUCCEEDED", "FAILED", "SECONDS", "AUDIT"],
+            &[vec![
+                summary.action.to_owned(),
+                summary.selected.to_string(),
+                summary.succeeded.to_string(),
+                summary.failed.to_string(),
+                format!("{:.2}", summary.elapsed_seconds),
+                summary.audit_file.display().to_string(),
+            ]]
+        )
+    );
+    if let Some(archive) = &summary.archive {
+        eprintln!("purged messages archived to {}", archive.display());
+    }
+    Ok(if summary.failed == 0 { Exit::Ok } else { Exit::Failed })
+}
+
+/// Opens the audit trail and reports what earlier runs left unfinished.
+pub fn open_audit(options: &ActionArgs) -> Result<AuditLog, String> {
+    let path = options.audit.clone().unwrap_or_else(|| state_dir().join("audit.jsonl"));
+    let (audit, unfinished) = AuditLog::open(&path)?;
+    for run in unfinished {
+        eprintln!("warning: {run} (audit trail {})", path.display());
+    }
+    Ok(audit)
+}
+
+/// The default archive of a purge run.
+pub fn default_archive(audit: &AuditLog) -> std::path::PathBuf {
+    state_dir().join("purged").join(format!("{}.jsonl", audit.run))
+}
+
+async fn release(locked: Locked) -> Result<(), String> {
+    locked.locks.release().await.map_err(|e| format!("could not unlock every dead letter: {e}"))
+}
+
+/// Differences between what was expected and what the walk found: reported, never acted on.
+fn report_differences(locked: &Locked) {
+    let report = &locked.report;
+    let list =
+        |ids: &[selection::Identity]| ids.iter().map(|i| i.sequence_number.to_string()).collect::<Vec<_>>().join(", ");
+    if !report.missing.is_empty() {
+        eprintln!("not acted on, gone since the listing (or locked by another run): {}", list(&report.missing));
+    }
+    if !report.changed.is_empty() {
+        eprintln!("not acted on, a different message than listed: {}", list(&report.changed));
+    }
+    if !report.unexpected.is_empty() {
+        eprintln!("not acted on, new since the listing: {}", list(&report.unexpected));
+    }
+    if report.truncated {
+        eprintln!(
+            "stopped after visiting {} dead letters (--scan-limit): more may be left; run again for the rest",
+            report.seen
+        );
+    }
+}
+
+/// The selection as a table (or JSON) on `out`.
+fn show(format: OutputFormat, letters: &[DeadLetter], out: &mut dyn std::io::Write) {
+    let text = match format {
+        OutputFormat::Json => serde_json::to_string_pretty(letters).unwrap_or_default() + "\n",
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = letters
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.sequence_number.to_string(),
+                        or_dash(l.onboarding_id.as_deref()),
+                        l.reason().to_owned(),
+                        or_dash(l.message_id.as_deref()),
+                    ]
+                })
+                .collect();
+            table(&["SEQ", "ONBOARDING ID", "REASON", "MESSAGE ID"], &rows)
         }
-    }
+    };
+    let _ = out.write_all(text.as_bytes());
 }
 
-/// The queue the message was dead-lettered from: `DeadLetterSource` when the broker recorded one (auto-forwarding
-/// chains), else the queue whose dead-letter queue this is.
-fn target_queue(message: &ReceivedMessage, queue: &str) -> String {
-    message
-        .broker_properties
-        .dead_letter_source
-        .as_deref()
-        .filter(|source| !source.is_empty() && !source.contains("/subscriptions/"))
-        .unwrap_or(queue)
-        .to_owned()
-}
-
-/// Asks on the terminal. Without one (a script) nothing destructive happens unless `--yes` was given.
-fn confirm(action: Action, count: usize, queue: &str) -> bool {
+/// Shows the locked selection and asks on the terminal; the locks are renewed while the operator reads. Without a
+/// terminal (a script) nothing happens unless `--yes` was given.
+async fn confirm(action: &Action, locked: &Locked, queue: &str) -> bool {
+    let count = locked.chosen.len();
     if !std::io::stdin().is_terminal() {
-        eprintln!("refusing to {} {count} dead letter(s) without confirmation: no terminal; pass --yes", action.name());
+        eprintln!(
+            "refusing to {} {count} dead letter(s) without confirmation: no terminal; pass --yes (with --expect {count} \
+             or --selection FILE to bind it)",
+            action.name()
+        );
         return false;
     }
-    eprint!("{} {count} dead letter(s) from {queue}/$DeadLetterQueue? [y/N] ", action.name());
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
+    let mut stderr = std::io::stderr();
+    show(OutputFormat::Table, &locked.chosen[..count.min(SHOWN)], &mut stderr);
+    if count > SHOWN {
+        eprintln!("… and {} more (`dlq list --save FILE` lists them all)", count - SHOWN);
     }
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    eprint!("{} exactly these {count} dead letter(s) from {queue}/$DeadLetterQueue? [y/N] ", action.name());
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    match tokio::time::timeout(CONFIRM_TIMEOUT, answer).await {
+        Ok(Ok(Ok(line))) => matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes"),
+        _ => {
+            eprintln!("\nno answer: nothing done");
+            false
+        }
+    }
 }

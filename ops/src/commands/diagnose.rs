@@ -2,31 +2,17 @@
 //! (validation plus the read-only customer preflight, which needs the CMK identity only the app can use).
 
 use futures::StreamExt;
-use serde::Serialize;
-use serde_json::Value;
-use url::Url;
 
-use super::select;
 use crate::cli::{ConnectionArgs, DiagnoseArgs, OutputFormat};
 use crate::connect::Connection;
-use crate::dead_letter::{DeadLetter, Filter};
+use crate::dead_letter::Filter;
+use crate::diagnosis::{DiagnoseFunction, Diagnosed, first_failing};
 use crate::exit::Exit;
 use crate::output::{clip, or_dash, print};
+use crate::selection::{self, Bounds};
 
 /// Diagnoses in flight at once: each one costs the app a preflight against the customer's tenant.
 const CONCURRENCY: usize = 4;
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Diagnosed {
-    sequence_number: i64,
-    onboarding_id: Option<String>,
-    dead_letter_reason: String,
-    ready: bool,
-    /// The first failing check, `step: reasonCode`.
-    blocked_by: Option<String>,
-    diagnosis: Value,
-}
 
 pub async fn diagnose(
     connection: &Connection,
@@ -39,15 +25,12 @@ pub async fn diagnose(
         .clone()
         .or_else(|| args.emulator.clone())
         .ok_or("no Function App: pass --function-app https://APP.azurewebsites.net (or CMK_FUNCTION_APP_URL)")?;
-    let endpoint = base.join("api/diagnose").map_err(|e| format!("bad --function-app URL: {e}"))?;
+    let function = DiagnoseFunction::new(&base, &diagnose.function_key)?;
     let filter = Filter::new(diagnose.filter.clone());
-    let selection = select(&connection.client, &args.queue, &filter, diagnose.limit).await?;
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(120))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let results: Vec<Result<Diagnosed, String>> = futures::stream::iter(selection.messages.iter())
-        .map(|(message, letter)| call(&http, &endpoint, &diagnose.function_key, &message.body, letter))
+    let bounds = Bounds { limit: diagnose.limit, ..Bounds::default() };
+    let (selected, _) = selection::read(&connection.client, &args.queue, &filter, bounds).await?;
+    let results: Vec<Result<Diagnosed, String>> = futures::stream::iter(selected.iter())
+        .map(|(message, letter)| function.diagnose(&message.body, letter))
         .buffered(CONCURRENCY)
         .collect()
         .await;
@@ -74,44 +57,4 @@ pub async fn diagnose(
         rows,
     );
     Ok(if diagnosed.iter().all(|d| d.ready) { Exit::Ok } else { Exit::Rejected })
-}
-
-async fn call(
-    http: &reqwest::Client,
-    endpoint: &Url,
-    key: &str,
-    body: &[u8],
-    letter: &DeadLetter,
-) -> Result<Diagnosed, String> {
-    let response = http
-        .post(endpoint.clone())
-        .header("x-functions-key", key)
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the diagnose function at {endpoint}: {e}"))?;
-    let status = response.status();
-    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(format!("the diagnose function refused the key ({status}); it needs the host master key"));
-    }
-    let diagnosis: Value =
-        response.json().await.map_err(|e| format!("the diagnose function answered {status} without JSON: {e}"))?;
-    if !status.is_success() {
-        return Err(format!("the diagnose function answered {status}: {diagnosis}"));
-    }
-    let blocked_by = first_failing(&diagnosis)
-        .map(|c| format!("{}: {}", c["step"].as_str().unwrap_or("?"), c["reasonCode"].as_str().unwrap_or("?")));
-    Ok(Diagnosed {
-        sequence_number: letter.sequence_number,
-        onboarding_id: letter.onboarding_id.clone(),
-        dead_letter_reason: letter.reason().to_owned(),
-        ready: diagnosis["ready"].as_bool().unwrap_or(false),
-        blocked_by,
-        diagnosis,
-    })
-}
-
-fn first_failing(diagnosis: &Value) -> Option<&Value> {
-    diagnosis["checks"].as_array()?.iter().find(|c| c["ok"] == false)
 }

@@ -3,13 +3,16 @@
 use std::io::Read;
 use std::path::Path;
 
-use cmk_handler::azure::servicebus::OutgoingMessage;
 use cmk_handler::contract::{ValidatedOnboarding, parse_and_validate};
 use serde_json::json;
+use time::OffsetDateTime;
 
+use crate::audit::{rfc3339, state_dir};
 use crate::cli::{ConnectionArgs, EnqueueArgs, OutputFormat, ValidateArgs};
 use crate::connect::connect;
 use crate::exit::Exit;
+use crate::journal::{DUPLICATE_DETECTION_WINDOW, Journal, Sent, Verdict};
+use crate::messages::{Onboarding, content_hash, onboarding_message};
 use crate::policy;
 
 pub fn validate(args: &ValidateArgs, format: OutputFormat) -> Result<Exit, String> {
@@ -24,19 +27,54 @@ pub fn validate(args: &ValidateArgs, format: OutputFormat) -> Result<Exit, Strin
 
 pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: OutputFormat) -> Result<Exit, String> {
     let Some((onboarding, body)) = checked(&args.message, format)? else { return Ok(Exit::Rejected) };
-    let client = connect(connection)?.client;
-    let message_id = args.message_id.clone().unwrap_or_else(|| onboarding.onboarding_id.clone());
-    let message = OutgoingMessage {
+    let connected = connect(connection)?;
+    let message = onboarding_message(&Onboarding {
         body,
-        content_type: Some("application/json".to_owned()),
-        message_id: Some(message_id.clone()),
-        correlation_id: Some(args.correlation_id.clone().unwrap_or_else(|| onboarding.onboarding_id.clone())),
+        onboarding_id: onboarding.onboarding_id.clone(),
+        message_id: args.message_id.clone(),
+        correlation_id: args.correlation_id.clone(),
         session_id: args.session_id.clone(),
-        ..OutgoingMessage::default()
+    });
+    let message_id = message.message_id.clone().unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    let sent = Sent {
+        at: now,
+        namespace: connected.namespace.clone(),
+        queue: connection.queue.clone(),
+        message_id: message_id.clone(),
+        onboarding_id: onboarding.onboarding_id.clone(),
+        content_hash: content_hash(&message.body),
     };
-    client.send(&connection.queue, &message).await.map_err(|e| e.to_string())?;
-    let sent = json!({ "sent": true, "queue": connection.queue, "messageId": message_id, "onboardingId": onboarding.onboarding_id });
-    report(format, sent, &format!("sent {} as message {message_id} to {}", onboarding.onboarding_id, connection.queue));
+    let journal = Journal::at(&args.journal.clone().unwrap_or_else(|| state_dir().join("sent.jsonl")));
+    let dropped = match journal.verdict(&sent, now)? {
+        Verdict::New => None,
+        Verdict::Repeat(first) => Some(("repeat", first, "the same content was sent")),
+        Verdict::Swallowed(first) => Some(("swallowed", first, "OTHER content was sent with this MessageId")),
+    };
+    if let Some((kind, first, what)) = dropped {
+        let until = rfc3339(first.at + DUPLICATE_DETECTION_WINDOW);
+        let text = format!(
+            "not sent: {what} at {} as message {message_id}; Service Bus would drop this send as a duplicate until \
+             {until}{}",
+            rfc3339(first.at),
+            if kind == "swallowed" { " (leave out --message-id: the default id changes with the content)" } else { "" }
+        );
+        let value = json!({ "sent": false, "duplicate": kind, "queue": connection.queue, "messageId": message_id,
+            "onboardingId": onboarding.onboarding_id, "firstSentAt": rfc3339(first.at), "droppedUntil": until });
+        match format {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default()),
+            OutputFormat::Table => eprintln!("{text}"),
+        }
+        return Ok(Exit::Duplicate);
+    }
+    connected.client.send(&connection.queue, &message).await.map_err(|e| e.to_string())?;
+    journal.record(&sent)?;
+    let value = json!({ "sent": true, "queue": connection.queue, "messageId": message_id, "onboardingId": onboarding.onboarding_id });
+    report(
+        format,
+        value,
+        &format!("sent {} as message {message_id} to {}", onboarding.onboarding_id, connection.queue),
+    );
     Ok(Exit::Ok)
 }
 

@@ -3,10 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::cli::{ConnectionArgs, OutputFormat, TailArgs};
 use crate::connect::Connection;
+use crate::events::{next_event, subscription_path, summary};
 use crate::exit::Exit;
 
 /// The longest single receive; the idle timeout is checked between receives.
@@ -18,7 +17,7 @@ pub async fn tail(
     tail: &TailArgs,
     format: OutputFormat,
 ) -> Result<Exit, String> {
-    let entity = format!("{}/subscriptions/{}", args.topic, tail.subscription);
+    let entity = subscription_path(&args.topic, &tail.subscription);
     let idle_timeout = tail.idle_timeout.map(Duration::from_secs);
     let mut last_event = Instant::now();
     let mut count = 0;
@@ -33,38 +32,16 @@ pub async fn tail(
             },
             None => RECEIVE_WAIT,
         };
-        let Some(message) = connection.client.peek_lock(&entity, wait).await.map_err(|e| e.to_string())? else {
-            continue;
-        };
-        let event: Value = serde_json::from_slice(&message.body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&message.body).into_owned()));
+        let Some(event) = next_event(connection, &entity, wait).await? else { continue };
         match format {
             OutputFormat::Json => println!("{}", serde_json::to_string(&event).unwrap_or_default()),
-            OutputFormat::Table => println!("{}", line(&event)),
+            OutputFormat::Table => {
+                let (time, kind, onboarding, detail) = summary(&event);
+                println!("{time:<25}  {kind:<16}  {onboarding:<24}  {detail}");
+            }
         }
-        connection.client.complete(&message).await.map_err(|e| e.to_string())?;
         count += 1;
         last_event = Instant::now();
     }
     Ok(Exit::Ok)
-}
-
-/// `time  type  onboarding id  reason or key`.
-fn line(event: &Value) -> String {
-    let kind = event["type"].as_str().unwrap_or("?");
-    let short = kind.rsplit('.').nth(1).unwrap_or(kind);
-    let data = &event["data"];
-    let detail = data["reasonCode"]
-        .as_str()
-        .map(|reason| match data["message"].as_str() {
-            Some(message) => format!("{reason}: {message}"),
-            None => reason.to_owned(),
-        })
-        .or_else(|| data["currentVersionedKeyIdentifier"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    format!(
-        "{:<25}  {short:<16}  {:<24}  {detail}",
-        event["time"].as_str().unwrap_or("?"),
-        data["onboardingId"].as_str().or(event["onboardingid"].as_str()).unwrap_or("?")
-    )
 }

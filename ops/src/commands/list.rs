@@ -1,30 +1,13 @@
 //! `dlq list`: dead letters with what failed and why, or counts per reason.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::select;
 use crate::cli::{ConnectionArgs, GroupBy, ListArgs, OutputFormat};
 use crate::connect::Connection;
-use crate::dead_letter::{DeadLetter, Filter};
+use crate::dead_letter::{DeadLetter, Filter, by_reason};
 use crate::exit::Exit;
 use crate::output::{clip, or_dash, print};
-
-/// One reason's share of the dead letters.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReasonGroup {
-    reason: String,
-    count: usize,
-    #[serde(with = "time::serde::rfc3339::option")]
-    oldest: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    newest: Option<OffsetDateTime>,
-    sequence_numbers: Vec<i64>,
-    onboarding_ids: Vec<String>,
-}
+use crate::selection::{self, Bounds};
 
 pub async fn list(
     connection: &Connection,
@@ -33,8 +16,22 @@ pub async fn list(
     format: OutputFormat,
 ) -> Result<Exit, String> {
     let filter = Filter::new(list.filter.clone());
-    let selection = select(&connection.client, &args.queue, &filter, None).await?;
-    let letters: Vec<DeadLetter> = selection.messages.into_iter().map(|(_, letter)| letter).collect();
+    let bounds = Bounds { scan_limit: list.scan_limit, ..Bounds::default() };
+    let (selected, report) = selection::read(&connection.client, &args.queue, &filter, bounds).await?;
+    if report.truncated {
+        eprintln!("stopped after visiting {} dead letters (--scan-limit): more may be left", report.seen);
+    }
+    let letters: Vec<DeadLetter> = selected.into_iter().map(|(_, letter)| letter).collect();
+    if let Some(path) = &list.save {
+        let file = selection::SelectionFile {
+            dead_letter_queue: crate::walk::dead_letter_queue(&args.queue),
+            listed_at: OffsetDateTime::now_utc(),
+            filter: list.filter.clone(),
+            messages: letters.iter().map(selection::Identity::of).collect(),
+        };
+        file.write(path)?;
+        eprintln!("selection of {} saved to {}", letters.len(), path.display());
+    }
     match list.group_by {
         None => {
             let rows = letters.iter().map(row).collect();
@@ -88,31 +85,6 @@ fn row(letter: &DeadLetter) -> Vec<String> {
         or_dash(letter.handler_reason.as_deref()),
         clip(letter.handler_description.as_deref().unwrap_or("-"), 60),
     ]
-}
-
-fn by_reason(letters: &[DeadLetter]) -> Vec<ReasonGroup> {
-    let mut groups: BTreeMap<String, ReasonGroup> = BTreeMap::new();
-    for letter in letters {
-        let group = groups.entry(letter.reason().to_owned()).or_insert_with(|| ReasonGroup {
-            reason: letter.reason().to_owned(),
-            count: 0,
-            oldest: None,
-            newest: None,
-            sequence_numbers: Vec::new(),
-            onboarding_ids: Vec::new(),
-        });
-        group.count += 1;
-        group.oldest = group.oldest.into_iter().chain(letter.enqueued_time).min();
-        group.newest = group.newest.into_iter().chain(letter.enqueued_time).max();
-        group.sequence_numbers.push(letter.sequence_number);
-        if let Some(id) = &letter.onboarding_id {
-            group.onboarding_ids.push(id.clone());
-        }
-    }
-    let mut groups: Vec<ReasonGroup> = groups.into_values().collect();
-    // Biggest problem first.
-    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
-    groups
 }
 
 pub(super) fn rfc3339(at: OffsetDateTime) -> String {

@@ -1,19 +1,18 @@
 //! One module per subcommand; this one routes a parsed command line to it.
 
 mod act;
+mod console;
 mod diagnose;
 mod enqueue;
 mod events;
 mod list;
-mod select;
 mod show;
 
 use crate::cli::{Cli, Command, DlqCommand, EventsCommand};
 use crate::connect::connect;
 use crate::exit::Exit;
 
-pub use act::Action;
-pub use select::{Selection, select};
+pub use crate::actions::Action;
 
 pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
     let format = cli.output;
@@ -24,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
         Command::Events { command: EventsCommand::Tail(tail) } => {
             events::tail(&connect(args)?, args, &tail, format).await
         }
+        Command::Console(console) => console::run(&connect(args)?, args, &console).await,
         Command::Dlq { command } => {
             let connection = connect(args)?;
             match command {
@@ -32,9 +32,13 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
                 DlqCommand::Diagnose(diagnose) => diagnose::diagnose(&connection, args, &diagnose, format).await,
                 DlqCommand::Replay(replay) => {
                     let action = Action::Replay { rate: replay.rate, concurrency: replay.concurrency.into() };
-                    act::run(&connection, args, action, &replay.action, format).await
+                    act::run(&connection, args, action, false, &replay.action, format).await
                 }
-                DlqCommand::Purge(purge) => act::run(&connection, args, Action::Purge, &purge.action, format).await,
+                DlqCommand::Purge(purge) => {
+                    let action = Action::Purge { archive: purge.archive.clone() };
+                    let by_default = purge.archive.is_none() && !purge.no_archive;
+                    act::run(&connection, args, action, by_default, &purge.action, format).await
+                }
             }
         }
     }

@@ -2,11 +2,11 @@
 
 use serde_json::{Value, json};
 
-use super::select;
 use crate::cli::{ConnectionArgs, FilterArgs, OutputFormat, ShowArgs};
 use crate::connect::Connection;
 use crate::dead_letter::Filter;
 use crate::exit::Exit;
+use crate::selection::{self, Bounds};
 
 pub async fn show(
     connection: &Connection,
@@ -15,8 +15,9 @@ pub async fn show(
     format: OutputFormat,
 ) -> Result<Exit, String> {
     let filter = Filter::new(FilterArgs { sequence: vec![show.sequence], ..FilterArgs::default() });
-    let selection = select(&connection.client, &args.queue, &filter, Some(1)).await?;
-    let Some((message, letter)) = selection.messages.into_iter().next() else {
+    let bounds = Bounds { limit: Some(1), ..Bounds::default() };
+    let (selected, _) = selection::read(&connection.client, &args.queue, &filter, bounds).await?;
+    let Some((message, letter)) = selected.into_iter().next() else {
         return Err(format!("no dead letter with sequence number {} in {}", show.sequence, args.queue));
     };
     let body = serde_json::from_slice::<Value>(&message.body)

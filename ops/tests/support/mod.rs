@@ -41,6 +41,10 @@ pub trait OpsBed {
     fn cmkctl(&self, args: &[&str]) -> tokio::process::Command;
     /// Runs `cmkctl` to completion.
     async fn run(&self, args: &[&str]) -> Output;
+    /// Where `cmkctl` keeps its audit trail, archives and send journal in these tests.
+    fn state_dir(&self) -> PathBuf;
+    /// The records of the default audit trail.
+    fn audit(&self) -> Vec<Value>;
 }
 
 impl OpsBed for TestBed {
@@ -84,9 +88,20 @@ impl OpsBed for TestBed {
             .env_remove("CMK_FUNCTION_APP_URL")
             .env_remove("CMKCTL_SETTINGS")
             .env("CMKCTL_OPERATOR", "test-operator")
+            .env("CMKCTL_STATE_DIR", self.state_dir())
+            .env_remove("CMKCTL_AUDIT")
+            .env_remove("CMKCTL_JOURNAL")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         command
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        json_lines(&self.state_dir().join("audit.jsonl"))
     }
 
     async fn run(&self, args: &[&str]) -> Output {
@@ -94,6 +109,20 @@ impl OpsBed for TestBed {
         eprintln!("cmkctl {args:?} -> {:?}\nstderr: {}", output.status.code(), String::from_utf8_lossy(&output.stderr));
         output
     }
+}
+
+/// JSON lines of a file.
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The records of one kind (`intent`, `result`, `end`, `reported`).
+pub fn records<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|r| r["record"] == kind).collect()
 }
 
 pub fn stdout_json(output: &Output) -> Value {

@@ -15,6 +15,7 @@ pub mod graph;
 pub mod host;
 pub mod http;
 pub mod keyvault;
+pub mod openapi;
 pub mod reqlog;
 pub mod router;
 pub mod scenario;

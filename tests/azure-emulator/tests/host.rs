@@ -281,6 +281,152 @@ async fn configuration_errors_name_the_file() {
     let app = App::new(host_json(json!({}))).function("Fn", json!({ "bindings": [unresolved] }));
     let error = start_error(&app).await;
     assert!(error.contains("function.json") && error.contains("NOT_AN_APP_SETTING_ANYWHERE"), "{error}");
+
+    // The emulator's own environment is not an app setting: PATH is set here, but no app has it.
+    let mut from_environment = sb_trigger(false);
+    from_environment["queueName"] = json!("%PATH%");
+    let app = App::new(host_json(json!({}))).function("Fn", json!({ "bindings": [from_environment] }));
+    let error = start_error(&app).await;
+    assert!(error.contains("function.json") && error.contains("'%PATH%' does not resolve"), "{error}");
+}
+
+/// Mistakes the schema's binding alternatives, read as `anyOf`, let through: each binding is checked against its
+/// own type, and the host's own property types apply.
+#[tokio::test]
+async fn each_binding_is_validated_by_its_own_type() {
+    let mut misspelt = sb_trigger(false);
+    misspelt["type"] = json!("serviceBusTriger");
+    let app = App::new(host_json(
+        json!({ "extensionBundle": { "id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)" } }),
+    ))
+    .function("Fn", json!({ "bindings": [misspelt] }));
+    let error = start_error(&app).await;
+    assert!(
+        error.contains("The binding type(s) 'serviceBusTriger' were not found in the configured extension bundle"),
+        "{error}"
+    );
+
+    let mut level = http_function("superuser");
+    level["bindings"][0]["type"] = json!("HttpTrigger");
+    let app = App::new(host_json(json!({}))).function("Fn", level);
+    let error = start_error(&app).await;
+    assert!(error.contains("function.json") && error.contains("superuser"), "{error}");
+
+    let mut auto_complete = sb_trigger(false);
+    auto_complete["autoCompleteMessages"] = json!("yes");
+    let app = App::new(host_json(json!({}))).function("Fn", json!({ "bindings": [auto_complete] }));
+    let error = start_error(&app).await;
+    assert!(error.contains("autoCompleteMessages") && error.contains("true or false"), "{error}");
+
+    let mut sessions = sb_trigger(false);
+    sessions["isSessionsEnabled"] = json!("false");
+    let app = App::new(host_json(json!({}))).function("Fn", json!({ "bindings": [sessions] }));
+    let error = start_error(&app).await;
+    assert!(error.contains("isSessionsEnabled"), "{error}");
+
+    let mut data_type = sb_trigger(false);
+    data_type["dataType"] = json!("bytes");
+    let app = App::new(host_json(json!({}))).function("Fn", json!({ "bindings": [data_type] }));
+    let error = start_error(&app).await;
+    assert!(error.contains("bytes"), "{error}");
+}
+
+/// `Outputs` must deserialise into a dictionary: an array or a string fails the invocation, so the message is
+/// abandoned and redelivered until the queue dead-letters it (MaxDeliveryCount 3).
+#[tokio::test]
+async fn wrong_typed_outputs_fail_the_invocation() {
+    for answer in [r#"{"Outputs":[{"completionEvent":{"n":1}}]}"#, r#"{"Outputs":"completionEvent"}"#] {
+        let app = App::new(host_json(json!({}))).function(
+            "ProcessOnboarding",
+            json!({ "bindings": [
+                sb_trigger(true),
+                { "name": "completionEvent", "type": "serviceBus", "direction": "out", "topicName": TOPIC, "connection": "ServiceBusConnection" }
+            ]}),
+        );
+        let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", &format!("respond:{answer}"))])).await;
+        send(&emulator, BODY);
+        let dead = wait_for("the dead-lettered message", || {
+            let dead = emulator.shared().bus.peek(NS, &format!("{QUEUE}/$DeadLetterQueue"), 0, 10).unwrap();
+            (!dead.is_empty()).then_some(dead)
+        })
+        .await;
+        assert_eq!(dead[0].dead_letter_reason.as_deref(), Some("MaxDeliveryCountExceeded"), "{answer}");
+        let status = host(&emulator).status();
+        assert_eq!(
+            (status["invocations"]["failed"].clone(), status["invocations"]["ok"].clone()),
+            (json!(3), json!(0))
+        );
+        assert!(status["lastError"].as_str().unwrap().contains("IDictionary"), "{status}");
+        assert!(emulator.shared().bus.peek(NS, &format!("{TOPIC}/subscriptions/all"), 0, 10).unwrap().is_empty());
+        emulator.shutdown().await;
+    }
+}
+
+/// Without a `$return` binding, a `ReturnValue` object's members are outputs and win over `Outputs`
+/// (`HandleOutputDictionary`); a missing `ReturnValue` is only logged by the host.
+#[tokio::test]
+async fn a_return_value_object_binds_outputs_by_name() {
+    let app = App::new(host_json(json!({}))).function(
+        "ProcessOnboarding",
+        json!({ "bindings": [
+            sb_trigger(true),
+            { "name": "completionEvent", "type": "serviceBus", "direction": "out", "topicName": TOPIC, "connection": "ServiceBusConnection" }
+        ]}),
+    );
+    let answer = r#"{"Outputs":{"completionEvent":{"from":"Outputs"}},"ReturnValue":{"completionEvent":{"from":"ReturnValue"}}}"#;
+    let emulator = start(&app, options(&app, &[("TEST_HANDLER_MODE", &format!("respond:{answer}"))])).await;
+    send(&emulator, BODY);
+    let event =
+        emulator.shared().bus.receive(NS, &format!("{TOPIC}/subscriptions/all"), WAIT).await.unwrap().expect("output");
+    assert_eq!(String::from_utf8(event.message.body).unwrap(), "{\n  \"from\": \"ReturnValue\"\n}");
+    emulator.shutdown().await;
+}
+
+/// An `http` output is deserialised into `{statusCode, status, headers, body}` before anything is bound: a bare
+/// value fails the invocation (500). A `$return` output left without `ReturnValue` is no response: 200, no body.
+#[tokio::test]
+async fn http_outputs_must_be_response_objects() {
+    let app = App::new(host_json(json!({})))
+        .function(
+            "bare",
+            json!({ "bindings": [
+                { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous" },
+                { "type": "http", "direction": "out", "name": "res" }
+            ]}),
+        )
+        .function(
+            "returns",
+            json!({ "bindings": [
+                { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous" },
+                { "type": "http", "direction": "out", "name": "$return" }
+            ]}),
+        )
+        .function(
+            "text",
+            json!({ "bindings": [
+                { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous" },
+                { "type": "http", "direction": "out", "name": "res" }
+            ]}),
+        );
+    let modes = [
+        ("TEST_HANDLER_MODE_bare", r#"respond:{"Outputs":{"res":"hello"}}"#),
+        ("TEST_HANDLER_MODE_returns", r#"respond:{"Outputs":{},"ReturnValue":null}"#),
+        ("TEST_HANDLER_MODE_text", r#"respond:{"Outputs":{"res":"{\"statusCode\":202,\"body\":\"queued\"}"}}"#),
+    ];
+    let emulator = start(&app, options(&app, &modes)).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let call = |function: &str| client.post(format!("{}/api/{function}", emulator.url())).send();
+    assert_eq!(call("bare").await.unwrap().status(), 500);
+    let answer = call("returns").await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "");
+    let answer = call("text").await.unwrap();
+    assert_eq!(answer.status(), 202, "a string holding a response object deserialises");
+    assert_eq!(answer.text().await.unwrap(), "queued");
+    let status = host(&emulator).status();
+    assert_eq!((status["invocations"]["failed"].clone(), status["invocations"]["ok"].clone()), (json!(1), json!(2)));
+    assert!(status["lastError"].as_str().unwrap().contains("httpOutputBindingResponse"), "{status}");
+    emulator.shutdown().await;
 }
 
 #[tokio::test]

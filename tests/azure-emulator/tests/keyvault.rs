@@ -247,7 +247,11 @@ async fn key_state_errors() {
     let env = start().await;
     let wrap = json!({ "alg": "RSA-OAEP", "value": URL_SAFE_NO_PAD.encode([2_u8; 32]) });
     let (status, body) = env.call(Method::GET, &format!("{KV}/keys/off?api-version=7.4"), ENCRYPTION_USER, None).await;
-    assert_eq!((status, &body["attributes"]["enabled"]), (200, &json!(false)), "a disabled key is readable");
+    assert_eq!((status, inner(&body)), (403, ("Forbidden", "KeyDisabled")), "a disabled key's GET is refused");
+    assert_eq!(body["error"]["message"], "Operation get is not allowed on a disabled key.");
+    let (status, body) =
+        env.call(Method::GET, &format!("{KV}/keys/off/versions?api-version=7.4"), ENCRYPTION_USER, None).await;
+    assert_eq!((status, &body["value"][0]["attributes"]["enabled"]), (200, &json!(false)), "listed as disabled");
     let (status, body) = env
         .call(Method::POST, &format!("{KV}/keys/off//wrapkey?api-version=7.4"), ENCRYPTION_USER, Some(wrap.clone()))
         .await;

@@ -1,13 +1,14 @@
-//! Fidelity of the emulated ARM and Key Vault against the official OpenAPI specs in the repository's `specs/azure`: every
-//! body we serve and every request body we accept validates against its operation's schema, and replaying the
-//! spec's `x-ms-examples` against the emulator gives responses of the same shape.
+//! Fidelity of the emulated ARM and Key Vault against the official OpenAPI specs in the repository's `specs/azure`,
+//! with the emulator's own validator (`azure_emulator::openapi`, the one that checks requests at run time): every
+//! body we serve validates against its operation's response schema, the spec's `x-ms-examples` replayed against the
+//! emulator give responses of the same shape, and each kind of invalid request is refused as the service refuses it.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use azure_emulator::cloud::Cloud;
 use azure_emulator::control::AzureClient;
 use azure_emulator::entra::{Claims, Subject};
+use azure_emulator::openapi::{self, Schema, Spec};
 use azure_emulator::scenario::{Change, RoleAssignment};
 use azure_emulator::{Emulator, EmulatorOptions, Scenario};
 use reqwest::Method;
@@ -24,256 +25,35 @@ const KV: &str = "https://custvault.vault.azure.net";
 const UAMI: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/cmk-uami";
 const ACCOUNT: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-isv/providers/Microsoft.Storage/storageAccounts/isvdata1";
 
-const STORAGE_SPEC: &str = "storage/resource-manager/Microsoft.Storage/stable/2023-05-01/storage.json";
-const MSI_SPEC: &str = "msi/resource-manager/Microsoft.ManagedIdentity/stable/2023-01-31/ManagedIdentity.json";
-const FEATURES_SPEC: &str = "resources/resource-manager/Microsoft.Features/stable/2021-07-01/features.json";
-const RESOURCES_SPEC: &str = "resources/resource-manager/Microsoft.Resources/stable/2021-04-01/resources.json";
-const KEYS_SPEC: &str = "keyvault/data-plane/Microsoft.KeyVault/stable/7.4/keys.json";
+const STORAGE: Spec = openapi::STORAGE;
+const MSI: Spec = openapi::MANAGED_IDENTITY;
+const FEATURES: Spec = openapi::FEATURES;
+const RESOURCES: Spec = openapi::RESOURCES;
+const KEYS: Spec = openapi::KEY_VAULT_KEYS;
+
+/// One of the spec's `x-ms-examples`, read from the repository's `specs/azure`.
+fn spec_example(spec: Spec, name: &str) -> Value {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/azure").join(spec.path());
+    let path = file.parent().unwrap().join("examples").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_response(schema: Schema, body: &Value, what: &str) {
+    let violations = schema.check_response(body);
+    let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    assert!(violations.is_empty(), "{what} does not match the spec:\n{}\n{body:#}", text.join("\n"));
+}
+
+fn assert_request(schema: Schema, body: &Value, what: &str) {
+    if let Err(violations) = schema.check_request(body) {
+        let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        panic!("{what} does not match the spec:\n{}\n{body:#}", text.join("\n"));
+    }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
-// A small Swagger 2.0 validator: `$ref` across files, `allOf`, `required`, `readOnly`, `additionalProperties`,
-// closed enums (x-ms-enum.modelAsString enums are open strings), types and `date-time`.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Request,
-    Response,
-}
-
-#[derive(Debug, Default)]
-struct Specs {
-    root: PathBuf,
-    files: HashMap<PathBuf, Value>,
-}
-
-/// Properties, required names and the `additionalProperties` rule of an object schema, through `allOf`.
-#[derive(Debug, Default)]
-struct ObjectShape {
-    properties: Vec<(String, PathBuf, Value)>,
-    required: Vec<String>,
-    additional: Option<(PathBuf, Value)>,
-}
-
-impl Specs {
-    fn new() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/azure");
-        Self { root, files: HashMap::new() }
-    }
-
-    fn file(&mut self, path: &Path) -> Value {
-        let path = normalise(path);
-        self.files
-            .entry(path.clone())
-            .or_insert_with(|| {
-                let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-            })
-            .clone()
-    }
-
-    /// `other.json#/definitions/X` or `#/definitions/X`, relative to `from`.
-    fn resolve(&mut self, from: &Path, reference: &str) -> (PathBuf, Value) {
-        let (file_part, pointer) = reference.split_once('#').unwrap_or((reference, ""));
-        let file =
-            if file_part.is_empty() { from.to_path_buf() } else { normalise(&from.parent().unwrap().join(file_part)) };
-        let document = self.file(&file);
-        let target = document
-            .pointer(pointer)
-            .unwrap_or_else(|| panic!("{reference} not found from {}", from.display()))
-            .clone();
-        (file, target)
-    }
-
-    fn spec(&self, relative: &str) -> PathBuf {
-        self.root.join(relative)
-    }
-
-    /// The schema of an operation's response (`status` or `default`) or of its body parameter (`"body"`).
-    fn operation_schema(&mut self, spec: &str, operation_id: &str, which: &str) -> (PathBuf, Value) {
-        let file = self.spec(spec);
-        let document = self.file(&file);
-        for methods in document["paths"].as_object().unwrap().values() {
-            for operation in methods.as_object().unwrap().values() {
-                if operation.get("operationId").and_then(Value::as_str) != Some(operation_id) {
-                    continue;
-                }
-                if which == "body" {
-                    let body = operation["parameters"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .find(|p| p["in"] == "body")
-                        .expect("body parameter");
-                    return (file.clone(), body["schema"].clone());
-                }
-                let schema = &operation["responses"][which]["schema"];
-                assert!(!schema.is_null(), "{operation_id} has no {which} response schema");
-                return (file.clone(), schema.clone());
-            }
-        }
-        panic!("{operation_id} not in {spec}");
-    }
-
-    fn definition(&mut self, spec: &str, name: &str) -> (PathBuf, Value) {
-        let file = self.spec(spec);
-        self.resolve(&file, &format!("#/definitions/{name}"))
-    }
-
-    fn object_shape(&mut self, file: &Path, schema: &Value, shape: &mut ObjectShape) {
-        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
-            let (target_file, target) = self.resolve(file, reference);
-            return self.object_shape(&target_file, &target, shape);
-        }
-        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-            for (name, property) in properties {
-                shape.properties.push((name.clone(), file.to_path_buf(), property.clone()));
-            }
-        }
-        if let Some(required) = schema.get("required").and_then(Value::as_array) {
-            shape.required.extend(required.iter().filter_map(Value::as_str).map(str::to_owned));
-        }
-        if let Some(additional) = schema.get("additionalProperties") {
-            shape.additional = Some((file.to_path_buf(), additional.clone()));
-        }
-        for part in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
-            self.object_shape(file, part, shape);
-        }
-    }
-
-    fn validate(
-        &mut self,
-        file: &Path,
-        schema: &Value,
-        value: &Value,
-        at: &str,
-        direction: Direction,
-        errors: &mut Vec<String>,
-    ) {
-        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
-            let (target_file, target) = self.resolve(file, reference);
-            return self.validate(&target_file, &target, value, at, direction, errors);
-        }
-        // Autorest treats null as "absent" for optional members.
-        if value.is_null() {
-            return;
-        }
-        let declared = schema.get("type").and_then(Value::as_str);
-        let is_object =
-            declared == Some("object") || schema.get("properties").is_some() || schema.get("allOf").is_some();
-        if is_object {
-            let Some(object) = value.as_object() else {
-                errors.push(format!("{at}: expected an object, got {value}"));
-                return;
-            };
-            let mut shape = ObjectShape::default();
-            self.object_shape(file, schema, &mut shape);
-            for name in &shape.required {
-                if !object.contains_key(name) {
-                    errors.push(format!("{at}: missing required '{name}'"));
-                }
-            }
-            for (key, member) in object {
-                let child = format!("{at}.{key}");
-                match shape.properties.iter().find(|(name, _, _)| name == key) {
-                    Some((_, property_file, property)) => {
-                        if direction == Direction::Request && property.get("readOnly") == Some(&Value::Bool(true)) {
-                            errors.push(format!("{child}: read-only member in a request"));
-                        }
-                        let (property_file, property) = (property_file.clone(), property.clone());
-                        self.validate(&property_file, &property, member, &child, direction, errors);
-                    }
-                    None => match &shape.additional {
-                        Some((_, Value::Bool(true))) => {}
-                        Some((additional_file, additional @ Value::Object(_))) => {
-                            let (additional_file, additional) = (additional_file.clone(), additional.clone());
-                            self.validate(&additional_file, &additional, member, &child, direction, errors);
-                        }
-                        _ => errors.push(format!("{child}: not in the schema")),
-                    },
-                }
-            }
-            return;
-        }
-        match declared {
-            Some("string") => {
-                let Some(text) = value.as_str() else {
-                    errors.push(format!("{at}: expected a string, got {value}"));
-                    return;
-                };
-                let open = schema.pointer("/x-ms-enum/modelAsString") == Some(&Value::Bool(true));
-                let closed_enum = schema.get("enum").and_then(Value::as_array).filter(|_| !open);
-                if let Some(allowed) = closed_enum.filter(|allowed| !allowed.iter().any(|a| a.as_str() == Some(text))) {
-                    errors.push(format!("{at}: '{text}' is not one of {allowed:?}"));
-                }
-                if schema.get("format").and_then(Value::as_str) == Some("date-time")
-                    && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_err()
-                {
-                    errors.push(format!("{at}: '{text}' is not a date-time"));
-                }
-            }
-            Some("boolean") if !value.is_boolean() => errors.push(format!("{at}: expected a boolean, got {value}")),
-            Some("integer") if !(value.is_i64() || value.is_u64()) => {
-                errors.push(format!("{at}: expected an integer, got {value}"))
-            }
-            Some("number") if !value.is_number() => errors.push(format!("{at}: expected a number, got {value}")),
-            Some("array") => {
-                let Some(items) = value.as_array() else {
-                    errors.push(format!("{at}: expected an array, got {value}"));
-                    return;
-                };
-                let item_schema = schema.get("items").cloned().unwrap_or(Value::Null);
-                for (index, item) in items.iter().enumerate() {
-                    self.validate(file, &item_schema, item, &format!("{at}[{index}]"), direction, errors);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn check(&mut self, (file, schema): (PathBuf, Value), value: &Value, direction: Direction, what: &str) {
-        let mut errors = Vec::new();
-        self.validate(&file, &schema, value, "$", direction, &mut errors);
-        assert!(errors.is_empty(), "{what} does not match the spec:\n{}\n{value:#}", errors.join("\n"));
-    }
-
-    fn check_operation(
-        &mut self,
-        spec: &str,
-        operation_id: &str,
-        which: &str,
-        value: &Value,
-        direction: Direction,
-        what: &str,
-    ) {
-        let schema = self.operation_schema(spec, operation_id, which);
-        self.check(schema, value, direction, what);
-    }
-
-    fn check_definition(&mut self, spec: &str, name: &str, value: &Value, direction: Direction, what: &str) {
-        let schema = self.definition(spec, name);
-        self.check(schema, value, direction, what);
-    }
-
-    fn example(&mut self, spec: &str, example: &str) -> Value {
-        let file = self.spec(spec).parent().unwrap().join("examples").join(example);
-        self.file(&file)
-    }
-}
-
-/// Removes `.` and `..` so that one file is cached once.
-fn normalise(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
+// Responses against the spec examples.
 
 /// Every member of `example` must exist in `ours` with the same JSON type (arrays: first items), except `skip`.
 fn shape_differences(example: &Value, ours: &Value, at: &str, skip: &[&str], out: &mut Vec<String>) {
@@ -384,9 +164,8 @@ impl Env {
 }
 
 /// The federated-identity example's request, pointed at the scenario's identity, app, vault and key.
-fn federated_update_request(specs: &mut Specs) -> Value {
-    let example =
-        specs.example(STORAGE_SPEC, "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId.json");
+fn federated_update_request() -> Value {
+    let example = spec_example(STORAGE, "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId.json");
     let mut body = example["parameters"]["parameters"].clone();
     body["identity"]["userAssignedIdentities"] = json!({ UAMI: {} });
     let encryption = &mut body["properties"]["encryption"];
@@ -396,73 +175,21 @@ fn federated_update_request(specs: &mut Specs) -> Value {
     body
 }
 
-#[test]
-fn the_validator_catches_what_it_must() {
-    let mut specs = Specs::new();
-    let mut errors = Vec::new();
-    let (file, schema) = specs.operation_schema(STORAGE_SPEC, "StorageAccounts_Update", "body");
-    let bad = json!({
-        "properties": {
-            "encryption": { "keySource": "Microsoft.Keyvault", "keyvaultproperties": { "keyvaulturl": "x", "currentVersionedKeyIdentifier": "y" } },
-            "accessTier": "Lukewarm"
-        },
-        "identity": { "type": "Everything" },
-        "sku": { "name": 5 },
-        "colour": "blue"
-    });
-    specs.validate(&file, &schema, &bad, "$", Direction::Request, &mut errors);
-    let text = errors.join("\n");
-    assert!(text.contains("keyvaulturl: not in the schema"), "{text}");
-    assert!(text.contains("currentVersionedKeyIdentifier: read-only member in a request"), "{text}");
-    assert!(text.contains("$.colour: not in the schema"), "{text}");
-    assert!(text.contains("'Lukewarm' is not one of"), "closed enum: {text}");
-    assert!(!text.contains("Everything"), "identity.type is a modelAsString enum: {text}");
-    assert!(text.contains("$.sku.name: expected a string"), "{text}");
-    // keySource is a modelAsString enum: any string passes.
-    let open = json!({ "properties": { "encryption": { "keySource": "Microsoft.Whatever" } } });
-    errors.clear();
-    specs.validate(&file, &schema, &open, "$", Direction::Request, &mut errors);
-    assert!(errors.is_empty(), "{errors:?}");
-}
-
 #[tokio::test]
 async fn storage_account_bodies_and_examples_match_the_spec() {
-    let mut specs = Specs::new();
     let env = start().await;
     let path = format!("{ACCOUNT}?api-version=2023-05-01");
 
     let (status, before) = env.arm(Method::GET, &path, None).await;
     assert_eq!(status, 200);
-    specs.check_operation(
-        STORAGE_SPEC,
-        "StorageAccounts_GetProperties",
-        "200",
-        &before,
-        Direction::Response,
-        "GET (Microsoft-managed keys)",
-    );
+    assert_response(STORAGE.response("StorageAccounts_GetProperties", "200"), &before, "GET (Microsoft-managed keys)");
 
-    let request = federated_update_request(&mut specs);
-    specs.check_operation(
-        STORAGE_SPEC,
-        "StorageAccounts_Update",
-        "body",
-        &request,
-        Direction::Request,
-        "PATCH request",
-    );
+    let request = federated_update_request();
+    assert_request(STORAGE.request_body("StorageAccounts_Update"), &request, "PATCH request");
     let (status, patched) = env.arm(Method::PATCH, &path, Some(&request)).await;
     assert_eq!(status, 200, "{patched}");
-    specs.check_operation(
-        STORAGE_SPEC,
-        "StorageAccounts_Update",
-        "200",
-        &patched,
-        Direction::Response,
-        "PATCH response",
-    );
-    let example =
-        specs.example(STORAGE_SPEC, "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId.json");
+    assert_response(STORAGE.response("StorageAccounts_Update", "200"), &patched, "PATCH response");
+    let example = spec_example(STORAGE, "StorageAccountUpdateUserAssignedIdentityWithFederatedIdentityClientId.json");
     assert_same_shape(
         &example["responses"]["200"]["body"],
         &patched,
@@ -473,11 +200,11 @@ async fn storage_account_bodies_and_examples_match_the_spec() {
     // With a system-assigned identity too, GET has every member of the CMK example except those of features the
     // emulated account does not have (geo-replication, HNS, routing preference, secondary region).
     let both = json!({ "identity": { "type": "SystemAssigned,UserAssigned", "userAssignedIdentities": { UAMI: {} } } });
-    specs.check_operation(STORAGE_SPEC, "StorageAccounts_Update", "body", &both, Direction::Request, "identity PATCH");
+    assert_request(STORAGE.request_body("StorageAccounts_Update"), &both, "identity PATCH");
     assert_eq!(env.arm(Method::PATCH, &path, Some(&both)).await.0, 200);
     let (_, got) = env.arm(Method::GET, &path, None).await;
-    specs.check_operation(STORAGE_SPEC, "StorageAccounts_GetProperties", "200", &got, Direction::Response, "GET (CMK)");
-    let example = specs.example(STORAGE_SPEC, "StorageAccountGetPropertiesCMKEnabled.json");
+    assert_response(STORAGE.response("StorageAccounts_GetProperties", "200"), &got, "GET (CMK)");
+    let example = spec_example(STORAGE, "StorageAccountGetPropertiesCMKEnabled.json");
     let not_emulated = [
         "$.properties.geoReplicationStats",
         "$.properties.isHnsEnabled",
@@ -500,100 +227,59 @@ async fn storage_account_bodies_and_examples_match_the_spec() {
     // Error bodies have the RP's ErrorResponse shape.
     let (status, error) = env.arm(Method::PATCH, &path, Some(&json!({ "properties": { "encryption": { "keySource": "Microsoft.Keyvault", "keyvaultproperties": { "keyvaulturi": KV, "keyname": "missing" } } } }))).await;
     assert_eq!(status, 400);
-    specs.check_definition(STORAGE_SPEC, "ErrorResponse", &error, Direction::Response, "storage error");
+    assert_response(STORAGE.definition("ErrorResponse"), &error, "storage error");
     let (status, error) = env.send(Method::GET, &format!("{ARM}{path}"), None, None).await;
     assert_eq!(status, 401);
-    specs.check_definition(STORAGE_SPEC, "ErrorResponse", &error, Direction::Response, "ARM 401");
+    assert_response(STORAGE.definition("ErrorResponse"), &error, "ARM 401");
 }
 
 #[tokio::test]
 async fn identity_feature_and_provider_bodies_match_the_spec() {
-    let mut specs = Specs::new();
     let env = start().await;
-    let example = specs.example(MSI_SPEC, "IdentityCreate.json");
+    let example = spec_example(MSI, "IdentityCreate.json");
     let request = example["parameters"]["parameters"].clone();
-    specs.check_operation(
-        MSI_SPEC,
-        "UserAssignedIdentities_CreateOrUpdate",
-        "body",
-        &request,
-        Direction::Request,
-        "identity PUT request",
-    );
+    assert_request(MSI.request_body("UserAssignedIdentities_CreateOrUpdate"), &request, "identity PUT request");
     let path = format!(
         "/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/identityName?api-version=2023-01-31"
     );
     let (status, created) = env.arm(Method::PUT, &path, Some(&request)).await;
     assert_eq!(status, 201);
-    specs.check_operation(
-        MSI_SPEC,
-        "UserAssignedIdentities_CreateOrUpdate",
-        "201",
-        &created,
-        Direction::Response,
-        "identity PUT",
-    );
+    assert_response(MSI.response("UserAssignedIdentities_CreateOrUpdate", "201"), &created, "identity PUT");
     assert_same_shape(&example["responses"]["201"]["body"], &created, &[], "IdentityCreate");
     let (_, got) = env.arm(Method::GET, &path, None).await;
-    specs.check_operation(MSI_SPEC, "UserAssignedIdentities_Get", "200", &got, Direction::Response, "identity GET");
-    let example = specs.example(MSI_SPEC, "IdentityGet.json");
+    assert_response(MSI.response("UserAssignedIdentities_Get", "200"), &got, "identity GET");
+    let example = spec_example(MSI, "IdentityGet.json");
     assert_same_shape(&example["responses"]["200"]["body"], &got, &[], "IdentityGet");
     let (status, missing) = env.arm(Method::GET, &path.replace("identityName", "nobody"), None).await;
     assert_eq!(status, 404);
-    specs.check_operation(
-        MSI_SPEC,
-        "UserAssignedIdentities_Get",
-        "default",
-        &missing,
-        Direction::Response,
-        "identity 404",
-    );
+    assert_response(MSI.response("UserAssignedIdentities_Get", "default"), &missing, "identity 404");
 
     let feature = format!(
         "/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity"
     );
     let (_, registered) = env.arm(Method::POST, &format!("{feature}/register?api-version=2021-07-01"), None).await;
-    specs.check_operation(
-        FEATURES_SPEC,
-        "Features_Register",
-        "200",
-        &registered,
-        Direction::Response,
-        "feature register",
-    );
+    assert_response(FEATURES.response("Features_Register", "200"), &registered, "feature register");
     assert_same_shape(
-        &specs.example(FEATURES_SPEC, "registerFeature.json")["responses"]["200"]["body"],
+        &spec_example(FEATURES, "registerFeature.json")["responses"]["200"]["body"],
         &registered,
         &[],
         "registerFeature",
     );
     let (_, got) = env.arm(Method::GET, &format!("{feature}?api-version=2021-07-01"), None).await;
-    specs.check_operation(FEATURES_SPEC, "Features_Get", "200", &got, Direction::Response, "feature get");
-    assert_same_shape(
-        &specs.example(FEATURES_SPEC, "getFeature.json")["responses"]["200"]["body"],
-        &got,
-        &[],
-        "getFeature",
-    );
+    assert_response(FEATURES.response("Features_Get", "200"), &got, "feature get");
+    assert_same_shape(&spec_example(FEATURES, "getFeature.json")["responses"]["200"]["body"], &got, &[], "getFeature");
     let (status, missing) = env.arm(Method::GET, &feature, None).await;
     assert_eq!(status, 400, "no api-version");
-    specs.check_operation(FEATURES_SPEC, "Features_Get", "default", &missing, Direction::Response, "feature error");
+    assert_response(FEATURES.response("Features_Get", "default"), &missing, "feature error");
 
     let provider = format!("/subscriptions/{SUB}/providers/Microsoft.Storage");
     let (_, registered) = env.arm(Method::POST, &format!("{provider}/register?api-version=2021-04-01"), None).await;
-    specs.check_operation(
-        RESOURCES_SPEC,
-        "Providers_Register",
-        "200",
-        &registered,
-        Direction::Response,
-        "provider register",
-    );
+    assert_response(RESOURCES.response("Providers_Register", "200"), &registered, "provider register");
     let (_, got) = env.arm(Method::GET, &format!("{provider}?api-version=2021-04-01"), None).await;
-    specs.check_operation(RESOURCES_SPEC, "Providers_Get", "200", &got, Direction::Response, "provider get");
+    assert_response(RESOURCES.response("Providers_Get", "200"), &got, "provider get");
     let not_emulated = ["$.resourceTypes[].locationMappings"];
     assert_same_shape(
-        &specs.example(RESOURCES_SPEC, "GetProvider.json")["responses"]["200"]["body"],
+        &spec_example(RESOURCES, "GetProvider.json")["responses"]["200"]["body"],
         &got,
         &not_emulated,
         "GetProvider",
@@ -602,75 +288,74 @@ async fn identity_feature_and_provider_bodies_match_the_spec() {
 
 #[tokio::test]
 async fn key_vault_bodies_and_examples_match_the_spec() {
-    let mut specs = Specs::new();
     let env = start().await;
     let api = "api-version=7.4";
 
-    let example = specs.example(KEYS_SPEC, "CreateKey-example.json");
+    let example = spec_example(KEYS, "CreateKey-example.json");
     let request = example["parameters"]["parameters"].clone();
-    specs.check_operation(KEYS_SPEC, "CreateKey", "body", &request, Direction::Request, "create request");
+    assert_request(KEYS.request_body("CreateKey"), &request, "create request");
     let (status, created) =
         env.vault(Method::POST, &format!("{KV}/keys/CreateSoftKeyTest/create?{api}"), Some(&request)).await;
     assert_eq!(status, 200, "{created}");
-    specs.check_operation(KEYS_SPEC, "CreateKey", "200", &created, Direction::Response, "create");
+    assert_response(KEYS.response("CreateKey", "200"), &created, "create");
     assert_same_shape(&example["responses"]["200"]["body"], &created, &[], "CreateKey-example");
 
     let (_, got) = env.vault(Method::GET, &format!("{KV}/keys/CreateSoftKeyTest?{api}"), None).await;
-    specs.check_operation(KEYS_SPEC, "GetKey", "200", &got, Direction::Response, "get");
+    assert_response(KEYS.response("GetKey", "200"), &got, "get");
     assert_same_shape(
-        &specs.example(KEYS_SPEC, "GetKey-example.json")["responses"]["200"]["body"],
+        &spec_example(KEYS, "GetKey-example.json")["responses"]["200"]["body"],
         &got,
         &[],
         "GetKey-example",
     );
 
     let (_, versions) = env.vault(Method::GET, &format!("{KV}/keys/cmk/versions?{api}&maxresults=1"), None).await;
-    specs.check_operation(KEYS_SPEC, "GetKeyVersions", "200", &versions, Direction::Response, "versions");
+    assert_response(KEYS.response("GetKeyVersions", "200"), &versions, "versions");
     assert_same_shape(
-        &specs.example(KEYS_SPEC, "GetKeyVersions-example.json")["responses"]["200"]["body"],
+        &spec_example(KEYS, "GetKeyVersions-example.json")["responses"]["200"]["body"],
         &versions,
         &[],
         "GetKeyVersions-example",
     );
 
     let kid = created["key"]["kid"].as_str().unwrap().to_owned();
-    let example = specs.example(KEYS_SPEC, "wrapKey-example.json");
+    let example = spec_example(KEYS, "wrapKey-example.json");
     let request = example["parameters"]["parameters"].clone();
-    specs.check_operation(KEYS_SPEC, "wrapKey", "body", &request, Direction::Request, "wrap request");
+    assert_request(KEYS.request_body("wrapKey"), &request, "wrap request");
     let (status, wrapped) = env.vault(Method::POST, &format!("{kid}/wrapkey?{api}"), Some(&request)).await;
     assert_eq!(status, 200, "{wrapped}");
-    specs.check_operation(KEYS_SPEC, "wrapKey", "200", &wrapped, Direction::Response, "wrap");
+    assert_response(KEYS.response("wrapKey", "200"), &wrapped, "wrap");
     assert_same_shape(&example["responses"]["200"]["body"], &wrapped, &[], "wrapKey-example");
     let unwrap_request = json!({ "alg": request["alg"], "value": wrapped["value"] });
-    specs.check_operation(KEYS_SPEC, "unwrapKey", "body", &unwrap_request, Direction::Request, "unwrap request");
+    assert_request(KEYS.request_body("unwrapKey"), &unwrap_request, "unwrap request");
     let (status, unwrapped) = env.vault(Method::POST, &format!("{kid}/unwrapkey?{api}"), Some(&unwrap_request)).await;
     assert_eq!((status, &unwrapped["value"]), (200, &request["value"]));
-    specs.check_operation(KEYS_SPEC, "unwrapKey", "200", &unwrapped, Direction::Response, "unwrap");
+    assert_response(KEYS.response("unwrapKey", "200"), &unwrapped, "unwrap");
     assert_same_shape(
-        &specs.example(KEYS_SPEC, "unwrapKey-example.json")["responses"]["200"]["body"],
+        &spec_example(KEYS, "unwrapKey-example.json")["responses"]["200"]["body"],
         &unwrapped,
         &[],
         "unwrapKey-example",
     );
 
-    let example = specs.example(KEYS_SPEC, "UpdateKey-example.json");
+    let example = spec_example(KEYS, "UpdateKey-example.json");
     let request = example["parameters"]["parameters"].clone();
-    specs.check_operation(KEYS_SPEC, "UpdateKey", "body", &request, Direction::Request, "update request");
+    assert_request(KEYS.request_body("UpdateKey"), &request, "update request");
     let (status, updated) = env.vault(Method::PATCH, &format!("{kid}?{api}"), Some(&request)).await;
     assert_eq!(status, 200, "{updated}");
-    specs.check_operation(KEYS_SPEC, "UpdateKey", "200", &updated, Direction::Response, "update");
+    assert_response(KEYS.response("UpdateKey", "200"), &updated, "update");
     let example_only = ["$.tags"];
     assert_same_shape(&example["responses"]["200"]["body"], &updated, &example_only, "UpdateKey-example");
 
     // Error bodies: 401 challenge, 403 RBAC and disabled key, 404.
-    let error_schema = specs.operation_schema(KEYS_SPEC, "GetKey", "default");
+    let error_schema = KEYS.response("GetKey", "default");
     let (status, unauthorized) = env.send(Method::GET, &format!("{KV}/keys/cmk?{api}"), None, None).await;
     assert_eq!(status, 401);
-    specs.check(error_schema.clone(), &unauthorized, Direction::Response, "401");
+    assert_response(error_schema.clone(), &unauthorized, "401");
     let stranger = env.token(CUSTOMER, "0f000000-0000-0000-0000-00000000dead", "https://vault.azure.net");
     let (status, forbidden) = env.send(Method::GET, &format!("{KV}/keys/cmk?{api}"), Some(stranger), None).await;
     assert_eq!(status, 403);
-    specs.check(error_schema.clone(), &forbidden, Direction::Response, "403 RBAC");
+    assert_response(error_schema.clone(), &forbidden, "403 RBAC");
     let (status, disabled) = env
         .vault(
             Method::POST,
@@ -679,8 +364,175 @@ async fn key_vault_bodies_and_examples_match_the_spec() {
         )
         .await;
     assert_eq!(status, 403);
-    specs.check(error_schema.clone(), &disabled, Direction::Response, "403 disabled");
+    assert_response(error_schema.clone(), &disabled, "403 disabled");
     let (status, missing) = env.vault(Method::GET, &format!("{KV}/keys/nothing?{api}"), None).await;
     assert_eq!(status, 404);
-    specs.check(error_schema, &missing, Direction::Response, "404");
+    assert_response(error_schema, &missing, "404");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Requests: each kind of invalid request is refused with the service's code, and changes nothing.
+
+fn error_code(body: &Value) -> (&str, &str) {
+    (body["error"]["code"].as_str().unwrap_or_default(), body["error"]["message"].as_str().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn invalid_storage_and_identity_requests_are_refused() {
+    let env = start().await;
+    let path = format!("{ACCOUNT}?api-version=2023-05-01");
+    let (_, before) = env.arm(Method::GET, &path, None).await;
+    let vault_uri_with_path = json!({ "identity": { "type": "UserAssigned", "userAssignedIdentities": { UAMI: {} } },
+        "properties": { "encryption": { "keySource": "Microsoft.Keyvault",
+            "keyvaultproperties": { "keyvaulturi": format!("{KV}/keys/cmk"), "keyname": "cmk" },
+            "identity": { "userAssignedIdentity": UAMI, "federatedIdentityClientId": APP_ID } } } });
+    let cases = [
+        (
+            "unknown member",
+            json!({ "properties": { "colour": "blue" } }),
+            "InvalidRequestContent",
+            "Could not find member 'colour' on object of type 'StorageAccountPropertiesUpdateParameters'. Path 'properties.colour'",
+        ),
+        (
+            "read-only member",
+            json!({ "properties": { "encryption": { "keyvaultproperties": { "currentVersionedKeyIdentifier": "x" } } } }),
+            "AccountPropertyCannotBeUpdated",
+            "The property 'currentVersionedKeyIdentifier' was specified in the input, but it cannot be updated.",
+        ),
+        (
+            "closed enum",
+            json!({ "properties": { "accessTier": "Lukewarm" } }),
+            "InvalidRequestContent",
+            "Error converting value \"Lukewarm\" to type 'AccessTier'. Path 'properties.accessTier'",
+        ),
+        (
+            "wrong type",
+            json!({ "properties": { "supportsHttpsTrafficOnly": "yes" } }),
+            "InvalidRequestContent",
+            "to type 'System.Boolean'. Path 'properties.supportsHttpsTrafficOnly'",
+        ),
+        (
+            "missing required",
+            json!({ "identity": {} }),
+            "InvalidRequestContent",
+            "Required property 'type' not found in JSON. Path 'identity'",
+        ),
+        ("vault URI with a path", vault_uri_with_path, "InvalidRequestPropertyValue", "keyvaulturi"),
+    ];
+    for (what, body, code, message) in cases {
+        let (status, answer) = env.arm(Method::PATCH, &path, Some(&body)).await;
+        assert_eq!((status, error_code(&answer).0), (400, code), "{what}: {answer}");
+        assert!(error_code(&answer).1.contains(message), "{what}: {answer}");
+        assert_response(STORAGE.definition("ErrorResponse"), &answer, what);
+    }
+    let (_, after) = env.arm(Method::GET, &path, None).await;
+    assert_eq!(before, after, "a refused PATCH changes nothing");
+
+    // Member names and closed-enum values are read case-insensitively, as Json.NET reads them.
+    let (status, patched) =
+        env.arm(Method::PATCH, &path, Some(&json!({ "Properties": { "AccessTier": "cool" } }))).await;
+    assert_eq!((status, &patched["properties"]["accessTier"]), (200, &json!("Cool")), "{patched}");
+
+    // Only the spec file's api-version is served.
+    let (status, answer) = env.arm(Method::GET, &format!("{ACCOUNT}?api-version=2025-06-01"), None).await;
+    assert_eq!((status, error_code(&answer).0), (400, "NoRegisteredProviderFound"));
+    assert!(
+        error_code(&answer).1.contains("for type 'storageAccounts'. The supported api-versions are '2023-05-01'"),
+        "{answer}"
+    );
+
+    let identity = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.ManagedIdentity/userAssignedIdentities/fresh"
+    );
+    let env = &env;
+    let put = |body: Value, version: &'static str| {
+        let url = format!("{identity}?api-version={version}");
+        async move { env.arm(Method::PUT, &url, Some(&body)).await }
+    };
+    let (status, answer) =
+        put(json!({ "location": "westeurope", "properties": { "principalId": SUB } }), "2023-01-31").await;
+    assert_eq!((status, error_code(&answer).0), (400, "InvalidRequestContent"), "read-only: {answer}");
+    assert!(
+        error_code(&answer).1.contains("'properties' is read-only"),
+        "the spec marks all of it read-only: {answer}"
+    );
+    let (status, answer) = put(json!({ "location": "westeurope", "tags": { "a": 1 } }), "2023-01-31").await;
+    assert_eq!((status, error_code(&answer).0), (400, "InvalidRequestContent"), "tag values are strings: {answer}");
+    let (status, answer) = put(json!({ "location": "westeurope" }), "2024-11-30").await;
+    assert_eq!((status, error_code(&answer).0), (400, "NoRegisteredProviderFound"), "{answer}");
+    assert_eq!(env.arm(Method::GET, &format!("{identity}?api-version=2023-01-31"), None).await.0, 404);
+
+    let feature = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.Features/providers/Microsoft.Storage/features/FederatedClientIdentity?api-version=2015-12-01"
+    );
+    let (status, answer) = env.arm(Method::GET, &feature, None).await;
+    assert_eq!((status, error_code(&answer).0), (400, "InvalidApiVersionParameter"), "{answer}");
+    let provider = format!("/subscriptions/{SUB}/providers/Microsoft.Storage?api-version=2024-03-01");
+    let (status, answer) = env.arm(Method::GET, &provider, None).await;
+    assert_eq!((status, error_code(&answer).0), (400, "InvalidApiVersionParameter"), "{answer}");
+    assert!(error_code(&answer).1.contains("The supported versions are '2021-04-01'"), "{answer}");
+}
+
+#[tokio::test]
+async fn invalid_key_vault_requests_are_refused() {
+    let env = start().await;
+    let api = "api-version=7.4";
+    let created = json!({ "kty": "RSA", "key_size": 2048 });
+    let (status, key) = env.vault(Method::POST, &format!("{KV}/keys/validated/create?{api}"), Some(&created)).await;
+    assert_eq!(status, 200, "{key}");
+    let kid = key["key"]["kid"].as_str().unwrap().to_owned();
+    let cases = [
+        (
+            "unknown member",
+            Method::POST,
+            format!("{KV}/keys/other/create?{api}"),
+            json!({ "kty": "RSA", "size": 2048 }),
+            "size",
+        ),
+        (
+            "read-only member",
+            Method::PATCH,
+            format!("{kid}?{api}"),
+            json!({ "attributes": { "created": 1 } }),
+            "read-only",
+        ),
+        (
+            "wrong type",
+            Method::PATCH,
+            format!("{kid}?{api}"),
+            json!({ "attributes": { "enabled": "no" } }),
+            "expected a boolean",
+        ),
+        (
+            "bad base64url",
+            Method::POST,
+            format!("{kid}/wrapkey?{api}"),
+            json!({ "alg": "RSA-OAEP", "value": "a+b/" }),
+            "base64url",
+        ),
+        (
+            "missing required",
+            Method::POST,
+            format!("{kid}/wrapkey?{api}"),
+            json!({ "alg": "RSA-OAEP" }),
+            "missing required 'value'",
+        ),
+    ];
+    for (what, method, url, body, message) in cases {
+        let (status, answer) = env.vault(method, &url, Some(&body)).await;
+        assert_eq!((status, error_code(&answer).0), (400, "BadParameter"), "{what}: {answer}");
+        assert!(error_code(&answer).1.contains(message), "{what}: {answer}");
+        assert_response(KEYS.response("GetKey", "default"), &answer, what);
+    }
+    let (status, answer) = env.vault(Method::GET, &format!("{KV}/keys/other?{api}"), None).await;
+    assert_eq!(status, 404, "the refused create made no key: {answer}");
+    let (_, after) = env.vault(Method::GET, &format!("{kid}?{api}"), None).await;
+    assert_eq!(after["attributes"]["enabled"], true, "the refused update changed nothing");
+
+    let (status, answer) = env.vault(Method::GET, &format!("{kid}?api-version=7.5"), None).await;
+    assert_eq!((status, error_code(&answer).0), (400, "BadParameter"));
+    assert_eq!(
+        error_code(&answer).1,
+        "The specified version (7.5) is not recognized. Consider using the latest supported version (7.4)."
+    );
 }

@@ -75,7 +75,19 @@ pub fn check_key_access(
     let key_version = text(encryption, "/keyvaultproperties/keyversion");
     let vault_not_found =
         || ArmError::bad_request("KeyVaultVaultNotFound", format!("The specified key vault '{uri}' is not found."));
-    let host = url::Url::parse(uri).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    // The vault's URI, nothing more: a key path, query, port or credentials in it is not a vault URI.
+    let host = url::Url::parse(uri)
+        .ok()
+        .filter(|u| {
+            u.scheme() == "https"
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.port().is_none()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+        })
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
     let host = host.filter(|h| matches!(Cloud::service_for_host(h), Some((_, Service::KeyVault { .. })))).ok_or_else(|| {
         ArmError::bad_request(
             "InvalidRequestPropertyValue",

@@ -2,7 +2,9 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
+
+use crate::openapi::{Violation, ViolationKind};
 
 /// One ARM error: status, code and message, as the gateway or a resource provider answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +106,8 @@ impl ArmError {
         )
     }
 
+    /// ARM's answer for an api-version a resource provider does not serve; `resource_type` is the type without its
+    /// namespace (`storageAccounts`), as ARM prints it (e.g. Azure/azure-cli#7075).
     pub fn invalid_api_version(version: &str, resource_type: &str, supported: &[&str]) -> Self {
         Self::bad_request(
             "NoRegisteredProviderFound",
@@ -169,6 +173,56 @@ impl ArmError {
                 "Property id '{id}' at path '{path}' is invalid. Expect fully qualified resource Id that start with '/subscriptions/{{subscriptionId}}' or '/providers/{{resourceProviderNamespace}}/'."
             ),
         )
+    }
+
+    /// The first way a request body differs from its operation's schema, as a Json.NET-based RP reports it: the
+    /// deserialiser's own messages for unknown members, missing required members and values it cannot convert (a
+    /// closed enum's unknown name, a malformed date or GUID, a wrong JSON type). A read-only member is refused with
+    /// `read_only` (the RP's code for a property a request may not set); an `arm-id` that is not one with ARM's
+    /// `LinkedInvalidPropertyId`.
+    pub fn request_violation(violation: &Violation, read_only: fn(&str) -> ArmError) -> Self {
+        let path = &violation.path;
+        let convert = |value: &str, type_name: &str| {
+            Self::invalid_request_content(&format!(
+                "Error converting value {value} to type '{type_name}'. Path '{path}'"
+            ))
+        };
+        match &violation.kind {
+            ViolationKind::UnknownMember(name) => Self::invalid_request_content(&format!(
+                "Could not find member '{name}' on object of type '{}'. Path '{path}'",
+                violation.type_name
+            )),
+            ViolationKind::MissingRequired(name) => {
+                Self::invalid_request_content(&format!("Required property '{name}' not found in JSON. Path '{path}'"))
+            }
+            ViolationKind::ReadOnly(name) => read_only(name),
+            ViolationKind::NotInEnum { value, .. } => {
+                convert(&Value::from(value.as_str()).to_string(), &violation.type_name)
+            }
+            ViolationKind::WrongType { expected, value } => {
+                let net_type = match *expected {
+                    "a string" => "System.String",
+                    "a boolean" => "System.Boolean",
+                    "an integer" => "System.Int64",
+                    "a number" => "System.Double",
+                    _ => violation.type_name.as_str(),
+                };
+                convert(&value.to_string(), net_type)
+            }
+            ViolationKind::BadFormat { format, value } if format == "arm-id" => {
+                Self::linked_invalid_property_id(value, path)
+            }
+            ViolationKind::BadFormat { format, value } => {
+                let net_type = match format.as_str() {
+                    "date-time" => "System.DateTime",
+                    "uuid" => "System.Guid",
+                    "uri" => "System.Uri",
+                    "int32" => "System.Int32",
+                    _ => "System.Byte[]",
+                };
+                convert(&Value::from(value.as_str()).to_string(), net_type)
+            }
+        }
     }
 
     /// The body-deserialisation error RPs built on Json.NET report for unknown members and wrong types.

@@ -10,14 +10,15 @@ use super::errors::ArmError;
 use super::ids::{IDENTITY_TYPE, ResourceId};
 use super::state::IdentityResource;
 use crate::http::Req;
+use crate::openapi;
 use crate::scenario::ManagedIdentity;
 use crate::state::World;
 
-pub const API_VERSIONS: &[&str] =
-    &["2018-11-30", "2021-09-30-preview", "2022-01-31-preview", "2023-01-31", "2023-07-31-preview", "2024-11-30"];
-
-/// Members a PUT body may carry; the read-only ones are ignored, as ARM does.
-const PUT_MEMBERS: &[&str] = &["location", "tags", "properties", "id", "name", "type", "systemData"];
+/// A read-only member in a PUT: the code the emulator uses for every body the RP cannot take (the real RP's answer
+/// is not documented; see the emulator README's Known differences).
+fn read_only(name: &str) -> ArmError {
+    ArmError::bad_request("InvalidRequestContent", format!("The property '{name}' is read-only and cannot be set."))
+}
 
 pub fn serve(
     world: &mut World,
@@ -26,8 +27,9 @@ pub fn serve(
     api_version: &str,
     caller: &str,
 ) -> Result<Response, ArmError> {
-    if !API_VERSIONS.contains(&api_version) {
-        return Err(ArmError::invalid_api_version(api_version, IDENTITY_TYPE, API_VERSIONS));
+    let served = openapi::MANAGED_IDENTITY.api_version();
+    if api_version != served {
+        return Err(ArmError::invalid_api_version(api_version, "userAssignedIdentities", &[served]));
     }
     let path = req.url.path();
     match req.method {
@@ -61,27 +63,21 @@ pub fn serve(
 fn put(world: &mut World, req: &Req, id: &ResourceId) -> Result<Response, ArmError> {
     let body: Value =
         serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
-    let object = body.as_object().ok_or_else(|| ArmError::invalid_request_content("the body is not a JSON object"))?;
-    if let Some(unknown) = object.keys().find(|k| !PUT_MEMBERS.contains(&k.as_str())) {
-        return Err(ArmError::invalid_request_content(&format!(
-            "Could not find member '{unknown}' on object of type 'Identity'. Path '{unknown}'"
-        )));
+    // ARM itself insists on a location for a tracked resource, before the RP reads the body.
+    if body.get("location").and_then(Value::as_str).is_none() {
+        return Err(ArmError::bad_request(
+            "LocationRequired",
+            "The location property is required for this definition.",
+        ));
     }
-    let location = object
-        .get("location")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            ArmError::bad_request("LocationRequired", "The location property is required for this definition.")
-        })?
-        .to_owned();
-    let tags = match object.get("tags") {
+    let body = openapi::MANAGED_IDENTITY
+        .request_body("UserAssignedIdentities_CreateOrUpdate")
+        .check_request(&body)
+        .map_err(|violations| ArmError::request_violation(&violations[0], read_only))?;
+    let location = body["location"].as_str().unwrap_or_default().to_owned();
+    let tags = match body.get("tags") {
         None | Some(Value::Null) => json!({}),
-        Some(tags @ Value::Object(map)) if map.values().all(Value::is_string) => tags.clone(),
-        Some(_) => {
-            return Err(ArmError::invalid_request_content(
-                "Error converting value to type 'Dictionary<string, string>'. Path 'tags'",
-            ));
-        }
+        Some(tags) => tags.clone(),
     };
     let key = id.key();
     if let Some(existing) = world.arm.identities.get_mut(&key) {

@@ -8,7 +8,6 @@ pub mod ids;
 mod registration;
 mod state;
 mod storage;
-mod storage_body;
 
 use axum::response::{IntoResponse, Response};
 
@@ -49,7 +48,7 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
     let caller = claims.oid.as_str();
     match route {
         Route::Feature { subscription, namespace, feature, register } => {
-            registration::check_api_version(&api_version, registration::FEATURE_API_VERSIONS)?;
+            registration::check_api_version(&api_version, crate::openapi::FEATURES)?;
             let action = if register {
                 "Microsoft.Features/providers/features/register/action"
             } else {
@@ -59,7 +58,7 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
             registration::feature(&mut world.arm, &req.method, &subscription, &namespace, &feature, register)
         }
         Route::Provider { subscription, namespace, register } => {
-            registration::check_api_version(&api_version, registration::PROVIDER_API_VERSIONS)?;
+            registration::check_api_version(&api_version, crate::openapi::RESOURCES)?;
             let action = if register {
                 format!("{namespace}/register/action")
             } else {

@@ -8,13 +8,13 @@ use serde_json::json;
 
 use super::errors::ArmError;
 use super::state::{ArmState, Registration};
+use crate::openapi;
 
-pub const FEATURE_API_VERSIONS: &[&str] = &["2015-12-01", "2021-07-01"];
-pub const PROVIDER_API_VERSIONS: &[&str] =
-    &["2019-10-01", "2020-06-01", "2021-01-01", "2021-04-01", "2022-09-01", "2024-03-01"];
-
-pub fn check_api_version(version: &str, supported: &[&str]) -> Result<(), ArmError> {
-    if supported.contains(&version) { Ok(()) } else { Err(ArmError::invalid_api_version_parameter(version, supported)) }
+/// The Features and Resources RPs answer only their spec file's api-version; others get ARM's
+/// `InvalidApiVersionParameter` (its wording as in Azure/azure-cli#27156).
+pub fn check_api_version(version: &str, spec: openapi::Spec) -> Result<(), ArmError> {
+    let served = spec.api_version();
+    if version == served { Ok(()) } else { Err(ArmError::invalid_api_version_parameter(version, &[served])) }
 }
 
 fn method_not_allowed(method: &Method) -> ArmError {
@@ -97,7 +97,7 @@ pub fn provider(
     })?;
     step(registration, register, polls);
     let resource_types = if registration.name.eq_ignore_ascii_case("Microsoft.Storage") {
-        json!([{ "resourceType": "storageAccounts", "locations": ["West Europe"], "apiVersions": super::storage::API_VERSIONS, "capabilities": "CrossResourceGroupResourceMove, CrossSubscriptionResourceMove, SystemAssignedResourceIdentity, SupportsTags, SupportsLocation" }])
+        json!([{ "resourceType": "storageAccounts", "locations": ["West Europe"], "apiVersions": [openapi::STORAGE.api_version()], "capabilities": "CrossResourceGroupResourceMove, CrossSubscriptionResourceMove, SystemAssignedResourceIdentity, SupportsTags, SupportsLocation" }])
     } else {
         json!([])
     };

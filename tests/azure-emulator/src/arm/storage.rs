@@ -13,25 +13,20 @@ use super::cmk;
 use super::errors::ArmError;
 use super::ids::{IDENTITY_TYPE, ResourceId, STORAGE_TYPE};
 use super::state::{ArmState, StorageAccountState};
-use super::storage_body;
 use crate::cloud::Cloud;
 use crate::http::Req;
+use crate::openapi;
 use crate::scenario::StorageAccount;
 use crate::state::World;
 
-/// Storage api-versions that know `federatedIdentityClientId`; all are served with the 2023-05-01 shape.
-pub const API_VERSIONS: &[&str] = &[
-    "2021-08-01",
-    "2021-09-01",
-    "2022-05-01",
-    "2022-09-01",
-    "2023-01-01",
-    "2023-04-01",
-    "2023-05-01",
-    "2024-01-01",
-    "2025-01-01",
-    "2025-06-01",
-];
+/// The Storage RP's code for a member a request may not set ("The property 'isHnsEnabled' was specified in the input,
+/// but it cannot be updated.", seen in jenkins-infra/azure#125); used here for the spec's read-only members.
+fn cannot_be_updated(name: &str) -> ArmError {
+    ArmError::bad_request(
+        "AccountPropertyCannotBeUpdated",
+        format!("The property '{name}' was specified in the input, but it cannot be updated."),
+    )
+}
 
 /// .NET's round-trip timestamp format, which the Storage RP uses (`2019-12-13T20:36:23.7023290Z`).
 pub fn dotnet_time(at: OffsetDateTime) -> String {
@@ -52,8 +47,9 @@ pub fn serve(
     caller: &str,
     now: OffsetDateTime,
 ) -> Result<Response, ArmError> {
-    if !API_VERSIONS.contains(&api_version) {
-        return Err(ArmError::invalid_api_version(api_version, STORAGE_TYPE, API_VERSIONS));
+    let served = openapi::STORAGE.api_version();
+    if api_version != served {
+        return Err(ArmError::invalid_api_version(api_version, "storageAccounts", &[served]));
     }
     let path = req.url.path();
     let action = match req.method {
@@ -82,7 +78,11 @@ pub fn serve(
     }
     let body: Value =
         serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
-    storage_body::check(&body, &storage_body::UPDATE_PARAMETERS, "")?;
+    // Read as the RP reads it: against `StorageAccountUpdateParameters`, names and enum values in the spec's spelling.
+    let body = openapi::STORAGE
+        .request_body("StorageAccounts_Update")
+        .check_request(&body)
+        .map_err(|violations| ArmError::request_violation(&violations[0], cannot_be_updated))?;
     let updated = patch(world, account, &body, caller, path, now)?;
     let response = updated.to_arm(&world.arm);
     world.arm.storage.insert(id.key(), updated);

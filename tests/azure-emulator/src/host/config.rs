@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::schema;
 use super::settings::Settings;
+use super::{binding_rules, schema};
 
 /// `Utility.FunctionNameValidationRegex`, applied case-insensitively; `host` is reserved.
 fn valid_function_name(name: &str) -> bool {
@@ -121,6 +121,7 @@ pub fn load(root: &Path, settings: &Settings) -> Result<AppConfig, String> {
             host_path.display()
         ));
     }
+    let with_bundle = host_json.get("extensionBundle").is_some();
     let mut functions = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
         .map_err(|e| format!("{}: {e}", root.display()))?
@@ -130,7 +131,8 @@ pub fn load(root: &Path, settings: &Settings) -> Result<AppConfig, String> {
     dirs.sort();
     for dir in dirs {
         let file = dir.join("function.json");
-        let function = load_function(&dir, settings, &mut warnings).map_err(|e| format!("{}: {e}", file.display()))?;
+        let function = load_function(&dir, settings, with_bundle, &mut warnings)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
         functions.push(function);
     }
     Ok(AppConfig { host, functions, warnings })
@@ -216,13 +218,18 @@ pub fn parse_timespan(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(whole) + Duration::from_secs_f64(seconds))
 }
 
-fn load_function(dir: &Path, settings: &Settings, warnings: &mut Vec<String>) -> Result<FunctionConfig, String> {
+fn load_function(
+    dir: &Path,
+    settings: &Settings,
+    with_bundle: bool,
+    warnings: &mut Vec<String>,
+) -> Result<FunctionConfig, String> {
     let name = dir.file_name().and_then(|n| n.to_str()).ok_or("the folder name is not UTF-8")?.to_owned();
     if !valid_function_name(&name) {
         return Err(format!("{name:?} is not a valid function name (^[a-z][a-z0-9_\\-]{{0,127}}$, not \"host\")"));
     }
     let json = read_json(&dir.join("function.json"))?;
-    schema::validate_function(&json)?;
+    schema::validate_function(&json, with_bundle)?;
     let disabled = json.get("disabled").and_then(Value::as_bool).unwrap_or(false);
     let raw_bindings = json.get("bindings").and_then(Value::as_array).ok_or("\"bindings\" must be an array")?;
     let mut bindings = Vec::new();
@@ -235,6 +242,8 @@ fn load_function(dir: &Path, settings: &Settings, warnings: &mut Vec<String>) ->
             ));
         }
         let kind = object.get("type").and_then(Value::as_str).ok_or(format!("binding {name:?} has no \"type\""))?;
+        let kind = kind.to_ascii_lowercase();
+        binding_rules::check(&kind, object).map_err(|e| format!("binding {name:?}: {e}"))?;
         let direction = object.get("direction").and_then(Value::as_str).unwrap_or("in").to_owned();
         let mut resolved = serde_json::Map::new();
         for (key, value) in object {
@@ -246,7 +255,7 @@ fn load_function(dir: &Path, settings: &Settings, warnings: &mut Vec<String>) ->
             };
             resolved.insert(key.clone(), value);
         }
-        bindings.push(Binding { name, kind: kind.to_ascii_lowercase(), direction, raw: resolved });
+        bindings.push(Binding { name, kind, direction, raw: resolved });
     }
     let function = FunctionConfig { name, bindings, disabled };
     if let Some(trigger) = function.trigger().filter(|t| t.kind == "servicebustrigger") {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::config::{Binding, FunctionConfig};
 use super::invoke::{self, Outcome};
 use super::json::{Json, quote};
+use super::result::Outputs;
 use super::runtime::Runtime;
 use crate::http::Req;
 
@@ -47,12 +48,16 @@ pub async fn serve(runtime: &Runtime, req: Req) -> Response {
     match outcome {
         Outcome::Success(answer) => {
             runtime.log_answer(&function.name, &answer);
-            if let Err(message) = runtime.send_service_bus_outputs(function, &answer, invocation_id).await {
-                runtime.record_failure(&function.name, &message);
-                return (StatusCode::INTERNAL_SERVER_ERROR, "function invocation failed").into_response();
+            match runtime.send_service_bus_outputs(function, &answer, invocation_id).await {
+                Ok(outputs) => {
+                    runtime.record_ok();
+                    http_response(function, &outputs)
+                }
+                Err(message) => {
+                    runtime.record_failure(&function.name, &message);
+                    (StatusCode::INTERNAL_SERVER_ERROR, "function invocation failed").into_response()
+                }
             }
-            runtime.record_ok();
-            http_response(function, &answer)
         }
         Outcome::Failure(message) => {
             runtime.record_failure(&function.name, &message);
@@ -196,14 +201,14 @@ fn title_case(name: &str) -> String {
         .join("-")
 }
 
-/// `Outputs.{res}` (or `ReturnValue` for `$return`): `{statusCode, body, headers}`, or a bare value as the body.
-fn http_response(function: &FunctionConfig, answer: &Json) -> Response {
+/// The bound `http` output: `{statusCode, body, headers}` (what `Outputs.{res}` deserialised to), or for `$return` a
+/// bare value as the body. No response bound is the host's `OkResult`: 200 with no body.
+fn http_response(function: &FunctionConfig, outputs: &Outputs) -> Response {
     let Some(binding) = function.outputs().find(|b| b.kind == "http") else {
         return StatusCode::OK.into_response();
     };
-    let value = match invoke::output_value(answer, &binding.name) {
-        None | Some(Json::Null) => return StatusCode::OK.into_response(),
-        Some(value) => value,
+    let Some(value) = outputs.get(&binding.name) else {
+        return StatusCode::OK.into_response();
     };
     let (status, body, headers) = match value {
         Json::Object(_) => (

@@ -1,6 +1,6 @@
 //! One invocation over the custom-handler protocol: `POST /{FunctionName}` with the host's headers, and the host's
-//! reading of the answer (reference §1.1, §2.1): non-2xx, a non-JSON content type or invalid JSON fail; an empty or
-//! `null` 2xx body never completes, so the invocation runs into the function timeout.
+//! reading of the answer (reference §1.1, §2.1): non-2xx, a non-JSON content type, invalid JSON or members of the
+//! wrong type fail; an empty or `null` 2xx body never completes, so the invocation runs into the function timeout.
 
 use std::time::Duration;
 
@@ -68,23 +68,43 @@ pub async fn invoke(
         tokio::time::sleep_until(deadline).await;
         return Outcome::TimedOut;
     }
-    if !content_type.as_deref().is_some_and(is_json_media_type) {
-        return Outcome::Failure(format!(
+    match read_answer(content_type.as_deref(), &text) {
+        Ok(answer) => Outcome::Success(answer),
+        Err(message) => Outcome::Failure(message),
+    }
+}
+
+/// The host's `ReadAsAsync<HttpScriptInvocationResult>()` of a non-empty 2xx body: the JSON formatter only reads
+/// `application/json` or `text/json`, and Json.NET must be able to fill `{IDictionary<string, object> Outputs;
+/// IList<string> Logs; object ReturnValue}` (members matched case-insensitively, others ignored). Anything it
+/// cannot deserialise fails the invocation (reference §2.1).
+pub fn read_answer(content_type: Option<&str>, text: &str) -> Result<Json, String> {
+    if !content_type.is_some_and(is_json_media_type) {
+        return Err(format!(
             "Invalid HttpResponseMessage: no JSON formatter for content type {}",
-            content_type.as_deref().unwrap_or("(none: application/octet-stream)")
+            content_type.unwrap_or("(none: application/octet-stream)")
         ));
     }
-    let parsed = match Json::parse(&text) {
+    let parsed = match Json::parse(text) {
         Ok(parsed @ Json::Object(_)) => parsed,
-        Ok(_) => return Outcome::Failure("Invalid HttpResponseMessage: the body is not a JSON object".into()),
-        Err(e) => return Outcome::Failure(format!("Invalid HttpResponseMessage: {e}")),
+        Ok(_) => return Err("Invalid HttpResponseMessage: the body is not a JSON object".into()),
+        Err(e) => return Err(format!("Invalid HttpResponseMessage: {e}")),
     };
+    match parsed.get_ignore_case("Outputs") {
+        None | Some(Json::Null | Json::Object(_)) => {}
+        Some(other) => {
+            return Err(format!(
+                "Invalid HttpResponseMessage: cannot deserialize {} into IDictionary<string, object>. Path 'Outputs'",
+                other.kind()
+            ));
+        }
+    }
     match parsed.get_ignore_case("Logs") {
         None | Some(Json::Null) => {}
         Some(Json::Array(items)) if items.iter().all(|i| matches!(i, Json::String(_) | Json::Null)) => {}
-        Some(_) => return Outcome::Failure("Invalid HttpResponseMessage: Logs must be an array of strings".into()),
+        Some(_) => return Err("Invalid HttpResponseMessage: Logs must be an array of strings".into()),
     }
-    Outcome::Success(parsed)
+    Ok(parsed)
 }
 
 /// What `JsonMediaTypeFormatter` reads.
@@ -101,10 +121,33 @@ pub fn logs(answer: &Json) -> Vec<String> {
     }
 }
 
-/// The value for one output binding: `Outputs[name]` (ordinal), or `ReturnValue` for `$return`.
-pub fn output_value<'a>(answer: &'a Json, binding: &str) -> Option<&'a Json> {
-    if binding == "$return" {
-        return answer.get_ignore_case("ReturnValue");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: Option<&str> = Some("application/json; charset=utf-8");
+
+    #[test]
+    fn well_formed_answers_are_read() {
+        assert!(read_answer(JSON, "{}").is_ok());
+        assert!(read_answer(Some("text/json"), r#"{"outputs":{"res":1},"logs":["a",null],"ReturnValue":[1]}"#).is_ok());
+        assert!(read_answer(JSON, r#"{"Outputs":null,"Logs":null,"Unknown":5}"#).is_ok());
     }
-    answer.get_ignore_case("Outputs").and_then(|outputs| outputs.get(binding))
+
+    #[test]
+    fn what_json_net_cannot_deserialise_fails() {
+        for (content_type, body) in [
+            (Some("text/plain"), "{}"),
+            (None, "{}"),
+            (JSON, "not json"),
+            (JSON, "[]"),
+            (JSON, r#"{"Outputs":[{"res":1}]}"#),
+            (JSON, r#"{"Outputs":"res"}"#),
+            (JSON, r#"{"outputs":5}"#),
+            (JSON, r#"{"Logs":"one line"}"#),
+            (JSON, r#"{"Logs":[{"line":1}]}"#),
+        ] {
+            assert!(read_answer(content_type, body).is_err(), "{content_type:?} {body}");
+        }
+    }
 }

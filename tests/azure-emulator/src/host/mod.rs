@@ -3,6 +3,7 @@
 //! Normative source: `shared/reference/functions-custom-handler.md` §8. What is emulated and what differs from the
 //! real host is in `docs/host.md`.
 
+mod binding_rules;
 mod config;
 mod http_trigger;
 mod invoke;
@@ -10,6 +11,7 @@ mod json;
 mod outputs;
 mod payload;
 mod process;
+mod result;
 mod runtime;
 mod sb_outputs;
 mod schema;

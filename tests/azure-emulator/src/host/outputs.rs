@@ -70,7 +70,7 @@ mod tests {
     #[test]
     fn objects_are_reindented() {
         let derived = std::fs::read_to_string(format!(
-            "{}/tests/data/host/derived/servicebus-trigger.handler-response.json",
+            "{}/../../specs/functions/derived/servicebus-trigger.handler-response.json",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();

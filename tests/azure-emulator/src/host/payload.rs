@@ -236,7 +236,7 @@ mod tests {
 
     fn derived(name: &str) -> String {
         let text = std::fs::read_to_string(format!(
-            "{}/tests/data/host/derived/servicebus-trigger.{name}.request.json",
+            "{}/../../specs/functions/derived/servicebus-trigger.{name}.request.json",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::config::{AppConfig, FunctionConfig};
 use super::json::Json;
 use super::process::{Worker, WorkerState};
+use super::result::{self, Outputs};
 use super::settings::Settings;
 use super::{invoke, sb_outputs};
 use crate::state::Shared;
@@ -119,16 +120,19 @@ impl Runtime {
         self.function_logs.lock().expect("host lock").clone()
     }
 
-    /// Sends every declared `serviceBus` output of a successful answer, in order; the first failure fails the
-    /// invocation (messages already sent stay sent).
+    /// Binds the outputs of a successful answer the way the host does ([`result::resolve`]), then sends every
+    /// declared `serviceBus` output, in order; the first failure fails the invocation (messages already sent stay
+    /// sent). Returns the bound values (the HTTP response is among them).
     pub async fn send_service_bus_outputs(
         &self,
         function: &FunctionConfig,
         answer: &Json,
         invocation_id: Uuid,
-    ) -> Result<usize, String> {
+    ) -> Result<Outputs, String> {
         let Some(shared) = self.shared.upgrade() else { return Err("the emulator is shutting down".into()) };
-        sb_outputs::send(&shared, &self.settings, function, answer, invocation_id)
+        let outputs = result::resolve(answer, function)?;
+        sb_outputs::send(&shared, &self.settings, function, &outputs, invocation_id)?;
+        Ok(outputs)
     }
 
     pub fn status(&self) -> serde_json::Value {

@@ -5,9 +5,9 @@
 use uuid::Uuid;
 
 use super::config::{self, FunctionConfig};
-use super::json::Json;
+use super::outputs;
+use super::result::Outputs;
 use super::settings::Settings;
-use super::{invoke, outputs};
 use crate::servicebus::NewMessage;
 use crate::state::Shared;
 
@@ -16,12 +16,12 @@ pub fn send(
     shared: &Shared,
     settings: &Settings,
     function: &FunctionConfig,
-    answer: &Json,
+    values: &Outputs,
     invocation_id: Uuid,
 ) -> Result<usize, String> {
     let mut sent = 0;
     for binding in function.outputs().filter(|b| b.kind == "servicebus") {
-        let Some(value) = invoke::output_value(answer, &binding.name) else { continue };
+        let Some(value) = values.get(&binding.name) else { continue };
         // `queueName` wins when both are present (`JobHostMetadataProvider.Touchups`).
         let entity = binding
             .str("queueName")

@@ -1,5 +1,6 @@
-//! App settings as the host sees them: the configured values first, then the process environment (App Service puts
-//! app settings into the environment, so both are one namespace there).
+//! App settings as the host sees them. In App Service the host's environment *is* the app settings (plus the
+//! platform's own variables), so `%NAME%` and connection lookups read the configured app settings only: never the
+//! environment of the process that runs the emulator, which no deployed app could see.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ impl Settings {
     }
 
     pub fn get(&self, name: &str) -> Option<String> {
-        self.values.get(name).cloned().or_else(|| std::env::var(name).ok())
+        self.values.get(name).cloned()
     }
 
     /// `%NAME%` in a binding property: every placeholder must resolve, as in the host's `NameResolver`.
@@ -68,6 +69,15 @@ mod tests {
         assert_eq!(settings().resolve_binding_expression("q-%QUEUE%-x").unwrap(), "q-onboarding-x");
         assert!(settings().resolve_binding_expression("%NOPE_NOT_SET_ANYWHERE%").unwrap_err().contains("NOPE_NOT_SET"));
         assert_eq!(settings().resolve_binding_expression("100% sure").unwrap(), "100% sure");
+    }
+
+    #[test]
+    fn the_emulators_own_environment_is_not_an_app_setting() {
+        // PATH is set in every test process; an app cannot see the environment of whatever runs the emulator.
+        assert!(std::env::var("PATH").is_ok());
+        assert!(settings().resolve_binding_expression("%PATH%").unwrap_err().contains("PATH"));
+        assert_eq!(settings().expand_dropping_unset("[%PATH%]"), "[]");
+        assert_eq!(settings().get("PATH"), None);
     }
 
     #[test]

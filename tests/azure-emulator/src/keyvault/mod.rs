@@ -1,4 +1,4 @@
-//! Key Vault and Managed HSM data plane (keys, api-version 7.x): bearer challenge, tenant and audience checks,
+//! Key Vault and Managed HSM data plane (keys, the api-version of `specs/azure`'s `keys.json`): bearer challenge, tenant and audience checks,
 //! RBAC, key get/list/create/update and real RSA wrap/unwrap. Also the key checks Storage's RP does for CMK.
 
 mod crypto;
@@ -18,9 +18,6 @@ use crate::cloud::Cloud;
 use crate::entra::{Claims, audience_matches};
 use crate::http::Req;
 use crate::state::Shared;
-
-/// api-versions the emulator answers; others get Key Vault's 400.
-const API_VERSIONS: &[&str] = &["7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01"];
 
 /// The resource (token audience) of a vault in `cloud`.
 pub fn resource(cloud: Cloud, managed_hsm: bool) -> String {
@@ -45,9 +42,12 @@ pub async fn handle(shared: &Shared, req: Req) -> Response {
     };
     match req.query("api-version") {
         None => return responses::bad_parameter("The api-version query parameter is missing."),
-        Some(version) if !API_VERSIONS.contains(&version.as_str()) => {
+        // Only the api-version of the embedded spec (`openapi::KEY_VAULT_KEYS`); Key Vault's wording for others as in
+        // Azure/azure-sdk-for-python#28595.
+        Some(version) if version != crate::openapi::KEY_VAULT_KEYS.api_version() => {
             return responses::bad_parameter(&format!(
-                "The specified version ({version}) is not recognized. Consider using the latest supported version (7.5)."
+                "The specified version ({version}) is not recognized. Consider using the latest supported version ({}).",
+                crate::openapi::KEY_VAULT_KEYS.api_version()
             ));
         }
         Some(_) => {}

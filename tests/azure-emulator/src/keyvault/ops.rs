@@ -73,6 +73,24 @@ fn key_not_found(vault: &VaultState, name: &str, version: Option<&str>) -> Respo
     error(StatusCode::NOT_FOUND, "KeyNotFound", &message, None)
 }
 
+/// A request body checked against its operation's schema in `keys.json` (unknown or read-only members, wrong types,
+/// malformed base64url), then deserialised; Key Vault refuses a bad body with 400 `BadParameter`.
+fn read_body<T: serde::de::DeserializeOwned>(body: &[u8], operation_id: &str) -> Result<T, Failure> {
+    let invalid = |detail: String| Box::new(bad_parameter(&format!("The request body is invalid: {detail}")));
+    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    let value = crate::openapi::KEY_VAULT_KEYS
+        .request_body(operation_id)
+        .check_request(&value)
+        .map_err(|violations| invalid(violations[0].to_string()))?;
+    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+}
+
+/// 403 `KeyDisabled`: "Operation {op} is not allowed on a disabled key."
+fn key_disabled(operation: &str) -> Response {
+    let message = format!("Operation {operation} is not allowed on a disabled key.");
+    error(StatusCode::FORBIDDEN, "Forbidden", &message, Some("KeyDisabled"))
+}
+
 /// RBAC, then the key (latest when `version` is `None` or empty).
 fn locate(call: &Call<'_>, name: &str, version: Option<&str>, action: KeyAction) -> Result<Located, Failure> {
     let version = version.filter(|v| !v.is_empty());
@@ -105,7 +123,9 @@ fn bundle_response(located: &Located) -> Response {
 
 pub async fn get_key(call: &Call<'_>, name: &str, version: Option<&str>) -> Response {
     match locate(call, name, version, KeyAction::Read) {
-        // A disabled key is still readable: its attributes say so. Crypto operations refuse it.
+        // Key Vault refuses every operation on a disabled key version, `get` included (reference
+        // `cross-tenant-cmk.md` §2.4); the key's versions list still shows it with `enabled: false`.
+        Ok(located) if !located.version.enabled => key_disabled("get"),
         Ok(located) => bundle_response(&located),
         Err(response) => *response,
     }
@@ -168,9 +188,9 @@ struct CreateParameters {
 }
 
 pub async fn create_key(call: &Call<'_>, name: &str) -> Response {
-    let params: CreateParameters = match serde_json::from_slice(call.body) {
+    let params: CreateParameters = match read_body(call.body, "CreateKey") {
         Ok(params) => params,
-        Err(e) => return bad_parameter(&format!("The request body is invalid: {e}")),
+        Err(response) => return *response,
     };
     let valid_name =
         !name.is_empty() && name.len() <= 127 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
@@ -232,9 +252,9 @@ struct UpdateParameters {
 }
 
 pub async fn update_key(call: &Call<'_>, name: &str, version: Option<&str>) -> Response {
-    let params: UpdateParameters = match serde_json::from_slice(call.body) {
+    let params: UpdateParameters = match read_body(call.body, "UpdateKey") {
         Ok(params) => params,
-        Err(e) => return bad_parameter(&format!("The request body is invalid: {e}")),
+        Err(response) => return *response,
     };
     let located = match locate(call, name, version, KeyAction::Update) {
         Ok(located) => located,
@@ -277,9 +297,9 @@ struct OperationParameters {
 
 /// `wrapkey` (`wrap == true`) or `unwrapkey`.
 pub async fn wrap(call: &Call<'_>, name: &str, version: &str, wrap: bool) -> Response {
-    let params: OperationParameters = match serde_json::from_slice(call.body) {
+    let params: OperationParameters = match read_body(call.body, if wrap { "wrapKey" } else { "unwrapKey" }) {
         Ok(params) => params,
-        Err(e) => return bad_parameter(&format!("The request body is invalid: {e}")),
+        Err(response) => return *response,
     };
     let action = if wrap { KeyAction::Wrap } else { KeyAction::Unwrap };
     let located = match locate(call, name, Some(version), action) {
@@ -289,8 +309,7 @@ pub async fn wrap(call: &Call<'_>, name: &str, version: &str, wrap: bool) -> Res
     let op_name = if wrap { "wrapKey" } else { "unwrapKey" };
     let key = &located.version;
     if !key.enabled {
-        let message = format!("Operation {op_name} is not allowed on a disabled key.");
-        return error(StatusCode::FORBIDDEN, "Forbidden", &message, Some("KeyDisabled"));
+        return key_disabled(op_name);
     }
     if !key.key_ops.iter().any(|op| op == op_name) {
         let message = format!("Operation {op_name} is not permitted on this key.");

@@ -358,6 +358,12 @@ impl Bus {
         self.with_receiver(ns, entity, |receiver, _| receiver.peek(kind, from_sequence, max))
     }
 
+    /// Active, scheduled and dead-lettered message counts of a queue or subscription (the management API's
+    /// `CountDetails`).
+    pub fn counts(&self, ns: &str, entity: &str) -> Result<(usize, usize, usize), BusError> {
+        self.with_receiver(ns, entity, |receiver, _| receiver.counts())
+    }
+
     /// State dump for `/_emulator/state`: every entity with its active, scheduled, locked and dead-lettered messages.
     pub fn snapshot(&self) -> serde_json::Value {
         let now = self.clock.now();

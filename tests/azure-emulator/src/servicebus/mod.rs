@@ -7,6 +7,7 @@
 mod bus;
 mod filter;
 mod iso_duration;
+mod management;
 mod model;
 mod rest;
 mod sas;

@@ -152,11 +152,13 @@ pub enum BusError {
 }
 
 impl BusError {
-    /// The HTTP status Service Bus answers with for this error.
+    /// The HTTP status Service Bus answers with for this error. The REST reference's tables: a queue, topic or
+    /// subscription that does not exist is 410 for Send, Peek-Lock, Receive-and-Delete, Unlock, Renew-Lock and
+    /// Delete; "No message was found with the specified MessageId or LockToken" is 404 for the last three.
     pub fn status(&self) -> u16 {
         match self {
-            Self::EntityNotFound(_) => 404,
-            Self::LockLost => 410,
+            Self::EntityNotFound(_) => 410,
+            Self::LockLost => 404,
             Self::MessageNotFound => 404,
             Self::MessageTooLarge { .. } => 413,
             Self::QuotaExceeded(_) => 403,

@@ -79,6 +79,13 @@ pub async fn handle(shared: &Shared, namespace: &str, req: Req) -> Response {
     // A namespace the scenario does not have does not resolve in DNS: the client sees a failed connection.
     let Some(auth) = shared.bus.namespace_auth(namespace) else { return crate::faults::reset_response() };
     let errors = ErrorContext { host: req.host(), path: req.url.path().to_owned() };
+    if req.method == Method::GET {
+        // The management API's entity description (runtime counts); it needs the Manage right.
+        if let Err((status, detail)) = authorize(shared, namespace, &auth, &req, "Manage") {
+            return errors.respond(status, &detail);
+        }
+        return super::management::entity(shared, namespace, &req);
+    }
     let Some((entity, operation)) = parse(&req.method, req.url.path()) else {
         return errors.respond(400, "The request is not a supported Service Bus messaging operation.");
     };

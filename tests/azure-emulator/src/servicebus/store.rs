@@ -335,6 +335,11 @@ impl Receiver {
         found.into_iter().map(|(_, message)| message.clone()).collect()
     }
 
+    /// Runtime counts as the management API reports them: active (locked ones included), scheduled, dead-lettered.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.main.messages.len(), self.scheduled.len(), self.dead_letters.messages.len())
+    }
+
     /// State dump: each message with where it is.
     pub fn snapshot(&self) -> serde_json::Value {
         let render = |message: &Message, locked_until: Option<OffsetDateTime>| {

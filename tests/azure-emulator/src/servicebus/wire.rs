@@ -31,56 +31,71 @@ pub fn parse_date(text: &str) -> Option<OffsetDateTime> {
         .ok()
 }
 
-/// Request headers that are never custom properties: HTTP's own, tracing, Azure's `x-ms-*` and the test proxy's.
-fn is_transport_header(name: &str) -> bool {
+/// Request headers Service Bus keeps for the protocol; every other header of a send becomes a custom property. A
+/// Service Bus PM: "Any header you send becomes a custom property, apart from `Content-Type`, `BrokerProperties`,
+/// and a small set of names the service reserves for protocol use" (Azure/azure-rest-api-specs#27127, 2026-07-30).
+/// The set is not published; this is the standard HTTP/1.1 request headers as .NET's `HttpRequestHeader` names them
+/// (the service is a .NET HTTP front end), `BrokerProperties`, and the documented `x-ms-retrypolicy`. So
+/// `traceparent`, `x-ms-client-request-id` and the like *are* properties, as they are in Azure.
+fn is_reserved_header(name: &str) -> bool {
     const NAMES: &[&str] = &[
-        "authorization",
-        "brokerproperties",
-        "content-type",
-        "content-length",
-        "content-encoding",
-        "host",
-        "user-agent",
         "accept",
+        "accept-charset",
         "accept-encoding",
         "accept-language",
+        "allow",
+        "authorization",
+        "brokerproperties",
+        "cache-control",
         "connection",
-        "keep-alive",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-location",
+        "content-md5",
+        "content-range",
+        "content-type",
+        "cookie",
+        "date",
         "expect",
-        "transfer-encoding",
+        "expires",
+        "from",
+        "host",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "keep-alive",
+        "last-modified",
+        "max-forwards",
+        "pragma",
+        "proxy-authorization",
+        "range",
+        "referer",
         "te",
         "trailer",
+        "transfer-encoding",
+        "translate",
         "upgrade",
-        "date",
-        "cache-control",
-        "pragma",
-        "cookie",
-        "origin",
-        "referer",
+        "user-agent",
         "via",
-        "range",
-        "if-match",
-        "if-none-match",
-        "if-modified-since",
-        "if-unmodified-since",
-        "proxy-authorization",
-        "proxy-connection",
-        "traceparent",
-        "tracestate",
-        "baggage",
-        "request-id",
-        "correlation-context",
+        "warning",
+        "x-ms-retrypolicy",
     ];
-    NAMES.contains(&name) || ["x-ms-", "x-forwarded-", "x-recording-"].iter().any(|prefix| name.starts_with(prefix))
+    // `x-recording-*` is the test proxy's routing (the handler's test seam), which a real test proxy consumes.
+    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n)) || name.to_ascii_lowercase().starts_with("x-recording-")
 }
 
-/// Decodes one custom-property header value: a JSON string, number or boolean. Anything else is refused, as the
-/// service refuses an unquoted string.
-fn property_value(raw: &[u8]) -> Option<Value> {
-    let text = std::str::from_utf8(raw).ok()?.trim();
-    match serde_json::from_str::<Value>(text).ok()? {
-        value @ (Value::String(_) | Value::Number(_) | Value::Bool(_)) => Some(value),
-        _ => None,
+/// Decodes one custom-property header value: JSON text that is a string, number or boolean is that value
+/// (`"High"`, `3`, `true`); anything else is the header's text as a string. The Send Message documentation's own
+/// example sends `Priority: High` and `Customer: 12345,ABC` unquoted (learn.microsoft.com/rest/api/servicebus/
+/// send-message-to-queue, "Example"), and the receive examples return them as `"High"` and `"12345,ABC"`.
+fn property_value(raw: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(raw);
+    match serde_json::from_str::<Value>(text.trim()) {
+        Ok(value @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => value,
+        _ => Value::String(text.into_owned()),
     }
 }
 
@@ -98,13 +113,14 @@ pub fn message_from_request(headers: &HeaderMap, body: &[u8]) -> Result<NewMessa
             serde_json::from_str(&text).map_err(|_| invalid_header("BrokerProperties", &text))?;
         apply_broker_properties(&mut message, &object).map_err(|_| invalid_header("BrokerProperties", &text))?;
     }
+    // Names are stored as they reach us. hyper hands every header name over lower-cased (HTTP/1.1 names are
+    // case-insensitive and `http::HeaderName` keeps one spelling), so over REST a property is stored with the
+    // lower-case name its client put on the wire; reqwest and hyper clients send lower case anyway.
     for (name, value) in headers {
-        if is_transport_header(name.as_str()) {
+        if is_reserved_header(name.as_str()) {
             continue;
         }
-        let decoded = property_value(value.as_bytes())
-            .ok_or_else(|| invalid_header(name.as_str(), &String::from_utf8_lossy(value.as_bytes())))?;
-        message.application_properties.insert(name.as_str().to_owned(), decoded);
+        message.application_properties.insert(name.as_str().to_owned(), property_value(value.as_bytes()));
     }
     Ok(message)
 }
@@ -246,7 +262,7 @@ pub fn response_headers(message: &Message, lock: Option<(uuid::Uuid, OffsetDateT
     }
     let properties: &BTreeMap<String, Value> = &message.application_properties;
     for (name, value) in properties {
-        if is_transport_header(&name.to_ascii_lowercase()) {
+        if is_reserved_header(name) {
             continue;
         }
         put(name, ascii_json(value));
@@ -272,7 +288,7 @@ mod tests {
         headers.insert("priority", HeaderValue::from_static("\"High\""));
         headers.insert("attempt", HeaderValue::from_static("3"));
         headers.insert("urgent", HeaderValue::from_static("true"));
-        headers.insert("x-ms-client-request-id", HeaderValue::from_static("abc"));
+        headers.insert("authorization", HeaderValue::from_static("SharedAccessSignature sr=x"));
         headers
             .insert("brokerproperties", HeaderValue::from_static(r#"{"MessageId":"m1","TimeToLive":1.5,"Label":"L"}"#));
         let message = message_from_request(&headers, b"hi").unwrap();
@@ -281,8 +297,41 @@ mod tests {
         assert_eq!(message.application_properties.len(), 3);
         assert_eq!(message.application_properties["priority"], Value::String("High".into()));
         assert_eq!(message.application_properties["attempt"], Value::from(3));
+    }
+
+    /// The Send Message documentation's example: `Priority: High`, `Customer: 12345,ABC`, sent unquoted.
+    #[test]
+    fn unquoted_values_are_strings_as_in_the_documentation_example() {
+        let mut headers = HeaderMap::new();
+        headers.insert("priority", HeaderValue::from_static("High"));
         headers.insert("customer", HeaderValue::from_static("12345,ABC"));
-        assert!(message_from_request(&headers, b"").unwrap_err().contains("customer"));
+        headers
+            .insert("brokerproperties", HeaderValue::from_static(r#"{"Label":"M1","State":"Active","TimeToLive":10}"#));
+        headers.insert("content-type", HeaderValue::from_static("application/atom+xml;type=entry;charset=utf-8"));
+        let message = message_from_request(&headers, b"This is a message.").unwrap();
+        assert_eq!(message.application_properties["priority"], Value::String("High".into()));
+        assert_eq!(message.application_properties["customer"], Value::String("12345,ABC".into()));
+        assert_eq!(message.application_properties.len(), 2);
+    }
+
+    /// Only the protocol's own headers are not properties: tracing and `x-ms-*` headers are, as in Azure.
+    #[test]
+    fn non_protocol_headers_become_properties() {
+        let mut headers = HeaderMap::new();
+        headers
+            .insert("traceparent", HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        headers.insert("x-ms-client-request-id", HeaderValue::from_static("abc"));
+        headers.insert("host", HeaderValue::from_static("ns.servicebus.windows.net"));
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        headers.insert("x-ms-retrypolicy", HeaderValue::from_static("NoRetry"));
+        headers.insert("x-recording-upstream-base-uri", HeaderValue::from_static("https://ns.servicebus.windows.net"));
+        let message = message_from_request(&headers, b"").unwrap();
+        let names: Vec<&str> = message.application_properties.keys().map(String::as_str).collect();
+        assert_eq!(names, ["traceparent", "x-ms-client-request-id"]);
+        assert_eq!(
+            message.application_properties["traceparent"],
+            Value::String("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into())
+        );
     }
 
     #[test]

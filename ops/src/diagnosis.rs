@@ -1,0 +1,85 @@
+//! What blocks a dead letter now: the app's admin-only `DiagnoseOnboarding` function (`POST /api/diagnose`), which
+//! runs the handler's validation and the read-only customer preflight with the CMK identity only the app can use.
+//! Shared by `dlq diagnose` and the console.
+
+use serde::Serialize;
+use serde_json::Value;
+use url::Url;
+
+use crate::dead_letter::DeadLetter;
+
+/// Where the diagnose function is and the key it takes.
+#[derive(Debug, Clone)]
+pub struct DiagnoseFunction {
+    pub endpoint: Url,
+    pub key: String,
+    http: reqwest::Client,
+}
+
+impl DiagnoseFunction {
+    /// `base` is the Function App's URL (`https://APP.azurewebsites.net`, or the emulator's).
+    pub fn new(base: &Url, key: &str) -> Result<Self, String> {
+        let endpoint = base.join("api/diagnose").map_err(|e| format!("bad Function App URL: {e}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { endpoint, key: key.to_owned(), http })
+    }
+
+    pub async fn diagnose(&self, body: &[u8], letter: &DeadLetter) -> Result<Diagnosed, String> {
+        call(&self.http, &self.endpoint, &self.key, body, letter).await
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosed {
+    pub sequence_number: i64,
+    pub onboarding_id: Option<String>,
+    pub dead_letter_reason: String,
+    pub ready: bool,
+    /// The first failing check, `step: reasonCode`.
+    pub blocked_by: Option<String>,
+    pub diagnosis: Value,
+}
+
+async fn call(
+    http: &reqwest::Client,
+    endpoint: &Url,
+    key: &str,
+    body: &[u8],
+    letter: &DeadLetter,
+) -> Result<Diagnosed, String> {
+    let response = http
+        .post(endpoint.clone())
+        .header("x-functions-key", key)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the diagnose function at {endpoint}: {e}"))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(format!("the diagnose function refused the key ({status}); it needs the host master key"));
+    }
+    let diagnosis: Value =
+        response.json().await.map_err(|e| format!("the diagnose function answered {status} without JSON: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("the diagnose function answered {status}: {diagnosis}"));
+    }
+    let blocked_by = first_failing(&diagnosis)
+        .map(|c| format!("{}: {}", c["step"].as_str().unwrap_or("?"), c["reasonCode"].as_str().unwrap_or("?")));
+    Ok(Diagnosed {
+        sequence_number: letter.sequence_number,
+        onboarding_id: letter.onboarding_id.clone(),
+        dead_letter_reason: letter.reason().to_owned(),
+        ready: diagnosis["ready"].as_bool().unwrap_or(false),
+        blocked_by,
+        diagnosis,
+    })
+}
+
+pub fn first_failing(diagnosis: &Value) -> Option<&Value> {
+    diagnosis["checks"].as_array()?.iter().find(|c| c["ok"] == false)
+}
