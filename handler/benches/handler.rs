@@ -1,7 +1,9 @@
-//! Benchmarks of the handler binary: cold start, per-invocation overhead, Azure calls per onboarding in steady
-//! state, peak memory. Run: `cargo bench -p handler --bench handler` (numbers go in the README).
+//! Benchmarks of the handler binary: cold start against a bare axum floor built with the same profile, per-invocation
+//! overhead, Azure calls per onboarding in steady state, peak memory. Run: `cargo bench -p handler --bench handler`
+//! (numbers go in the README).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -9,6 +11,7 @@ use azure_emulator::scenario::StorageAccount;
 use cmk_testbed::{TestBed, app_settings, contoso, onboarding};
 
 const ONBOARDINGS: usize = 50;
+const COLD_STARTS: usize = 40;
 
 fn bench_account(i: usize) -> String {
     format!(
@@ -20,7 +23,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn summary(name: &str, mut samples: Vec<Duration>) {
+/// Prints the distribution; returns (median, p95).
+fn summary(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     println!(
         "{name:<44} n={:<5} min={:>9.2?} median={:>9.2?} p95={:>9.2?} max={:>9.2?}",
@@ -30,38 +34,74 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
         percentile(&samples, 0.95),
         samples[samples.len() - 1]
     );
+    (percentile(&samples, 0.5), percentile(&samples, 0.95))
 }
 
-/// Exec to the first answer on `GET /`, as the host measures readiness.
-async fn cold_start(emulator_url: &str, runs: usize) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(runs);
+/// Exec to the first answer on `GET /`, as the host measures readiness (the real host polls every 25 ms; this polls
+/// every millisecond to resolve the difference).
+async fn cold_start(program: &Path, env: &BTreeMap<String, String>) -> Duration {
     let client = reqwest::Client::new();
-    for _ in 0..runs {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut env: BTreeMap<String, String> = app_settings(emulator_url);
-        env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string());
-        env.insert("IDENTITY_ENDPOINT".into(), format!("{emulator_url}/msi/token"));
-        env.insert("IDENTITY_HEADER".into(), "bench".into());
-        env.insert("RUST_LOG".into(), "warn".into());
-        let started = Instant::now();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-            .envs(&env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("handler starts");
-        loop {
-            if client.get(format!("http://127.0.0.1:{port}/")).send().await.is_ok() {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "handler never became ready");
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(program)
+        .env_clear()
+        .envs(env)
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("program starts");
+    loop {
+        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
         }
-        samples.push(started.elapsed());
-        let _ = child.kill().await;
+        assert!(started.elapsed() < Duration::from_secs(30), "{} never became ready", program.display());
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    samples
+    let elapsed = started.elapsed();
+    let _ = child.kill().await;
+    elapsed
+}
+
+/// Builds the bare axum floor (`examples/bare_axum.rs`) with the profile this benchmark was built with.
+fn build_floor() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .args(["build", "--profile", "bench", "--package", "handler", "--example", "bare_axum"])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the bare axum floor failed ({status})");
+    // The bench profile writes where the release profile does; this executable sits in `<profile dir>/deps/`.
+    let profile_dir = std::env::current_exe().unwrap().parent().and_then(Path::parent).unwrap().to_path_buf();
+    profile_dir.join("examples").join("bare_axum")
+}
+
+/// The handler against the bare axum floor, interleaved run by run so both see the same machine load.
+async fn cold_start_against_floor(emulator_url: &str, runs: usize) {
+    let floor = build_floor();
+    let handler = Path::new(env!("CARGO_BIN_EXE_handler"));
+    let mut env: BTreeMap<String, String> = app_settings(emulator_url);
+    env.insert("IDENTITY_ENDPOINT".into(), format!("{emulator_url}/msi/token"));
+    env.insert("IDENTITY_HEADER".into(), "bench".into());
+    env.insert("RUST_LOG".into(), "warn".into());
+    let floor_env = BTreeMap::new();
+    let (mut handler_samples, mut floor_samples) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    // One unmeasured start of each, so the page cache holds both executables.
+    cold_start(&floor, &floor_env).await;
+    cold_start(handler, &env).await;
+    for _ in 0..runs {
+        floor_samples.push(cold_start(&floor, &floor_env).await);
+        handler_samples.push(cold_start(handler, &env).await);
+    }
+    let (handler_median, handler_p95) = summary("cold start, handler (exec -> ready)", handler_samples);
+    let (floor_median, floor_p95) = summary("cold start, bare axum floor (exec -> ready)", floor_samples);
+    println!(
+        "cold start ratio handler / floor: median {:.2}, p95 {:.2}",
+        handler_median.as_secs_f64() / floor_median.as_secs_f64(),
+        handler_p95.as_secs_f64() / floor_p95.as_secs_f64()
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -78,11 +118,11 @@ async fn main() {
             encryption: None,
         });
     }
-    let handler = std::path::Path::new(env!("CARGO_BIN_EXE_handler"));
+    let handler = Path::new(env!("CARGO_BIN_EXE_handler"));
     let bed = TestBed::start_with(handler, scenario, &[("RUST_LOG", "warn")]).await;
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
 
-    summary("cold start (exec -> ready)", cold_start(bed.emulator.url(), 30).await);
+    cold_start_against_floor(bed.emulator.url(), COLD_STARTS).await;
 
     // Warm up: tokens, identity chain and connections are cached after the first onboarding.
     bed.send(&contoso("obd-warmup"), "msg-warmup");

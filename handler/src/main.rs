@@ -1,4 +1,7 @@
 //! The `handler` executable that the Functions host starts: read settings, start telemetry, serve the host.
+//!
+//! Nothing runs before the port is bound that the host's readiness probe does not need (cold start); the HTTP
+//! client to Azure is built in the background right after.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,6 +40,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Only now the work the readiness probe does not need: the HTTP client loads the system trust store. An
+    // invocation that arrives before it is done waits for this same build.
+    let warming = Arc::clone(&app);
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match warming.clients.warm_up().await {
+            Ok(()) => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "HTTP client ready"),
+            Err(error) => {
+                tracing::error!(%error, "the HTTP client could not be built; invocations will fail until it can");
+            }
+        }
+    });
     tracing::info!(port, "handler ready");
     let served = axum::serve(listener, function::server::router(app)).with_graceful_shutdown(shutdown_signal()).await;
     telemetry.shutdown().await;

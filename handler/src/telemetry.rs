@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -58,18 +60,67 @@ pub fn init(json: bool, otlp: bool) -> Telemetry {
 }
 
 fn build_provider(otlp: bool) -> SdkTracerProvider {
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name("cmk-onboarding-handler").build();
+    let resource = Resource::builder().with_service_name("cmk-onboarding-handler").build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
     if !otlp {
         return builder.build();
     }
-    // The exporter reads OTEL_EXPORTER_OTLP_{,TRACES_}ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS itself.
-    match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
-        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
-        Err(error) => {
-            eprintln!("OTLP exporter disabled: {error}");
-            builder.build()
+    builder.with_batch_exporter(LazyOtlpExporter::default()).build()
+}
+
+/// The OTLP exporter, built at the first export on the batch processor's own thread: building its HTTP client loads
+/// the system trust store, which the host's readiness probe must not wait for (ARCHITECTURE.md, decision "Nothing
+/// before listening").
+#[derive(Debug, Default)]
+struct LazyOtlpExporter {
+    resource: Option<Resource>,
+    /// `None` when the exporter could not be built (reported once, on stderr).
+    exporter: std::sync::OnceLock<Option<opentelemetry_otlp::SpanExporter>>,
+}
+
+impl LazyOtlpExporter {
+    fn exporter(&self) -> Option<&opentelemetry_otlp::SpanExporter> {
+        self.exporter
+            .get_or_init(|| {
+                // The exporter reads OTEL_EXPORTER_OTLP_{,TRACES_}ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS itself.
+                match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+                    Ok(mut exporter) => {
+                        if let Some(resource) = &self.resource {
+                            SpanExporter::set_resource(&mut exporter, resource);
+                        }
+                        Some(exporter)
+                    }
+                    Err(error) => {
+                        eprintln!("OTLP exporter disabled: {error}");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+}
+
+impl SpanExporter for LazyOtlpExporter {
+    fn export(&self, batch: Vec<SpanData>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let exporter = self.exporter();
+        async move {
+            match exporter {
+                Some(exporter) => exporter.export(batch).await,
+                None => Err(OTelSdkError::InternalFailure("OTLP exporter disabled".into())),
+            }
         }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.exporter.get().and_then(Option::as_ref).map_or(Ok(()), |e| e.shutdown_with_timeout(timeout))
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.exporter.get().and_then(Option::as_ref).map_or(Ok(()), |e| e.force_flush())
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = Some(resource.clone());
     }
 }
 

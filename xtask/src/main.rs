@@ -3,19 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use xtask::package;
+use xtask::{package, release};
 
 const USAGE: &str = "usage: cargo xtask package [--target <triple>] [--out <dir>]
        cargo xtask demo
 
   demo      build the handler, then run the whole pipeline on the local testbed with the sample messages
 
-  package   cargo build --release -p handler, then assemble <out>/app/ (host.json, one folder per function,
-            the handler executable) and zip it to <out>/functionapp.zip
-  --target  Rust target triple of the Functions Linux workers (default x86_64-unknown-linux-gnu)
+  package   release build of the handler for the Functions Linux workers (a static executable by default), then
+            assemble <out>/app/ (host.json, one folder per function, the handler executable), zip it to
+            <out>/functionapp.zip and check the executable runs there (static, or glibc 2.28 at most).
+            Installs what it needs on first use: the Rust target (rustup) and the zig toolchain pinned in
+            xtask/zig-requirements.txt (PyPI, into a venv under target/tools/zig; needs python3 with venv and pip)
+  --target  x86_64-unknown-linux-musl (default: static) or x86_64-unknown-linux-gnu.2.28 (glibc 2.28 and newer)
   --out     output folder (default dist/ at the repository root)";
-
-const DEFAULT_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 #[derive(Debug)]
 struct PackageArgs {
@@ -49,7 +50,7 @@ fn repo_root() -> PathBuf {
 }
 
 fn parse_package_args(args: &[String], root: &Path) -> Result<PackageArgs, String> {
-    let mut parsed = PackageArgs { target: DEFAULT_TARGET.to_string(), out: root.join("dist") };
+    let mut parsed = PackageArgs { target: release::DEFAULT_TARGET.to_string(), out: root.join("dist") };
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
         let mut value = || iter.next().cloned().ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"));
@@ -63,24 +64,10 @@ fn parse_package_args(args: &[String], root: &Path) -> Result<PackageArgs, Strin
 }
 
 fn run_package(root: &Path, args: &PackageArgs) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(&cargo)
-        .current_dir(root)
-        .args(["build", "--release", "--package", "handler", "--bin", "handler", "--target", &args.target])
-        .status()
-        .map_err(|e| format!("running {cargo}: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build failed ({status})"));
-    }
-    // Honour a relocated target directory, as cargo itself does.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let binary = target_dir.join(&args.target).join("release").join(package::HANDLER_EXECUTABLE);
-    let app_dir = args.out.join("app");
-    let zip_path = args.out.join("functionapp.zip");
-    let functions = package::assemble_app(root, &binary, &app_dir).map_err(|e| e.to_string())?;
-    let entries = package::zip_app(&app_dir, &zip_path).map_err(|e| e.to_string())?;
-    println!("functions: {}", functions.join(", "));
-    println!("{} ({} entries: {})", zip_path.display(), entries.len(), entries.join(", "));
+    let built = release::build_package(root, &args.target, &args.out)?;
+    println!("functions: {}", built.functions.join(", "));
+    println!("handler: {}, {:.1} MiB", built.linkage, built.executable_bytes as f64 / f64::from(1 << 20));
+    println!("{} ({} entries: {})", built.zip.display(), built.entries.len(), built.entries.join(", "));
     Ok(())
 }
 
@@ -94,7 +81,7 @@ fn run_demo(root: &Path) -> Result<(), String> {
     if !status.success() {
         return Err(format!("cargo build failed ({status})"));
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target_dir = release::target_dir(root);
     let binary = target_dir.join("debug").join(package::HANDLER_EXECUTABLE);
     let work_dir = target_dir.join("demo");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;

@@ -52,6 +52,7 @@ pub struct AzureClients {
     pub key_vault: KeyVaultClient,
     pub service_bus: ServiceBusClient,
     pub tokens: TokenSource,
+    transport: Transport,
 }
 
 impl AzureClients {
@@ -77,12 +78,19 @@ impl AzureClients {
             key_vault: KeyVaultClient::new(transport.clone(), tokens.clone(), config.retry),
             service_bus: ServiceBusClient::new(
                 &config.service_bus_namespace,
-                transport,
+                transport.clone(),
                 service_bus_auth,
                 config.retry,
             )?,
             tokens,
+            transport,
         })
+    }
+
+    /// Builds the shared HTTP client now (it loads the system trust store), so the first request does not wait for
+    /// it; every client and credential here shares that one client.
+    pub async fn warm_up(&self) -> Result<(), String> {
+        self.transport.warm_up().await
     }
 }
 

@@ -35,13 +35,48 @@ pub struct Transport {
 
 #[derive(Debug)]
 struct Inner {
-    client: reqwest::Client,
+    client: Arc<LazyClient>,
     cloud: Cloud,
     /// Timeout of one request unless it sets its own; always shortened to the invocation's deadline.
     timeout: Duration,
     test_proxy: Option<Url>,
     /// Hosts allowed besides the cloud's own endpoints (the configured Service Bus namespace), lower-case.
     extra_hosts: Vec<String>,
+}
+
+/// The pooled reqwest client, built once, off the async runtime, on first use or by [`Transport::warm_up`].
+///
+/// Building it loads the system trust store (the CA bundle and every file under `/etc/ssl/certs`), which the host's
+/// readiness probe must not wait for: the handler binds its port first and builds this in the background
+/// (ARCHITECTURE.md, decision "Nothing before listening"). A request that arrives meanwhile waits for the same build.
+#[derive(Debug)]
+struct LazyClient {
+    connect_timeout: Duration,
+    client: tokio::sync::OnceCell<reqwest::Client>,
+}
+
+impl LazyClient {
+    async fn get(&self) -> Result<&reqwest::Client, String> {
+        let connect_timeout = self.connect_timeout;
+        self.client
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || build_client(connect_timeout))
+                    .await
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?
+            })
+            .await
+    }
+}
+
+/// Each request sets its own timeout (the invocation's deadline shortens it), so the client has none of its own.
+fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        // A redirect could lead anywhere; nothing we call redirects, so never follow one.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// A request as our clients describe it: the real Azure URL, never rewritten.
@@ -132,14 +167,15 @@ impl Transport {
         if let Some(proxy) = &test_proxy {
             validate_test_proxy(proxy)?;
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            // A redirect could lead anywhere; nothing we call redirects, so never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client =
+            Arc::new(LazyClient { connect_timeout: timeout.min(Duration::from_secs(10)), client: Default::default() });
         Ok(Self { inner: Arc::new(Inner { client, cloud, timeout, test_proxy, extra_hosts: Vec::new() }) })
+    }
+
+    /// Builds the HTTP client now (on a blocking thread) unless it exists; the handler calls it right after it starts
+    /// listening, so the first invocation finds the client ready.
+    pub async fn warm_up(&self) -> Result<(), String> {
+        self.inner.client.get().await.map(|_| ())
     }
 
     /// Also allows `host` (the configured Service Bus namespace FQDN, which may sit outside the cloud's suffix).
@@ -205,7 +241,13 @@ impl Transport {
         if timeout.is_zero() {
             return Err(out_of_time(service, operation));
         }
-        let mut builder = self.inner.client.request(request.method.clone(), target).headers(headers).timeout(timeout);
+        let client = self
+            .inner
+            .client
+            .get()
+            .await
+            .map_err(|message| transport_error(service, operation, TransportErrorKind::Connect, &message))?;
+        let mut builder = client.request(request.method.clone(), target).headers(headers).timeout(timeout);
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         } else if matches!(request.method, reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH) {
@@ -419,7 +461,10 @@ impl azure_core::http::HttpClient for Transport {
         // The same bounds as our own requests: the invocation's deadline and a size cap on what is read.
         let timeout = super::deadline::bounded(self.inner.timeout);
         let exchange = async {
-            let response = azure_core::http::HttpClient::execute_request(&self.inner.client, &req).await?;
+            let client = self.inner.client.get().await.map_err(|message| {
+                azure_core::Error::with_message(azure_core::error::ErrorKind::Connection, message)
+            })?;
+            let response = azure_core::http::HttpClient::execute_request(client, &req).await?;
             let (status, headers, body) = response.deconstruct();
             let mut buffer = vec![0_u8; MAX_TOKEN_RESPONSE_BYTES];
             let length = body.collect_into(&mut buffer).await.map_err(|_| {
