@@ -93,10 +93,6 @@ impl Cloud {
         format!("https://{}", self.arm_host())
     }
 
-    pub fn login_endpoint(self) -> String {
-        format!("https://{}", self.login_host())
-    }
-
     pub fn graph_endpoint(self) -> String {
         format!("https://{}", self.graph_host())
     }
@@ -162,6 +158,17 @@ fn single_label_under(host: &str, suffix: &str) -> bool {
         .is_some_and(|label| !label.is_empty() && !label.contains('.'))
 }
 
+/// True for this machine: `localhost`, 127.0.0.0/8 and `::1` (bracketed or not, as URLs write IPv6 hosts). The only
+/// destinations the test seam and the App Service managed-identity endpoint may use over plain `http://`.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +207,15 @@ mod tests {
             assert_eq!(cloud.to_string().parse::<Cloud>(), Ok(cloud));
         }
         assert!("Mars".parse::<Cloud>().is_err());
+    }
+
+    #[test]
+    fn loopback_hosts_are_this_machine_only() {
+        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "[::1]", "::1"] {
+            assert!(super::is_loopback_host(host), "{host}");
+        }
+        for host in ["localhost.example.com", "10.0.0.1", "169.254.169.254", "[::2]", "", "0.0.0.0"] {
+            assert!(!super::is_loopback_host(host), "{host}");
+        }
     }
 }

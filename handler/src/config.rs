@@ -5,7 +5,6 @@
 //! pass plain maps (edition 2024 forbids mutating the environment without `unsafe`).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::cloud::Cloud;
@@ -591,13 +590,7 @@ fn parse_test_proxy(value: &str) -> Result<url::Url, ConfigError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(TEST_PROXY_URL, "must not carry credentials"));
     }
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    };
-    if !loopback {
+    if !url.host_str().is_some_and(crate::cloud::is_loopback_host) {
         return Err(invalid(TEST_PROXY_URL, "must be a loopback address (127.0.0.0/8, [::1] or localhost)"));
     }
     Ok(url)

@@ -106,7 +106,7 @@ pub fn decide_with_jitter(
         Disposition::Permanent => {
             return Decision::DeadLetter {
                 reason_code: error.reason_code().to_owned(),
-                description: truncate(&error.to_string()),
+                description: describe(&error.to_string()),
             };
         }
         Disposition::Transient => (policy.transient_base, policy.transient_max),
@@ -116,7 +116,7 @@ pub fn decide_with_jitter(
     if now >= deadline_at {
         return Decision::DeadLetter {
             reason_code: "DeadlineExceeded".to_owned(),
-            description: truncate(&format!(
+            description: describe(&format!(
                 "no success within {} hours of the first attempt ({} attempts); last error {}: {error}",
                 policy.deadline.as_secs() / 3600,
                 attempt.attempt,
@@ -193,9 +193,6 @@ pub fn state_fingerprint(error: &Error) -> Option<String> {
 const FINGERPRINT_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5f1c_2a4e_8b7d_4c39_9e61_0d2f_7a3b_c4e5);
 
 /// `text` cut to the longest dead-letter description.
-pub fn truncate(text: &str) -> String {
-    match text.char_indices().nth(MAX_DESCRIPTION_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+pub fn describe(text: &str) -> String {
+    crate::text::truncate(text, MAX_DESCRIPTION_CHARS)
 }

@@ -2,7 +2,7 @@
 //!
 //! Reading order: [`contract`] (what a message is) → [`workflow`] (what we do with it) → [`azure`] (how we talk to
 //! Azure) → [`function`] (how the Functions host talks to us). Pure logic lives in [`contract`], [`events`],
-//! [`error`], [`error_classify`], [`decide`] and [`remediation`]; only [`azure`] does network I/O.
+//! [`error`] (with its classifier), [`decide`] and [`remediation`]; only [`azure`] does network I/O.
 
 pub mod azure;
 pub mod cloud;
@@ -10,10 +10,10 @@ pub mod config;
 pub mod contract;
 pub mod decide;
 pub mod error;
-pub mod error_classify;
 pub mod events;
 pub mod function;
 pub mod permissions;
 pub mod remediation;
 pub mod telemetry;
+pub mod text;
 pub mod workflow;

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use cmk_handler::error::classify::{classify, parse_error_body, redact_secrets};
 use cmk_handler::error::{AzureError, AzureService, Disposition, Error};
-use cmk_handler::error_classify::{classify, parse_error_body, redact_secrets};
 use serde_json::Value;
 
 fn service(name: &str) -> AzureService {

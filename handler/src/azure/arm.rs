@@ -263,7 +263,7 @@ impl ArmClient {
                             let body = serde_json::from_slice::<serde_json::Value>(&response.body).unwrap_or_default();
                             let error = body.get("error").cloned().unwrap_or_default();
                             let bytes = serde_json::json!({ "error": error }).to_string();
-                            return Err(Error::Azure(crate::error_classify::parse_error_body(
+                            return Err(Error::Azure(crate::error::classify::parse_error_body(
                                 AzureService::Arm,
                                 operation,
                                 response.status,

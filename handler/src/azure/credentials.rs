@@ -20,8 +20,8 @@ use super::retry::Authorizer;
 use super::retry_after::retry_after;
 use super::transport::{AuthorizationValue, HostRefused, ResponseTooLarge, TimedOut, Transport};
 use crate::cloud::Cloud;
+use crate::error::classify::parse_error_body;
 use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
-use crate::error_classify::parse_error_body;
 
 /// A bearer token. `Debug` never prints it.
 #[derive(Clone)]

@@ -58,29 +58,11 @@ pub enum Upserted {
     Updated,
 }
 
-/// The application object (the parts onboarding reads).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Application {
-    pub id: String,
-    pub app_id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub sign_in_audience: Option<String>,
-}
-
 impl GraphClient {
     /// `endpoint` is the Graph origin, e.g. `cloud.graph_endpoint()`.
     pub fn new(endpoint: &str, transport: Transport, tokens: TokenSource, retry: RetryOptions) -> Result<Self, String> {
         let endpoint = Url::parse(endpoint).map_err(|e| format!("bad Graph endpoint {endpoint:?}: {e}"))?;
         Ok(Self { inner: Arc::new(Inner { endpoint, transport, tokens, retry }) })
-    }
-
-    pub async fn get_application(&self, object_id: &str) -> Result<Application, Error> {
-        const OP: &str = "get application";
-        let url = self.url(&format!("/v1.0/applications/{}", segment(object_id)));
-        self.send(&OutgoingRequest::new(Method::GET, url), OP).await?.json(AzureService::Graph, OP)
     }
 
     pub async fn list_federated_credentials(&self, app_object_id: &str) -> Result<Vec<FederatedCredential>, Error> {

@@ -14,8 +14,8 @@ use super::deadline;
 
 use super::retry_after::retry_after;
 use super::transport::{AuthorizationValue, HttpResponse, OutgoingRequest, Transport};
+use crate::error::classify::parse_error_body;
 use crate::error::{AzureError, AzureService, Error, TransportErrorKind};
-use crate::error_classify::parse_error_body;
 
 /// Retry policy of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,6 @@
 //! With a test proxy the request keeps its real `https://` URL everywhere above this layer; only the bytes go to the
 //! loopback proxy, with the original origin in `x-recording-upstream-base-uri` (the Azure SDK test-proxy convention).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use url::Url;
 
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, is_loopback_host};
 use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
 
 /// Header carrying the original origin when a request is sent to the test proxy.
@@ -300,23 +299,12 @@ fn validate_test_proxy(proxy: &Url) -> Result<(), String> {
     if proxy.scheme() != "http" {
         return Err(format!("refusing test proxy {proxy}: it must be an http:// URL on a loopback address"));
     }
-    let loopback = match proxy.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    };
-    if !loopback {
+    if !proxy.host_str().is_some_and(is_loopback_host) {
         return Err(format!(
             "refusing test proxy {proxy}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed"
         ));
     }
     Ok(())
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn transport_error(service: AzureService, operation: &'static str, kind: TransportErrorKind, message: &str) -> Error {

@@ -16,7 +16,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::invocation::{self, IncomingMessage};
-use crate::workflow::{self, App, Settlement};
+use crate::workflow::{self, App, Settlement, settle};
 
 /// Function names: the folder names under `function-definitions/`, which the host uses as the request path.
 pub const PROCESS_ONBOARDING: &str = "ProcessOnboarding";
@@ -24,9 +24,6 @@ pub const PROCESS_ONBOARDING: &str = "ProcessOnboarding";
 pub const TRIGGER_BINDING: &str = "onboardingMessage";
 /// HTTP-triggered, admin-only: what blocks a message now (for `cmkctl dlq diagnose`).
 pub const DIAGNOSE_ONBOARDING: &str = "DiagnoseOnboarding";
-
-/// Application property that marks a copy the handler dead-letters by failing it fast.
-pub const DEAD_LETTER_REASON_PROPERTY: &str = "cmk-dead-letter-reason";
 
 pub fn router(app: Arc<App>) -> Router {
     // The invocation carries the body base64-encoded (+33 %) or JSON-escaped twice (up to 6x for quote-heavy text),
@@ -107,7 +104,7 @@ fn dead_letter_mark(message: &IncomingMessage) -> Option<&str> {
     message
         .application_properties
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(DEAD_LETTER_REASON_PROPERTY))
+        .find(|(k, _)| k.eq_ignore_ascii_case(settle::DEAD_LETTER_REASON))
         .and_then(|(_, v)| v.as_str())
 }
 

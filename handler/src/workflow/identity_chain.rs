@@ -11,6 +11,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::azure::arm::UserAssignedIdentity;
 use crate::azure::graph::{FederatedCredential, FicSpec};
 use crate::cloud::Cloud;
 use crate::error::Error;
@@ -33,6 +34,19 @@ pub struct IdentityChain {
     pub app_client_id: String,
     /// When the handler wrote the federated credential, if it did (from its description).
     pub credential_written_at: Option<OffsetDateTime>,
+}
+
+impl IdentityChain {
+    pub fn new(uami: UserAssignedIdentity, app_client_id: &str, credential_written_at: Option<OffsetDateTime>) -> Self {
+        Self {
+            uami_id: uami.id,
+            uami_client_id: uami.client_id,
+            uami_principal_id: uami.principal_id,
+            isv_tenant_id: uami.tenant_id,
+            app_client_id: app_client_id.to_owned(),
+            credential_written_at,
+        }
+    }
 }
 
 /// The credential the app must have for the identity.
@@ -140,7 +154,7 @@ mod tests {
     #[test]
     fn a_mismatch_right_after_writing_is_propagation() {
         let mismatch = || {
-            Error::Azure(crate::error_classify::parse_error_body(
+            Error::Azure(crate::error::classify::parse_error_body(
                 crate::error::AzureService::Entra,
                 "get customer-tenant token",
                 400,

@@ -278,14 +278,7 @@ async fn ensure_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Iden
             Some(now)
         }
     };
-    let chain = IdentityChain {
-        uami_id: uami.id,
-        uami_client_id: uami.client_id,
-        uami_principal_id: uami.principal_id,
-        isv_tenant_id: uami.tenant_id,
-        app_client_id: identity.app_client_id.clone(),
-        credential_written_at,
-    };
+    let chain = IdentityChain::new(uami, &identity.app_client_id, credential_written_at);
     app.caches.identity_chains.lock().unwrap_or_else(|p| p.into_inner()).insert(key, chain.clone());
     Ok(chain)
 }
@@ -492,12 +485,5 @@ async fn read_identity_chain(app: &App, identity: &IsvIdentity) -> Result<Identi
         return Err(identity_chain::missing_credential_error(&identity.app_object_id, &want, &name));
     };
     let credential_written_at = identity_chain::written_at(found);
-    Ok(IdentityChain {
-        uami_id: uami.id,
-        uami_client_id: uami.client_id,
-        uami_principal_id: uami.principal_id,
-        isv_tenant_id: uami.tenant_id,
-        app_client_id: identity.app_client_id.clone(),
-        credential_written_at,
-    })
+    Ok(IdentityChain::new(uami, &identity.app_client_id, credential_written_at))
 }

@@ -31,7 +31,8 @@ pub const FIRST_ATTEMPT_AT: &str = "cmk-first-attempt-at";
 pub const LAST_ACTION_STATE: &str = "cmk-last-action-state";
 /// When an attempt of this onboarding re-registered `Microsoft.Storage` for the preview feature (RFC 3339).
 pub const PROVIDER_REGISTERED_AT: &str = "cmk-provider-registered-at";
-pub const DEAD_LETTER_REASON: &str = crate::function::server::DEAD_LETTER_REASON_PROPERTY;
+/// Marks a copy the handler dead-letters by failing it fast (the function layer checks it before any work).
+pub const DEAD_LETTER_REASON: &str = "cmk-dead-letter-reason";
 pub const DEAD_LETTER_DESCRIPTION: &str = "cmk-dead-letter-description";
 /// The producer's MessageId of the message a copy descends from, for ops.
 pub const ORIGINAL_MESSAGE_ID: &str = "cmk-original-message-id";
@@ -115,7 +116,7 @@ pub(super) async fn after_failure(
     };
     if message.properties_unknown() {
         // A retry copy's counters would be as invisible as this delivery's: it could never reach its deadline.
-        let description = crate::decide::truncate(&format!(
+        let description = crate::decide::describe(&format!(
             "the message body's top-level members hide its application properties from the handler under the host's \
              string trigger encoding (use \"dataType\": \"binary\" or rename them), so it cannot be retried; this \
              attempt failed with {}: {error}",
@@ -156,7 +157,7 @@ pub(super) async fn after_failure(
     match send_copy_fitting(app, message, "retry", properties, Some(at)).await {
         Ok(()) => Ok(Settlement::RetryScheduled { onboarding_id, at, reason: error.reason_code().to_owned() }),
         Err(refused) if is_too_large(&refused) => {
-            let description = crate::decide::truncate(&format!(
+            let description = crate::decide::describe(&format!(
                 "the delayed-retry copy does not fit the queue ({refused}); this attempt failed with {}: {error}",
                 error.reason_code()
             ));

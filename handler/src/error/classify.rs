@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use crate::error::{AzureError, AzureService, Classified, CustomerAction, Disposition};
+use crate::text::truncate;
+
+use super::kinds::{AzureError, AzureService, Classified, CustomerAction, Disposition};
 
 /// Which errors a row applies to. Codes match `code` or `inner_code`, case-insensitively.
 #[derive(Debug, Clone, Copy)]
@@ -244,13 +246,6 @@ fn from_xml(text: &str) -> Parts {
         Some(text[start..end].trim().to_owned())
     };
     (element("Code"), None, element("Detail").or_else(|| element("Message")))
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 const REDACTED: &str = "[redacted]";
