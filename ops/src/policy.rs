@@ -23,7 +23,7 @@ pub fn load(settings_file: Option<&Path>) -> Result<ValidationPolicy, String> {
 pub fn policy_from(lookup: impl Fn(&str) -> Option<String>) -> Result<ValidationPolicy, String> {
     let settings = Settings::from_lookup(|name| lookup(name).or_else(|| (name == PORT).then(|| "0".to_owned())))
         .map_err(|e| format!("the app settings are incomplete for validation ({e}); pass --settings FILE"))?;
-    Ok(ValidationPolicy::from_settings(&settings))
+    Ok(settings.validation_policy())
 }
 
 /// Accepts `local.settings.json` (`{"Values": {...}}`), `az functionapp config appsettings list` output

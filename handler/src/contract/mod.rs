@@ -5,6 +5,7 @@
 //! same rules for producers; a test keeps the two in agreement.
 
 mod grammar;
+mod isv;
 mod message;
 mod session;
 mod strict_json;
@@ -13,13 +14,12 @@ mod validate;
 pub use grammar::{
     StorageAccountId, VaultUri, is_resource_group_name, normalize_guid, parse_storage_account_id, parse_vault_uri,
 };
+pub use isv::{AllowedScope, IsvIdentity};
 pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
 pub use session::{DeliveredSessionId, check_session};
 pub use validate::{
     KeyRef, MAX_CLOCK_SKEW, ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at,
 };
-
-pub use crate::config::{AllowedScope, IsvIdentity};
 
 /// Why a message was rejected. `code` is a stable PascalCase reason code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,7 +14,6 @@ use super::grammar::{
 };
 use super::{AllowedScope, IsvIdentity, ValidationError};
 use crate::cloud::Cloud;
-use crate::config::Settings;
 
 /// What validation needs from the configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,18 +23,6 @@ pub struct ValidationPolicy {
     pub allowed_scopes: Vec<AllowedScope>,
     pub default_identity: IsvIdentity,
     pub identity_sets: BTreeMap<String, IsvIdentity>,
-}
-
-impl ValidationPolicy {
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            cloud: settings.cloud,
-            max_message_bytes: settings.max_message_bytes,
-            allowed_scopes: settings.allowed_scopes.clone(),
-            default_identity: settings.default_identity.clone(),
-            identity_sets: settings.identity_sets.clone(),
-        }
-    }
 }
 
 /// The customer's key, normalised.

@@ -100,7 +100,7 @@ impl App {
 
     /// For callers that build their own clients (the ops CLI).
     pub fn with_clients(settings: Settings, clients: AzureClients) -> Self {
-        let policy = ValidationPolicy::from_settings(&settings);
+        let policy = settings.validation_policy();
         let retry_policy = RetryPolicy::from_settings(&settings);
         let times = invocation_times(settings.function_timeout, settings.retry_budget);
         Self { settings, clients, policy, retry_policy, times, caches: Caches::default() }
