@@ -86,6 +86,11 @@ pub async fn execute(
     actor: &Actor,
     on_progress: impl Fn(Progress) + Send + Sync + 'static,
 ) -> Result<Summary, String> {
+    let mut locked = locked;
+    if matches!(action, Action::Replay { .. }) {
+        // The callers set them aside before showing the selection; this keeps any other caller from replaying one.
+        locked.set_aside_reason_records();
+    }
     let Locked { locks, chosen, messages, report } = locked;
     let started = Instant::now();
     let dead_letter_queue = locks.entity().to_owned();

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use cmk_handler::azure::servicebus::ReceivedMessage;
-use cmk_handler::workflow::settle::{ATTEMPT, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, ORIGINAL_MESSAGE_ID};
+use cmk_handler::workflow::settle::{
+    ATTEMPT, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, ORIGINAL_MESSAGE_ID, REASON_FOR_SEQUENCE_NUMBER,
+};
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -33,6 +35,10 @@ pub struct DeadLetter {
     pub attempts: Option<u64>,
     /// The MessageId of the message the handler received before it dead-lettered a copy.
     pub original_message_id: Option<String>,
+    /// Set on a handler's *reason record*: the sequence number of the dead letter it explains (an original the
+    /// handler could not mark, dead-lettered by Service Bus itself). Its body is not an onboarding message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_record_for: Option<i64>,
 }
 
 impl DeadLetter {
@@ -63,12 +69,41 @@ impl DeadLetter {
             attempts: find(&message.application_properties, ATTEMPT)
                 .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())),
             original_message_id: property(ORIGINAL_MESSAGE_ID),
+            reason_record_for: property(REASON_FOR_SEQUENCE_NUMBER).and_then(|n| n.trim().parse().ok()),
         }
+    }
+
+    pub fn is_reason_record(&self) -> bool {
+        self.reason_record_for.is_some()
     }
 
     /// The most specific reason known: the handler's, else Service Bus'.
     pub fn reason(&self) -> &str {
         self.handler_reason.as_deref().or(self.dead_letter_reason.as_deref()).unwrap_or("Unknown")
+    }
+}
+
+/// The reasons that reason records give, by the sequence number they explain.
+#[derive(Debug, Clone, Default)]
+pub struct ReasonRecords(BTreeMap<i64, (Option<String>, Option<String>)>);
+
+impl ReasonRecords {
+    /// Remembers `letter`'s reason if it is a reason record.
+    pub fn note(&mut self, letter: &DeadLetter) {
+        if let Some(explained) = letter.reason_record_for {
+            self.0.insert(explained, (letter.handler_reason.clone(), letter.handler_description.clone()));
+        }
+    }
+
+    /// Gives each dead letter the handler did not mark its record's reason (the original of a reason record carries
+    /// only Service Bus' `MaxDeliveryCountExceeded`).
+    pub fn explain(&self, letters: &mut [DeadLetter]) {
+        for letter in letters.iter_mut().filter(|l| l.handler_reason.is_none()) {
+            if let Some((reason, description)) = self.0.get(&letter.sequence_number) {
+                letter.handler_reason.clone_from(reason);
+                letter.handler_description.clone_from(description);
+            }
+        }
     }
 }
 
@@ -184,6 +219,7 @@ mod tests {
             handler_description: None,
             attempts: None,
             original_message_id: None,
+            reason_record_for: None,
         }
     }
 

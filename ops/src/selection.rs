@@ -11,7 +11,7 @@ use cmk_handler::azure::servicebus::{ReceivedMessage, ServiceBusClient};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::FilterArgs;
-use crate::dead_letter::{DeadLetter, Filter};
+use crate::dead_letter::{DeadLetter, Filter, ReasonRecords};
 use crate::walk::LockSet;
 
 /// The most dead letters one walk visits unless told otherwise: a hard bound on the walk, and on the locks it holds.
@@ -67,6 +67,21 @@ pub struct Locked {
     pub report: Report,
 }
 
+impl Locked {
+    /// Takes reason records out of the selection (they stay locked until released) and reports them. A record's
+    /// body is the handler's note, not an onboarding: replaying it would enqueue a message that can only fail. Its
+    /// original, named by sequence number, is what gets replayed; the record stays until purged.
+    pub fn set_aside_reason_records(&mut self) {
+        let (records, onboardings): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.chosen).into_iter().partition(DeadLetter::is_reason_record);
+        for record in &records {
+            self.messages.remove(&record.sequence_number);
+        }
+        self.report.reason_records.extend(records.iter().map(Identity::of));
+        self.chosen = onboardings;
+    }
+}
+
 /// What the walk saw besides the selection: the differences from what was expected.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,6 +96,8 @@ pub struct Report {
     pub changed: Vec<Identity>,
     /// Matching the filter but not expected (arrived after the listing).
     pub unexpected: Vec<Identity>,
+    /// Reason records left out of a replay: each explains another dead letter, and its body is no onboarding.
+    pub reason_records: Vec<Identity>,
 }
 
 /// Walks the dead-letter queue once and keeps every visited message locked; the caller acts on `chosen` and then
@@ -97,6 +114,7 @@ pub async fn lock(
     let mut chosen = Vec::new();
     let mut messages = BTreeMap::new();
     let mut report = Report::default();
+    let mut records = ReasonRecords::default();
     let wanted: BTreeMap<i64, &Identity> = match expected {
         Expected::Matching => BTreeMap::new(),
         Expected::Exactly(ids) => ids.iter().map(|id| (id.sequence_number, id)).collect(),
@@ -117,6 +135,7 @@ pub async fn lock(
             report.seen += 1;
             visited(report.seen);
             let letter = DeadLetter::from_message(&message);
+            records.note(&letter);
             if !filter.matches(&letter) {
                 continue;
             }
@@ -146,6 +165,8 @@ pub async fn lock(
         return Err(error);
     }
     chosen.sort_by_key(|letter| letter.sequence_number);
+    // Pairing covers what this walk visited; a filter on reasons sees an original's own (Service Bus') reason.
+    records.explain(&mut chosen);
     if let Expected::Exactly(ids) = expected {
         let found: std::collections::BTreeSet<i64> =
             chosen.iter().map(|l| l.sequence_number).chain(report.changed.iter().map(|c| c.sequence_number)).collect();

@@ -55,7 +55,10 @@ pub async fn run(
     let locked =
         selection::lock(&connection.client, &args.queue, &filter, &expected, bounds, |_| progress.advance(true)).await;
     progress.finish();
-    let locked = locked?;
+    let mut locked = locked?;
+    if matches!(action, Action::Replay { .. }) {
+        locked.set_aside_reason_records();
+    }
     report_differences(&locked);
 
     if locked.chosen.is_empty() {
@@ -175,6 +178,12 @@ fn report_differences(locked: &Locked) {
     }
     if !report.unexpected.is_empty() {
         eprintln!("not acted on, new since the listing: {}", list(&report.unexpected));
+    }
+    if !report.reason_records.is_empty() {
+        eprintln!(
+            "not replayed, reason records (each explains another dead letter; purge them once that one is handled): {}",
+            list(&report.reason_records)
+        );
     }
     if report.truncated {
         eprintln!(

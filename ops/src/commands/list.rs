@@ -75,7 +75,10 @@ fn row(letter: &DeadLetter) -> Vec<String> {
     let account = letter.storage_account_id.as_deref().map(|id| id.rsplit('/').next().unwrap_or(id));
     vec![
         letter.sequence_number.to_string(),
-        or_dash(letter.onboarding_id.as_deref()),
+        match letter.reason_record_for {
+            Some(explained) => format!("(reason for {explained})"),
+            None => or_dash(letter.onboarding_id.as_deref()),
+        },
         or_dash(letter.customer_tenant_id.as_deref()),
         or_dash(account),
         or_dash(letter.enqueued_time.map(rfc3339).as_deref()),

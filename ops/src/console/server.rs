@@ -359,6 +359,10 @@ async fn run_action(
         |_: usize| {},
     )
     .await?;
+    let mut locked = locked;
+    if matches!(action, Action::Replay { .. }) {
+        locked.set_aside_reason_records();
+    }
     let mut status = state.job(job);
     status["state"] = "running".into();
     status["report"] = json!(locked.report);
