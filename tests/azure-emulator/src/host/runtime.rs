@@ -186,6 +186,7 @@ impl Runtime {
             "pid": pid,
             "port": port,
             "restarts": self.worker.restarts(),
+            "hostRestarts": self.worker.host_restarts(),
             "invocations": {
                 "ok": self.counters.ok.load(Ordering::Relaxed),
                 "failed": self.counters.failed.load(Ordering::Relaxed),
