@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use azure_emulator::faults::{FaultAction, FaultMatch, FaultRule};
-use azure_emulator::scenario::StorageAccount;
+use azure_emulator::scenario::{Scenario, StorageAccount};
 use serde_json::Value;
 
 use crate::{CONTOSO_TENANT, NAMESPACE, QUEUE, TestBed, onboarding, sample_scenario};
@@ -143,10 +143,10 @@ pub fn fault_rules(probability: f64, seed: u64) -> Vec<FaultRule> {
         .collect()
 }
 
-/// Runs the soak and checks its invariants (panicking with what it saw when one does not hold).
-pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
+/// The sample scenario plus `accounts` fresh storage accounts ([`soak_account`]), all for Contoso's key.
+pub fn scenario(accounts: usize) -> Scenario {
     let mut scenario = sample_scenario();
-    for i in 0..soak.onboardings {
+    for i in 0..accounts {
         scenario.storage_accounts.push(StorageAccount {
             id: soak_account(i),
             location: "westeurope".into(),
@@ -156,6 +156,17 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
             encryption: None,
         });
     }
+    scenario
+}
+
+/// Onboarding `i` of a soak: Contoso's key for [`soak_account`] `i`.
+pub fn soak_onboarding(i: usize) -> Vec<u8> {
+    onboarding(&format!("obd-soak-{i}"), CONTOSO_TENANT, &soak_account(i), "https://contoso-kv.vault.azure.net/", "cmk")
+}
+
+/// Runs the soak and checks its invariants (panicking with what it saw when one does not hold).
+pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
+    let mut scenario = scenario(soak.onboardings);
     let queue = scenario.service_bus[0].queues.iter_mut().find(|q| q.name == QUEUE).expect("the onboarding queue");
     queue.lock_duration = format!("PT{}S", soak.lock_duration.as_secs());
     let bed = TestBed::start_configured(
@@ -175,14 +186,7 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
 
     let started = Instant::now();
     for i in 0..soak.onboardings {
-        let body = onboarding(
-            &format!("obd-soak-{i}"),
-            CONTOSO_TENANT,
-            &soak_account(i),
-            "https://contoso-kv.vault.azure.net/",
-            "cmk",
-        );
-        bed.send(&body, &format!("msg-soak-{i}"));
+        bed.send(&soak_onboarding(i), &format!("msg-soak-{i}"));
     }
 
     let mut kills = fastrand::Rng::with_seed(soak.seed);
