@@ -50,6 +50,10 @@ pub struct App {
 struct Caches {
     /// Identity chains already verified, by UAMI resource id (lowercase) + app object id.
     identity_chains: Mutex<BTreeMap<String, IdentityChain>>,
+    /// Held while one invocation looks a chain up, so the others that arrive with it (a burst of sessions right
+    /// after a start) wait for its answer instead of each reading ARM and Graph. Waiting is bounded by the waiter's
+    /// own step deadline (`bounded`).
+    identity_chain_lookup: tokio::sync::Mutex<()>,
     /// Subscriptions where the preview feature and provider registration were confirmed.
     registered_subscriptions: Mutex<HashSet<String>>,
     /// When this process re-registered `Microsoft.Storage`, by subscription (lowercase).
@@ -247,8 +251,13 @@ async fn ensure_preview_registration(
 
 async fn ensure_identity_chain(app: &App, identity: &IsvIdentity) -> Result<IdentityChain, Error> {
     let key = format!("{}|{}", identity.uami_resource_id.to_ascii_lowercase(), identity.app_object_id);
-    if let Some(chain) = app.caches.identity_chains.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(chain.clone());
+    let cached = || app.caches.identity_chains.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+    if let Some(chain) = cached() {
+        return Ok(chain);
+    }
+    let _lookup = app.caches.identity_chain_lookup.lock().await;
+    if let Some(chain) = cached() {
+        return Ok(chain);
     }
     let uami = app.clients.arm.get_user_assigned_identity(&identity.uami_resource_id).await?;
     if let Some(configured) = &identity.uami_client_id

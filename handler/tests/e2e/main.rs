@@ -15,6 +15,7 @@ mod property_names;
 mod samples;
 mod secrets;
 mod sessions;
+mod soak;
 mod string_datatype;
 mod testbed;
 mod tracing;

@@ -2,7 +2,8 @@
 //!
 //! Rules are checked in the order they were added; the first one that matches *and fires* decides. A rule with
 //! `times` stops after firing that many times; one with `probability` fires on a seeded random draw, so a test run is
-//! reproducible.
+//! reproducible. An action `oneOf` picks one of several actions with the same seeded generator, so one rule can stand
+//! for a flaky service (some throttling, some outages, some slow answers, some resets).
 
 use std::sync::Mutex;
 
@@ -71,6 +72,30 @@ pub enum FaultAction {
     Delay { delay_ms: u64 },
     /// Drop the connection without an HTTP response.
     Reset { reset: bool },
+    /// One of these, chosen uniformly by the rule's random generator each time the rule fires.
+    #[serde(rename_all = "camelCase")]
+    OneOf { one_of: Vec<FaultAction> },
+}
+
+impl FaultAction {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            FaultAction::Respond { status, .. } if StatusCode::from_u16(*status).is_err() => {
+                Err(format!("invalid status {status}"))
+            }
+            FaultAction::OneOf { one_of } if one_of.is_empty() => Err("oneOf needs at least one action".into()),
+            FaultAction::OneOf { one_of } => one_of.iter().try_for_each(FaultAction::validate),
+            _ => Ok(()),
+        }
+    }
+
+    /// The action that applies this time: `oneOf` resolved with `rng`.
+    fn pick(&self, rng: &mut StdRng) -> &FaultAction {
+        match self {
+            FaultAction::OneOf { one_of } => one_of[rng.gen_range(0..one_of.len())].pick(rng),
+            action => action,
+        }
+    }
 }
 
 /// What a matching rule does to a request.
@@ -118,11 +143,7 @@ impl Faults {
         {
             return Err(format!("probability must be within 0..=1, got {p}"));
         }
-        if let FaultAction::Respond { status, .. } = &rule.action
-            && StatusCode::from_u16(*status).is_err()
-        {
-            return Err(format!("invalid status {status}"));
-        }
+        rule.action.validate()?;
         let rng = match rule.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
@@ -166,8 +187,9 @@ impl Faults {
             }
             active.status.fired += 1;
             tracing::info!(rule = %active.status.id, method = %req.method, url = %req.url, "fault injected");
-            return Some(match &active.status.rule.action {
+            return Some(match active.status.rule.action.pick(&mut active.rng) {
                 FaultAction::Respond { status, retry_after, error_code, message } => Fault::Respond(error_response(
+                    req,
                     &host,
                     *status,
                     *retry_after,
@@ -177,6 +199,7 @@ impl Faults {
                 )),
                 FaultAction::Delay { delay_ms } => Fault::Delay(std::time::Duration::from_millis(*delay_ms)),
                 FaultAction::Reset { .. } => Fault::Reset,
+                FaultAction::OneOf { .. } => unreachable!("pick resolves oneOf"),
             });
         }
         None
@@ -201,6 +224,7 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 
 /// An error response in the shape of the service the request was meant for.
 fn error_response(
+    req: &Req,
     host: &str,
     status: u16,
     retry_after: Option<u64>,
@@ -236,6 +260,8 @@ fn error_response(
             );
             (status, [("content-type", "application/xml; charset=utf-8")], body).into_response()
         }
+        // The emulator's own port: App Service's managed-identity endpoint answers in its own shape.
+        None if req.url.path() == "/msi/token" => crate::entra::app_service_error(status, &message),
         Some(Service::Arm) | None => {
             (status, axum::Json(json!({ "error": { "code": code, "message": message } }))).into_response()
         }
@@ -312,5 +338,26 @@ mod tests {
         let reset: FaultRule = serde_json::from_str(r#"{"action":{"reset":true}}"#).unwrap();
         assert_eq!(reset.action, FaultAction::Reset { reset: true });
         assert!(serde_json::from_str::<FaultRule>(r#"{"action":{"bogus":1}}"#).is_err());
+        let one_of: FaultRule =
+            serde_json::from_str(r#"{"action":{"oneOf":[{"status":503,"retryAfter":1},{"reset":true}]}}"#).unwrap();
+        assert_eq!(
+            one_of.action,
+            FaultAction::OneOf {
+                one_of: vec![
+                    FaultAction::Respond { status: 503, retry_after: Some(1), error_code: None, message: None },
+                    FaultAction::Reset { reset: true },
+                ]
+            }
+        );
+        assert_eq!(serde_json::from_str::<FaultRule>(&serde_json::to_string(&one_of).unwrap()).unwrap(), one_of);
+    }
+
+    #[test]
+    fn one_of_must_hold_valid_actions() {
+        let faults = Faults::default();
+        for text in [r#"{"action":{"oneOf":[]}}"#, r#"{"action":{"oneOf":[{"delayMs":1},{"status":42}]}}"#] {
+            let rule: FaultRule = serde_json::from_str(text).unwrap();
+            assert!(faults.add(rule).is_err(), "{text}");
+        }
     }
 }

@@ -62,6 +62,11 @@ impl RequestLog {
         inner.records.iter().filter(|r| host.is_none_or(|h| r.host.eq_ignore_ascii_case(h))).cloned().collect()
     }
 
+    /// How many requests were served since the start (clearing the log does not reset it).
+    pub fn served(&self) -> u64 {
+        self.inner.lock().expect("request log lock poisoned").next_seq
+    }
+
     pub fn clear(&self) {
         self.inner.lock().expect("request log lock poisoned").records.clear();
     }

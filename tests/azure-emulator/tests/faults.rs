@@ -102,6 +102,63 @@ async fn seeded_probability_is_reproducible() {
 }
 
 #[tokio::test]
+async fn one_of_picks_each_action_reproducibly_from_the_seed() {
+    async fn pattern(seed: u64) -> Vec<u16> {
+        let emulator = start().await;
+        let rule = FaultRule {
+            action: FaultAction::OneOf {
+                one_of: vec![
+                    FaultAction::Respond { status: 429, retry_after: Some(1), error_code: None, message: None },
+                    FaultAction::Respond { status: 503, retry_after: Some(2), error_code: None, message: None },
+                    FaultAction::Delay { delay_ms: 1 },
+                ],
+            },
+            probability: Some(0.5),
+            seed: Some(seed),
+            ..respond("login.microsoftonline.com", 500, None)
+        };
+        Client::new(emulator.url()).add_fault(&rule).await.unwrap();
+        let azure = AzureClient::new(emulator.url());
+        let mut statuses = Vec::new();
+        for _ in 0..60 {
+            let response = azure.get(OPENID).send().await.unwrap();
+            let status = response.status().as_u16();
+            match status {
+                429 => assert_eq!(response.headers()["retry-after"], "1"),
+                503 => assert_eq!(response.headers()["retry-after"], "2"),
+                _ => assert_eq!(status, 200),
+            }
+            statuses.push(status);
+        }
+        statuses
+    }
+    let first = pattern(11).await;
+    assert_eq!(first, pattern(11).await, "the same seed gives the same run");
+    for status in [200, 429, 503] {
+        assert!(first.contains(&status), "{status} never came up: {first:?}");
+    }
+    assert_ne!(first, pattern(12).await);
+}
+
+#[tokio::test]
+async fn the_managed_identity_endpoint_fails_in_app_services_shape() {
+    let emulator = start().await;
+    let rule = FaultRule {
+        matcher: FaultMatch { path_contains: Some("/msi/token".into()), ..FaultMatch::default() },
+        ..respond("ignored", 503, Some(1))
+    };
+    Client::new(emulator.url()).add_fault(&rule).await.unwrap();
+    let response =
+        reqwest::get(format!("{}/msi/token?resource=x&api-version=2019-08-01", emulator.url())).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["statusCode"], 503);
+    assert_eq!(body["message"], "slow down");
+    assert!(body["correlationId"].is_string(), "{body}");
+}
+
+#[tokio::test]
 async fn delay_then_serve() {
     let emulator = start().await;
     let rule =
@@ -163,9 +220,12 @@ async fn rules_match_on_method_and_path_and_can_be_cleared() {
 async fn invalid_rules_are_refused() {
     let emulator = start().await;
     let http = reqwest::Client::new();
-    for body in
-        [r#"{"action":{"status":429},"probability":2}"#, r#"{"action":{"bogus":true}}"#, r#"{"action":{"status":42}}"#]
-    {
+    for body in [
+        r#"{"action":{"status":429},"probability":2}"#,
+        r#"{"action":{"bogus":true}}"#,
+        r#"{"action":{"status":42}}"#,
+        r#"{"action":{"oneOf":[]}}"#,
+    ] {
         let response = http
             .post(format!("{}/_emulator/faults", emulator.url()))
             .header("content-type", "application/json")

@@ -803,6 +803,31 @@ async fn restart_policy_follows_the_exit_code() {
     emulator.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_platform_restarts_a_host_that_shut_down_when_asked_to() {
+    let app = App::new(host_json(json!({}))).function("Exit", http_function("anonymous"));
+    let mut options = options(&app, &[]);
+    options.platform_restarts_host = true;
+    let emulator = start(&app, options).await;
+    let host = host(&emulator);
+    // Three crashes inside 30 minutes shut the host down; the platform starts it again with no error history, so
+    // the fourth crash is only a restart again.
+    for kill in 1..=4_u64 {
+        let before = host.status()["pid"].clone();
+        host.kill_handler();
+        wait_for("the handler back after a kill", || {
+            let status = host.status();
+            (status["state"] == "ready" && status["pid"] != before).then_some(())
+        })
+        .await;
+        let status = host.status();
+        assert_eq!(status["restarts"], kill, "{status}");
+        assert_eq!(status["hostRestarts"], u64::from(kill >= 3), "{status}");
+    }
+    assert_eq!(call_once(&emulator).await, 200, "invocations work after the platform restart");
+    emulator.shutdown().await;
+}
+
 async fn call_once(emulator: &Emulator) -> u16 {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     client.post(format!("{}/api/order", emulator.url())).send().await.unwrap().status().as_u16()

@@ -17,6 +17,8 @@ use azure_emulator::servicebus::{Message, NewMessage};
 use azure_emulator::{Emulator, EmulatorOptions};
 use serde_json::Value;
 
+pub mod soak;
+
 pub const NAMESPACE: &str = "northwind-onboarding";
 pub const QUEUE: &str = "onboarding";
 pub const DLQ: &str = "onboarding/$DeadLetterQueue";
@@ -143,6 +145,17 @@ impl TestBed {
         overrides: &[(&str, &str)],
         customize: impl FnOnce(&Path),
     ) -> Self {
+        Self::start_configured(handler_binary, scenario, overrides, customize, |_| {}).await
+    }
+
+    /// Like [`TestBed::start_custom`], with a chance to change the host's options too.
+    pub async fn start_configured(
+        handler_binary: &Path,
+        scenario: Scenario,
+        overrides: &[(&str, &str)],
+        customize: impl FnOnce(&Path),
+        configure: impl FnOnce(&mut HostOptions),
+    ) -> Self {
         let emulator = start_emulator(scenario).await;
         let dir = TempDir::new();
         let app_root = dir.path().join("app");
@@ -154,6 +167,7 @@ impl TestBed {
         }
         let mut options = HostOptions::new(&app_root, settings.clone());
         options.init_timeout = Duration::from_secs(30);
+        configure(&mut options);
         let host =
             azure_emulator::host::start(emulator.shared().clone(), options).await.expect("host starts the handler");
         Self { emulator, host: Some(host), settings, dir }

@@ -10,7 +10,7 @@ mod token;
 pub use directory::{Directory, DirectoryError, MAX_FEDERATED_CREDENTIALS, validate_credential};
 pub use endpoint::handle;
 pub use error::EntraError;
-pub use msi::msi;
+pub use msi::{app_service_error, msi};
 pub use token::{Claims, Subject, TokenError, TokenMinter, audience_matches, strip_default_scope};
 
 /// Lifetime of tokens from the token endpoint (Entra: 60–90 minutes).

@@ -102,7 +102,7 @@ fn select(directory: &Directory, req: &Req) -> Result<Selected, String> {
 }
 
 /// App Service's error shape for its identity endpoint.
-fn app_service_error(status: StatusCode, message: &str) -> Response {
+pub fn app_service_error(status: StatusCode, message: &str) -> Response {
     let body = json!({
         "statusCode": status.as_u16(),
         "message": message,

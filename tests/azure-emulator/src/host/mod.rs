@@ -50,6 +50,9 @@ pub struct HostOptions {
     pub master_key: Option<String>,
     /// The default function key; generated when `None`.
     pub function_key: Option<String>,
+    /// Start the host again after it shuts down (the third handler error within 30 minutes), as the platform does in
+    /// Azure; `false` (the default) leaves it down so a test can see the shutdown.
+    pub platform_restarts_host: bool,
 }
 
 impl HostOptions {
@@ -62,6 +65,7 @@ impl HostOptions {
             function_timeout: None,
             master_key: None,
             function_key: None,
+            platform_restarts_host: false,
         }
     }
 }
@@ -177,7 +181,8 @@ pub async fn start(shared: Arc<Shared>, options: HostOptions) -> Result<HostHand
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let spec = worker_spec(&shared, &app_root, &config.host, &settings, options.init_timeout);
+    let mut spec = worker_spec(&shared, &app_root, &config.host, &settings, options.init_timeout);
+    spec.platform_restarts_host = options.platform_restarts_host;
     let keys = runtime::Keys {
         master: options.master_key.clone().unwrap_or_else(|| runtime::Keys::generate().master),
         function: options.function_key.clone().unwrap_or_else(|| runtime::Keys::generate().function),
@@ -231,7 +236,15 @@ fn worker_spec(
     environment.push(("FUNCTIONS_APP_ROOT_PATH".into(), app_root.display().to_string()));
     environment.push(("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", shared.base_url)));
     environment.push(("IDENTITY_HEADER".into(), shared.identity_header.clone()));
-    process::WorkerSpec { program, arguments, working_directory, environment, fixed_port: host.port, init_timeout }
+    process::WorkerSpec {
+        program,
+        arguments,
+        working_directory,
+        environment,
+        fixed_port: host.port,
+        init_timeout,
+        platform_restarts_host: false,
+    }
 }
 
 /// HTTP-triggered functions under `/api/`.

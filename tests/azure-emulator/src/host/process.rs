@@ -30,6 +30,9 @@ pub struct WorkerSpec {
     /// `customHandler.port`; otherwise a free port per start.
     pub fixed_port: Option<u16>,
     pub init_timeout: Duration,
+    /// What the platform does when the host shuts down (reference §3.3: "In Azure the platform then restarts the
+    /// host"): start it again, or leave it down (the emulator's default, so tests can see the shutdown).
+    pub platform_restarts_host: bool,
 }
 
 /// Where the handler process is in its life.
@@ -71,6 +74,8 @@ enum WorkerCommand {
 #[derive(Debug, Default)]
 struct Stats {
     restarts: u32,
+    /// Host shutdowns the platform recovered from (`WorkerSpec::platform_restarts_host`).
+    host_restarts: u32,
     last_error: Option<String>,
 }
 
@@ -105,6 +110,10 @@ impl Worker {
 
     pub fn restarts(&self) -> u32 {
         self.stats.lock().expect("worker lock").restarts
+    }
+
+    pub fn host_restarts(&self) -> u32 {
+        self.stats.lock().expect("worker lock").host_restarts
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -285,8 +294,15 @@ async fn supervise(worker: Arc<Worker>, spec: WorkerSpec, mut commands: mpsc::Un
             let reason =
                 format!("Exceeded http worker restart retry count. Shutting down Functions Host (last: {error})");
             tracing::error!("{reason}");
-            worker.set_state(WorkerState::ShutDown(reason));
-            return;
+            if !spec.platform_restarts_host {
+                worker.set_state(WorkerState::ShutDown(reason));
+                return;
+            }
+            // A new host starts with no error history. Invocations stay held (state `Starting`) meanwhile, as they
+            // would wait for the new host's listeners.
+            tracing::warn!("the platform restarts the Functions host");
+            errors.clear();
+            worker.stats.lock().expect("worker lock").host_restarts += 1;
         }
         worker.stats.lock().expect("worker lock").restarts += 1;
     }

@@ -42,6 +42,10 @@ struct Counters {
     ok: AtomicU64,
     failed: AtomicU64,
     timed_out: AtomicU64,
+    /// Deliveries with `DeliveryCount` above 1.
+    redelivered: AtomicU64,
+    /// Completes and abandons the broker refused (the lock was lost meanwhile).
+    settle_failed: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -129,6 +133,17 @@ impl Runtime {
         }
     }
 
+    /// Counts a delivery as the host's metrics would see it.
+    pub fn record_delivery(&self, delivery_count: u32) {
+        if delivery_count > 1 {
+            self.counters.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_settle_failed(&self) {
+        self.counters.settle_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_ok(&self) {
         self.counters.ok.fetch_add(1, Ordering::Relaxed);
     }
@@ -186,10 +201,13 @@ impl Runtime {
             "pid": pid,
             "port": port,
             "restarts": self.worker.restarts(),
+            "hostRestarts": self.worker.host_restarts(),
             "invocations": {
                 "ok": self.counters.ok.load(Ordering::Relaxed),
                 "failed": self.counters.failed.load(Ordering::Relaxed),
                 "timedOut": self.counters.timed_out.load(Ordering::Relaxed),
+                "redelivered": self.counters.redelivered.load(Ordering::Relaxed),
+                "settleFailed": self.counters.settle_failed.load(Ordering::Relaxed),
             },
             "lastError": self.last_error.lock().expect("host lock").clone().or_else(|| self.worker.last_error()),
             "handlerLastError": self.worker.last_error(),

@@ -215,6 +215,7 @@ async fn process(
 ) {
     let invocation_id = Uuid::new_v4();
     let lock_token = delivered.lock_token;
+    runtime.record_delivery(delivered.message.delivery_count);
     let function = &listener.function.name;
     let context = InvocationContext {
         function_name: function.clone(),
@@ -282,6 +283,7 @@ async fn process(
         shared.bus.abandon(&listener.namespace, &listener.entity, lock_token)
     };
     if let Err(e) = settled {
+        runtime.record_settle_failed();
         tracing::warn!(function, entity = listener.entity, succeeded, "settling the message failed: {e}");
     }
 }
