@@ -16,5 +16,6 @@ mod samples;
 mod secrets;
 mod sessions;
 mod string_datatype;
+mod supersession;
 mod testbed;
 mod tracing;
