@@ -2,7 +2,7 @@
 //!
 //! The event id doubles as the Service Bus `MessageId`, so duplicate detection on the topic drops a re-publication
 //! of the same fact: `completed` for one key configuration, `action_required` for one customer-side state, `failed`
-//! for one delivered message. Schemas: `schemas/events/*.v1.schema.json`.
+//! for one delivered message, `superseded` for one (older, newer) pair of onboardings of an account. Schemas: `schemas/events/*.v1.schema.json`.
 
 use std::collections::BTreeMap;
 
@@ -34,14 +34,20 @@ pub enum EventType {
     ActionRequired,
     #[serde(rename = "com.cmkonboard.onboarding.failed.v1")]
     Failed,
+    #[serde(rename = "com.cmkonboard.onboarding.superseded.v1")]
+    Superseded,
 }
 
 impl EventType {
+    /// Every event type, for contracts that must list them all.
+    pub const ALL: [Self; 4] = [Self::Completed, Self::ActionRequired, Self::Failed, Self::Superseded];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "com.cmkonboard.onboarding.completed.v1",
             Self::ActionRequired => "com.cmkonboard.onboarding.action_required.v1",
             Self::Failed => "com.cmkonboard.onboarding.failed.v1",
+            Self::Superseded => "com.cmkonboard.onboarding.superseded.v1",
         }
     }
 }
@@ -111,12 +117,40 @@ pub struct FailedData {
     pub dead_lettered: bool,
 }
 
+/// `data` of `superseded`: a newer onboarding of the same storage account configured it, so this onboarding changed
+/// nothing (its message completed) or, if it had completed before, its `completed` event is no longer true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersededData {
+    pub onboarding_id: String,
+    /// Absent when the account's tags did not name it (a tag edited by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_tenant_id: Option<String>,
+    pub storage_account_id: String,
+    /// This onboarding's order (`YYYY-MM-DDTHH:MM:SSZ#<sequence number>`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarding_order: Option<String>,
+    pub superseded_by: SupersedingOnboarding,
+    #[serde(with = "time::serde::rfc3339")]
+    pub superseded_at: OffsetDateTime,
+}
+
+/// The newer onboarding that now configures the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersedingOnboarding {
+    pub onboarding_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarding_order: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EventData {
     Completed(CompletedData),
     ActionRequired(ActionRequiredData),
     Failed(FailedData),
+    Superseded(SupersededData),
 }
 
 /// One CloudEvent, structured mode.
@@ -190,6 +224,16 @@ impl OnboardingEvent {
         let tenant = data.customer_tenant_id.clone();
         let id = data.onboarding_id.clone();
         Self::build(source, EventType::Failed, id, tenant, &discriminator, time, EventData::Failed(data))
+    }
+
+    /// Id over the newer onboarding and the account: one `superseded` per (older, newer) pair, whether the older
+    /// onboarding's own retry or the newer onboarding's completion publishes it.
+    pub fn superseded(source: &str, data: SupersededData, time: OffsetDateTime) -> Self {
+        let discriminator =
+            format!("{}|{}", data.superseded_by.onboarding_id, data.storage_account_id.to_ascii_lowercase());
+        let tenant = data.customer_tenant_id.clone();
+        let id = data.onboarding_id.clone();
+        Self::build(source, EventType::Superseded, id, tenant, &discriminator, time, EventData::Superseded(data))
     }
 
     /// Adds the W3C `traceparent` of the invocation, when there is one.

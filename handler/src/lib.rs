@@ -2,7 +2,7 @@
 //!
 //! Reading order: [`contract`] (what a message is) → [`workflow`] (what we do with it) → [`azure`] (how we talk to
 //! Azure) → [`function`] (how the Functions host talks to us). Pure logic lives in [`contract`], [`events`],
-//! [`error`] (with its classifier), [`decide`] and [`remediation`]; only [`azure`] does network I/O.
+//! [`error`] (with its classifier), [`decide`], [`order`] and [`remediation`]; only [`azure`] does network I/O.
 
 pub mod azure;
 pub mod cloud;
@@ -12,6 +12,7 @@ pub mod decide;
 pub mod error;
 pub mod events;
 pub mod function;
+pub mod order;
 pub mod permissions;
 pub mod remediation;
 pub mod telemetry;

@@ -17,5 +17,6 @@ mod secrets;
 mod sessions;
 mod soak;
 mod string_datatype;
+mod supersession;
 mod testbed;
 mod tracing;

@@ -154,6 +154,7 @@ pub fn scenario(accounts: usize) -> Scenario {
             sku: "Standard_LRS".into(),
             identity: None,
             encryption: None,
+            tags: Default::default(),
         });
     }
     scenario

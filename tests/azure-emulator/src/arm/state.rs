@@ -181,6 +181,14 @@ impl ArmState {
         let id = ResourceId::parse(id)?;
         self.identities.get(&id.key())
     }
+
+    /// Replaces the tags of the storage account `id` (a control-surface change).
+    pub fn set_storage_account_tags(&mut self, id: &str, tags: &BTreeMap<String, String>) -> Result<(), String> {
+        let key = ResourceId::parse(id).map(|id| id.key()).ok_or_else(|| format!("{id:?} is not a resource id"))?;
+        let account = self.storage.get_mut(&key).ok_or_else(|| format!("no storage account {id:?}"))?;
+        account.tags = serde_json::to_value(tags).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 fn registration(name: &str, state: &str) -> Registration {
