@@ -53,17 +53,42 @@ fn target_dir() -> PathBuf {
 fn unpacked(root: &Path) -> Option<Browser> {
     let files = root.join("files");
     let chromium = files.join("usr/lib/chromium/chromium");
-    let chromedriver = files.join("usr/lib/chromium/chromedriver");
-    if !chromium.exists() || !chromedriver.exists() {
+    // Debian's chromium-driver has moved between the two (bookworm's current one ships `usr/bin/chromedriver`).
+    let chromedriver =
+        ["usr/bin/chromedriver", "usr/lib/chromium/chromedriver"].iter().map(|p| files.join(p)).find(|p| p.exists())?;
+    if !chromium.exists() {
         return None;
     }
-    let libraries = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib/chromium"]
+    // Every unpacked folder that holds a shared library (packages keep some in subfolders, e.g. libpulse0's
+    // `usr/lib/x86_64-linux-gnu/pulseaudio`).
+    let mut folders = Vec::new();
+    for top in ["usr/lib", "lib"] {
+        library_folders(&files.join(top), 4, &mut folders);
+    }
+    let libraries = folders
         .iter()
-        .map(|dir| files.join(dir).display().to_string())
+        .map(|dir| dir.display().to_string())
         .chain(std::env::var("LD_LIBRARY_PATH").ok())
         .collect::<Vec<_>>()
         .join(":");
     Some(Browser { chromium, chromedriver, env: vec![("LD_LIBRARY_PATH".into(), libraries)] })
+}
+
+/// Adds `dir` and its subfolders (down to `depth` levels) that contain a `*.so*` file to `out`.
+fn library_folders(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut has_library = false;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && depth > 0 {
+            library_folders(&path, depth - 1, out);
+        } else if entry.file_name().to_string_lossy().contains(".so") {
+            has_library = true;
+        }
+    }
+    if has_library {
+        out.push(dir.to_owned());
+    }
 }
 
 /// Downloads the packages and the dependencies this machine lacks, and unpacks them under `root/files`.
