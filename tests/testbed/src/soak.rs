@@ -201,7 +201,11 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
         handler_binary,
         scenario,
         // The retry loop logs each retry at debug: that is how the soak counts them.
-        &[("RUST_LOG", "warn,cmk_handler::azure::retry=debug")],
+        &[
+            ("RUST_LOG", "warn,cmk_handler::azure::retry=debug"),
+            // Short enough that an invocation meeting several `Retry-After`s runs out of time and schedules a copy.
+            ("CMK_RETRY_BUDGET_SECONDS", "3"),
+        ],
         |_| {},
         |options| options.platform_restarts_host = true,
     )
