@@ -8,24 +8,13 @@ use cmk_testbed::soak::{self, Soak, soak_onboarding};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_onboardings_complete_through_faults_kills_and_lost_locks() {
-    let figures = soak::run(
-        crate::testbed::handler(),
-        &Soak {
-            onboardings: 100,
-            seed: 9,
-            fault_probability: 0.2,
-            requests_between_kills: (100, 250),
-            lock_duration: Duration::from_secs(30),
-            clock_rate: 10,
-            timeout: Duration::from_secs(150),
-        },
-    )
-    .await;
+    // About 20 s on an idle 2-core machine; the bound leaves room for a loaded one.
+    let figures = soak::run(crate::testbed::handler(), &Soak::standard(100, Duration::from_secs(150))).await;
     println!("{figures}");
     // The run exercised what it claims to.
     assert!(figures.faults_per_host.values().all(|fired| *fired > 0), "every host failed some requests: {figures}");
     assert!(figures.retries > 0, "{figures}");
-    assert!(figures.kills >= 3 && figures.host_restarts >= 1, "{figures}");
+    assert!(figures.kills >= 2 && figures.handler_restarts >= figures.kills.into(), "{figures}");
     assert!(figures.redeliveries > 0 && figures.lost_locks > 0, "{figures}");
 }
 

@@ -41,6 +41,28 @@ pub struct Soak {
     pub timeout: Duration,
 }
 
+impl Soak {
+    /// The soak (a fifth of the requests failing, a kill every 150–350 requests, 30-second locks on a clock
+    /// eight times faster than the wall clock), with `onboardings` onboardings and a bound of `timeout`.
+    ///
+    /// The seed makes every host's rule fire within its first three requests (one handler start each for Graph and
+    /// Entra), so every host fails some requests in every run.
+    ///
+    /// The rates are what `MaxDeliveryCount` (10) tolerates: 16 invocations in flight make about 160 requests, so a
+    /// kill every 160 requests fails half of all deliveries, and one message in a thousand would fail ten in a row.
+    pub fn standard(onboardings: usize, timeout: Duration) -> Self {
+        Soak {
+            onboardings,
+            seed: 106,
+            fault_probability: 0.2,
+            requests_between_kills: (150, 350),
+            lock_duration: Duration::from_secs(30),
+            clock_rate: 8,
+            timeout,
+        }
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone)]
 pub struct Figures {
@@ -66,6 +88,8 @@ pub struct Figures {
     pub deliveries: u64,
     /// Deliveries with `DeliveryCount` above 1 (after a kill, a failed invocation or a lost lock).
     pub redeliveries: u64,
+    /// The highest `DeliveryCount` any delivery had (the queue dead-letters past its `maxDeliveryCount`, 10).
+    pub max_delivery_count: u64,
     /// Settlements refused because the lock had expired under the invocation.
     pub lost_locks: u64,
     pub kills: u32,
@@ -86,7 +110,11 @@ impl std::fmt::Display for Figures {
         writeln!(f, "in-invocation retries       {}", self.retries)?;
         writeln!(f, "scheduled retry copies      {}", self.retry_copies)?;
         writeln!(f, "deliveries                  {}", self.deliveries)?;
-        writeln!(f, "redeliveries                {}", self.redeliveries)?;
+        writeln!(
+            f,
+            "redeliveries                {} (highest DeliveryCount {})",
+            self.redeliveries, self.max_delivery_count
+        )?;
         writeln!(f, "settlements on a lost lock  {}", self.lost_locks)?;
         writeln!(f, "handler kills               {}", self.kills)?;
         writeln!(f, "handler restarts            {}", self.handler_restarts)?;
@@ -174,7 +202,11 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
         handler_binary,
         scenario,
         // The retry loop logs each retry at debug: that is how the soak counts them.
-        &[("RUST_LOG", "warn,cmk_handler::azure::retry=debug")],
+        &[
+            ("RUST_LOG", "warn,cmk_handler::azure::retry=debug"),
+            // Short enough that an invocation meeting several `Retry-After`s runs out of time and schedules a copy.
+            ("CMK_RETRY_BUDGET_SECONDS", "3"),
+        ],
         |_| {},
         |options| options.platform_restarts_host = true,
     )
@@ -270,6 +302,7 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
             .count(),
         deliveries: count("ok") + count("failed") + count("timedOut"),
         redeliveries: count("redelivered"),
+        max_delivery_count: count("maxDeliveryCount"),
         lost_locks: count("settleFailed"),
         kills: kill_count,
         handler_restarts: status["restarts"].as_u64().unwrap_or_default(),

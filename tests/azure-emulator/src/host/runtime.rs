@@ -46,6 +46,8 @@ struct Counters {
     redelivered: AtomicU64,
     /// Completes and abandons the broker refused (the lock was lost meanwhile).
     settle_failed: AtomicU64,
+    /// The highest `DeliveryCount` delivered so far.
+    max_delivery_count: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -135,6 +137,7 @@ impl Runtime {
 
     /// Counts a delivery as the host's metrics would see it.
     pub fn record_delivery(&self, delivery_count: u32) {
+        self.counters.max_delivery_count.fetch_max(u64::from(delivery_count), Ordering::Relaxed);
         if delivery_count > 1 {
             self.counters.redelivered.fetch_add(1, Ordering::Relaxed);
         }
@@ -208,6 +211,7 @@ impl Runtime {
                 "timedOut": self.counters.timed_out.load(Ordering::Relaxed),
                 "redelivered": self.counters.redelivered.load(Ordering::Relaxed),
                 "settleFailed": self.counters.settle_failed.load(Ordering::Relaxed),
+                "maxDeliveryCount": self.counters.max_delivery_count.load(Ordering::Relaxed),
             },
             "lastError": self.last_error.lock().expect("host lock").clone().or_else(|| self.worker.last_error()),
             "handlerLastError": self.worker.last_error(),
