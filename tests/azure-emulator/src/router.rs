@@ -116,9 +116,10 @@ async fn serve(shared: &Arc<Shared>, req: Req, local: bool) -> Response {
 /// 429, an admitted one is served with the remaining-quota headers added.
 async fn limited(shared: &Arc<Shared>, req: Req, target: Target) -> Response {
     let offset = std::time::Duration::try_from(shared.clock.offset()).unwrap_or_default();
-    let region_of = |account: &str| {
+    let region_of = |account_id: &str| {
+        let key = crate::arm::ids::ResourceId::parse(account_id)?.key();
         let world = shared.world.lock().expect("world lock poisoned");
-        world.arm.storage.values().find(|a| a.id.name.eq_ignore_ascii_case(account)).map(|a| a.location.clone())
+        world.arm.storage.get(&key).map(|account| account.location.clone())
     };
     let actor = || {
         let token = req.header("authorization")?.strip_prefix("Bearer ")?;

@@ -159,6 +159,14 @@ impl TestBed {
         Self { emulator, host: Some(host), settings, dir }
     }
 
+    /// One more instance of the function app on the same emulator (its own host and handler process, its own
+    /// session pumps on the same queue), as a scale-out adds one. Keep the handle: dropping it stops the instance.
+    pub async fn start_instance(&self) -> HostHandle {
+        let mut options = HostOptions::new(self.dir.path().join("app"), self.settings.clone());
+        options.init_timeout = Duration::from_secs(30);
+        azure_emulator::host::start(self.emulator.shared().clone(), options).await.expect("host starts the handler")
+    }
+
     /// The emulator alone: the broker without a consumer, so queue contents stay where a test put them.
     pub async fn broker_only() -> Self {
         let emulator = start_emulator(sample_scenario()).await;

@@ -178,7 +178,8 @@ impl Limits {
         self.started.elapsed().as_secs_f64() * scale + clock_offset.as_secs_f64()
     }
 
-    /// Counts `req` against the limits of the service it is for. `region_of` names an ARM storage account's region;
+    /// Counts `req` against the limits of the service it is for. `region_of` names the region of a storage account
+    /// (by its resource id);
     /// `actor` is the caller's object id (for ARM's message).
     pub fn admit(
         &self,
@@ -300,7 +301,9 @@ impl Inner {
                 (Some(name), &Method::GET | &Method::HEAD) => (RpKind::Read, Some(name)),
                 (Some(name), _) => (RpKind::Write, Some(name)),
             };
-            let region = account.and_then(region_of).unwrap_or_default().to_ascii_lowercase();
+            // The account's id: the path up to its name.
+            let id = account.map(|name| &path[..at + STORAGE_PROVIDER.len() + 1 + name.len()]);
+            let region = id.and_then(region_of).unwrap_or_default().to_ascii_lowercase();
             self.storage_request(&subscription, region, rp_kind, now, &mut headers)?;
         }
         Ok(headers)
