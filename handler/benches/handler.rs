@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use azure_emulator::scenario::StorageAccount;
 use cmk_testbed::{TestBed, app_settings, contoso, onboarding};
 
 const ONBOARDINGS: usize = 50;
@@ -109,15 +108,7 @@ async fn main() {
     // One fresh storage account per onboarding, so that every onboarding does the full read, PATCH, read-back.
     let mut scenario = cmk_testbed::sample_scenario();
     for i in 0..ONBOARDINGS {
-        scenario.storage_accounts.push(StorageAccount {
-            id: bench_account(i),
-            location: "westeurope".into(),
-            kind: "StorageV2".into(),
-            sku: "Standard_LRS".into(),
-            identity: None,
-            encryption: None,
-            tags: Default::default(),
-        });
+        scenario.storage_accounts.push(cmk_testbed::fresh_storage_account(bench_account(i)));
     }
     let handler = Path::new(env!("CARGO_BIN_EXE_handler"));
     let bed = TestBed::start_with(handler, scenario, &[("RUST_LOG", "warn")]).await;

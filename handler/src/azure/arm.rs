@@ -8,6 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::credentials::{AppScope, TokenSource};
+use super::pacing::Pacer;
 use super::retry::{self, RetryOptions};
 use super::transport::{HttpResponse, OutgoingRequest, Transport};
 use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
@@ -31,6 +32,8 @@ struct Inner {
     transport: Transport,
     tokens: TokenSource,
     retry: RetryOptions,
+    /// Turn-taking per subscription, shared by every invocation of this process.
+    pacer: Pacer,
 }
 
 /// `Microsoft.Features` feature registration.
@@ -162,7 +165,7 @@ impl ArmClient {
     /// `endpoint` is the ARM origin, e.g. `cloud.arm_endpoint()`.
     pub fn new(endpoint: &str, transport: Transport, tokens: TokenSource, retry: RetryOptions) -> Result<Self, String> {
         let endpoint = Url::parse(endpoint).map_err(|e| format!("bad ARM endpoint {endpoint:?}: {e}"))?;
-        Ok(Self { inner: Arc::new(Inner { endpoint, transport, tokens, retry }) })
+        Ok(Self { inner: Arc::new(Inner { endpoint, transport, tokens, retry, pacer: Pacer::default() }) })
     }
 
     pub async fn get_feature(&self, subscription: &str, namespace: &str, feature: &str) -> Result<Feature, Error> {
@@ -312,7 +315,8 @@ impl ArmClient {
     async fn send(&self, request: &OutgoingRequest, operation: &'static str) -> Result<HttpResponse, Error> {
         let inner = &self.inner;
         let authorizer = AppScope { tokens: &inner.tokens, scope: inner.transport.cloud().arm_scope() };
-        retry::send(&inner.transport, &inner.retry, AzureService::Arm, operation, request, &authorizer).await
+        let (transport, options) = (&inner.transport, &inner.retry);
+        retry::send_paced(transport, options, AzureService::Arm, operation, request, &authorizer, &inner.pacer).await
     }
 }
 

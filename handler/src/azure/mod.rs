@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod deadline;
 pub mod graph;
 pub mod keyvault;
+pub mod pacing;
 pub mod retry;
 pub mod servicebus;
 pub mod transport;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::deadline;
+use super::pacing::{Lane, Pacer};
 
 use super::retry_after::retry_after;
 use super::transport::{AuthorizationValue, HttpResponse, OutgoingRequest, Transport};
@@ -84,12 +85,43 @@ pub async fn send_expecting(
     authorizer: &dyn Authorizer,
     expected: fn(u16) -> bool,
 ) -> Result<HttpResponse, Error> {
+    send_with(transport, options, service, operation, request, authorizer, expected, None).await
+}
+
+/// [`send`], each attempt taking its turn in the request's lane of `pacer` and teaching the pacer what the response
+/// says about the limits ([`super::pacing`]).
+pub async fn send_paced(
+    transport: &Transport,
+    options: &RetryOptions,
+    service: AzureService,
+    operation: &'static str,
+    request: &OutgoingRequest,
+    authorizer: &dyn Authorizer,
+    pacer: &Pacer,
+) -> Result<HttpResponse, Error> {
+    let expected = |status| (200..300).contains(&status);
+    let paced = Lane::of(&request.method, &request.url).map(|lane| (pacer, lane));
+    send_with(transport, options, service, operation, request, authorizer, expected, paced).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_with(
+    transport: &Transport,
+    options: &RetryOptions,
+    service: AzureService,
+    operation: &'static str,
+    request: &OutgoingRequest,
+    authorizer: &dyn Authorizer,
+    expected: fn(u16) -> bool,
+    paced: Option<(&Pacer, Lane)>,
+) -> Result<HttpResponse, Error> {
     // The allow-list comes before any token is requested.
     transport.ensure_allowed(&request.url)?;
     let attempts = async {
         let mut attempt: u32 = 1;
         loop {
-            let error = match attempt_once(transport, service, operation, request, authorizer, expected).await {
+            let once = attempt_once(transport, service, operation, request, authorizer, expected, paced.as_ref());
+            let error = match once.await {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
@@ -118,13 +150,20 @@ async fn attempt_once(
     request: &OutgoingRequest,
     authorizer: &dyn Authorizer,
     expected: fn(u16) -> bool,
+    paced: Option<&(&Pacer, Lane)>,
 ) -> Result<HttpResponse, Error> {
+    if let Some((pacer, lane)) = paced {
+        pacer.take_turn(lane).await?;
+    }
     let authorization = authorizer.authorization(&request.url).await?;
     let response = transport.execute(service, operation, request, authorization.as_ref()).await?;
+    let wait = retry_after(&response.headers);
+    if let Some((pacer, lane)) = paced {
+        pacer.observe(lane, response.status, &response.headers, wait);
+    }
     if expected(response.status) {
         return Ok(response);
     }
-    let wait = retry_after(&response.headers);
     Err(Error::Azure(parse_error_body(service, operation, response.status, wait, &response.body)))
 }
 

@@ -52,6 +52,10 @@ pub enum Error {
     /// Azure has not caught up yet (a registration in progress, a credential propagating): try again later.
     #[error("pending ({code}): {message}")]
     Pending { code: &'static str, message: String },
+    /// This process holds a subscription's ARM requests back to stay under Azure's limits (`azure::pacing`), and
+    /// the request's turn comes after the invocation's deadline: try again at that turn.
+    #[error("paced: the next {kind} request to subscription {subscription} may go in {wait:?}")]
+    Paced { subscription: String, kind: &'static str, wait: Duration },
 }
 
 impl Error {
@@ -71,7 +75,9 @@ impl Error {
             Self::DeadlineExceeded { .. } | Self::Refused { .. } => Disposition::Permanent,
             Self::Customer { .. } => Disposition::WaitingOnCustomer,
             Self::Transport(e) if e.is_missing_vault() => Disposition::WaitingOnCustomer,
-            Self::Transport(_) | Self::Verification(_) | Self::Pending { .. } => Disposition::Transient,
+            Self::Transport(_) | Self::Verification(_) | Self::Pending { .. } | Self::Paced { .. } => {
+                Disposition::Transient
+            }
             Self::Azure(e) => classify::classify(e).disposition,
         }
     }
@@ -94,6 +100,7 @@ impl Error {
             Self::HostNotAllowed { .. } => "HostNotAllowed",
             Self::Verification(_) => "VerificationPending",
             Self::DeadlineExceeded { .. } => "DeadlineExceeded",
+            Self::Paced { .. } => "SubscriptionPaced",
         }
     }
 
@@ -111,6 +118,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Azure(e) => e.retry_after,
+            Self::Paced { wait, .. } => Some(*wait),
             _ => None,
         }
     }

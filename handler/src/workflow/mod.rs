@@ -5,11 +5,12 @@
 //! 1. validate the message (pure; nothing is called before it passes);
 //! 2. optionally register the legacy preview feature and re-register `Microsoft.Storage` [P0a, P0b];
 //! 3. the ISV identity chain: the CMK identity exists and the app trusts it [2, 3];
-//! 4. customer preflight as the app in the customer tenant: key checks and a wrap/unwrap round trip [11];
-//! 5. read the storage account: an attempt older than the onboarding recorded in its tags is superseded and stops
-//!    here (`account_tags`); configure it with one PATCH (encryption and tags) when it differs [12];
-//! 6. verify by reading it back [13], then publish `completed` (and `superseded` for the older onboarding it
-//!    replaced).
+//! 4. customer preflight as the app in the customer tenant: key checks and a wrap/unwrap round trip [11], while the
+//!    storage account is read; an attempt older than the onboarding recorded in the account's tags is superseded and
+//!    stops there (`account_tags`);
+//! 5. configure the storage account with one PATCH (encryption and tags) when it differs [12];
+//! 6. verify the PATCH's answer (read the account back only when that answer does not prove it) [13], then publish
+//!    `completed` (and `superseded` for the older onboarding it replaced).
 //!
 //! Every step may run again after a crash at any point; two deliveries of one message converge on one result.
 
@@ -233,28 +234,36 @@ async fn run_steps(
     let chain = ensure_identity_chain(app, &onboarding.identity)
         .instrument(tracing::info_span!("step", step = "identity_chain"))
         .await?;
-    // Read before the customer is asked anything: an attempt a newer onboarding superseded stops here, whatever the
-    // state of its own key (a retry waiting on a customer who has moved on must not wait out its deadline).
-    let account = app
-        .clients
-        .arm
-        .get_storage_account(&onboarding.storage_account.arm_id())
-        .instrument(tracing::info_span!("step", step = "observe_account"))
-        .await?;
-    let replaced = match account_tags::standing(account_tags::recorded(&account.raw), &onboarding.onboarding_id, order)
-    {
-        Standing::Superseded { by } => {
+    // The storage account is read while the customer's side is checked: neither depends on the other, and the read
+    // changes nothing, so the critical path is the longer of the two, not their sum. An attempt a newer onboarding
+    // superseded stops first, whatever the state of its own key (a retry waiting on a customer who has moved on must
+    // not wait out its deadline); otherwise a customer-side failure wins (it is what the producer must hear about),
+    // and no write happens before the preflight passed.
+    let account_id = onboarding.storage_account.arm_id();
+    let (preflight, current) = tokio::join!(
+        customer_preflight(app, onboarding, &chain)
+            .instrument(tracing::info_span!("step", step = "customer_preflight")),
+        app.clients
+            .arm
+            .get_storage_account(&account_id)
+            .instrument(tracing::info_span!("step", step = "read_storage_account")),
+    );
+    let standing = current
+        .as_ref()
+        .ok()
+        .map(|account| account_tags::standing(account_tags::recorded(&account.raw), &onboarding.onboarding_id, order));
+    let replaced = match standing {
+        Some(Standing::Superseded { by }) => {
             tracing::info!(by = %by.onboarding_id, "a newer onboarding configured the account; superseded");
             return Ok(Outcome::Superseded { by });
         }
-        Standing::Current { replaces } => replaces,
+        Some(Standing::Current { replaces }) => replaces,
+        None => None,
     };
-    customer_preflight(app, onboarding, &chain)
-        .instrument(tracing::info_span!("step", step = "customer_preflight"))
-        .await?;
+    preflight?;
     let own =
         OwnTags { onboarding_id: &onboarding.onboarding_id, order, customer_tenant_id: &onboarding.customer_tenant_id };
-    let applied = configure_storage(app, onboarding, &chain, &account.raw, &own)
+    let applied = configure_storage(app, onboarding, &chain, current?, &own)
         .instrument(tracing::info_span!("step", step = "configure_storage"))
         .await?;
     Ok(Outcome::Applied { chain: Box::new(chain), applied, replaced })
@@ -393,18 +402,21 @@ async fn check_customer_key(app: &App, onboarding: &ValidatedOnboarding, chain: 
     Ok(())
 }
 
-/// Configures `current` (the account as read at the start of the attempt) with one PATCH of its encryption and our
-/// tags, or of the tags alone when the encryption is right; then reads it back.
+/// Brings the account (`current`, as just read) to the desired configuration with at most one PATCH. The PATCH
+/// answers with the updated account (`StorageAccounts_Update` 200, the spec's example shows
+/// `currentVersionedKeyIdentifier` in it), so that answer is verified; the account is read back only when the answer
+/// does not prove the configuration.
 async fn configure_storage(
     app: &App,
     onboarding: &ValidatedOnboarding,
     chain: &IdentityChain,
-    current: &serde_json::Value,
+    current: crate::azure::arm::StorageAccount,
     own: &OwnTags<'_>,
 ) -> Result<AppliedEncryption, Error> {
     let want = desired_encryption(onboarding, chain);
     let account_id = onboarding.storage_account.arm_id();
     let arm = &app.clients.arm;
+    let current = &current.raw;
     if let Some(current_vault) = storage::other_vault_in_use(current, &want)
         && !onboarding.replace_existing_key
     {
@@ -423,12 +435,21 @@ async fn configure_storage(
         tracing::info!("storage account already configured; nothing to change");
         return storage::verify(current, &want).map_err(Error::Verification);
     };
-    arm.update_storage_account(&account_id, &patch).await?;
-    let read_back = arm.get_storage_account(&account_id).await?;
-    if !account_tags::applied(&read_back.raw, own) {
-        return Err(Error::Verification("the storage account does not show the onboarding's tags".to_owned()));
+    let updated = arm.update_storage_account(&account_id, &patch).await?;
+    let proven = |account: &serde_json::Value| {
+        if !account_tags::applied(account, own) {
+            return Err("the storage account does not show the onboarding's tags".to_owned());
+        }
+        storage::verify(account, &want)
+    };
+    match proven(&updated.raw) {
+        Ok(applied) => Ok(applied),
+        Err(unproven) => {
+            tracing::info!(%unproven, "the PATCH answer does not prove the configuration; reading the account back");
+            let read_back = arm.get_storage_account(&account_id).await?;
+            proven(&read_back.raw).map_err(Error::Verification)
+        }
     }
-    storage::verify(&read_back.raw, &want).map_err(Error::Verification)
 }
 
 fn desired_encryption(onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> DesiredEncryption {

@@ -47,6 +47,9 @@ async fn onboarding_encrypts_the_account_with_the_customer_key() {
     let azure_calls: Vec<&String> = calls.iter().filter(|c| !c.contains(" 127.0.0.1 ")).collect();
     let patches = azure_calls.iter().filter(|c| c.starts_with("PATCH ")).count();
     assert_eq!(patches, 1, "exactly one storage PATCH:\n{}", calls.join("\n"));
+    // The PATCH's answer proves the configuration (it carries `currentVersionedKeyIdentifier`): no read-back.
+    let reads = azure_calls.iter().filter(|c| c.starts_with("GET ") && c.contains("/storageAccounts/")).count();
+    assert_eq!(reads, 1, "one storage read, no read-back:\n{}", calls.join("\n"));
     for call in &azure_calls {
         let host = call.split(' ').nth(1).unwrap();
         assert!(

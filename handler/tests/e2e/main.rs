@@ -13,6 +13,7 @@ mod preview_feature;
 mod propagation;
 mod property_names;
 mod samples;
+mod scale;
 mod secrets;
 mod sessions;
 mod soak;

@@ -28,6 +28,19 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/faults/{id}", delete(remove_fault))
         .route("/clock/advance", post(advance_clock))
         .route("/host", get(host_status))
+        .route("/limits", get(get_limits).put(put_limits))
+}
+
+async fn get_limits(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(shared.limits.status())
+}
+
+/// Replaces the latency, limits and time scale; every window starts afresh.
+async fn put_limits(State(shared): State<Arc<Shared>>, Json(config): Json<crate::limits::LimitsConfig>) -> Response {
+    match shared.limits.configure(config) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(message) => bad_request(message),
+    }
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Json<Value> {
@@ -196,6 +209,16 @@ impl Client {
     pub async fn advance_clock(&self, by: std::time::Duration) -> Result<(), ControlError> {
         let body = json!({ "seconds": by.as_secs_f64() });
         Self::check(self.http.post(self.url("/clock/advance")).json(&body).send().await?).await.map(drop)
+    }
+
+    /// Sets latency, request limits and the time scale (`PUT /_emulator/limits`).
+    pub async fn set_limits(&self, config: &crate::limits::LimitsConfig) -> Result<(), ControlError> {
+        Self::check(self.http.put(self.url("/limits")).json(config).send().await?).await.map(drop)
+    }
+
+    /// The limits in force and the throttles' counters.
+    pub async fn limits(&self) -> Result<Value, ControlError> {
+        Ok(Self::check(self.http.get(self.url("/limits")).send().await?).await?.json().await?)
     }
 
     pub async fn host_status(&self) -> Result<Value, ControlError> {

@@ -213,7 +213,7 @@ fn matches(matcher: &FaultMatch, req: &Req, host: &str) -> bool {
     host_ok && method_ok && path_ok
 }
 
-fn host_matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     let pattern = pattern.to_ascii_lowercase();
     match pattern.strip_prefix("*") {
         Some("") => true,

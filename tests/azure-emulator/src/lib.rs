@@ -15,6 +15,7 @@ pub mod graph;
 pub mod host;
 pub mod http;
 pub mod keyvault;
+pub mod limits;
 pub mod openapi;
 pub mod propagation;
 pub mod rbac;

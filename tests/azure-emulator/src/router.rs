@@ -96,17 +96,43 @@ async fn serve(shared: &Arc<Shared>, req: Req, local: bool) -> Response {
     let method = req.method.clone();
     let url = req.url.clone();
     let target = target_of(&req.url, local);
+    if let Some(latency) = shared.limits.latency(&req.host()) {
+        tokio::time::sleep(latency).await;
+    }
     let response = match shared.faults.check(&req, &shared.clock) {
         Some(crate::faults::Fault::Respond(response)) => response,
         Some(crate::faults::Fault::Reset) => crate::faults::reset_response(),
         Some(crate::faults::Fault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
-            route(shared, req, target).await
+            limited(shared, req, target).await
         }
-        None => route(shared, req, target).await,
+        None => limited(shared, req, target).await,
     };
     shared.log.record(&shared.clock, &method, &url, response.status(), started.elapsed());
     response
+}
+
+/// Counts the request against Azure's documented limits (`limits`): a throttled one is answered with the service's
+/// 429, an admitted one is served with the remaining-quota headers added.
+async fn limited(shared: &Arc<Shared>, req: Req, target: Target) -> Response {
+    let offset = std::time::Duration::try_from(shared.clock.offset()).unwrap_or_default();
+    let region_of = |account_id: &str| {
+        let key = crate::arm::ids::ResourceId::parse(account_id)?.key();
+        let world = shared.world.lock().expect("world lock poisoned");
+        world.arm.storage.get(&key).map(|account| account.location.clone())
+    };
+    let actor = || {
+        let token = req.header("authorization")?.strip_prefix("Bearer ")?;
+        shared.tokens.verify_signature(token).ok().map(|claims| claims.oid)
+    };
+    match shared.limits.admit(&req, offset, region_of, actor) {
+        crate::limits::Admission::Throttled(response) => response,
+        crate::limits::Admission::Admitted(headers) => {
+            let mut response = route(shared, req, target).await;
+            response.headers_mut().extend(headers);
+            response
+        }
+    }
 }
 
 async fn route(shared: &Arc<Shared>, req: Req, target: Target) -> Response {

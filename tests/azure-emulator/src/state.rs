@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::propagation::Delays;
 use crate::rbac::{Rbac, Realm};
 use crate::scenario::{Change, Scenario};
-use crate::{arm, cloud, entra, faults, host, keyvault, reqlog, servicebus};
+use crate::{arm, cloud, entra, faults, host, keyvault, limits, reqlog, servicebus};
 
 /// State shared by every request handler and background task.
 #[derive(Debug)]
@@ -21,6 +21,8 @@ pub struct Shared {
     pub bus: servicebus::Bus,
     pub log: reqlog::RequestLog,
     pub faults: faults::Faults,
+    /// Latency, request limits and the time scale (`/_emulator/limits`).
+    pub limits: limits::Limits,
     pub tokens: entra::TokenMinter,
     pub host: host::HostState,
     /// The secret the managed-identity endpoint expects in `X-IDENTITY-HEADER` (App Service's `IDENTITY_HEADER`).
@@ -49,6 +51,7 @@ impl Shared {
             world: Mutex::new(World::default()),
             log: reqlog::RequestLog::default(),
             faults: faults::Faults::default(),
+            limits: limits::Limits::default(),
             host: host::HostState::default(),
             identity_header: uuid::Uuid::new_v4().simple().to_string(),
         }

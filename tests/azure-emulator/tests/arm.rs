@@ -5,6 +5,7 @@ use azure_emulator::cloud::Cloud;
 use azure_emulator::control::AzureClient;
 use azure_emulator::entra::{Claims, Subject};
 use azure_emulator::keyvault::deterministic_version;
+use azure_emulator::limits::LimitsConfig;
 use azure_emulator::scenario::{Change, RoleAssignment};
 use azure_emulator::{Emulator, EmulatorOptions, Scenario};
 use reqwest::Method;
@@ -351,6 +352,9 @@ async fn managed_hsm_key_with_key_scoped_role_works() {
 #[tokio::test]
 async fn each_storage_rp_error_leaves_the_account_unchanged() {
     let env = start().await;
+    // More than the Storage RP's 10 writes per second go out here; this test is about validation, not limits.
+    let unthrottled = LimitsConfig { throttling: false, ..LimitsConfig::default() };
+    env.emulator.shared().limits.configure(unthrottled).unwrap();
     let before = env.get_account().await;
     let vault = "https://custvault.vault.azure.net";
     let mut not_attached = cmk_body(vault, "cmk", UAMI, APP_ID);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use azure_emulator::host::{HostHandle, HostOptions};
 use azure_emulator::reqlog::RequestRecord;
-use azure_emulator::scenario::{Change, Scenario};
+use azure_emulator::scenario::{Change, Scenario, StorageAccount};
 use azure_emulator::servicebus::{Message, NewMessage};
 use azure_emulator::{Emulator, EmulatorOptions};
 use serde_json::Value;
@@ -42,6 +42,19 @@ pub fn repo_root() -> PathBuf {
 pub fn sample_scenario() -> Scenario {
     let text = std::fs::read_to_string(repo_root().join("samples/scenario.json")).unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+/// A storage account in West Europe with Microsoft-managed keys and nothing else: what bulk tests onboard.
+pub fn fresh_storage_account(id: String) -> StorageAccount {
+    StorageAccount {
+        id,
+        location: "westeurope".into(),
+        kind: "StorageV2".into(),
+        sku: "Standard_LRS".into(),
+        identity: None,
+        encryption: None,
+        tags: Default::default(),
+    }
 }
 
 /// The longest of a scenario's propagation delays: after it, every change made so far is in force.
@@ -171,6 +184,14 @@ impl TestBed {
         let host =
             azure_emulator::host::start(emulator.shared().clone(), options).await.expect("host starts the handler");
         Self { emulator, host: Some(host), settings, dir }
+    }
+
+    /// One more instance of the function app on the same emulator (its own host and handler process, its own
+    /// session pumps on the same queue), as a scale-out adds one. Keep the handle: dropping it stops the instance.
+    pub async fn start_instance(&self) -> HostHandle {
+        let mut options = HostOptions::new(self.dir.path().join("app"), self.settings.clone());
+        options.init_timeout = Duration::from_secs(30);
+        azure_emulator::host::start(self.emulator.shared().clone(), options).await.expect("host starts the handler")
     }
 
     /// The emulator alone: the broker without a consumer, so queue contents stay where a test put them.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use azure_emulator::faults::{FaultAction, FaultMatch, FaultRule};
-use azure_emulator::scenario::{Scenario, StorageAccount};
+use azure_emulator::scenario::Scenario;
 use serde_json::Value;
 
 use crate::{CONTOSO_TENANT, NAMESPACE, QUEUE, TestBed, onboarding, sample_scenario};
@@ -175,15 +175,7 @@ pub fn fault_rules(probability: f64, seed: u64) -> Vec<FaultRule> {
 pub fn scenario(accounts: usize) -> Scenario {
     let mut scenario = sample_scenario();
     for i in 0..accounts {
-        scenario.storage_accounts.push(StorageAccount {
-            id: soak_account(i),
-            location: "westeurope".into(),
-            kind: "StorageV2".into(),
-            sku: "Standard_LRS".into(),
-            identity: None,
-            encryption: None,
-            tags: Default::default(),
-        });
+        scenario.storage_accounts.push(crate::fresh_storage_account(soak_account(i)));
     }
     scenario
 }
