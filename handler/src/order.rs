@@ -12,7 +12,6 @@
 use std::fmt;
 
 use serde_json::Value;
-use time::format_description::well_known::Rfc2822;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
@@ -48,12 +47,6 @@ impl OnboardingOrder {
             PrimitiveDateTime::parse(date_time, format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"))
                 .ok()?
                 .assume_utc();
-        Some(Self::new(at, sequence_number))
-    }
-
-    /// From the REST API's `BrokerProperties` (`EnqueuedTimeUtc` is RFC 1123, `Sun, 06 Nov 1994 08:49:37 GMT`).
-    pub fn from_broker_properties(enqueued_time_utc: &str, sequence_number: i64) -> Option<Self> {
-        let at = OffsetDateTime::parse(enqueued_time_utc.trim(), &Rfc2822).ok()?;
         Some(Self::new(at, sequence_number))
     }
 
@@ -117,12 +110,11 @@ mod tests {
     }
 
     #[test]
-    fn host_metadata_and_broker_properties_give_the_same_order() {
+    fn host_metadata_gives_the_order() {
         let host = OnboardingOrder::from_host_metadata("2024-10-24T14:32:17", 42).unwrap();
         assert_eq!(host, OnboardingOrder::new(datetime!(2024-10-24 14:32:17 UTC), 42));
         assert_eq!(OnboardingOrder::from_host_metadata("2024-10-24T14:32:17.123Z", 42), Some(host));
         assert_eq!(OnboardingOrder::from_host_metadata("2024-10-24T14:32:17+02:00", 42), None);
-        assert_eq!(OnboardingOrder::from_broker_properties("Thu, 24 Oct 2024 14:32:17 GMT", 42), Some(host));
     }
 
     #[test]

@@ -498,7 +498,7 @@ pub struct Check {
 /// What blocks an onboarding message right now, without changing anything anywhere: validation, the identity chain
 /// (read-only even in ensure mode), the customer preflight, and whether the storage account would be patched. Ops
 /// run it before replaying a dead letter (`DiagnoseOnboarding`, admin-only).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnosis {
     /// True when every check passed: a replay should complete.
@@ -509,6 +509,19 @@ pub struct Diagnosis {
     /// Whether the storage account still differs from the requested configuration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_needs_update: Option<bool>,
+    /// The onboarding the account's tags record (the last one that configured it): a dead letter of an older
+    /// onboarding is superseded by it (`cmkctl dlq diagnose` compares the orders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_onboarding: Option<RecordedOnboarding>,
+}
+
+/// [`AccountRecord`] as the diagnosis reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedOnboarding {
+    pub onboarding_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onboarding_order: Option<String>,
 }
 
 pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
@@ -527,6 +540,7 @@ pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
                 message: Some("the checks ran out of the invocation's time".to_owned()),
             }],
             storage_needs_update: None,
+            recorded_onboarding: None,
         },
     }
 }
@@ -545,7 +559,7 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
         Ok(onboarding) => onboarding,
         Err(invalid) => {
             checks.push(failed("validation", &Error::Invalid(invalid)));
-            return Diagnosis { ready: false, onboarding_id: None, checks, storage_needs_update: None };
+            return Diagnosis { ready: false, onboarding_id: None, checks, ..Diagnosis::default() };
         }
     };
     checks.push(passed("validation"));
@@ -554,7 +568,7 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
         Ok(chain) => chain,
         Err(error) => {
             checks.push(failed("identity_chain", &error));
-            return Diagnosis { ready: false, onboarding_id, checks, storage_needs_update: None };
+            return Diagnosis { ready: false, onboarding_id, checks, ..Diagnosis::default() };
         }
     };
     checks.push(passed("identity_chain"));
@@ -564,17 +578,22 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
         Err(error) => failed("customer_preflight", error),
     });
     let want = desired_encryption(&onboarding, &chain);
-    let storage_needs_update = match app.clients.arm.get_storage_account(&onboarding.storage_account.arm_id()).await {
-        Ok(account) => {
-            checks.push(passed("storage_account"));
-            Some(storage::plan_update(&account.raw, &want, None).is_some())
-        }
-        Err(error) => {
-            checks.push(failed("storage_account", &error));
-            None
-        }
-    };
-    Diagnosis { ready: checks.iter().all(|c| c.ok), onboarding_id, checks, storage_needs_update }
+    let (storage_needs_update, recorded_onboarding) =
+        match app.clients.arm.get_storage_account(&onboarding.storage_account.arm_id()).await {
+            Ok(account) => {
+                checks.push(passed("storage_account"));
+                let recorded = account_tags::recorded(&account.raw).map(|record| RecordedOnboarding {
+                    onboarding_id: record.onboarding_id,
+                    onboarding_order: record.order.map(|o| o.to_string()),
+                });
+                (Some(storage::plan_update(&account.raw, &want, None).is_some()), recorded)
+            }
+            Err(error) => {
+                checks.push(failed("storage_account", &error));
+                (None, None)
+            }
+        };
+    Diagnosis { ready: checks.iter().all(|c| c.ok), onboarding_id, checks, storage_needs_update, recorded_onboarding }
 }
 
 /// The identity chain without side effects: a missing credential is reported, never created.
