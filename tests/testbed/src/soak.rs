@@ -15,7 +15,7 @@ use azure_emulator::faults::{FaultAction, FaultMatch, FaultRule};
 use azure_emulator::scenario::Scenario;
 use serde_json::Value;
 
-use crate::{CONTOSO_TENANT, NAMESPACE, QUEUE, TestBed, onboarding, sample_scenario};
+use crate::{CONTOSO_TENANT, NAMESPACE, QUEUE, TestBed, find_by_id, onboarding, sample_scenario};
 
 /// The subscription infra gives `completed` subscribers (a SQL filter on `eventtype`).
 const COMPLETED_SUBSCRIPTION: &str = "onboarding-events/subscriptions/completed";
@@ -227,6 +227,8 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
         if all_completed && bed.queue().is_empty() && subscription_empty(&bed) {
             break;
         }
+        let dead = bed.dead_letters();
+        assert!(dead.is_empty(), "dead-lettered during the soak: {:#?}", dead_letter_reasons(&dead));
         if started.elapsed() > soak.timeout {
             let missing: Vec<usize> =
                 (0..soak.onboardings).filter(|i| !received.contains_key(&format!("obd-soak-{i}"))).collect();
@@ -237,7 +239,7 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
                 received.len(),
                 soak.onboardings,
                 bed.queue().iter().map(|m| (&m.message_id, m.delivery_count, &m.state)).collect::<Vec<_>>(),
-                bed.dead_letters().iter().map(|m| (&m.message_id, &m.dead_letter_reason)).collect::<Vec<_>>(),
+                dead_letter_reasons(&bed.dead_letters()),
                 bed.host().status()
             );
         }
@@ -248,20 +250,23 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
             next_kill = shared.log.served() + draw(&mut kills);
         }
         shared.advance_clock(step);
+        // The pace of the emulated clock, not a wait for a condition: each tick moves it by `step`.
         tokio::time::sleep(TICK).await;
     }
     let duration = started.elapsed();
 
     // Nothing lost, nothing dead-lettered, one `completed` per onboarding, and it is true in ARM.
     let dead = bed.dead_letters();
-    assert!(dead.is_empty(), "dead letters: {:#?}", dead.iter().map(|m| &m.application_properties).collect::<Vec<_>>());
+    assert!(dead.is_empty(), "dead letters: {:#?}", dead_letter_reasons(&dead));
     let duplicated: Vec<_> = received.iter().filter(|(_, events)| events.len() != 1).collect();
     assert!(duplicated.is_empty(), "onboardings with more than one completed event: {duplicated:?}");
     assert_eq!(bed.events_of("completed").len(), soak.onboardings, "completed events on the topic");
     let failed = bed.events_of("failed");
     assert!(failed.is_empty(), "failed events: {failed:#?}");
+    // One state dump for all accounts (one per account took minutes for a thousand).
+    let arm = bed.state()["arm"].take();
     for i in 0..soak.onboardings {
-        let account = bed.storage_account(&soak_account(i));
+        let account = find_by_id(&arm, &soak_account(i)).unwrap_or_else(|| panic!("no account {}", soak_account(i)));
         assert_eq!(account["properties"]["encryption"]["keySource"], "Microsoft.Keyvault", "{account:#}");
     }
 
@@ -331,4 +336,14 @@ fn warnings(output: &[String]) -> Vec<(String, usize)> {
     let mut sorted: Vec<_> = counts.into_iter().collect();
     sorted.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
     sorted
+}
+
+/// Each dead letter's message id, broker reason and our reason.
+fn dead_letter_reasons(dead: &[azure_emulator::servicebus::Message]) -> Vec<String> {
+    dead.iter()
+        .map(|m| {
+            let ours = m.application_properties.get("cmk-dead-letter-description").map(|v| v.to_string());
+            format!("{:?}: {:?} {}", m.message_id, m.dead_letter_reason, ours.unwrap_or_default())
+        })
+        .collect()
 }
