@@ -34,6 +34,8 @@ pub enum EventType {
     ActionRequired,
     #[serde(rename = "com.cmkonboard.onboarding.failed.v1")]
     Failed,
+    #[serde(rename = "com.cmkonboard.onboarding.offboarded.v1")]
+    Offboarded,
 }
 
 impl EventType {
@@ -42,6 +44,7 @@ impl EventType {
             Self::Completed => "com.cmkonboard.onboarding.completed.v1",
             Self::ActionRequired => "com.cmkonboard.onboarding.action_required.v1",
             Self::Failed => "com.cmkonboard.onboarding.failed.v1",
+            Self::Offboarded => "com.cmkonboard.onboarding.offboarded.v1",
         }
     }
 }
@@ -111,12 +114,32 @@ pub struct FailedData {
     pub dead_lettered: bool,
 }
 
+/// `data` of `offboarded`: the account uses Microsoft-managed keys and carries none of our tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffboardedData {
+    /// The onboarding that was ended.
+    pub onboarding_id: String,
+    pub customer_tenant_id: String,
+    pub storage_account_id: String,
+    /// The vault and key the account used; `null` when it already used Microsoft-managed keys.
+    pub previous_key_vault_uri: Option<String>,
+    pub previous_key_name: Option<String>,
+    /// The tags of ours that were removed.
+    pub removed_tags: Vec<String>,
+    /// False when the account was already offboarded (a redelivery, or nothing to do).
+    pub changed: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub offboarded_at: OffsetDateTime,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EventData {
     Completed(CompletedData),
     ActionRequired(ActionRequiredData),
     Failed(FailedData),
+    Offboarded(OffboardedData),
 }
 
 /// One CloudEvent, structured mode.
@@ -190,6 +213,14 @@ impl OnboardingEvent {
         let tenant = data.customer_tenant_id.clone();
         let id = data.onboarding_id.clone();
         Self::build(source, EventType::Failed, id, tenant, &discriminator, time, EventData::Failed(data))
+    }
+
+    /// Id over the account: one `offboarded` per (onboarding, account), whatever the delivery.
+    pub fn offboarded(source: &str, data: OffboardedData, time: OffsetDateTime) -> Self {
+        let discriminator = data.storage_account_id.to_ascii_lowercase();
+        let tenant = Some(data.customer_tenant_id.clone());
+        let id = data.onboarding_id.clone();
+        Self::build(source, EventType::Offboarded, id, tenant, &discriminator, time, EventData::Offboarded(data))
     }
 
     /// Adds the W3C `traceparent` of the invocation, when there is one.

@@ -8,8 +8,8 @@ use std::path::Path;
 use cmk_handler::cloud::Cloud;
 use cmk_handler::error::CustomerAction;
 use cmk_handler::events::{
-    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, EventData, EventType, FailedData, OnboardingEvent,
-    event_source,
+    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, EventData, EventType, FailedData, OffboardedData,
+    OnboardingEvent, event_source,
 };
 use cmk_handler::remediation::{RemediationContext, remediation};
 use serde_json::{Value, json};
@@ -92,6 +92,20 @@ fn failed() -> OnboardingEvent {
     OnboardingEvent::failed(&source(), data, "6c1d2e3f-delivered-message-id", datetime!(2026-11-29 10:10:01 UTC))
 }
 
+fn offboarded() -> OnboardingEvent {
+    let data = OffboardedData {
+        onboarding_id: ONBOARDING.into(),
+        customer_tenant_id: TENANT.into(),
+        storage_account_id: ACCOUNT.into(),
+        previous_key_vault_uri: Some("https://contoso-kv.vault.azure.net".into()),
+        previous_key_name: Some("cmk".into()),
+        removed_tags: vec!["cmk-onboarding-id".into(), "cmk-onboarding-order".into(), "cmk-customer-tenant".into()],
+        changed: true,
+        offboarded_at: datetime!(2026-12-01 09:00:02 UTC),
+    };
+    OnboardingEvent::offboarded(&source(), data, datetime!(2026-12-01 09:00:02 UTC))
+}
+
 fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events").join(format!("{name}.v1.schema.json"));
     let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -136,6 +150,11 @@ fn failed_matches_schema_and_golden() {
 }
 
 #[test]
+fn offboarded_matches_schema_and_golden() {
+    check("offboarded", &offboarded());
+}
+
+#[test]
 fn schemas_reject_what_they_should() {
     let mut wrong_type = serde_json::to_value(completed()).unwrap();
     wrong_type["type"] = json!("com.cmkonboard.onboarding.failed.v1");
@@ -146,6 +165,9 @@ fn schemas_reject_what_they_should() {
     let mut no_actions = serde_json::to_value(action_required()).unwrap();
     no_actions["data"]["actions"] = json!([]);
     assert!(!schema("action-required").is_valid(&no_actions));
+    let mut foreign_tag = serde_json::to_value(offboarded()).unwrap();
+    foreign_tag["data"]["removedTags"] = json!(["costcenter"]);
+    assert!(!schema("offboarded").is_valid(&foreign_tag), "only our tags are ever removed");
 }
 
 #[test]
@@ -175,6 +197,13 @@ fn ids_change_only_with_the_fact_they_report() {
     let EventData::Failed(data) = failed().data else { panic!() };
     let replay = OnboardingEvent::failed(&source(), data, "replayed-message-id", later.time);
     assert_ne!(replay.id, failed().id);
+
+    // offboarded: one per onboarding and account, whether or not this delivery changed anything.
+    let EventData::Offboarded(data) = offboarded().data else { panic!() };
+    let repeated = OffboardedData { changed: false, removed_tags: vec![], ..data.clone() };
+    assert_eq!(OnboardingEvent::offboarded(&source(), repeated, later.time).id, offboarded().id);
+    let other_account = OffboardedData { storage_account_id: ACCOUNT.replace("contosodata", "other"), ..data };
+    assert_ne!(OnboardingEvent::offboarded(&source(), other_account, later.time).id, offboarded().id);
 
     // Same discriminator, different type or onboarding: different ids.
     let ids = [completed().id, action_required().id, failed().id];

@@ -9,10 +9,13 @@
 //! 5. configure the storage account with one PATCH when it differs [12];
 //! 6. verify by reading it back [13], then publish `completed`.
 //!
+//! An offboarding message (`kind: offboarding`) runs `offboarding::run` instead: guard, one PATCH, verify, `offboarded`.
+//!
 //! Every step may run again after a crash at any point; two deliveries of one message converge on one result.
 
 pub mod identity_chain;
 pub mod key_checks;
+pub mod offboarding;
 pub mod settle;
 pub mod storage;
 
@@ -25,7 +28,10 @@ use tracing::Instrument;
 use crate::azure::credentials::CustomerIdentity;
 use crate::azure::{AzureClients, ClientConfig, RetryOptions, deadline};
 use crate::config::{FicMode, IsvIdentity, Settings};
-use crate::contract::{DeliveredSessionId, ValidatedOnboarding, ValidationPolicy, check_session, parse_and_validate};
+use crate::contract::{
+    DeliveredSessionId, ValidatedMessage, ValidatedOnboarding, ValidationPolicy, check_session, parse_and_validate,
+    parse_message,
+};
 use crate::decide::{AttemptState, InvocationTimes, RetryPolicy, invocation_times};
 use crate::error::Error;
 use crate::function::invocation::IncomingMessage;
@@ -129,22 +135,37 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
     let (work_until, answer_by) = (at(app.times.work), at(app.times.answer));
     bounded(answer_by, "settle the message", async {
         let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
-        let validated = match parse_and_validate(&message.body, &app.policy) {
+        let validated = match parse_message(&message.body, &app.policy) {
             Ok(validated) => validated,
             Err(invalid) => {
                 tracing::warn!(code = invalid.code, field = %invalid.field, "rejected onboarding message: {invalid}");
                 return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt).await;
             }
         };
-        tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
-        if let Err(outside) = check_session(delivered_session(message), &validated.storage_account) {
-            tracing::warn!(code = outside.code, "onboarding outside its account's session: {outside}");
+        tracing::Span::current().record("onboarding_id", validated.onboarding_id());
+        if let Err(outside) = check_session(delivered_session(message), validated.storage_account()) {
+            tracing::warn!(code = outside.code, "message outside its account's session: {outside}");
             return settle::after_failure(app, message, Some(&validated), Error::Invalid(outside), &attempt).await;
         }
-        match bounded(work_until, "the onboarding steps", run_steps(app, &validated, &attempt)).await {
-            Ok((chain, applied)) => settle::after_success(app, message, &validated, &chain, &applied, &attempt).await,
-            Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt).await,
-        }
+        let outcome = match &validated {
+            ValidatedMessage::Onboarding(onboarding) => {
+                match bounded(work_until, "the onboarding steps", run_steps(app, onboarding, &attempt)).await {
+                    Ok((chain, applied)) => {
+                        return settle::after_success(app, message, onboarding, &chain, &applied, &attempt).await;
+                    }
+                    Err(error) => error,
+                }
+            }
+            ValidatedMessage::Offboarding(offboarding) => {
+                let steps =
+                    offboarding::run(app, offboarding).instrument(tracing::info_span!("step", step = "offboard"));
+                match bounded(work_until, "the offboarding", steps).await {
+                    Ok(plan) => return settle::after_offboarding(app, message, offboarding, &plan).await,
+                    Err(error) => error,
+                }
+            }
+        };
+        settle::after_failure(app, message, Some(&validated), outcome, &attempt).await
     })
     .await
 }

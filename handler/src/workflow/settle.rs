@@ -16,10 +16,12 @@ use super::App;
 use super::identity_chain::IdentityChain;
 use super::storage::AppliedEncryption;
 use crate::azure::servicebus::OutgoingMessage;
-use crate::contract::ValidatedOnboarding;
+use crate::contract::{ValidatedMessage, ValidatedOffboarding, ValidatedOnboarding};
 use crate::decide::{AttemptState, Decision, decide};
 use crate::error::Error;
-use crate::events::{ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, FailedData, OnboardingEvent};
+use crate::events::{
+    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, FailedData, OffboardedData, OnboardingEvent,
+};
 use crate::function::invocation::IncomingMessage;
 use crate::remediation::{RemediationContext, remediation};
 
@@ -96,21 +98,45 @@ pub(super) async fn after_success(
     Ok(Settlement::Completed { onboarding_id: onboarding.onboarding_id.clone() })
 }
 
+/// The account is offboarded: publish `offboarded` (one per onboarding and account).
+pub(super) async fn after_offboarding(
+    app: &App,
+    message: &IncomingMessage,
+    offboarding: &ValidatedOffboarding,
+    plan: &super::offboarding::Plan,
+) -> Result<Settlement, Error> {
+    let now = OffsetDateTime::now_utc();
+    let data = OffboardedData {
+        onboarding_id: offboarding.onboarding_id.clone(),
+        customer_tenant_id: offboarding.customer_tenant_id.clone(),
+        storage_account_id: offboarding.storage_account.arm_id(),
+        previous_key_vault_uri: plan.previous.vault_uri.clone(),
+        previous_key_name: plan.previous.key_name.clone(),
+        removed_tags: plan.removed_tags.clone(),
+        changed: plan.patch.is_some(),
+        offboarded_at: now,
+    };
+    publish(app, message, OnboardingEvent::offboarded(&source(app), data, now)).await?;
+    tracing::info!(changed = plan.patch.is_some(), "offboarding completed");
+    Ok(Settlement::Completed { onboarding_id: offboarding.onboarding_id.clone() })
+}
+
 pub(super) async fn after_failure(
     app: &App,
     message: &IncomingMessage,
-    onboarding: Option<&ValidatedOnboarding>,
+    validated: Option<&ValidatedMessage>,
     error: Error,
     attempt: &AttemptState,
 ) -> Result<Settlement, Error> {
     let now = OffsetDateTime::now_utc();
-    let onboarding_id = onboarding.map(|o| o.onboarding_id.clone()).unwrap_or_else(|| best_effort_id(message));
+    let onboarding_id = validated.map(|v| v.onboarding_id().to_owned()).unwrap_or_else(|| best_effort_id(message));
+    let onboarding = validated.and_then(ValidatedMessage::as_onboarding);
     let (at, publish_action_required, state_fingerprint) = match decide(&error, attempt, now, &app.retry_policy) {
         Decision::ScheduleRetry { at, publish_action_required, state_fingerprint } => {
             (at, publish_action_required, state_fingerprint)
         }
         Decision::DeadLetter { reason_code, description } => {
-            return dead_letter(app, message, onboarding, onboarding_id, reason_code, description, attempt).await;
+            return dead_letter(app, message, validated, onboarding_id, reason_code, description, attempt).await;
         }
     };
     if message.properties_unknown() {
@@ -121,7 +147,7 @@ pub(super) async fn after_failure(
              attempt failed with {}: {error}",
             error.reason_code()
         ));
-        return dead_letter(app, message, onboarding, onboarding_id, SHADOWED.to_owned(), description, attempt).await;
+        return dead_letter(app, message, validated, onboarding_id, SHADOWED.to_owned(), description, attempt).await;
     }
     tracing::warn!(reason = error.reason_code(), disposition = ?error.disposition(), %at, "attempt failed; retry scheduled: {error}");
     if publish_action_required
@@ -149,7 +175,7 @@ pub(super) async fn after_failure(
     if let Some(state) = last_state {
         properties.insert(LAST_ACTION_STATE.to_owned(), Value::from(state));
     }
-    let registered = onboarding.and_then(|o| app.provider_registered_at(&o.storage_account.subscription_id));
+    let registered = validated.and_then(|v| app.provider_registered_at(&v.storage_account().subscription_id));
     if let Some(at) = registered.or(attempt.provider_registered_at) {
         properties.insert(PROVIDER_REGISTERED_AT.to_owned(), Value::from(rfc3339(at)));
     }
@@ -160,7 +186,7 @@ pub(super) async fn after_failure(
                 "the delayed-retry copy does not fit the queue ({refused}); this attempt failed with {}: {error}",
                 error.reason_code()
             ));
-            dead_letter(app, message, onboarding, onboarding_id, COPY_TOO_LARGE.to_owned(), description, attempt).await
+            dead_letter(app, message, validated, onboarding_id, COPY_TOO_LARGE.to_owned(), description, attempt).await
         }
         Err(other) => Err(other),
     }
@@ -178,7 +204,7 @@ const COPY_TOO_LARGE: &str = "CopyTooLarge";
 async fn dead_letter(
     app: &App,
     message: &IncomingMessage,
-    onboarding: Option<&ValidatedOnboarding>,
+    validated: Option<&ValidatedMessage>,
     onboarding_id: String,
     reason_code: String,
     description: String,
@@ -188,8 +214,8 @@ async fn dead_letter(
     let now = OffsetDateTime::now_utc();
     let data = FailedData {
         onboarding_id: onboarding_id.clone(),
-        customer_tenant_id: onboarding.map(|o| o.customer_tenant_id.clone()),
-        storage_account_id: onboarding.map(|o| o.storage_account.arm_id()),
+        customer_tenant_id: validated.map(|v| v.customer_tenant_id().to_owned()),
+        storage_account_id: validated.map(|v| v.storage_account().arm_id()),
         reason_code: reason_code.clone(),
         message: description.clone(),
         attempts: attempt.attempt,

@@ -181,6 +181,12 @@ impl ArmState {
         let id = ResourceId::parse(id)?;
         self.identities.get(&id.key())
     }
+
+    /// A storage account by its resource id (any case), for test set-up that stands in for another writer.
+    pub fn storage_account_mut(&mut self, id: &str) -> Option<&mut StorageAccountState> {
+        let id = ResourceId::parse(id)?;
+        self.storage.get_mut(&id.key())
+    }
 }
 
 fn registration(name: &str, state: &str) -> Registration {
