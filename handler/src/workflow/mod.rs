@@ -15,6 +15,7 @@
 
 pub mod identity_chain;
 pub mod key_checks;
+pub mod key_watch;
 pub mod offboarding;
 pub mod settle;
 pub mod storage;
