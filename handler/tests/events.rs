@@ -8,8 +8,8 @@ use std::path::Path;
 use cmk_handler::cloud::Cloud;
 use cmk_handler::error::CustomerAction;
 use cmk_handler::events::{
-    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, EventData, EventType, FailedData, OffboardedData,
-    OnboardingEvent, event_source,
+    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, EventData, EventType, FailedData, KeyWatchData,
+    OffboardedData, OnboardingEvent, event_source,
 };
 use cmk_handler::remediation::{RemediationContext, remediation};
 use serde_json::{Value, json};
@@ -106,6 +106,110 @@ fn offboarded() -> OnboardingEvent {
     OnboardingEvent::offboarded(&source(), data, datetime!(2026-12-01 09:00:02 UTC))
 }
 
+const RECORDED: &str = "v1;k=0682afdd9c104f4285df20107e956cad;a=ok;x=0;c=a6f35f86";
+
+fn key_watch_data(observed: &str) -> KeyWatchData {
+    KeyWatchData {
+        onboarding_id: ONBOARDING.into(),
+        customer_tenant_id: TENANT.into(),
+        storage_account_id: ACCOUNT.into(),
+        key_vault_uri: Some("https://contoso-kv.vault.azure.net".into()),
+        key_name: Some("cmk".into()),
+        current_versioned_key_identifier: Some(
+            "https://contoso-kv.vault.azure.net/keys/cmk/0682afdd9c104f4285df20107e956cad".into(),
+        ),
+        previous_key_version: None,
+        key_expires_at: None,
+        reason_code: None,
+        missing: None,
+        actions: vec![],
+        admin_consent_url: None,
+        recorded_state: Some(RECORDED.into()),
+        observed_state: observed.into(),
+        probed_at: datetime!(2026-12-03 12:00:01 UTC),
+    }
+}
+
+/// One event of each key-watch type, as a probe of the Contoso account would publish it.
+fn key_watch_events() -> Vec<(&'static str, OnboardingEvent)> {
+    let run = "2026-12-03T12:00:00Z";
+    let at = datetime!(2026-12-03 12:00:01 UTC);
+    let event = |t, data| OnboardingEvent::key_watch(&source(), t, data, run, at);
+    let lost_state = "v1;k=0682afdd9c104f4285df20107e956cad;a=KeyDisabled;x=0;c=a6f35f86";
+    let ctx = RemediationContext {
+        cloud: Cloud::Public,
+        customer_tenant_id: TENANT,
+        app_client_id: "aaaaaaaa-0000-0000-0000-000000000001",
+        vault_name: "contoso-kv",
+        managed_hsm: false,
+        key_name: "cmk",
+        key_version: None,
+        vault_resource_id: None,
+    };
+    let fix = remediation(&CustomerAction::KeyDisabled, &ctx);
+    vec![
+        (
+            "key-rotated",
+            event(
+                EventType::KeyRotated,
+                KeyWatchData {
+                    previous_key_version: Some("5c1f1e27d6c05759acbe14178e7cf185".into()),
+                    recorded_state: Some(
+                        RECORDED.replace("0682afdd9c104f4285df20107e956cad", "5c1f1e27d6c05759acbe14178e7cf185"),
+                    ),
+                    ..key_watch_data(RECORDED)
+                },
+            ),
+        ),
+        (
+            "key-expiring",
+            event(
+                EventType::KeyExpiring,
+                KeyWatchData {
+                    key_expires_at: Some(datetime!(2026-12-20 00:00 UTC)),
+                    ..key_watch_data(&RECORDED.replace("x=0", "x=1"))
+                },
+            ),
+        ),
+        (
+            "key-access-lost",
+            event(
+                EventType::KeyAccessLost,
+                KeyWatchData {
+                    reason_code: Some("KeyDisabled".into()),
+                    missing: Some(fix.missing),
+                    actions: fix.actions,
+                    admin_consent_url: Some(fix.admin_consent_url),
+                    ..key_watch_data(lost_state)
+                },
+            ),
+        ),
+        (
+            "key-access-restored",
+            event(
+                EventType::KeyAccessRestored,
+                KeyWatchData {
+                    reason_code: Some("KeyDisabled".into()),
+                    recorded_state: Some(lost_state.into()),
+                    ..key_watch_data(RECORDED)
+                },
+            ),
+        ),
+        (
+            "configuration-drift",
+            event(
+                EventType::ConfigurationDrift,
+                KeyWatchData {
+                    key_vault_uri: None,
+                    key_name: None,
+                    current_versioned_key_identifier: None,
+                    ..key_watch_data("v1;k=-;a=ok;x=0;c=-")
+                },
+            ),
+        ),
+    ]
+}
+
 fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events").join(format!("{name}.v1.schema.json"));
     let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -152,6 +256,31 @@ fn failed_matches_schema_and_golden() {
 #[test]
 fn offboarded_matches_schema_and_golden() {
     check("offboarded", &offboarded());
+}
+
+#[test]
+fn key_watch_events_match_their_schemas_and_goldens() {
+    for (name, event) in key_watch_events() {
+        check(name, &event);
+        assert!(event.event_type.as_str().ends_with(&format!("{}.v1", name.replace('-', "_"))), "{name}");
+    }
+    // One event per change seen by one run: the same probe again (a redelivery) repeats the id; another run does not.
+    let (_, lost) = key_watch_events().remove(2);
+    let EventData::KeyWatch(data) = lost.data.clone() else { panic!() };
+    let again = OnboardingEvent::key_watch(
+        &source(),
+        EventType::KeyAccessLost,
+        data.clone(),
+        "2026-12-03T12:00:00Z",
+        lost.time,
+    );
+    assert_eq!(again.id, lost.id);
+    let next_run =
+        OnboardingEvent::key_watch(&source(), EventType::KeyAccessLost, data, "2026-12-03T12:15:00Z", lost.time);
+    assert_ne!(next_run.id, lost.id);
+    let mut without_fix = serde_json::to_value(&lost).unwrap();
+    without_fix["data"].as_object_mut().unwrap().remove("actions");
+    assert!(!schema("key-access-lost").is_valid(&without_fix), "a lost key always comes with the customer's fix");
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub use grammar::{
 pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
 pub use session::{DeliveredSessionId, check_session};
 pub use validate::{
-    KIND_OFFBOARDING, KIND_ONBOARDING, KeyRef, MAX_CLOCK_SKEW, ValidatedMessage, ValidatedOffboarding,
+    AccountRequest, KIND_OFFBOARDING, KIND_ONBOARDING, KIND_PROBE, KeyRef, MAX_CLOCK_SKEW, ValidatedMessage,
     ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at, parse_message, parse_message_at,
 };
 

@@ -75,10 +75,11 @@ pub struct ValidatedOnboarding {
     pub replace_existing_key: bool,
 }
 
-/// A request to end an onboarding: the account goes back to Microsoft-managed keys and loses our tags
-/// (`workflow::offboarding`). It names the onboarding it ends; the ownership guard compares it with the account.
+/// A request about an onboarded account: an offboarding (the account goes back to Microsoft-managed keys and loses
+/// our tags, `workflow::offboarding`) or a key-watch probe (`workflow::watch`). It names the onboarding it is about;
+/// both compare that with the account's tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidatedOffboarding {
+pub struct AccountRequest {
     /// The onboarding this message ends (the account's `cmk-onboarding-id` tag, when it has one).
     pub onboarding_id: String,
     pub requested_at: OffsetDateTime,
@@ -95,35 +96,37 @@ pub struct ValidatedOffboarding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValidatedMessage {
     Onboarding(ValidatedOnboarding),
-    Offboarding(ValidatedOffboarding),
+    Offboarding(AccountRequest),
+    /// A key-watch probe, sent by the watch function (`kind: probe`).
+    Probe(AccountRequest),
 }
 
 impl ValidatedMessage {
     pub fn onboarding_id(&self) -> &str {
         match self {
             Self::Onboarding(o) => &o.onboarding_id,
-            Self::Offboarding(o) => &o.onboarding_id,
+            Self::Offboarding(o) | Self::Probe(o) => &o.onboarding_id,
         }
     }
 
     pub fn customer_tenant_id(&self) -> &str {
         match self {
             Self::Onboarding(o) => &o.customer_tenant_id,
-            Self::Offboarding(o) => &o.customer_tenant_id,
+            Self::Offboarding(o) | Self::Probe(o) => &o.customer_tenant_id,
         }
     }
 
     pub fn storage_account(&self) -> &StorageAccountId {
         match self {
             Self::Onboarding(o) => &o.storage_account,
-            Self::Offboarding(o) => &o.storage_account,
+            Self::Offboarding(o) | Self::Probe(o) => &o.storage_account,
         }
     }
 
     pub fn as_onboarding(&self) -> Option<&ValidatedOnboarding> {
         match self {
             Self::Onboarding(o) => Some(o),
-            Self::Offboarding(_) => None,
+            Self::Offboarding(_) | Self::Probe(_) => None,
         }
     }
 }
@@ -131,6 +134,7 @@ impl ValidatedMessage {
 /// The values of the `kind` member.
 pub const KIND_ONBOARDING: &str = "onboarding";
 pub const KIND_OFFBOARDING: &str = "offboarding";
+pub const KIND_PROBE: &str = "probe";
 
 /// How far in the future `requestedAt` may be: clocks differ, but not by more than this.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
@@ -149,10 +153,10 @@ pub fn parse_and_validate_at(
 ) -> Result<ValidatedOnboarding, ValidationError> {
     match parse_message_at(body, policy, now)? {
         ValidatedMessage::Onboarding(onboarding) => Ok(onboarding),
-        ValidatedMessage::Offboarding(_) => Err(ValidationError::new(
+        ValidatedMessage::Offboarding(_) | ValidatedMessage::Probe(_) => Err(ValidationError::new(
             UNEXPECTED_MESSAGE_KIND,
             "kind",
-            "this is an offboarding message; only onboarding messages are taken here",
+            "this is not an onboarding message; only onboarding messages are taken here",
         )),
     }
 }
@@ -193,19 +197,20 @@ pub fn parse_message_at(
         ));
     }
 
-    let offboarding = match optional_str(&root, "kind")? {
-        None | Some(KIND_ONBOARDING) => false,
-        Some(KIND_OFFBOARDING) => true,
+    let kind = match optional_str(&root, "kind")? {
+        None => KIND_ONBOARDING,
+        Some(kind @ (KIND_ONBOARDING | KIND_OFFBOARDING | KIND_PROBE)) => kind,
         Some(other) => {
             return Err(ValidationError::new(
                 UNSUPPORTED_MESSAGE_KIND,
                 "kind",
                 format!(
-                    "{other:?} is not a message kind; use \"{KIND_ONBOARDING}\" (the default) or \"{KIND_OFFBOARDING}\""
+                    "{other:?} is not a message kind; use \"{KIND_ONBOARDING}\" (the default), \"{KIND_OFFBOARDING}\" or \"{KIND_PROBE}\""
                 ),
             ));
         }
     };
+    let about_an_account = kind != KIND_ONBOARDING;
 
     let onboarding_id = required_str(&root, "onboardingId")?;
     check(is_onboarding_id(onboarding_id), INVALID_ONBOARDING_ID, "onboardingId", || {
@@ -232,7 +237,7 @@ pub fn parse_message_at(
         .map_err(|e| ValidationError::new(INVALID_STORAGE_ACCOUNT_ID, "storageAccount.resourceId", e))?;
 
     // An offboarding may name the key (then the account's key must be in that vault); an onboarding must.
-    let key = match (offboarding, lookup(&root, "key")?) {
+    let key = match (about_an_account, lookup(&root, "key")?) {
         (true, None) => None,
         _ => Some(parse_key(&root, policy)?),
     };
@@ -272,8 +277,8 @@ pub fn parse_message_at(
 
     let onboarding_id = onboarding_id.to_owned();
     let identity_set = identity_set.map(str::to_owned);
-    if offboarding {
-        return Ok(ValidatedMessage::Offboarding(ValidatedOffboarding {
+    if about_an_account {
+        let request = AccountRequest {
             onboarding_id,
             requested_at,
             customer_tenant_id,
@@ -281,7 +286,12 @@ pub fn parse_message_at(
             key,
             identity,
             identity_set,
-        }));
+        };
+        return Ok(if kind == KIND_PROBE {
+            ValidatedMessage::Probe(request)
+        } else {
+            ValidatedMessage::Offboarding(request)
+        });
     }
     let Some(key) = key else { return Err(ValidationError::new(INVALID_MESSAGE, "key", "is required")) };
     Ok(ValidatedMessage::Onboarding(ValidatedOnboarding {

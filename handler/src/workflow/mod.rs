@@ -19,6 +19,7 @@ pub mod key_watch;
 pub mod offboarding;
 pub mod settle;
 pub mod storage;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
@@ -157,6 +158,13 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
                     Err(error) => error,
                 }
             }
+            ValidatedMessage::Probe(request) => {
+                let steps = watch::probe(app, request).instrument(tracing::info_span!("step", step = "probe"));
+                match bounded(work_until, "the probe", steps).await {
+                    Ok(result) => return settle::after_probe(app, message, request, result.as_ref()).await,
+                    Err(error) => error,
+                }
+            }
             ValidatedMessage::Offboarding(offboarding) => {
                 let steps =
                     offboarding::run(app, offboarding).instrument(tracing::info_span!("step", step = "offboard"));
@@ -169,6 +177,13 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
         settle::after_failure(app, message, Some(&validated), outcome, &attempt).await
     })
     .await
+}
+
+/// One key-watch run (the timer trigger): list, and send one probe per onboarded account, within the invocation's
+/// work time.
+pub async fn watch_keys(app: &std::sync::Arc<App>, invocation_id: &str) -> Result<watch::RunSummary, Error> {
+    let until = tokio::time::Instant::now() + app.times.work;
+    bounded(until, "the key watch", watch::run(app, invocation_id, OffsetDateTime::now_utc())).await
 }
 
 /// Runs `future` under the deadline `until`; if it is still running then, it is dropped and the result is a
@@ -324,15 +339,24 @@ async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: 
 }
 
 async fn check_customer_key(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
+    let key = &onboarding.key;
+    let tenant = &onboarding.customer_tenant_id;
+    use_customer_key(app, tenant, &key.vault_uri, &key.name, key.version.as_deref(), chain).await.map(drop)
+}
+
+/// The key checks and a wrap/unwrap round trip as the app in the customer's tenant; the key as read.
+async fn use_customer_key(
+    app: &App,
+    tenant: &str,
+    vault_uri: &str,
+    key_name: &str,
+    version: Option<&str>,
+    chain: &IdentityChain,
+) -> Result<crate::azure::keyvault::KeyBundle, Error> {
     let vault = &app.clients.key_vault;
-    let caller = CustomerIdentity {
-        tenant: &onboarding.customer_tenant_id,
-        app_client_id: &chain.app_client_id,
-        uami_client_id: Some(&chain.uami_client_id),
-    };
-    let key = vault
-        .get_key(&caller, &onboarding.key.vault_uri, &onboarding.key.name, onboarding.key.version.as_deref())
-        .await?;
+    let caller =
+        CustomerIdentity { tenant, app_client_id: &chain.app_client_id, uami_client_id: Some(&chain.uami_client_id) };
+    let key = vault.get_key(&caller, vault_uri, key_name, version).await?;
     let facts = KeyFacts {
         kid: key.kid.clone(),
         kty: key.kty.clone(),
@@ -351,7 +375,7 @@ async fn check_customer_key(app: &App, onboarding: &ValidatedOnboarding, chain: 
     if unwrapped != probe {
         return Err(Error::Verification(format!("wrap/unwrap round trip with {} returned other bytes", key.kid)));
     }
-    Ok(())
+    Ok(key)
 }
 
 async fn configure_storage(

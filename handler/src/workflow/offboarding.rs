@@ -9,7 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use super::App;
-use crate::contract::ValidatedOffboarding;
+use crate::contract::AccountRequest;
 use crate::error::Error;
 
 /// Tags the handler writes on an account it onboards (ARCHITECTURE.md, "Account tags"); offboarding removes them.
@@ -154,7 +154,7 @@ pub fn verify(account: &Value) -> Result<(), String> {
 }
 
 /// Offboards the account: read, guard, one PATCH when something differs, read back and verify.
-pub async fn run(app: &App, offboarding: &ValidatedOffboarding) -> Result<Plan, Error> {
+pub async fn run(app: &App, offboarding: &AccountRequest) -> Result<Plan, Error> {
     let account_id = offboarding.storage_account.arm_id();
     let arm = &app.clients.arm;
     let current = arm.get_storage_account(&account_id).await?;

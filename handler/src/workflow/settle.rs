@@ -16,7 +16,7 @@ use super::App;
 use super::identity_chain::IdentityChain;
 use super::storage::AppliedEncryption;
 use crate::azure::servicebus::OutgoingMessage;
-use crate::contract::{ValidatedMessage, ValidatedOffboarding, ValidatedOnboarding};
+use crate::contract::{AccountRequest, ValidatedMessage, ValidatedOnboarding};
 use crate::decide::{AttemptState, Decision, decide};
 use crate::error::Error;
 use crate::events::{
@@ -102,7 +102,7 @@ pub(super) async fn after_success(
 pub(super) async fn after_offboarding(
     app: &App,
     message: &IncomingMessage,
-    offboarding: &ValidatedOffboarding,
+    offboarding: &AccountRequest,
     plan: &super::offboarding::Plan,
 ) -> Result<Settlement, Error> {
     let now = OffsetDateTime::now_utc();
@@ -119,6 +119,26 @@ pub(super) async fn after_offboarding(
     publish(app, message, OnboardingEvent::offboarded(&source(app), data, now)).await?;
     tracing::info!(changed = plan.patch.is_some(), "offboarding completed");
     Ok(Settlement::Completed { onboarding_id: offboarding.onboarding_id.clone() })
+}
+
+/// A probe ran: publish what changed (ids over the states compared and the run), then record the new state in the
+/// account's tag, so a crash in between repeats the same events and duplicate detection drops them.
+pub(super) async fn after_probe(
+    app: &App,
+    message: &IncomingMessage,
+    request: &AccountRequest,
+    result: Option<&super::watch::ProbeResult>,
+) -> Result<Settlement, Error> {
+    if let Some(result) = result {
+        let now = OffsetDateTime::now_utc();
+        let run_at = request.requested_at.format(&Rfc3339).unwrap_or_default();
+        for (event_type, data) in &result.events {
+            let event = OnboardingEvent::key_watch(&source(app), *event_type, data.clone(), &run_at, now);
+            publish(app, message, event).await?;
+        }
+        super::watch::record(app, request, result).await?;
+    }
+    Ok(Settlement::Completed { onboarding_id: request.onboarding_id.clone() })
 }
 
 pub(super) async fn after_failure(
