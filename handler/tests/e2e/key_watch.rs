@@ -86,3 +86,67 @@ async fn revocation_is_detected_within_one_interval_and_restoration_after_the_fi
     assert_eq!(bed.events().len(), 3, "completed, lost, restored: {:#?}", bed.events());
     assert!(bed.dead_letters().is_empty());
 }
+
+/// A thousand onboarded accounts: one run sends a probe for each, and every probe has recorded its account's state
+/// before the next run is due (the shipped schedule, every 15 minutes). Measured, and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_accounts_are_probed_within_one_interval() {
+    const ACCOUNTS: usize = 1_000;
+    let interval = std::time::Duration::from_secs(15 * 60);
+    let version = azure_emulator::keyvault::deterministic_version("contoso-kv.vault.azure.net", "cmk", 0);
+    let mut scenario = sample_scenario();
+    let template = scenario.storage_accounts[0].clone();
+    let ids: Vec<String> = (0..ACCOUNTS)
+        .map(|n| {
+            format!(
+                "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/fleet{n:04}"
+            )
+        })
+        .collect();
+    for id in &ids {
+        let mut account = template.clone();
+        account.id = id.clone();
+        account.identity =
+            Some(json!({ "type": "UserAssigned", "userAssignedIdentities": { crate::testbed::UAMI_ID: {} } }));
+        account.encryption = Some(json!({
+            "keySource": "Microsoft.Keyvault",
+            "keyvaultproperties": {
+                "keyvaulturi": "https://contoso-kv.vault.azure.net",
+                "keyname": "cmk",
+                "keyversion": "",
+                "currentVersionedKeyIdentifier": format!("https://contoso-kv.vault.azure.net/keys/cmk/{version}"),
+            },
+            "identity": {
+                "userAssignedIdentity": crate::testbed::UAMI_ID,
+                "federatedIdentityClientId": crate::testbed::APP_CLIENT_ID,
+            },
+        }));
+        scenario.storage_accounts.push(account);
+    }
+    let bed = crate::testbed::start_with(scenario, &[]).await;
+    for (n, id) in ids.iter().enumerate() {
+        bed.set_account_tags(id, onboarded_tags(&format!("obd-fleet-{n:04}")));
+    }
+
+    let started = std::time::Instant::now();
+    bed.advance_clock(interval).await;
+    let recorded = |bed: &TestBed| {
+        let dump = bed.state().to_string();
+        dump.matches("\"cmk-watch-state\":\"v1;").count()
+    };
+    let mut done = 0;
+    while done < ACCOUNTS {
+        assert!(started.elapsed() < interval, "{done} of {ACCOUNTS} accounts probed after one interval ({interval:?})");
+        // A state dump of a thousand accounts holds the emulator's lock: look every two seconds, not every 25 ms.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        done = recorded(&bed);
+    }
+    let elapsed = started.elapsed();
+    println!("fan-out: {ACCOUNTS} accounts probed {elapsed:?} after the run was due");
+    bed.wait_queue_idle().await;
+    let runs: Vec<String> = bed.host().function_logs().into_iter().filter(|l| l.contains("key watch:")).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].contains(&format!("{ACCOUNTS} probes sent")), "{runs:?}");
+    assert!(bed.dead_letters().is_empty());
+    assert!(bed.events().is_empty(), "healthy accounts: a baseline, no events");
+}
