@@ -58,6 +58,8 @@ pub const DELAYED_RETRY_MAX_SECONDS: &str = "CMK_DELAYED_RETRY_MAX_SECONDS";
 pub const CUSTOMER_RETRY_BASE_SECONDS: &str = "CMK_CUSTOMER_RETRY_BASE_SECONDS";
 pub const CUSTOMER_RETRY_MAX_SECONDS: &str = "CMK_CUSTOMER_RETRY_MAX_SECONDS";
 pub const DEADLINE_HOURS: &str = "CMK_DEADLINE_HOURS";
+pub const WATCH_SCHEDULE: &str = "CMK_WATCH_SCHEDULE";
+pub const KEY_EXPIRY_WARNING_DAYS: &str = "CMK_KEY_EXPIRY_WARNING_DAYS";
 pub const HTTP_TIMEOUT_SECONDS: &str = "CMK_HTTP_TIMEOUT_SECONDS";
 pub const TEST_PROXY_URL: &str = "CMK_TEST_PROXY_URL";
 pub const LOG_FORMAT: &str = "CMK_LOG_FORMAT";
@@ -116,6 +118,18 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Register `Microsoft.Storage/FederatedClientIdentity` (preview-era step) before the first PATCH.",
     ),
     spec(MAX_MESSAGE_BYTES, false, Some("262144"), "Largest accepted message body, in bytes."),
+    spec(
+        WATCH_SCHEDULE,
+        false,
+        Some("0 */15 * * * *"),
+        "NCRONTAB schedule (six fields) of the key watch (`WatchKeys`); read by the Functions host from `function.json`, which needs it set.",
+    ),
+    spec(
+        KEY_EXPIRY_WARNING_DAYS,
+        false,
+        Some("30"),
+        "The key watch publishes `key_expiring` this many days before the key version in use expires.",
+    ),
     spec(
         RETRY_BUDGET_SECONDS,
         false,
@@ -229,6 +243,8 @@ pub struct Settings {
     pub customer_retry_base: Duration,
     pub customer_retry_max: Duration,
     pub deadline: Duration,
+    /// How long before a key version's expiry the watch warns.
+    pub key_expiry_warning: time::Duration,
     /// The host's `functionTimeout`; `None` when unbounded (`-1`). See [`function_timeout`].
     pub function_timeout: Option<Duration>,
     pub http_timeout: Duration,
@@ -324,6 +340,10 @@ impl Settings {
             customer_retry_base: seconds(CUSTOMER_RETRY_BASE_SECONDS)?,
             customer_retry_max: seconds(CUSTOMER_RETRY_MAX_SECONDS)?,
             deadline: Duration::from_secs(number(DEADLINE_HOURS)?.saturating_mul(3600)),
+            key_expiry_warning: time::Duration::days(
+                i64::try_from(number(KEY_EXPIRY_WARNING_DAYS)?)
+                    .map_err(|_| invalid(KEY_EXPIRY_WARNING_DAYS, "too large"))?,
+            ),
             function_timeout: function_timeout(get(FUNCTION_TIMEOUT_OVERRIDE), get(APP_ROOT))?,
             http_timeout: seconds(HTTP_TIMEOUT_SECONDS)?,
             test_proxy_url: get(TEST_PROXY_URL).map(|v| parse_test_proxy(&v)).transpose()?,
@@ -425,6 +445,7 @@ fn largest_number(name: &str) -> u64 {
     match name {
         MAX_MESSAGE_BYTES => 100 * 1024 * 1024,
         DEADLINE_HOURS => TEN_YEARS_SECONDS / 3600,
+        KEY_EXPIRY_WARNING_DAYS => 3650,
         RETRY_BASE_DELAY_MS | RETRY_MAX_DELAY_MS => TEN_YEARS_SECONDS * 1000,
         _ => TEN_YEARS_SECONDS,
     }

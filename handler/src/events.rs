@@ -36,11 +36,34 @@ pub enum EventType {
     Failed,
     #[serde(rename = "com.cmkonboard.onboarding.superseded.v1")]
     Superseded,
+    #[serde(rename = "com.cmkonboard.onboarding.offboarded.v1")]
+    Offboarded,
+    #[serde(rename = "com.cmkonboard.onboarding.key_rotated.v1")]
+    KeyRotated,
+    #[serde(rename = "com.cmkonboard.onboarding.key_expiring.v1")]
+    KeyExpiring,
+    #[serde(rename = "com.cmkonboard.onboarding.key_access_lost.v1")]
+    KeyAccessLost,
+    #[serde(rename = "com.cmkonboard.onboarding.key_access_restored.v1")]
+    KeyAccessRestored,
+    #[serde(rename = "com.cmkonboard.onboarding.configuration_drift.v1")]
+    ConfigurationDrift,
 }
 
 impl EventType {
     /// Every event type, for contracts that must list them all.
-    pub const ALL: [Self; 4] = [Self::Completed, Self::ActionRequired, Self::Failed, Self::Superseded];
+    pub const ALL: [Self; 10] = [
+        Self::Completed,
+        Self::ActionRequired,
+        Self::Failed,
+        Self::Superseded,
+        Self::Offboarded,
+        Self::KeyRotated,
+        Self::KeyExpiring,
+        Self::KeyAccessLost,
+        Self::KeyAccessRestored,
+        Self::ConfigurationDrift,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +71,12 @@ impl EventType {
             Self::ActionRequired => "com.cmkonboard.onboarding.action_required.v1",
             Self::Failed => "com.cmkonboard.onboarding.failed.v1",
             Self::Superseded => "com.cmkonboard.onboarding.superseded.v1",
+            Self::Offboarded => "com.cmkonboard.onboarding.offboarded.v1",
+            Self::KeyRotated => "com.cmkonboard.onboarding.key_rotated.v1",
+            Self::KeyExpiring => "com.cmkonboard.onboarding.key_expiring.v1",
+            Self::KeyAccessLost => "com.cmkonboard.onboarding.key_access_lost.v1",
+            Self::KeyAccessRestored => "com.cmkonboard.onboarding.key_access_restored.v1",
+            Self::ConfigurationDrift => "com.cmkonboard.onboarding.configuration_drift.v1",
         }
     }
 }
@@ -144,6 +173,61 @@ pub struct SupersedingOnboarding {
     pub onboarding_order: Option<String>,
 }
 
+/// `data` of `offboarded`: the account uses Microsoft-managed keys and carries none of our tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffboardedData {
+    /// The onboarding that was ended.
+    pub onboarding_id: String,
+    pub customer_tenant_id: String,
+    pub storage_account_id: String,
+    /// The vault and key the account used; `null` when it already used Microsoft-managed keys.
+    pub previous_key_vault_uri: Option<String>,
+    pub previous_key_name: Option<String>,
+    /// The tags of ours that were removed.
+    pub removed_tags: Vec<String>,
+    /// False when the account was already offboarded (a redelivery, or nothing to do).
+    pub changed: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub offboarded_at: OffsetDateTime,
+}
+
+/// `data` of the key watch's events (`key_rotated`, `key_expiring`, `key_access_lost`, `key_access_restored`,
+/// `configuration_drift`): what a probe of an onboarded account saw, and the recorded state it compared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyWatchData {
+    pub onboarding_id: String,
+    pub customer_tenant_id: String,
+    pub storage_account_id: String,
+    /// The account's vault and key; `null` when it no longer uses our customer-managed key (drift).
+    pub key_vault_uri: Option<String>,
+    pub key_name: Option<String>,
+    /// Storage's view of the key version in use.
+    pub current_versioned_key_identifier: Option<String>,
+    /// `key_rotated`: the version recorded before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_version: Option<String>,
+    /// `key_expiring`: when the version expires.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub key_expires_at: Option<OffsetDateTime>,
+    /// `key_access_lost`: why the app cannot use the key; `key_access_restored`: why it could not before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    /// `key_access_lost`: what is missing and the customer's fix, as in `action_required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<RemediationStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_consent_url: Option<String>,
+    /// The states compared (`cmk-watch-state` tag values); `null` on an account's first probe.
+    pub recorded_state: Option<String>,
+    pub observed_state: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub probed_at: OffsetDateTime,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EventData {
@@ -151,6 +235,8 @@ pub enum EventData {
     ActionRequired(ActionRequiredData),
     Failed(FailedData),
     Superseded(SupersededData),
+    Offboarded(OffboardedData),
+    KeyWatch(KeyWatchData),
 }
 
 /// One CloudEvent, structured mode.
@@ -234,6 +320,34 @@ impl OnboardingEvent {
         let tenant = data.customer_tenant_id.clone();
         let id = data.onboarding_id.clone();
         Self::build(source, EventType::Superseded, id, tenant, &discriminator, time, EventData::Superseded(data))
+    }
+
+    /// Id over the account: one `offboarded` per (onboarding, account), whatever the delivery.
+    pub fn offboarded(source: &str, data: OffboardedData, time: OffsetDateTime) -> Self {
+        let discriminator = data.storage_account_id.to_ascii_lowercase();
+        let tenant = Some(data.customer_tenant_id.clone());
+        let id = data.onboarding_id.clone();
+        Self::build(source, EventType::Offboarded, id, tenant, &discriminator, time, EventData::Offboarded(data))
+    }
+
+    /// A key-watch event: one per change of the account's recorded state seen by one watch run (`run_at`: the
+    /// probe's `requestedAt`), so a redelivered probe repeats the id and a later change of the same kind does not.
+    pub fn key_watch(
+        source: &str,
+        event_type: EventType,
+        data: KeyWatchData,
+        run_at: &str,
+        time: OffsetDateTime,
+    ) -> Self {
+        let discriminator = format!(
+            "{}|{}|{}|{run_at}",
+            data.storage_account_id.to_ascii_lowercase(),
+            data.recorded_state.as_deref().unwrap_or("none"),
+            data.observed_state
+        );
+        let tenant = Some(data.customer_tenant_id.clone());
+        let id = data.onboarding_id.clone();
+        Self::build(source, event_type, id, tenant, &discriminator, time, EventData::KeyWatch(data))
     }
 
     /// Adds the W3C `traceparent` of the invocation, when there is one.

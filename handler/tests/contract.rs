@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use cmk_handler::cloud::Cloud;
 use cmk_handler::config::{AllowedScope, IsvIdentity};
-use cmk_handler::contract::{MAX_CLOCK_SKEW, ValidationPolicy, parse_and_validate_at};
+use cmk_handler::contract::{
+    MAX_CLOCK_SKEW, ValidatedMessage, ValidationPolicy, parse_and_validate_at, parse_message_at,
+};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -22,6 +24,14 @@ fn parse_and_validate(
     policy: &ValidationPolicy,
 ) -> Result<cmk_handler::contract::ValidatedOnboarding, cmk_handler::contract::ValidationError> {
     parse_and_validate_at(body, policy, NOW)
+}
+
+/// Every kind of message (the fixtures hold onboardings and offboardings).
+fn parse_message(
+    body: &[u8],
+    policy: &ValidationPolicy,
+) -> Result<ValidatedMessage, cmk_handler::contract::ValidationError> {
+    parse_message_at(body, policy, NOW)
 }
 
 fn data_dir(sub: &str) -> PathBuf {
@@ -79,7 +89,7 @@ fn schema_accepts(validator: &jsonschema::Validator, body: &[u8]) -> bool {
 fn valid_fixtures_pass_both_the_validator_and_the_schema() {
     let (schema, policy) = (schema_validator(), policy());
     for (name, body) in fixtures("valid") {
-        if let Err(e) = parse_and_validate(&body, &policy) {
+        if let Err(e) = parse_message(&body, &policy) {
             panic!("{name}: rejected by the validator: {} {e}", e.code);
         }
         assert!(schema_accepts(&schema, &body), "{name}: rejected by the schema");
@@ -92,7 +102,7 @@ fn invalid_fixtures_fail_with_their_code_and_agree_with_the_schema() {
     let (mut config_only, mut beyond_schema) = (0, 0);
     for (name, body) in fixtures("invalid") {
         let (expected, rest) = name.split_once("--").expect("file name is {Code}--{slug}");
-        let error = match parse_and_validate(&body, &policy) {
+        let error = match parse_message(&body, &policy) {
             Ok(v) => panic!("{name}: accepted by the validator: {v:?}"),
             Err(e) => e,
         };
@@ -223,4 +233,26 @@ fn samples_are_valid_messages() {
     let poison = std::fs::read(samples.join("onboarding-poison.json")).unwrap();
     assert!(parse_and_validate(&poison, &policy).is_err());
     assert!(!schema_accepts(&schema_validator(), &poison));
+}
+
+#[test]
+fn an_offboarding_names_the_onboarding_it_ends_and_optionally_the_vault() {
+    let body = std::fs::read(data_dir("valid").join("offboarding-minimal.json")).unwrap();
+    let ValidatedMessage::Offboarding(offboarding) = parse_message(&body, &policy()).unwrap() else {
+        panic!("an offboarding")
+    };
+    assert_eq!(offboarding.onboarding_id, "obd-2026-0001");
+    assert_eq!(offboarding.customer_tenant_id, "22222222-2222-2222-2222-222222222222");
+    assert_eq!(offboarding.key, None);
+    assert_eq!(offboarding.identity, identity(1));
+    let body = std::fs::read(data_dir("valid").join("offboarding-naming-the-vault.json")).unwrap();
+    let ValidatedMessage::Offboarding(offboarding) = parse_message(&body, &policy()).unwrap() else {
+        panic!("an offboarding")
+    };
+    assert_eq!(offboarding.key.unwrap().vault_host, "contoso-kv.vault.azure.net");
+    // Callers that take onboardings only (the diagnosis, `cmkctl validate`) refuse it by its kind.
+    let error = parse_and_validate(&body, &policy()).unwrap_err();
+    assert_eq!((error.code, error.field.as_str()), ("UnexpectedMessageKind", "kind"));
+    let body = std::fs::read(data_dir("valid").join("kind-onboarding-explicit.json")).unwrap();
+    assert!(parse_and_validate(&body, &policy()).is_ok());
 }

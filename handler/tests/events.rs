@@ -8,8 +8,8 @@ use std::path::Path;
 use cmk_handler::cloud::Cloud;
 use cmk_handler::error::CustomerAction;
 use cmk_handler::events::{
-    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, EventData, EventType, FailedData, OnboardingEvent,
-    SupersededData, SupersedingOnboarding, event_source,
+    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, EventData, EventType, FailedData, KeyWatchData,
+    OffboardedData, OnboardingEvent, SupersededData, SupersedingOnboarding, event_source,
 };
 use cmk_handler::remediation::{RemediationContext, remediation};
 use serde_json::{Value, json};
@@ -107,6 +107,124 @@ fn superseded() -> OnboardingEvent {
     OnboardingEvent::superseded(&source(), data, datetime!(2026-11-29 11:30:02 UTC))
 }
 
+fn offboarded() -> OnboardingEvent {
+    let data = OffboardedData {
+        onboarding_id: ONBOARDING.into(),
+        customer_tenant_id: TENANT.into(),
+        storage_account_id: ACCOUNT.into(),
+        previous_key_vault_uri: Some("https://contoso-kv.vault.azure.net".into()),
+        previous_key_name: Some("cmk".into()),
+        removed_tags: vec!["cmk-onboarding-id".into(), "cmk-onboarding-order".into(), "cmk-customer-tenant".into()],
+        changed: true,
+        offboarded_at: datetime!(2026-12-01 09:00:02 UTC),
+    };
+    OnboardingEvent::offboarded(&source(), data, datetime!(2026-12-01 09:00:02 UTC))
+}
+
+const RECORDED: &str = "v1;k=0682afdd9c104f4285df20107e956cad;a=ok;x=0;c=a6f35f86";
+
+fn key_watch_data(observed: &str) -> KeyWatchData {
+    KeyWatchData {
+        onboarding_id: ONBOARDING.into(),
+        customer_tenant_id: TENANT.into(),
+        storage_account_id: ACCOUNT.into(),
+        key_vault_uri: Some("https://contoso-kv.vault.azure.net".into()),
+        key_name: Some("cmk".into()),
+        current_versioned_key_identifier: Some(
+            "https://contoso-kv.vault.azure.net/keys/cmk/0682afdd9c104f4285df20107e956cad".into(),
+        ),
+        previous_key_version: None,
+        key_expires_at: None,
+        reason_code: None,
+        missing: None,
+        actions: vec![],
+        admin_consent_url: None,
+        recorded_state: Some(RECORDED.into()),
+        observed_state: observed.into(),
+        probed_at: datetime!(2026-12-03 12:00:01 UTC),
+    }
+}
+
+/// One event of each key-watch type, as a probe of the Contoso account would publish it.
+fn key_watch_events() -> Vec<(&'static str, OnboardingEvent)> {
+    let run = "2026-12-03T12:00:00Z";
+    let at = datetime!(2026-12-03 12:00:01 UTC);
+    let event = |t, data| OnboardingEvent::key_watch(&source(), t, data, run, at);
+    let lost_state = "v1;k=0682afdd9c104f4285df20107e956cad;a=KeyDisabled;x=0;c=a6f35f86";
+    let ctx = RemediationContext {
+        cloud: Cloud::Public,
+        customer_tenant_id: TENANT,
+        app_client_id: "aaaaaaaa-0000-0000-0000-000000000001",
+        vault_name: "contoso-kv",
+        managed_hsm: false,
+        key_name: "cmk",
+        key_version: None,
+        vault_resource_id: None,
+    };
+    let fix = remediation(&CustomerAction::KeyDisabled, &ctx);
+    vec![
+        (
+            "key-rotated",
+            event(
+                EventType::KeyRotated,
+                KeyWatchData {
+                    previous_key_version: Some("5c1f1e27d6c05759acbe14178e7cf185".into()),
+                    recorded_state: Some(
+                        RECORDED.replace("0682afdd9c104f4285df20107e956cad", "5c1f1e27d6c05759acbe14178e7cf185"),
+                    ),
+                    ..key_watch_data(RECORDED)
+                },
+            ),
+        ),
+        (
+            "key-expiring",
+            event(
+                EventType::KeyExpiring,
+                KeyWatchData {
+                    key_expires_at: Some(datetime!(2026-12-20 00:00 UTC)),
+                    ..key_watch_data(&RECORDED.replace("x=0", "x=1"))
+                },
+            ),
+        ),
+        (
+            "key-access-lost",
+            event(
+                EventType::KeyAccessLost,
+                KeyWatchData {
+                    reason_code: Some("KeyDisabled".into()),
+                    missing: Some(fix.missing),
+                    actions: fix.actions,
+                    admin_consent_url: Some(fix.admin_consent_url),
+                    ..key_watch_data(lost_state)
+                },
+            ),
+        ),
+        (
+            "key-access-restored",
+            event(
+                EventType::KeyAccessRestored,
+                KeyWatchData {
+                    reason_code: Some("KeyDisabled".into()),
+                    recorded_state: Some(lost_state.into()),
+                    ..key_watch_data(RECORDED)
+                },
+            ),
+        ),
+        (
+            "configuration-drift",
+            event(
+                EventType::ConfigurationDrift,
+                KeyWatchData {
+                    key_vault_uri: None,
+                    key_name: None,
+                    current_versioned_key_identifier: None,
+                    ..key_watch_data("v1;k=-;a=ok;x=0;c=-")
+                },
+            ),
+        ),
+    ]
+}
+
 fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events").join(format!("{name}.v1.schema.json"));
     let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -156,6 +274,36 @@ fn superseded_matches_schema_and_golden() {
 }
 
 #[test]
+fn offboarded_matches_schema_and_golden() {
+    check("offboarded", &offboarded());
+}
+
+#[test]
+fn key_watch_events_match_their_schemas_and_goldens() {
+    for (name, event) in key_watch_events() {
+        check(name, &event);
+        assert!(event.event_type.as_str().ends_with(&format!("{}.v1", name.replace('-', "_"))), "{name}");
+    }
+    // One event per change seen by one run: the same probe again (a redelivery) repeats the id; another run does not.
+    let (_, lost) = key_watch_events().remove(2);
+    let EventData::KeyWatch(data) = lost.data.clone() else { panic!() };
+    let again = OnboardingEvent::key_watch(
+        &source(),
+        EventType::KeyAccessLost,
+        data.clone(),
+        "2026-12-03T12:00:00Z",
+        lost.time,
+    );
+    assert_eq!(again.id, lost.id);
+    let next_run =
+        OnboardingEvent::key_watch(&source(), EventType::KeyAccessLost, data, "2026-12-03T12:15:00Z", lost.time);
+    assert_ne!(next_run.id, lost.id);
+    let mut without_fix = serde_json::to_value(&lost).unwrap();
+    without_fix["data"].as_object_mut().unwrap().remove("actions");
+    assert!(!schema("key-access-lost").is_valid(&without_fix), "a lost key always comes with the customer's fix");
+}
+
+#[test]
 fn schemas_reject_what_they_should() {
     let mut wrong_type = serde_json::to_value(completed()).unwrap();
     wrong_type["type"] = json!("com.cmkonboard.onboarding.failed.v1");
@@ -172,6 +320,9 @@ fn schemas_reject_what_they_should() {
     let mut no_actions = serde_json::to_value(action_required()).unwrap();
     no_actions["data"]["actions"] = json!([]);
     assert!(!schema("action-required").is_valid(&no_actions));
+    let mut foreign_tag = serde_json::to_value(offboarded()).unwrap();
+    foreign_tag["data"]["removedTags"] = json!(["costcenter"]);
+    assert!(!schema("offboarded").is_valid(&foreign_tag), "only our tags are ever removed");
 }
 
 #[test]
@@ -213,6 +364,12 @@ fn ids_change_only_with_the_fact_they_report() {
     let by_another = SupersedingOnboarding { onboarding_id: "obd-2026-0010".into(), onboarding_order: None };
     let other = SupersededData { superseded_by: by_another, ..data };
     assert_ne!(OnboardingEvent::superseded(&source(), other, later.time).id, superseded().id);
+    // offboarded: one per onboarding and account, whether or not this delivery changed anything.
+    let EventData::Offboarded(data) = offboarded().data else { panic!() };
+    let repeated = OffboardedData { changed: false, removed_tags: vec![], ..data.clone() };
+    assert_eq!(OnboardingEvent::offboarded(&source(), repeated, later.time).id, offboarded().id);
+    let other_account = OffboardedData { storage_account_id: ACCOUNT.replace("contosodata", "other"), ..data };
+    assert_ne!(OnboardingEvent::offboarded(&source(), other_account, later.time).id, offboarded().id);
 
     // Same discriminator, different type or onboarding: different ids.
     let ids = [completed().id, action_required().id, failed().id];

@@ -228,6 +228,15 @@ var appSettings = [
     value: '168'
   }
   {
+    // The key watch's timer (WatchKeys/function.json reads it as %CMK_WATCH_SCHEDULE%): every 15 minutes.
+    name: 'CMK_WATCH_SCHEDULE'
+    value: '0 */15 * * * *'
+  }
+  {
+    name: 'CMK_KEY_EXPIRY_WARNING_DAYS'
+    value: '30'
+  }
+  {
     name: 'CMK_HTTP_TIMEOUT_SECONDS'
     value: '30'
   }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use cmk_handler::contract::parse_and_validate;
+use cmk_handler::contract::parse_message;
 use cmk_handler::events::{EventType, OnboardingEvent};
 use serde_json::Value;
 use support::repo_root;
@@ -49,7 +49,7 @@ fn examples_validate_against_their_schemas_and_the_rust_types() {
         .filter(|v| v.starts_with('{'))
         .map(|v| serde_json::from_str(v).unwrap())
         .collect();
-    assert_eq!(examples.len(), 1 + EventType::ALL.len());
+    assert_eq!(examples.len(), 2 + EventType::ALL.len(), "an onboarding, an offboarding and one per event type");
     let policy =
         cmkctl::policy::policy_from(|name| support::app_settings("http://127.0.0.1:1").get(name).cloned()).unwrap();
     let mut event_types = Vec::new();
@@ -69,7 +69,7 @@ fn examples_validate_against_their_schemas_and_the_rust_types() {
             }
             None => {
                 assert!(validator("onboarding-message.v1.schema.json").is_valid(example));
-                parse_and_validate(&serde_json::to_vec(example).unwrap(), &policy).expect("the handler accepts it");
+                parse_message(&serde_json::to_vec(example).unwrap(), &policy).expect("the handler accepts it");
             }
         }
     }

@@ -17,6 +17,8 @@ const FEATURES_API: &str = "2021-07-01";
 const PROVIDERS_API: &str = "2021-04-01";
 const IDENTITY_API: &str = "2023-01-31";
 const STORAGE_API: &str = "2023-05-01";
+/// Most pages one listing follows: a bound on a loop over external state (the deadline bounds the time as well).
+pub const MAX_LIST_PAGES: usize = 1_000;
 /// Polls of an unexpected asynchronous PATCH before giving up; the deadline bounds the whole wait as well.
 const MAX_LRO_POLLS: u32 = 60;
 
@@ -227,6 +229,34 @@ impl ArmClient {
         const OP: &str = "get storage account";
         let raw = self.call(Method::GET, id, STORAGE_API, None, OP).await?.json(AzureService::Arm, OP)?;
         Ok(StorageAccount { raw })
+    }
+
+    /// `StorageAccounts_List` (scope `/subscriptions/{id}`) or `StorageAccounts_ListByResourceGroup` (scope
+    /// `/subscriptions/{id}/resourceGroups/{rg}`): every account, one call per page, following `nextLink` only on the
+    /// ARM endpoint (a token for ARM goes nowhere else) and at most [`MAX_LIST_PAGES`] pages.
+    pub async fn list_storage_accounts(&self, scope: &str) -> Result<Vec<StorageAccount>, Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Page {
+            #[serde(default)]
+            value: Vec<serde_json::Value>,
+            #[serde(default)]
+            next_link: Option<String>,
+        }
+        const OP: &str = "list storage accounts";
+        let path = format!("{}/providers/Microsoft.Storage/storageAccounts", scope.trim_end_matches('/'));
+        let mut page: Page = self.call(Method::GET, &path, STORAGE_API, None, OP).await?.json(AzureService::Arm, OP)?;
+        let mut accounts = Vec::new();
+        for _ in 1..MAX_LIST_PAGES {
+            accounts.extend(page.value.drain(..).map(|raw| StorageAccount { raw }));
+            let Some(next) = page.next_link.take().filter(|n| !n.is_empty()) else { return Ok(accounts) };
+            let next = Url::parse(&next).map_err(|e| bad_response(OP, format!("bad nextLink: {e}")))?;
+            if next.origin() != self.inner.endpoint.origin() {
+                return Err(bad_response(OP, format!("nextLink {next} is not on the ARM endpoint")));
+            }
+            page = self.send(&OutgoingRequest::new(Method::GET, next), OP).await?.json(AzureService::Arm, OP)?;
+        }
+        Err(bad_response(OP, format!("more than {MAX_LIST_PAGES} pages of storage accounts under {scope}")))
     }
 
     /// PATCH is synchronous per the spec; should ARM ever answer 202, follow the operation and read the account back.

@@ -1,7 +1,8 @@
-//! The onboarding message, contract v1: parsing and validation (pure).
+//! The onboarding queue's messages, contract v1: parsing and validation (pure).
 //!
-//! [`parse_and_validate`] is the only way in: it turns raw bytes into a [`ValidatedOnboarding`] or a
-//! [`ValidationError`] with a stable code. The JSON Schema `schemas/onboarding-message.v1.schema.json` describes the
+//! [`parse_message`] is the only way in: it turns raw bytes into a [`ValidatedMessage`] (an onboarding, or with
+//! `"kind": "offboarding"` an offboarding) or a [`ValidationError`] with a stable code; [`parse_and_validate`] takes
+//! onboardings only. The JSON Schema `schemas/onboarding-message.v1.schema.json` describes the
 //! same rules for producers; a test keeps the two in agreement.
 
 mod grammar;
@@ -18,7 +19,8 @@ pub use isv::{AllowedScope, IsvIdentity};
 pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
 pub use session::{DeliveredSessionId, check_session};
 pub use validate::{
-    KeyRef, MAX_CLOCK_SKEW, ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at,
+    AccountRequest, KIND_OFFBOARDING, KIND_ONBOARDING, KIND_PROBE, KeyRef, MAX_CLOCK_SKEW, ValidatedMessage,
+    ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at, parse_message, parse_message_at,
 };
 
 /// Why a message was rejected. `code` is a stable PascalCase reason code.
@@ -44,6 +46,10 @@ pub mod codes {
     /// A required field is missing or has the wrong JSON type.
     pub const INVALID_MESSAGE: &str = "InvalidMessage";
     pub const UNSUPPORTED_SCHEMA_VERSION: &str = "UnsupportedSchemaVersion";
+    /// `kind` is neither `onboarding` nor `offboarding`.
+    pub const UNSUPPORTED_MESSAGE_KIND: &str = "UnsupportedMessageKind";
+    /// A valid message of another kind than the caller takes (an offboarding given to the diagnosis).
+    pub const UNEXPECTED_MESSAGE_KIND: &str = "UnexpectedMessageKind";
     pub const INVALID_ONBOARDING_ID: &str = "InvalidOnboardingId";
     pub const INVALID_REQUESTED_AT: &str = "InvalidRequestedAt";
     pub const INVALID_TENANT_ID: &str = "InvalidTenantId";

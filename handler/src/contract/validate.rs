@@ -1,4 +1,5 @@
-//! `parse_and_validate`: raw message bytes → `ValidatedOnboarding`, checking every rule of contract v1.
+//! `parse_message`: raw message bytes → `ValidatedMessage` (an onboarding or an offboarding), checking every rule of
+//! contract v1; `parse_and_validate` for callers that take onboardings only.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -61,6 +62,67 @@ pub struct ValidatedOnboarding {
     pub replace_existing_key: bool,
 }
 
+/// A request about an onboarded account: an offboarding (the account goes back to Microsoft-managed keys and loses
+/// our tags, `workflow::offboarding`) or a key-watch probe (`workflow::watch`). It names the onboarding it is about;
+/// both compare that with the account's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRequest {
+    /// The onboarding this message ends (the account's `cmk-onboarding-id` tag, when it has one).
+    pub onboarding_id: String,
+    pub requested_at: OffsetDateTime,
+    /// Lowercase GUID.
+    pub customer_tenant_id: String,
+    pub storage_account: StorageAccountId,
+    /// Optional: when given, the account's key must be in this vault (a stricter ownership guard).
+    pub key: Option<KeyRef>,
+    pub identity: IsvIdentity,
+    pub identity_set: Option<String>,
+}
+
+/// What a valid message asks for, by its `kind` member (absent or null: an onboarding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidatedMessage {
+    Onboarding(ValidatedOnboarding),
+    Offboarding(AccountRequest),
+    /// A key-watch probe, sent by the watch function (`kind: probe`).
+    Probe(AccountRequest),
+}
+
+impl ValidatedMessage {
+    pub fn onboarding_id(&self) -> &str {
+        match self {
+            Self::Onboarding(o) => &o.onboarding_id,
+            Self::Offboarding(o) | Self::Probe(o) => &o.onboarding_id,
+        }
+    }
+
+    pub fn customer_tenant_id(&self) -> &str {
+        match self {
+            Self::Onboarding(o) => &o.customer_tenant_id,
+            Self::Offboarding(o) | Self::Probe(o) => &o.customer_tenant_id,
+        }
+    }
+
+    pub fn storage_account(&self) -> &StorageAccountId {
+        match self {
+            Self::Onboarding(o) => &o.storage_account,
+            Self::Offboarding(o) | Self::Probe(o) => &o.storage_account,
+        }
+    }
+
+    pub fn as_onboarding(&self) -> Option<&ValidatedOnboarding> {
+        match self {
+            Self::Onboarding(o) => Some(o),
+            Self::Offboarding(_) | Self::Probe(_) => None,
+        }
+    }
+}
+
+/// The values of the `kind` member.
+pub const KIND_ONBOARDING: &str = "onboarding";
+pub const KIND_OFFBOARDING: &str = "offboarding";
+pub const KIND_PROBE: &str = "probe";
+
 /// How far in the future `requestedAt` may be: clocks differ, but not by more than this.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
@@ -69,13 +131,35 @@ pub fn parse_and_validate(body: &[u8], policy: &ValidationPolicy) -> Result<Vali
     parse_and_validate_at(body, policy, OffsetDateTime::now_utc())
 }
 
-/// Parses and validates one message body as of `now`. Nothing here does I/O; a rejected message must cause no
-/// outbound call.
+/// [`parse_message_at`] for callers that only take onboardings (diagnosis, `cmkctl validate`): an offboarding is
+/// refused with [`UNEXPECTED_MESSAGE_KIND`].
 pub fn parse_and_validate_at(
     body: &[u8],
     policy: &ValidationPolicy,
     now: OffsetDateTime,
 ) -> Result<ValidatedOnboarding, ValidationError> {
+    match parse_message_at(body, policy, now)? {
+        ValidatedMessage::Onboarding(onboarding) => Ok(onboarding),
+        ValidatedMessage::Offboarding(_) | ValidatedMessage::Probe(_) => Err(ValidationError::new(
+            UNEXPECTED_MESSAGE_KIND,
+            "kind",
+            "this is not an onboarding message; only onboarding messages are taken here",
+        )),
+    }
+}
+
+/// [`parse_message_at`] with the current time.
+pub fn parse_message(body: &[u8], policy: &ValidationPolicy) -> Result<ValidatedMessage, ValidationError> {
+    parse_message_at(body, policy, OffsetDateTime::now_utc())
+}
+
+/// Parses and validates one message body as of `now`. Nothing here does I/O; a rejected message must cause no
+/// outbound call.
+pub fn parse_message_at(
+    body: &[u8],
+    policy: &ValidationPolicy,
+    now: OffsetDateTime,
+) -> Result<ValidatedMessage, ValidationError> {
     if body.len() > policy.max_message_bytes {
         return Err(ValidationError::new(
             MESSAGE_TOO_LARGE,
@@ -99,6 +183,21 @@ pub fn parse_and_validate_at(
             format!("{version:?} is not supported; this handler accepts 1.x"),
         ));
     }
+
+    let kind = match optional_str(&root, "kind")? {
+        None => KIND_ONBOARDING,
+        Some(kind @ (KIND_ONBOARDING | KIND_OFFBOARDING | KIND_PROBE)) => kind,
+        Some(other) => {
+            return Err(ValidationError::new(
+                UNSUPPORTED_MESSAGE_KIND,
+                "kind",
+                format!(
+                    "{other:?} is not a message kind; use \"{KIND_ONBOARDING}\" (the default), \"{KIND_OFFBOARDING}\" or \"{KIND_PROBE}\""
+                ),
+            ));
+        }
+    };
+    let about_an_account = kind != KIND_ONBOARDING;
 
     let onboarding_id = required_str(&root, "onboardingId")?;
     check(is_onboarding_id(onboarding_id), INVALID_ONBOARDING_ID, "onboardingId", || {
@@ -124,16 +223,11 @@ pub fn parse_and_validate_at(
     let storage_account = parse_storage_account_id(required_str(&root, "storageAccount.resourceId")?)
         .map_err(|e| ValidationError::new(INVALID_STORAGE_ACCOUNT_ID, "storageAccount.resourceId", e))?;
 
-    let vault = parse_vault_uri(required_str(&root, "key.vaultUri")?, policy.cloud)
-        .map_err(|e| ValidationError::new(INVALID_VAULT_URI, "key.vaultUri", e))?;
-
-    let key_name = required_str(&root, "key.name")?;
-    check(is_key_name(key_name), INVALID_KEY_NAME, "key.name", || "must be 1-127 of [0-9A-Za-z-]".into())?;
-
-    let version = optional_str(&root, "key.version")?;
-    if let Some(v) = version {
-        check(is_key_version(v), INVALID_KEY_VERSION, "key.version", || "must be 32 hexadecimal characters".into())?;
-    }
+    // An offboarding may name the key (then the account's key must be in that vault); an onboarding must.
+    let key = match (about_an_account, lookup(&root, "key")?) {
+        (true, None) => None,
+        _ => Some(parse_key(&root, policy)?),
+    };
 
     let replace_existing_key = match lookup(&root, "replaceExistingKey")? {
         None => false,
@@ -168,21 +262,55 @@ pub fn parse_and_validate_at(
         })?,
     };
 
-    Ok(ValidatedOnboarding {
-        onboarding_id: onboarding_id.to_owned(),
+    let onboarding_id = onboarding_id.to_owned();
+    let identity_set = identity_set.map(str::to_owned);
+    if about_an_account {
+        let request = AccountRequest {
+            onboarding_id,
+            requested_at,
+            customer_tenant_id,
+            storage_account,
+            key,
+            identity,
+            identity_set,
+        };
+        return Ok(if kind == KIND_PROBE {
+            ValidatedMessage::Probe(request)
+        } else {
+            ValidatedMessage::Offboarding(request)
+        });
+    }
+    let Some(key) = key else { return Err(ValidationError::new(INVALID_MESSAGE, "key", "is required")) };
+    Ok(ValidatedMessage::Onboarding(ValidatedOnboarding {
+        onboarding_id,
         requested_at,
         customer_tenant_id,
         storage_account,
-        key: KeyRef {
-            vault_uri: vault.uri,
-            vault_host: vault.host,
-            managed_hsm: vault.managed_hsm,
-            name: key_name.to_owned(),
-            version: version.map(str::to_ascii_lowercase),
-        },
+        key,
         identity,
-        identity_set: identity_set.map(str::to_owned),
+        identity_set,
         replace_existing_key,
+    }))
+}
+
+/// `key`: vault URI (of the configured cloud), name and optional version.
+fn parse_key(root: &Value, policy: &ValidationPolicy) -> Result<KeyRef, ValidationError> {
+    let vault = parse_vault_uri(required_str(root, "key.vaultUri")?, policy.cloud)
+        .map_err(|e| ValidationError::new(INVALID_VAULT_URI, "key.vaultUri", e))?;
+
+    let key_name = required_str(root, "key.name")?;
+    check(is_key_name(key_name), INVALID_KEY_NAME, "key.name", || "must be 1-127 of [0-9A-Za-z-]".into())?;
+
+    let version = optional_str(root, "key.version")?;
+    if let Some(v) = version {
+        check(is_key_version(v), INVALID_KEY_VERSION, "key.version", || "must be 32 hexadecimal characters".into())?;
+    }
+    Ok(KeyRef {
+        vault_uri: vault.uri,
+        vault_host: vault.host,
+        managed_hsm: vault.managed_hsm,
+        name: key_name.to_owned(),
+        version: version.map(str::to_ascii_lowercase),
     })
 }
 

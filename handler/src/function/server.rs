@@ -25,6 +25,9 @@ pub const TRIGGER_BINDING: &str = "onboardingMessage";
 /// HTTP-triggered, admin-only: what blocks a message now (for `cmkctl dlq diagnose`).
 pub const DIAGNOSE_ONBOARDING: &str = "DiagnoseOnboarding";
 
+/// Timer-triggered: the key watch's run (`WatchKeys/function.json`, schedule `%CMK_WATCH_SCHEDULE%`).
+pub const WATCH_KEYS: &str = "WatchKeys";
+
 pub fn router(app: Arc<App>) -> Router {
     // The invocation carries the body base64-encoded (+33 %) or JSON-escaped twice (up to 6x for quote-heavy text),
     // plus metadata; allow that for the largest message we accept. Bigger messages are rejected by the workflow as a
@@ -34,6 +37,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(ready))
         .route(&format!("/{PROCESS_ONBOARDING}"), post(process_onboarding))
         .route(&format!("/{DIAGNOSE_ONBOARDING}"), post(diagnose_onboarding))
+        .route(&format!("/{WATCH_KEYS}"), post(watch_keys))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -132,4 +136,29 @@ async fn diagnose_onboarding(State(app): State<Arc<App>>, body: Bytes) -> Respon
         "ReturnValue": null,
     });
     (StatusCode::OK, axum::Json(answer)).into_response()
+}
+
+/// `POST /WatchKeys`: the timer's payload (`TimerInfo`) says nothing the run needs, so it is not read; the host's
+/// invocation id names the run. A failed run
+/// answers 500 (the host logs it); the next occurrence runs again.
+async fn watch_keys(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let invocation_id = headers.get("x-azure-functions-invocationid").and_then(|v| v.to_str().ok()).unwrap_or("");
+    // Without an invocation id (not the host calling) every run is its own.
+    let run_id = if invocation_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { invocation_id.to_owned() };
+    let span = tracing::info_span!("invocation", function = WATCH_KEYS, invocation_id);
+    let run = workflow::watch_keys(&app, &run_id).instrument(span).await;
+    match run {
+        Ok(summary) => {
+            tracing::info!(?summary, "key watch run done");
+            let log = format!(
+                "key watch: {} accounts listed, {} probes sent, {} skipped",
+                summary.listed, summary.probes_sent, summary.skipped
+            );
+            (StatusCode::OK, axum::Json(invocation::response_body(&[log]))).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "key watch run failed");
+            failure(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
+        }
+    }
 }

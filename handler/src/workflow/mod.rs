@@ -12,13 +12,18 @@
 //! 6. verify the PATCH's answer (read the account back only when that answer does not prove it) [13], then publish
 //!    `completed` (and `superseded` for the older onboarding it replaced).
 //!
+//! An offboarding message (`kind: offboarding`) runs `offboarding::run` instead: guard, one PATCH, verify, `offboarded`.
+//!
 //! Every step may run again after a crash at any point; two deliveries of one message converge on one result.
 
 pub mod account_tags;
 pub mod identity_chain;
 pub mod key_checks;
+pub mod key_watch;
+pub mod offboarding;
 pub mod settle;
 pub mod storage;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
@@ -29,7 +34,10 @@ use tracing::Instrument;
 use crate::azure::credentials::CustomerIdentity;
 use crate::azure::{AzureClients, ClientConfig, RetryOptions, deadline};
 use crate::config::{FicMode, IsvIdentity, Settings};
-use crate::contract::{DeliveredSessionId, ValidatedOnboarding, ValidationPolicy, check_session, parse_and_validate};
+use crate::contract::{
+    DeliveredSessionId, ValidatedMessage, ValidatedOnboarding, ValidationPolicy, check_session, parse_and_validate,
+    parse_message,
+};
 use crate::decide::{AttemptState, InvocationTimes, RetryPolicy, invocation_times};
 use crate::error::Error;
 use crate::function::invocation::IncomingMessage;
@@ -153,39 +161,72 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
     let (work_until, answer_by) = (at(app.times.work), at(app.times.answer));
     bounded(answer_by, "settle the message", async {
         let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
-        let validated = match parse_and_validate(&message.body, &app.policy) {
+        let validated = match parse_message(&message.body, &app.policy) {
             Ok(validated) => validated,
             Err(invalid) => {
                 tracing::warn!(code = invalid.code, field = %invalid.field, "rejected onboarding message: {invalid}");
                 return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt, None).await;
             }
         };
-        tracing::Span::current().record("onboarding_id", validated.onboarding_id.as_str());
-        if let Err(outside) = check_session(delivered_session(message), &validated.storage_account) {
-            tracing::warn!(code = outside.code, "onboarding outside its account's session: {outside}");
+        tracing::Span::current().record("onboarding_id", validated.onboarding_id());
+        if let Err(outside) = check_session(delivered_session(message), validated.storage_account()) {
+            tracing::warn!(code = outside.code, "message outside its account's session: {outside}");
             let outside = Error::Invalid(outside);
             return settle::after_failure(app, message, Some(&validated), outside, &attempt, None).await;
         }
-        let Some(order) = onboarding_order(message) else {
-            let unknown = Error::Refused {
-                code: "OnboardingOrderUnverifiable",
-                message: "the delivery's EnqueuedTimeUtc or SequenceNumber is unknown (a body member hid it under the \
-                          host's string trigger encoding; use \"dataType\": \"binary\"), so the onboarding's order \
-                          cannot be told"
-                    .to_owned(),
-            };
-            return settle::after_failure(app, message, Some(&validated), unknown, &attempt, None).await;
-        };
-        match bounded(work_until, "the onboarding steps", run_steps(app, &validated, &attempt, order)).await {
-            Ok(Outcome::Applied { chain, applied, replaced }) => {
-                let done = settle::Done { chain: &chain, applied: &applied, replaced: replaced.as_ref(), order };
-                settle::after_success(app, message, &validated, &done, &attempt).await
+        let outcome = match &validated {
+            ValidatedMessage::Onboarding(onboarding) => {
+                let Some(order) = onboarding_order(message) else {
+                    let unknown = Error::Refused {
+                        code: "OnboardingOrderUnverifiable",
+                        message: "the delivery's EnqueuedTimeUtc or SequenceNumber is unknown (a body member hid it \
+                                  under the host's string trigger encoding; use \"dataType\": \"binary\"), so the \
+                                  onboarding's order cannot be told"
+                            .to_owned(),
+                    };
+                    return settle::after_failure(app, message, Some(&validated), unknown, &attempt, None).await;
+                };
+                match bounded(work_until, "the onboarding steps", run_steps(app, onboarding, &attempt, order)).await {
+                    Ok(Outcome::Applied { chain, applied, replaced }) => {
+                        let done =
+                            settle::Done { chain: &chain, applied: &applied, replaced: replaced.as_ref(), order };
+                        return settle::after_success(app, message, onboarding, &done, &attempt).await;
+                    }
+                    Ok(Outcome::Superseded { by }) => {
+                        return settle::superseded(app, message, onboarding, order, &by).await;
+                    }
+                    Err(error) => {
+                        let validated = Some(&validated);
+                        return settle::after_failure(app, message, validated, error, &attempt, Some(order)).await;
+                    }
+                }
             }
-            Ok(Outcome::Superseded { by }) => settle::superseded(app, message, &validated, order, &by).await,
-            Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, Some(order)).await,
-        }
+            ValidatedMessage::Probe(request) => {
+                let steps = watch::probe(app, request).instrument(tracing::info_span!("step", step = "probe"));
+                match bounded(work_until, "the probe", steps).await {
+                    Ok(result) => return settle::after_probe(app, message, request, result.as_ref()).await,
+                    Err(error) => error,
+                }
+            }
+            ValidatedMessage::Offboarding(offboarding) => {
+                let steps =
+                    offboarding::run(app, offboarding).instrument(tracing::info_span!("step", step = "offboard"));
+                match bounded(work_until, "the offboarding", steps).await {
+                    Ok(plan) => return settle::after_offboarding(app, message, offboarding, &plan).await,
+                    Err(error) => error,
+                }
+            }
+        };
+        settle::after_failure(app, message, Some(&validated), outcome, &attempt, None).await
     })
     .await
+}
+
+/// One key-watch run (the timer trigger): list, and send one probe per onboarded account, within the invocation's
+/// work time.
+pub async fn watch_keys(app: &std::sync::Arc<App>, invocation_id: &str) -> Result<watch::RunSummary, Error> {
+    let until = tokio::time::Instant::now() + app.times.work;
+    bounded(until, "the key watch", watch::run(app, invocation_id, OffsetDateTime::now_utc())).await
 }
 
 /// Runs `future` under the deadline `until`; if it is still running then, it is dropped and the result is a
@@ -372,15 +413,24 @@ async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: 
 }
 
 async fn check_customer_key(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
+    let key = &onboarding.key;
+    let tenant = &onboarding.customer_tenant_id;
+    use_customer_key(app, tenant, &key.vault_uri, &key.name, key.version.as_deref(), chain).await.map(drop)
+}
+
+/// The key checks and a wrap/unwrap round trip as the app in the customer's tenant; the key as read.
+async fn use_customer_key(
+    app: &App,
+    tenant: &str,
+    vault_uri: &str,
+    key_name: &str,
+    version: Option<&str>,
+    chain: &IdentityChain,
+) -> Result<crate::azure::keyvault::KeyBundle, Error> {
     let vault = &app.clients.key_vault;
-    let caller = CustomerIdentity {
-        tenant: &onboarding.customer_tenant_id,
-        app_client_id: &chain.app_client_id,
-        uami_client_id: Some(&chain.uami_client_id),
-    };
-    let key = vault
-        .get_key(&caller, &onboarding.key.vault_uri, &onboarding.key.name, onboarding.key.version.as_deref())
-        .await?;
+    let caller =
+        CustomerIdentity { tenant, app_client_id: &chain.app_client_id, uami_client_id: Some(&chain.uami_client_id) };
+    let key = vault.get_key(&caller, vault_uri, key_name, version).await?;
     let facts = KeyFacts {
         kid: key.kid.clone(),
         kty: key.kty.clone(),
@@ -399,7 +449,7 @@ async fn check_customer_key(app: &App, onboarding: &ValidatedOnboarding, chain: 
     if unwrapped != probe {
         return Err(Error::Verification(format!("wrap/unwrap round trip with {} returned other bytes", key.kid)));
     }
-    Ok(())
+    Ok(key)
 }
 
 /// Brings the account (`current`, as just read) to the desired configuration with at most one PATCH. The PATCH

@@ -17,12 +17,12 @@ use super::account_tags::AccountRecord;
 use super::identity_chain::IdentityChain;
 use super::storage::AppliedEncryption;
 use crate::azure::servicebus::OutgoingMessage;
-use crate::contract::ValidatedOnboarding;
+use crate::contract::{AccountRequest, ValidatedMessage, ValidatedOnboarding};
 use crate::decide::{AttemptState, Decision, decide};
 use crate::error::Error;
 use crate::events::{
-    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, FailedData, OnboardingEvent, SupersededData,
-    SupersedingOnboarding,
+    ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, FailedData, OffboardedData, OnboardingEvent,
+    SupersededData, SupersedingOnboarding,
 };
 use crate::function::invocation::IncomingMessage;
 use crate::order::{ORDER_PROPERTY, OnboardingOrder};
@@ -153,23 +153,67 @@ pub(super) async fn superseded(
     Ok(Settlement::Superseded { onboarding_id: onboarding.onboarding_id.clone(), by: by.onboarding_id.clone() })
 }
 
+/// The account is offboarded: publish `offboarded` (one per onboarding and account).
+pub(super) async fn after_offboarding(
+    app: &App,
+    message: &IncomingMessage,
+    offboarding: &AccountRequest,
+    plan: &super::offboarding::Plan,
+) -> Result<Settlement, Error> {
+    let now = OffsetDateTime::now_utc();
+    let data = OffboardedData {
+        onboarding_id: offboarding.onboarding_id.clone(),
+        customer_tenant_id: offboarding.customer_tenant_id.clone(),
+        storage_account_id: offboarding.storage_account.arm_id(),
+        previous_key_vault_uri: plan.previous.vault_uri.clone(),
+        previous_key_name: plan.previous.key_name.clone(),
+        removed_tags: plan.removed_tags.clone(),
+        changed: plan.patch.is_some(),
+        offboarded_at: now,
+    };
+    publish(app, message, OnboardingEvent::offboarded(&source(app), data, now)).await?;
+    tracing::info!(changed = plan.patch.is_some(), "offboarding completed");
+    Ok(Settlement::Completed { onboarding_id: offboarding.onboarding_id.clone() })
+}
+
+/// A probe ran: publish what changed (ids over the states compared and the run), then record the new state in the
+/// account's tag, so a crash in between repeats the same events and duplicate detection drops them.
+pub(super) async fn after_probe(
+    app: &App,
+    message: &IncomingMessage,
+    request: &AccountRequest,
+    result: Option<&super::watch::ProbeResult>,
+) -> Result<Settlement, Error> {
+    if let Some(result) = result {
+        let now = OffsetDateTime::now_utc();
+        let run_at = request.requested_at.format(&Rfc3339).unwrap_or_default();
+        for (event_type, data) in &result.events {
+            let event = OnboardingEvent::key_watch(&source(app), *event_type, data.clone(), &run_at, now);
+            publish(app, message, event).await?;
+        }
+        super::watch::record(app, request, result).await?;
+    }
+    Ok(Settlement::Completed { onboarding_id: request.onboarding_id.clone() })
+}
+
 pub(super) async fn after_failure(
     app: &App,
     message: &IncomingMessage,
-    onboarding: Option<&ValidatedOnboarding>,
+    validated: Option<&ValidatedMessage>,
     error: Error,
     attempt: &AttemptState,
     order: Option<OnboardingOrder>,
 ) -> Result<Settlement, Error> {
     let now = OffsetDateTime::now_utc();
-    let onboarding_id = onboarding.map(|o| o.onboarding_id.clone()).unwrap_or_else(|| best_effort_id(message));
+    let onboarding_id = validated.map(|v| v.onboarding_id().to_owned()).unwrap_or_else(|| best_effort_id(message));
+    let onboarding = validated.and_then(ValidatedMessage::as_onboarding);
     let (at, publish_action_required, state_fingerprint) = match decide(&error, attempt, now, &app.retry_policy) {
         Decision::ScheduleRetry { at, publish_action_required, state_fingerprint } => {
             (at, publish_action_required, state_fingerprint)
         }
         Decision::DeadLetter { reason_code, description } => {
             let why = Why { reason_code, description };
-            return dead_letter(app, message, onboarding, onboarding_id, why, attempt, order).await;
+            return dead_letter(app, message, validated, onboarding_id, why, attempt, order).await;
         }
     };
     if message.properties_unknown() {
@@ -181,7 +225,7 @@ pub(super) async fn after_failure(
             error.reason_code()
         ));
         let why = Why { reason_code: SHADOWED.to_owned(), description };
-        return dead_letter(app, message, onboarding, onboarding_id, why, attempt, order).await;
+        return dead_letter(app, message, validated, onboarding_id, why, attempt, order).await;
     }
     tracing::warn!(reason = error.reason_code(), disposition = ?error.disposition(), %at, "attempt failed; retry scheduled: {error}");
     if publish_action_required
@@ -212,7 +256,7 @@ pub(super) async fn after_failure(
     if let Some(state) = last_state {
         properties.insert(LAST_ACTION_STATE.to_owned(), Value::from(state));
     }
-    let registered = onboarding.and_then(|o| app.provider_registered_at(&o.storage_account.subscription_id));
+    let registered = validated.and_then(|v| app.provider_registered_at(&v.storage_account().subscription_id));
     if let Some(at) = registered.or(attempt.provider_registered_at) {
         properties.insert(PROVIDER_REGISTERED_AT.to_owned(), Value::from(rfc3339(at)));
     }
@@ -224,7 +268,7 @@ pub(super) async fn after_failure(
                 error.reason_code()
             ));
             let why = Why { reason_code: COPY_TOO_LARGE.to_owned(), description };
-            dead_letter(app, message, onboarding, onboarding_id, why, attempt, order).await
+            dead_letter(app, message, validated, onboarding_id, why, attempt, order).await
         }
         Err(other) => Err(other),
     }
@@ -248,7 +292,7 @@ const COPY_TOO_LARGE: &str = "CopyTooLarge";
 async fn dead_letter(
     app: &App,
     message: &IncomingMessage,
-    onboarding: Option<&ValidatedOnboarding>,
+    validated: Option<&ValidatedMessage>,
     onboarding_id: String,
     why: Why,
     attempt: &AttemptState,
@@ -259,8 +303,8 @@ async fn dead_letter(
     let now = OffsetDateTime::now_utc();
     let data = FailedData {
         onboarding_id: onboarding_id.clone(),
-        customer_tenant_id: onboarding.map(|o| o.customer_tenant_id.clone()),
-        storage_account_id: onboarding.map(|o| o.storage_account.arm_id()),
+        customer_tenant_id: validated.map(|v| v.customer_tenant_id().to_owned()),
+        storage_account_id: validated.map(|v| v.storage_account().arm_id()),
         reason_code: reason_code.clone(),
         message: description.clone(),
         attempts: attempt.attempt,

@@ -8,6 +8,8 @@ mod faults;
 mod happy_path;
 mod idempotency;
 mod identity_sets;
+mod key_watch;
+mod offboarding;
 mod poison;
 mod preview_feature;
 mod propagation;

@@ -1,9 +1,10 @@
-//! `validate` and `enqueue`: the handler's own validator, with the app's own settings, before anything is sent.
+//! `validate` and `enqueue`: the handler's own validator, with the app's own settings, before anything is sent
+//! (onboarding and offboarding messages alike: they share the queue and the account's session).
 
 use std::io::Read;
 use std::path::Path;
 
-use cmk_handler::contract::{ValidatedOnboarding, parse_and_validate};
+use cmk_handler::contract::{ValidatedMessage, parse_message};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -18,7 +19,7 @@ use crate::policy;
 pub fn validate(args: &ValidateArgs, format: OutputFormat) -> Result<Exit, String> {
     Ok(match checked(args, format)? {
         Some((onboarding, _)) => {
-            report(format, json!({ "valid": true, "onboardingId": onboarding.onboarding_id }), "valid");
+            report(format, json!({ "valid": true, "onboardingId": onboarding.onboarding_id() }), "valid");
             Exit::Ok
         }
         None => Exit::Rejected,
@@ -28,7 +29,7 @@ pub fn validate(args: &ValidateArgs, format: OutputFormat) -> Result<Exit, Strin
 pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: OutputFormat) -> Result<Exit, String> {
     let Some((onboarding, body)) = checked(&args.message, format)? else { return Ok(Exit::Rejected) };
     // One session per storage account serialises its onboardings; any other SessionId is dead-lettered.
-    let session_id = onboarding.storage_account.session_id();
+    let session_id = onboarding.storage_account().session_id();
     if let Some(given) = args.session_id.as_ref().filter(|given| **given != session_id) {
         return Err(format!(
             "--session-id {given:?} is not the storage account's session {session_id:?}; the handler would dead-letter it"
@@ -37,7 +38,7 @@ pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: Ou
     let connected = connect(connection)?;
     let message = onboarding_message(&Onboarding {
         body,
-        onboarding_id: onboarding.onboarding_id.clone(),
+        onboarding_id: onboarding.onboarding_id().to_owned(),
         message_id: args.message_id.clone(),
         correlation_id: args.correlation_id.clone(),
         session_id: Some(session_id.clone()),
@@ -49,7 +50,7 @@ pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: Ou
         namespace: connected.namespace.clone(),
         queue: connection.queue.clone(),
         message_id: message_id.clone(),
-        onboarding_id: onboarding.onboarding_id.clone(),
+        onboarding_id: onboarding.onboarding_id().to_owned(),
         content_hash: content_hash(&message.body),
     };
     let journal = Journal::at(&args.journal.clone().unwrap_or_else(|| state_dir().join("sent.jsonl")));
@@ -67,7 +68,7 @@ pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: Ou
             if kind == "swallowed" { " (leave out --message-id: the default id changes with the content)" } else { "" }
         );
         let value = json!({ "sent": false, "duplicate": kind, "queue": connection.queue, "messageId": message_id,
-            "onboardingId": onboarding.onboarding_id, "firstSentAt": rfc3339(first.at), "droppedUntil": until });
+            "onboardingId": onboarding.onboarding_id(), "firstSentAt": rfc3339(first.at), "droppedUntil": until });
         match format {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default()),
             OutputFormat::Table => eprintln!("{text}"),
@@ -77,20 +78,20 @@ pub async fn enqueue(connection: &ConnectionArgs, args: &EnqueueArgs, format: Ou
     connected.client.send(&connection.queue, &message).await.map_err(|e| e.to_string())?;
     journal.record(&sent)?;
     let value = json!({ "sent": true, "queue": connection.queue, "messageId": message_id, "sessionId": session_id,
-        "onboardingId": onboarding.onboarding_id });
+        "onboardingId": onboarding.onboarding_id() });
     report(
         format,
         value,
-        &format!("sent {} as message {message_id} to {}", onboarding.onboarding_id, connection.queue),
+        &format!("sent {} as message {message_id} to {}", onboarding.onboarding_id(), connection.queue),
     );
     Ok(Exit::Ok)
 }
 
 /// The validated message and its bytes, or `None` after reporting why it is invalid.
-fn checked(args: &ValidateArgs, format: OutputFormat) -> Result<Option<(ValidatedOnboarding, Vec<u8>)>, String> {
+fn checked(args: &ValidateArgs, format: OutputFormat) -> Result<Option<(ValidatedMessage, Vec<u8>)>, String> {
     let policy = policy::load(args.settings.as_deref())?;
     let body = read(&args.file)?;
-    match parse_and_validate(&body, &policy) {
+    match parse_message(&body, &policy) {
         Ok(onboarding) => Ok(Some((onboarding, body))),
         Err(error) => {
             let rejected =

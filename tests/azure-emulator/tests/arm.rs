@@ -520,3 +520,62 @@ async fn identity_merge_rules() {
     let (status, answer) = env.patch_account(json!({ "identity": { "type": "SystemAssigned" } })).await;
     assert_eq!((status, code(&answer)), (400, "BadRequest"), "{answer}");
 }
+
+/// `StorageAccounts_List` and `_ListByResourceGroup`: pages of `value` with a `nextLink` to follow, every account
+/// once, each page valid against the spec's response schema; authorized at the listed scope.
+#[tokio::test]
+async fn storage_accounts_are_listed_in_pages_by_subscription_and_resource_group() {
+    let mut scenario: Scenario =
+        serde_json::from_str(include_str!("data/arm/cross_tenant.json")).expect("scenario parses");
+    for n in 0..249 {
+        let mut account = scenario.storage_accounts[0].clone();
+        account.id = format!(
+            "/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.Storage/storageAccounts/bulk{n:04}"
+        );
+        account.encryption = None;
+        scenario.storage_accounts.push(account);
+    }
+    let total = scenario.storage_accounts.len();
+    let in_group = scenario.storage_accounts.iter().filter(|a| a.id.contains("/resourceGroups/rg-isv/")).count();
+    let options = EmulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario: Some(scenario), host: None };
+    let emulator = Emulator::start(options).await.expect("emulator starts");
+    let env = Env {
+        client: AzureClient::new(emulator.url()),
+        token: mint(&emulator, ISV, CALLER, "https://management.azure.com/"),
+        emulator,
+    };
+    let list_response = azure_emulator::openapi::STORAGE.response("StorageAccounts_List", "200");
+    for scope in [format!("/subscriptions/{SUB}"), format!("/subscriptions/{SUB}/resourceGroups/rg-isv")] {
+        let mut url = format!("{scope}/providers/Microsoft.Storage/storageAccounts?api-version=2023-05-01");
+        let (mut names, mut pages) = (Vec::new(), 0);
+        loop {
+            let (status, page) = env.call(Method::GET, &url, Some(&env.token), None).await;
+            assert_eq!(status, 200, "{page}");
+            let violations = list_response.check_response(&page);
+            assert!(violations.is_empty(), "{violations:?}");
+            pages += 1;
+            names.extend(page["value"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_owned()));
+            match page["nextLink"].as_str() {
+                Some(next) => url = next.strip_prefix(ARM).expect("nextLink on ARM").to_owned(),
+                None => break,
+            }
+        }
+        let in_scope = if scope.contains("resourceGroups") { in_group } else { total };
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((names.len(), unique.len()), (in_scope, in_scope), "{scope}: every account once");
+        assert_eq!(pages, in_scope.div_ceil(100), "{scope}");
+        assert!(pages > 1, "paging is exercised");
+    }
+    // Read on one resource group does not list the subscription.
+    let narrow = mint(&env.emulator, ISV, STORAGE_ONLY, "https://management.azure.com/");
+    let path = format!("/subscriptions/{SUB}/providers/Microsoft.Storage/storageAccounts?api-version=2023-05-01");
+    let (status, body) = env.call(Method::GET, &path, Some(&narrow), None).await;
+    assert_eq!((status, code(&body)), (403, "AuthorizationFailed"), "{body}");
+    let path = format!(
+        "/subscriptions/{SUB}/resourceGroups/nope/providers/Microsoft.Storage/storageAccounts?api-version=2023-05-01"
+    );
+    let (status, body) = env.call(Method::GET, &path, Some(&env.token), None).await;
+    assert_eq!((status, code(&body)), (404, "ResourceGroupNotFound"), "{body}");
+}

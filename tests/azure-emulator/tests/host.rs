@@ -1061,3 +1061,57 @@ async fn an_output_binding_without_send_rights_fails_the_invocation() {
     assert!(emulator.shared().bus.peek(NS, &all, 0, 10).unwrap().is_empty(), "nothing was sent");
     emulator.shutdown().await;
 }
+
+/// A timer trigger follows its NCRONTAB schedule (from an app setting) on the emulator's clock: nothing fires until
+/// the clock reaches the next occurrence, then one invocation with a `TimerInfo`; a jump over several occurrences
+/// fires once, past due.
+#[tokio::test]
+async fn a_timer_fires_on_its_schedule_on_the_emulators_clock() {
+    let timer = json!({ "bindings": [
+        { "name": "watchTimer", "type": "timerTrigger", "direction": "in", "schedule": "%WATCH_SCHEDULE%" }
+    ]});
+    let app = App::new(host_json(json!({}))).function("WatchKeys", timer);
+    let emulator = start(&app, options(&app, &[("WATCH_SCHEDULE", "0 */5 * * * *")])).await;
+    let shared = emulator.shared();
+    // Move to just before an occurrence: the clock only moves when told, so nothing has fired.
+    let now = shared.clock.now();
+    let to_next = 300 - (i64::from(now.minute()) % 5 * 60 + i64::from(now.second()));
+    shared.advance_clock(Duration::from_secs(u64::try_from(to_next - 2).unwrap()));
+    let occurrence = (shared.clock.now() + time::Duration::seconds(2)).replace_nanosecond(0).unwrap();
+    shared.advance_clock(Duration::from_secs(3));
+    let first = wait_for("the first occurrence", || app.bodies("WatchKeys").into_iter().next()).await;
+    let body: Value = serde_json::from_str(&first).unwrap();
+    let fired_at = time::OffsetDateTime::parse(
+        body["Metadata"]["sys"]["UtcNow"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(fired_at >= occurrence, "fired at {fired_at}, before the occurrence {occurrence}");
+    let info = &body["Data"]["watchTimer"];
+    assert_eq!(info["IsPastDue"], false, "{body:#}");
+    assert!(info["ScheduleStatus"]["Last"].is_null(), "{body:#}");
+    assert!(info["ScheduleStatus"]["Next"].as_str().unwrap().contains(":00.0000000Z"), "{body:#}");
+    assert_eq!(body["Metadata"]["sys"]["MethodName"], "WatchKeys");
+    // Three occurrences jumped over: one invocation, past due.
+    shared.advance_clock(Duration::from_secs(15 * 60));
+    let second = wait_for("the past-due occurrence", || app.bodies("WatchKeys").get(1).cloned()).await;
+    let body: Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(body["Data"]["watchTimer"]["IsPastDue"], true, "{body:#}");
+    assert!(body["Data"]["watchTimer"]["ScheduleStatus"]["Last"].is_string());
+    let next = time::OffsetDateTime::parse(
+        body["Data"]["watchTimer"]["ScheduleStatus"]["Next"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(next > shared.clock.now(), "the missed occurrences fired once; the next one is ahead: {next}");
+}
+
+#[tokio::test]
+async fn a_timer_with_a_bad_schedule_stops_the_host_naming_the_function() {
+    let timer = json!({ "bindings": [
+        { "name": "watchTimer", "type": "timerTrigger", "direction": "in", "schedule": "*/5 * * * *" }
+    ]});
+    let app = App::new(host_json(json!({}))).function("WatchKeys", timer);
+    let error = start_error(&app).await;
+    assert!(error.contains("WatchKeys") && error.contains("six fields"), "{error}");
+}

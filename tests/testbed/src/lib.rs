@@ -75,6 +75,19 @@ pub fn connection_string() -> String {
     )
 }
 
+/// An offboarding message (contract v1, `kind: offboarding`) ending onboarding `id` of `account`.
+pub fn offboarding(id: &str, tenant: &str, account: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": "1.1",
+        "kind": "offboarding",
+        "onboardingId": id,
+        "requestedAt": "2026-11-29T11:00:00Z",
+        "customer": { "tenantId": tenant },
+        "storageAccount": { "resourceId": account }
+    }))
+    .unwrap()
+}
+
 /// A message body like the good sample, with other values.
 pub fn onboarding(id: &str, tenant: &str, account: &str, vault: &str, key: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -269,6 +282,13 @@ impl TestBed {
     pub fn storage_account(&self, id: &str) -> Value {
         let dump = self.state();
         find_by_id(&dump["arm"], id).unwrap_or_else(|| panic!("no storage account {id} in {dump}"))
+    }
+
+    /// Replaces a storage account's tags, as someone with write access to it would (`PATCH` with `tags`).
+    pub fn set_account_tags(&self, id: &str, tags: Value) {
+        let mut world = self.emulator.shared().world.lock().unwrap();
+        let account = world.arm.storage_account_mut(id).unwrap_or_else(|| panic!("no storage account {id}"));
+        account.tags = tags;
     }
 
     /// Waits until `condition` holds, polling; panics with `what` after [`WAIT`].

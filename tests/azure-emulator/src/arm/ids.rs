@@ -6,9 +6,23 @@ use super::errors::ArmError;
 /// An ARM path the emulator serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    Feature { subscription: String, namespace: String, feature: String, register: bool },
-    Provider { subscription: String, namespace: String, register: bool },
+    Feature {
+        subscription: String,
+        namespace: String,
+        feature: String,
+        register: bool,
+    },
+    Provider {
+        subscription: String,
+        namespace: String,
+        register: bool,
+    },
     Resource(ResourceId),
+    /// `StorageAccounts_List` (no group) or `StorageAccounts_ListByResourceGroup`.
+    StorageList {
+        subscription: String,
+        group: Option<String>,
+    },
 }
 
 /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}`.
@@ -108,6 +122,23 @@ pub fn route(path: &str) -> Result<Route, ArmError> {
                 register: !rest.is_empty(),
             })
         }
+        ["", subs, subscription, providers, namespace, kind]
+            if eq(subs, "subscriptions")
+                && eq(providers, "providers")
+                && eq(namespace, "Microsoft.Storage")
+                && eq(kind, "storageAccounts") =>
+        {
+            Ok(Route::StorageList { subscription: (*subscription).to_owned(), group: None })
+        }
+        ["", subs, subscription, groups, group, providers, namespace, kind]
+            if eq(subs, "subscriptions")
+                && eq(groups, "resourceGroups")
+                && eq(providers, "providers")
+                && eq(namespace, "Microsoft.Storage")
+                && eq(kind, "storageAccounts") =>
+        {
+            Ok(Route::StorageList { subscription: (*subscription).to_owned(), group: Some((*group).to_owned()) })
+        }
         ["", subs, subscription, providers, namespace, rest @ ..]
             if eq(subs, "subscriptions")
                 && eq(providers, "providers")
@@ -132,7 +163,9 @@ pub fn route(path: &str) -> Result<Route, ArmError> {
 impl Route {
     pub fn subscription(&self) -> &str {
         match self {
-            Self::Feature { subscription, .. } | Self::Provider { subscription, .. } => subscription,
+            Self::Feature { subscription, .. }
+            | Self::Provider { subscription, .. }
+            | Self::StorageList { subscription, .. } => subscription,
             Self::Resource(id) => &id.subscription,
         }
     }

@@ -78,6 +78,9 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
             storage::serve(&mut world, req, &id, &api_version, &caller)
         }
         Route::Resource(id) => Err(ArmError::invalid_resource_type(&id.full_type())),
+        Route::StorageList { subscription, group } => {
+            storage::list(&world, req, &subscription, group.as_deref(), &api_version, &caller)
+        }
     }
 }
 

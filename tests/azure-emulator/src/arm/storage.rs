@@ -90,6 +90,71 @@ pub fn serve(
     Ok(Json(response).into_response())
 }
 
+/// Accounts per page of a list. The Storage RP's page size is not documented; ours is small enough that a
+/// thousand accounts take ten pages, so paging is exercised.
+pub const LIST_PAGE_SIZE: usize = 100;
+
+/// `StorageAccounts_List` / `StorageAccounts_ListByResourceGroup`: `{value, nextLink}` pages in a stable order,
+/// `nextLink` the same URL with `$skipToken` (an offset here; opaque to clients). Authorized at the listed scope, as
+/// ARM authorizes the request's scope.
+pub fn list(
+    world: &World,
+    req: &Req,
+    subscription: &str,
+    group: Option<&str>,
+    api_version: &str,
+    caller: &Caller,
+) -> Result<Response, ArmError> {
+    let served = openapi::STORAGE.api_version();
+    if api_version != served {
+        return Err(ArmError::invalid_api_version(api_version, "storageAccounts", &[served]));
+    }
+    if req.method != Method::GET {
+        return Err(ArmError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("The emulator serves GET on a list of storage accounts, not {}.", req.method),
+        ));
+    }
+    caller.authorize(&world.rbac, "Microsoft.Storage/storageAccounts/read", req.url.path())?;
+    if let Some(group) = group {
+        let probe = ResourceId {
+            subscription: subscription.to_owned(),
+            group: group.to_owned(),
+            namespace: String::new(),
+            resource_type: String::new(),
+            name: String::new(),
+        };
+        if !world.arm.group_exists(&probe) {
+            return Err(ArmError::resource_group_not_found(group));
+        }
+    }
+    let skip = match req.query("$skipToken") {
+        None => 0,
+        Some(token) => token.parse::<usize>().map_err(|_| {
+            ArmError::bad_request("InvalidSkipToken", format!("The skip token '{token}' is not valid."))
+        })?,
+    };
+    let accounts: Vec<&StorageAccountState> = world
+        .arm
+        .storage
+        .values()
+        .filter(|a| a.id.subscription.eq_ignore_ascii_case(subscription))
+        .filter(|a| group.is_none_or(|g| a.id.group.eq_ignore_ascii_case(g)))
+        .collect();
+    let page: Vec<Value> = accounts.iter().skip(skip).take(LIST_PAGE_SIZE).map(|a| a.to_arm(&world.arm)).collect();
+    let mut body = json!({ "value": page });
+    if skip + LIST_PAGE_SIZE < accounts.len() {
+        let mut next = req.url.clone();
+        next.set_query(None);
+        next.query_pairs_mut()
+            .append_pair("api-version", api_version)
+            .append_pair("$skipToken", &(skip + LIST_PAGE_SIZE).to_string());
+        body["nextLink"] = json!(next.to_string());
+    }
+    Ok(Json(body).into_response())
+}
+
 /// Applies a PATCH body to a copy of the account; the caller stores it only if every check passed.
 fn patch(
     world: &World,

@@ -17,6 +17,7 @@ mod runtime;
 mod sb_outputs;
 mod schema;
 mod settings;
+mod timer;
 mod trigger;
 
 use std::collections::BTreeMap;
@@ -191,8 +192,10 @@ pub async fn start(shared: Arc<Shared>, options: HostOptions) -> Result<HostHand
     let worker = process::Worker::start(spec);
     let runtime =
         Arc::new(runtime::Runtime::new(config, settings, worker.clone(), hold, keys, Arc::downgrade(&shared)));
-    let listeners = match trigger::listeners(&runtime, shared.bus.suffix()) {
-        Ok(listeners) => listeners,
+    let (listeners, timers) = match trigger::listeners(&runtime, shared.bus.suffix())
+        .and_then(|listeners| Ok((listeners, timer::timers(&runtime)?)))
+    {
+        Ok(found) => found,
         Err(message) => {
             worker.stop().await;
             return Err(HostError::Config(message));
@@ -203,7 +206,9 @@ pub async fn start(shared: Arc<Shared>, options: HostOptions) -> Result<HostHand
         return Err(HostError::Handler(message));
     }
     shared.host.set(Some(runtime.clone()));
-    let listeners = trigger::spawn(&shared, &runtime, listeners);
+    let mut listeners = trigger::spawn(&shared, &runtime, listeners);
+    let started = shared.clock.now();
+    listeners.extend(timers.into_iter().map(|t| tokio::spawn(timer::run(shared.clone(), runtime.clone(), t, started))));
     Ok(HostHandle { runtime, shared: Arc::downgrade(&shared), listeners })
 }
 

@@ -1,0 +1,255 @@
+//! The key watch (I/O). A timer run lists the storage accounts of the allowed scopes and sends one probe message per
+//! onboarded account (tag `cmk-onboarding-id`) to the onboarding queue, in the account's session, so probes scale out
+//! like onboardings, one slow customer delays no other, and a probe never overlaps an onboarding of its account. A
+//! probe reads the account, uses its key as the app in the customer's tenant (get + wrap/unwrap), compares with the
+//! state recorded in the account's `cmk-watch-state` tag (`key_watch`, pure), publishes what changed and writes the
+//! tag only when the state changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Semaphore;
+
+use super::key_watch::{self, Configuration, Observation, WatchEvent, WatchState};
+use super::offboarding::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, WATCH_STATE_TAG, tag};
+use super::{App, ensure_identity_chain, use_customer_key};
+use crate::azure::servicebus::OutgoingMessage;
+use crate::config::AllowedScope;
+use crate::contract::{AccountRequest, KIND_PROBE, parse_storage_account_id};
+use crate::error::{Disposition, Error};
+use crate::events::{EventType, KeyWatchData};
+use crate::remediation::{RemediationContext, remediation};
+
+/// Probe messages sent at once by one run.
+const SEND_CONCURRENCY: usize = 16;
+
+/// What one timer run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunSummary {
+    pub listed: usize,
+    pub probes_sent: usize,
+    /// Onboarded accounts without a usable customer tenant tag.
+    pub skipped: usize,
+}
+
+fn scope_path(scope: &AllowedScope) -> String {
+    match scope {
+        AllowedScope::Subscription { subscription_id } => format!("/subscriptions/{subscription_id}"),
+        AllowedScope::ResourceGroup { subscription_id, resource_group } => {
+            format!("/subscriptions/{subscription_id}/resourceGroups/{resource_group}")
+        }
+    }
+}
+
+/// The probe message of one account: contract v1, `kind: probe`, in the account's session; its MessageId is derived
+/// from the account and the run (the host's invocation id), so a run's send repeated is one probe per account.
+fn probe_message(
+    account_id: &str,
+    onboarding_id: &str,
+    tenant: &str,
+    run_at: &str,
+    run_id: &str,
+) -> Option<OutgoingMessage> {
+    let account = parse_storage_account_id(account_id).ok()?;
+    let body = json!({
+        "schemaVersion": "1.1",
+        "kind": KIND_PROBE,
+        "onboardingId": onboarding_id,
+        "requestedAt": run_at,
+        "customer": { "tenantId": tenant },
+        "storageAccount": { "resourceId": account.arm_id() },
+    });
+    let id = uuid::Uuid::new_v5(
+        &crate::events::EVENT_ID_NAMESPACE,
+        format!("probe\n{}\n{run_id}", account.arm_id().to_ascii_lowercase()).as_bytes(),
+    );
+    Some(OutgoingMessage {
+        body: body.to_string().into_bytes(),
+        content_type: Some("application/json".to_owned()),
+        message_id: Some(id.to_string()),
+        correlation_id: Some(onboarding_id.to_owned()),
+        session_id: Some(account.session_id()),
+        ..OutgoingMessage::default()
+    })
+}
+
+/// One timer run: list, keep the onboarded accounts, send their probes (bounded concurrency).
+pub async fn run(app: &Arc<App>, run_id: &str, now: OffsetDateTime) -> Result<RunSummary, Error> {
+    let run_at = now.format(&Rfc3339).unwrap_or_default();
+    let mut summary = RunSummary::default();
+    let mut probes = Vec::new();
+    for scope in &app.settings.allowed_scopes {
+        for account in app.clients.arm.list_storage_accounts(&scope_path(scope)).await? {
+            summary.listed += 1;
+            let Some(onboarding_id) = tag(&account.raw, ONBOARDING_ID_TAG) else { continue };
+            let tenant = tag(&account.raw, CUSTOMER_TENANT_TAG).and_then(crate::contract::normalize_guid);
+            match tenant.and_then(|t| probe_message(account.id(), onboarding_id, &t, &run_at, run_id)) {
+                Some(message) => probes.push(message),
+                None => {
+                    tracing::warn!(account = account.id(), "onboarded account without a usable customer tenant tag");
+                    summary.skipped += 1;
+                }
+            }
+        }
+    }
+    let slots = Arc::new(Semaphore::new(SEND_CONCURRENCY));
+    let mut sends = tokio::task::JoinSet::new();
+    for message in probes {
+        let (app, slots) = (app.clone(), slots.clone());
+        // A spawned task leaves the invocation's task-local deadline behind: carry it over.
+        let deadline = crate::azure::deadline::current();
+        sends.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let send = app.clients.service_bus.send(&app.settings.onboarding_queue, &message);
+            match deadline {
+                Some(until) => crate::azure::deadline::within(until, send).await,
+                None => send.await,
+            }
+        });
+    }
+    while let Some(sent) = sends.join_next().await {
+        sent.map_err(|e| Error::Verification(format!("a probe send did not finish: {e}")))??;
+        summary.probes_sent += 1;
+    }
+    Ok(summary)
+}
+
+/// What a probe found, for settling.
+#[derive(Debug, Clone)]
+pub struct ProbeResult {
+    pub recorded: Option<WatchState>,
+    pub observed: WatchState,
+    pub events: Vec<(EventType, KeyWatchData)>,
+    /// The account's tags as read (a probe runs in the account's session: nothing else writes them meanwhile).
+    pub tags: serde_json::Map<String, Value>,
+}
+
+/// Probes one account. `Ok(None)`: the account is no longer this onboarding's (offboarded or onboarded again), so
+/// there is nothing to watch for it.
+pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeResult>, Error> {
+    let account_id = request.storage_account.arm_id();
+    let account = app.clients.arm.get_storage_account(&account_id).await?;
+    if tag(&account.raw, ONBOARDING_ID_TAG) != Some(request.onboarding_id.as_str()) {
+        tracing::info!("the account is no longer this onboarding's; nothing to watch");
+        return Ok(None);
+    }
+    let chain = ensure_identity_chain(app, &request.identity).await?;
+    let encryption = account.encryption().unwrap_or_default();
+    let ours = encryption.key_source.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("Microsoft.Keyvault"))
+        && encryption.identity.as_ref().is_some_and(|i| {
+            i.user_assigned_identity.as_deref().is_some_and(|u| crate::azure::arm::same_resource_id(u, &chain.uami_id))
+                && i.federated_identity_client_id
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&chain.app_client_id))
+        });
+    let kv = encryption.key_vault_properties.clone().unwrap_or_default();
+    let configuration = match (ours, kv.key_vault_uri.clone(), kv.key_name.clone()) {
+        (true, Some(vault_uri), Some(key_name)) => Some(Configuration { vault_uri, key_name }),
+        _ => None,
+    };
+    let mut observation = Observation {
+        configuration: configuration.clone(),
+        current_key_id: kv.current_versioned_key_identifier.clone(),
+        expires: None,
+        access_lost: None,
+    };
+    let mut lost_error = None;
+    if let Some(c) = &configuration {
+        let version = kv.key_version.as_deref().filter(|v| !v.is_empty());
+        match use_customer_key(app, &request.customer_tenant_id, &c.vault_uri, &c.key_name, version, &chain).await {
+            Ok(key) => {
+                observation.expires = key.attributes.exp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
+            }
+            Err(error) if error.disposition() == Disposition::WaitingOnCustomer => {
+                observation.access_lost = Some(error.reason_code().to_owned());
+                lost_error = Some(error);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    let recorded = tag(&account.raw, WATCH_STATE_TAG).and_then(WatchState::decode);
+    let now = OffsetDateTime::now_utc();
+    let (observed, changes) = key_watch::decide(recorded.as_ref(), &observation, now, app.settings.key_expiry_warning);
+    let base = KeyWatchData {
+        onboarding_id: request.onboarding_id.clone(),
+        customer_tenant_id: request.customer_tenant_id.clone(),
+        storage_account_id: account_id.clone(),
+        key_vault_uri: configuration.as_ref().map(|c| c.vault_uri.clone()),
+        key_name: configuration.as_ref().map(|c| c.key_name.clone()),
+        current_versioned_key_identifier: kv.current_versioned_key_identifier.clone(),
+        previous_key_version: None,
+        key_expires_at: None,
+        reason_code: None,
+        missing: None,
+        actions: Vec::new(),
+        admin_consent_url: None,
+        recorded_state: recorded.as_ref().map(WatchState::encode),
+        observed_state: observed.encode(),
+        probed_at: now,
+    };
+    let events = changes
+        .into_iter()
+        .map(|change| match change {
+            WatchEvent::KeyRotated { from_version, .. } => {
+                (EventType::KeyRotated, KeyWatchData { previous_key_version: Some(from_version), ..base.clone() })
+            }
+            WatchEvent::KeyExpiring { expires, .. } => {
+                (EventType::KeyExpiring, KeyWatchData { key_expires_at: Some(expires), ..base.clone() })
+            }
+            WatchEvent::KeyAccessLost { reason_code } => {
+                let fix = lost_error.as_ref().and_then(Error::customer_action).zip(configuration.as_ref()).map(
+                    |(action, c)| {
+                        let host = url::Url::parse(&c.vault_uri).ok().and_then(|u| u.host_str().map(str::to_owned));
+                        let host = host.unwrap_or_default();
+                        let context = RemediationContext {
+                            cloud: app.settings.cloud,
+                            customer_tenant_id: &request.customer_tenant_id,
+                            app_client_id: &chain.app_client_id,
+                            vault_name: host.split('.').next().unwrap_or_default(),
+                            managed_hsm: host.contains(".managedhsm."),
+                            key_name: &c.key_name,
+                            key_version: kv.key_version.as_deref().filter(|v| !v.is_empty()),
+                            vault_resource_id: None,
+                        };
+                        remediation(&action, &context)
+                    },
+                );
+                let data = KeyWatchData {
+                    reason_code: Some(reason_code),
+                    missing: fix.as_ref().map(|f| f.missing.clone()),
+                    actions: fix.as_ref().map(|f| f.actions.clone()).unwrap_or_default(),
+                    admin_consent_url: fix.map(|f| f.admin_consent_url),
+                    ..base.clone()
+                };
+                (EventType::KeyAccessLost, data)
+            }
+            WatchEvent::KeyAccessRestored { after } => {
+                (EventType::KeyAccessRestored, KeyWatchData { reason_code: Some(after), ..base.clone() })
+            }
+            WatchEvent::ConfigurationDrift { .. } => (EventType::ConfigurationDrift, base.clone()),
+        })
+        .collect();
+    let tags = account.raw["tags"].as_object().cloned().unwrap_or_default();
+    Ok(Some(ProbeResult { recorded, observed, events, tags }))
+}
+
+/// Writes the observed state into the account's tag, keeping its other tags (Storage PATCH replaces the whole
+/// object); only when it differs from the recorded one.
+pub async fn record(app: &App, request: &AccountRequest, result: &ProbeResult) -> Result<(), Error> {
+    if result.recorded.as_ref() == Some(&result.observed) {
+        return Ok(());
+    }
+    let account_id = request.storage_account.arm_id();
+    let mut tags: BTreeMap<String, Value> = result
+        .tags
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case(WATCH_STATE_TAG))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tags.insert(WATCH_STATE_TAG.to_owned(), Value::from(result.observed.encode()));
+    app.clients.arm.update_storage_account(&account_id, &json!({ "tags": tags })).await?;
+    Ok(())
+}

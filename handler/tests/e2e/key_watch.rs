@@ -1,0 +1,152 @@
+//! The key watch through the real binary: the timer (its schedule from `CMK_WATCH_SCHEDULE`, on the emulator's
+//! clock) lists the accounts, sends one probe per onboarded account, and each probe reports what changed since the
+//! state recorded in the account's `cmk-watch-state` tag, once per distinct state.
+
+use azure_emulator::scenario::Change;
+use serde_json::{Value, json};
+
+use crate::testbed::{CONTOSO_ACCOUNT, CONTOSO_TENANT, TestBed, contoso, sample_scenario};
+
+/// Every minute: the emulator's clock moves one interval per run, and a few runs stay within the tokens' lifetime.
+const SCHEDULE: &str = "0 * * * * *";
+const INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The tags the handler writes at onboarding (ARCHITECTURE.md, "Account tags").
+fn onboarded_tags(onboarding_id: &str) -> Value {
+    json!({
+        "cmk-onboarding-id": onboarding_id,
+        "cmk-onboarding-order": "2026-11-29T10:00:00Z#1",
+        "cmk-customer-tenant": CONTOSO_TENANT,
+    })
+}
+
+fn watch_runs(bed: &TestBed) -> usize {
+    bed.host().function_logs().iter().filter(|l| l.contains("key watch:")).count()
+}
+
+fn watch_state(bed: &TestBed) -> Option<String> {
+    bed.storage_account(CONTOSO_ACCOUNT)["tags"]["cmk-watch-state"].as_str().map(str::to_owned)
+}
+
+/// Moves the clock one interval on, waits for the run it triggers and for every probe it sent to settle.
+async fn next_run(bed: &TestBed) {
+    let before = watch_runs(bed);
+    bed.advance_clock(INTERVAL).await;
+    bed.wait_until("the watch run", |bed| watch_runs(bed) > before).await;
+    bed.wait_queue_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_is_detected_within_one_interval_and_restoration_after_the_fix() {
+    let bed = crate::testbed::start_with(sample_scenario(), &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-watch-1"), "msg-watch-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    bed.set_account_tags(CONTOSO_ACCOUNT, onboarded_tags("obd-watch-1"));
+
+    // First run: a healthy baseline is recorded, nothing is published.
+    next_run(&bed).await;
+    let baseline = watch_state(&bed).expect("the probe recorded the account's state");
+    assert!(baseline.starts_with("v1;") && baseline.contains(";a=ok;"), "{baseline}");
+    assert_eq!(bed.events().len(), 1, "only the onboarding's completed: {:#?}", bed.events());
+    let onboarding_tags = bed.storage_account(CONTOSO_ACCOUNT)["tags"].clone();
+    assert_eq!(onboarding_tags["cmk-onboarding-id"], "obd-watch-1", "the other tags are kept: {onboarding_tags}");
+
+    // The customer disables the key: the next run reports it, with the customer's fix.
+    bed.apply(vec![Change::SetKeyEnabled { vault: "contoso-kv".into(), key: "cmk".into(), enabled: false }]);
+    next_run(&bed).await;
+    let lost = bed.events_of("key_access_lost");
+    assert_eq!(
+        lost.len(),
+        1,
+        "state {:?}\n{}",
+        watch_state(&bed),
+        bed.host().handler_output().iter().rev().take(30).rev().cloned().collect::<Vec<_>>().join("\n")
+    );
+    let data = &lost[0]["data"];
+    assert_eq!(data["reasonCode"], "KeyDisabled", "{data:#}");
+    assert_eq!(data["storageAccountId"], CONTOSO_ACCOUNT);
+    assert_eq!(lost[0]["subject"], "obd-watch-1");
+    assert!(data["missing"].as_str().is_some_and(|m| !m.is_empty()), "{data:#}");
+    assert!(data["actions"].to_string().contains("az keyvault key set-attributes"), "{data:#}");
+    assert!(watch_state(&bed).unwrap().contains(";a=KeyDisabled;"));
+
+    // Still disabled: the same state, no second event.
+    next_run(&bed).await;
+    assert_eq!(bed.events_of("key_access_lost").len(), 1, "{:#?}", bed.events());
+
+    // Fixed: restored, once.
+    bed.apply(vec![Change::SetKeyEnabled { vault: "contoso-kv".into(), key: "cmk".into(), enabled: true }]);
+    next_run(&bed).await;
+    let restored = bed.events_of("key_access_restored");
+    assert_eq!(restored.len(), 1, "{:#?}", bed.events());
+    assert_eq!(restored[0]["data"]["reasonCode"], "KeyDisabled");
+    assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
+    next_run(&bed).await;
+    assert_eq!(bed.events().len(), 3, "completed, lost, restored: {:#?}", bed.events());
+    assert!(bed.dead_letters().is_empty());
+}
+
+/// A thousand onboarded accounts: one run sends a probe for each, and every probe has recorded its account's state
+/// before the next run is due (the shipped schedule, every 15 minutes). Measured, and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_accounts_are_probed_within_one_interval() {
+    const ACCOUNTS: usize = 1_000;
+    let interval = std::time::Duration::from_secs(15 * 60);
+    let version = azure_emulator::keyvault::deterministic_version("contoso-kv.vault.azure.net", "cmk", 0);
+    let mut scenario = sample_scenario();
+    let template = scenario.storage_accounts[0].clone();
+    let ids: Vec<String> = (0..ACCOUNTS)
+        .map(|n| {
+            format!(
+                "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/fleet{n:04}"
+            )
+        })
+        .collect();
+    for id in &ids {
+        let mut account = template.clone();
+        account.id = id.clone();
+        account.identity =
+            Some(json!({ "type": "UserAssigned", "userAssignedIdentities": { crate::testbed::UAMI_ID: {} } }));
+        account.encryption = Some(json!({
+            "keySource": "Microsoft.Keyvault",
+            "keyvaultproperties": {
+                "keyvaulturi": "https://contoso-kv.vault.azure.net",
+                "keyname": "cmk",
+                "keyversion": "",
+                "currentVersionedKeyIdentifier": format!("https://contoso-kv.vault.azure.net/keys/cmk/{version}"),
+            },
+            "identity": {
+                "userAssignedIdentity": crate::testbed::UAMI_ID,
+                "federatedIdentityClientId": crate::testbed::APP_CLIENT_ID,
+            },
+        }));
+        scenario.storage_accounts.push(account);
+    }
+    let bed = crate::testbed::start_with(scenario, &[]).await;
+    for (n, id) in ids.iter().enumerate() {
+        bed.set_account_tags(id, onboarded_tags(&format!("obd-fleet-{n:04}")));
+    }
+
+    let started = std::time::Instant::now();
+    bed.advance_clock(interval).await;
+    let recorded = |bed: &TestBed| {
+        let dump = bed.state().to_string();
+        dump.matches("\"cmk-watch-state\":\"v1;").count()
+    };
+    let mut done = 0;
+    while done < ACCOUNTS {
+        assert!(started.elapsed() < interval, "{done} of {ACCOUNTS} accounts probed after one interval ({interval:?})");
+        // A state dump of a thousand accounts holds the emulator's lock: look every two seconds, not every 25 ms.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        done = recorded(&bed);
+    }
+    let elapsed = started.elapsed();
+    println!("fan-out: {ACCOUNTS} accounts probed {elapsed:?} after the run was due");
+    bed.wait_queue_idle().await;
+    let runs: Vec<String> = bed.host().function_logs().into_iter().filter(|l| l.contains("key watch:")).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].contains(&format!("{ACCOUNTS} probes sent")), "{runs:?}");
+    assert!(bed.dead_letters().is_empty());
+    assert!(bed.events().is_empty(), "healthy accounts: a baseline, no events");
+}
