@@ -116,6 +116,7 @@ async fn main() {
             sku: "Standard_LRS".into(),
             identity: None,
             encryption: None,
+            tags: Default::default(),
         });
     }
     let handler = Path::new(env!("CARGO_BIN_EXE_handler"));

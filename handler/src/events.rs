@@ -2,7 +2,7 @@
 //!
 //! The event id doubles as the Service Bus `MessageId`, so duplicate detection on the topic drops a re-publication
 //! of the same fact: `completed` for one key configuration, `action_required` for one customer-side state, `failed`
-//! for one delivered message. Schemas: `schemas/events/*.v1.schema.json`.
+//! for one delivered message, `superseded` for one (older, newer) pair of onboardings of an account. Schemas: `schemas/events/*.v1.schema.json`.
 
 use std::collections::BTreeMap;
 
@@ -46,9 +46,25 @@ pub enum EventType {
     KeyAccessRestored,
     #[serde(rename = "com.cmkonboard.onboarding.configuration_drift.v1")]
     ConfigurationDrift,
+    #[serde(rename = "com.cmkonboard.onboarding.superseded.v1")]
+    Superseded,
 }
 
 impl EventType {
+    /// Every event type, for contracts that must list them all.
+    pub const ALL: [Self; 10] = [
+        Self::Completed,
+        Self::ActionRequired,
+        Self::Failed,
+        Self::Superseded,
+        Self::Offboarded,
+        Self::KeyRotated,
+        Self::KeyExpiring,
+        Self::KeyAccessLost,
+        Self::KeyAccessRestored,
+        Self::ConfigurationDrift,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "com.cmkonboard.onboarding.completed.v1",
@@ -60,6 +76,7 @@ impl EventType {
             Self::KeyAccessLost => "com.cmkonboard.onboarding.key_access_lost.v1",
             Self::KeyAccessRestored => "com.cmkonboard.onboarding.key_access_restored.v1",
             Self::ConfigurationDrift => "com.cmkonboard.onboarding.configuration_drift.v1",
+            Self::Superseded => "com.cmkonboard.onboarding.superseded.v1",
         }
     }
 }
@@ -184,6 +201,33 @@ pub struct KeyWatchData {
     pub probed_at: OffsetDateTime,
 }
 
+/// `data` of `superseded`: a newer onboarding of the same storage account configured it, so this onboarding changed
+/// nothing (its message completed) or, if it had completed before, its `completed` event is no longer true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersededData {
+    pub onboarding_id: String,
+    /// Absent when the account's tags did not name it (a tag edited by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_tenant_id: Option<String>,
+    pub storage_account_id: String,
+    /// This onboarding's order (`YYYY-MM-DDTHH:MM:SSZ#<sequence number>`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarding_order: Option<String>,
+    pub superseded_by: SupersedingOnboarding,
+    #[serde(with = "time::serde::rfc3339")]
+    pub superseded_at: OffsetDateTime,
+}
+
+/// The newer onboarding that now configures the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersedingOnboarding {
+    pub onboarding_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarding_order: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EventData {
@@ -192,6 +236,7 @@ pub enum EventData {
     Failed(FailedData),
     Offboarded(OffboardedData),
     KeyWatch(KeyWatchData),
+    Superseded(SupersededData),
 }
 
 /// One CloudEvent, structured mode.
@@ -293,6 +338,16 @@ impl OnboardingEvent {
         let tenant = Some(data.customer_tenant_id.clone());
         let id = data.onboarding_id.clone();
         Self::build(source, event_type, id, tenant, &discriminator, time, EventData::KeyWatch(data))
+    }
+
+    /// Id over the newer onboarding and the account: one `superseded` per (older, newer) pair, whether the older
+    /// onboarding's own retry or the newer onboarding's completion publishes it.
+    pub fn superseded(source: &str, data: SupersededData, time: OffsetDateTime) -> Self {
+        let discriminator =
+            format!("{}|{}", data.superseded_by.onboarding_id, data.storage_account_id.to_ascii_lowercase());
+        let tenant = data.customer_tenant_id.clone();
+        let id = data.onboarding_id.clone();
+        Self::build(source, EventType::Superseded, id, tenant, &discriminator, time, EventData::Superseded(data))
     }
 
     /// Adds the W3C `traceparent` of the invocation, when there is one.

@@ -2,7 +2,7 @@
 //!
 //! Reading order: [`contract`] (what a message is) → [`workflow`] (what we do with it) → [`azure`] (how we talk to
 //! Azure) → [`function`] (how the Functions host talks to us). Pure logic lives in [`contract`], [`events`],
-//! [`error`], [`error_classify`], [`decide`] and [`remediation`]; only [`azure`] does network I/O.
+//! [`error`], [`error_classify`], [`decide`], [`order`] and [`remediation`]; only [`azure`] does network I/O.
 
 pub mod azure;
 pub mod cloud;
@@ -13,6 +13,7 @@ pub mod error;
 pub mod error_classify;
 pub mod events;
 pub mod function;
+pub mod order;
 pub mod permissions;
 pub mod remediation;
 pub mod telemetry;

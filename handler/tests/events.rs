@@ -9,7 +9,7 @@ use cmk_handler::cloud::Cloud;
 use cmk_handler::error::CustomerAction;
 use cmk_handler::events::{
     ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, EventData, EventType, FailedData, KeyWatchData,
-    OffboardedData, OnboardingEvent, event_source,
+    OffboardedData, OnboardingEvent, SupersededData, SupersedingOnboarding, event_source,
 };
 use cmk_handler::remediation::{RemediationContext, remediation};
 use serde_json::{Value, json};
@@ -210,6 +210,21 @@ fn key_watch_events() -> Vec<(&'static str, OnboardingEvent)> {
     ]
 }
 
+fn superseded() -> OnboardingEvent {
+    let data = SupersededData {
+        onboarding_id: "obd-2026-0001".into(),
+        customer_tenant_id: Some(TENANT.into()),
+        storage_account_id: ACCOUNT.into(),
+        onboarding_order: Some("2026-11-29T10:00:01Z#562949953421313".into()),
+        superseded_by: SupersedingOnboarding {
+            onboarding_id: "obd-2026-0009".into(),
+            onboarding_order: Some("2026-11-29T11:30:00Z#562949953421400".into()),
+        },
+        superseded_at: datetime!(2026-11-29 11:30:02 UTC),
+    };
+    OnboardingEvent::superseded(&source(), data, datetime!(2026-11-29 11:30:02 UTC))
+}
+
 fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events").join(format!("{name}.v1.schema.json"));
     let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -284,6 +299,11 @@ fn key_watch_events_match_their_schemas_and_goldens() {
 }
 
 #[test]
+fn superseded_matches_schema_and_golden() {
+    check("superseded", &superseded());
+}
+
+#[test]
 fn schemas_reject_what_they_should() {
     let mut wrong_type = serde_json::to_value(completed()).unwrap();
     wrong_type["type"] = json!("com.cmkonboard.onboarding.failed.v1");
@@ -291,6 +311,12 @@ fn schemas_reject_what_they_should() {
     let mut not_dead_lettered = serde_json::to_value(failed()).unwrap();
     not_dead_lettered["data"]["deadLettered"] = json!(false);
     assert!(!schema("failed").is_valid(&not_dead_lettered));
+    let mut no_newer = serde_json::to_value(superseded()).unwrap();
+    no_newer["data"].as_object_mut().unwrap().remove("supersededBy");
+    assert!(!schema("superseded").is_valid(&no_newer));
+    let mut text_order = serde_json::to_value(superseded()).unwrap();
+    text_order["data"]["onboardingOrder"] = json!("2026-11-29T10:00:01.5Z#1");
+    assert!(!schema("superseded").is_valid(&text_order));
     let mut no_actions = serde_json::to_value(action_required()).unwrap();
     no_actions["data"]["actions"] = json!([]);
     assert!(!schema("action-required").is_valid(&no_actions));
@@ -333,6 +359,17 @@ fn ids_change_only_with_the_fact_they_report() {
     assert_eq!(OnboardingEvent::offboarded(&source(), repeated, later.time).id, offboarded().id);
     let other_account = OffboardedData { storage_account_id: ACCOUNT.replace("contosodata", "other"), ..data };
     assert_ne!(OnboardingEvent::offboarded(&source(), other_account, later.time).id, offboarded().id);
+    // superseded: one per (older, newer) pair, whoever publishes it and whenever.
+    let EventData::Superseded(data) = superseded().data else { panic!() };
+    let without_orders = SupersededData {
+        onboarding_order: None,
+        superseded_by: SupersedingOnboarding { onboarding_order: None, ..data.superseded_by.clone() },
+        ..data.clone()
+    };
+    assert_eq!(OnboardingEvent::superseded(&source(), without_orders, later.time).id, superseded().id);
+    let by_another = SupersedingOnboarding { onboarding_id: "obd-2026-0010".into(), onboarding_order: None };
+    let other = SupersededData { superseded_by: by_another, ..data };
+    assert_ne!(OnboardingEvent::superseded(&source(), other, later.time).id, superseded().id);
 
     // Same discriminator, different type or onboarding: different ids.
     let ids = [completed().id, action_required().id, failed().id];

@@ -265,6 +265,18 @@ pub struct ReplayArgs {
     /// Messages in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// Replay dead letters that a newer onboarding of the same account superseded, too (the handler will supersede
+    /// them again: nothing changes). Without it they are skipped.
+    #[arg(long)]
+    pub force: bool,
+    /// The Function App's base URL, to ask which dead letters are superseded (default with --emulator: the emulated
+    /// host).
+    #[arg(long, env = "CMK_FUNCTION_APP_URL")]
+    pub function_app: Option<Url>,
+    /// A key with admin level (the host master key) for that question; without it supersession is not checked
+    /// before the replay (the handler still supersedes a replayed older onboarding itself).
+    #[arg(long, env = "CMK_FUNCTION_KEY", hide_env_values = true)]
+    pub function_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use cmk_handler::azure::servicebus::ReceivedMessage;
+use cmk_handler::order::{ORDER_PROPERTY, OnboardingOrder};
 use cmk_handler::workflow::settle::{ATTEMPT, DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, ORIGINAL_MESSAGE_ID};
 use serde::Serialize;
 use serde_json::Value;
@@ -33,6 +34,8 @@ pub struct DeadLetter {
     pub attempts: Option<u64>,
     /// The MessageId of the message the handler received before it dead-lettered a copy.
     pub original_message_id: Option<String>,
+    /// The order of its onboarding (`cmk-onboarding-order`, else its own broker order): what supersession compares.
+    pub onboarding_order: Option<String>,
 }
 
 impl DeadLetter {
@@ -63,6 +66,7 @@ impl DeadLetter {
             attempts: find(&message.application_properties, ATTEMPT)
                 .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())),
             original_message_id: property(ORIGINAL_MESSAGE_ID),
+            onboarding_order: onboarding_order(message).map(|order| order.to_string()),
         }
     }
 
@@ -70,6 +74,21 @@ impl DeadLetter {
     pub fn reason(&self) -> &str {
         self.handler_reason.as_deref().or(self.dead_letter_reason.as_deref()).unwrap_or("Unknown")
     }
+}
+
+/// The order of a dead letter's onboarding: the `cmk-onboarding-order` the handler's copies carry, else the dead
+/// letter's own `(EnqueuedTimeUtc, SequenceNumber)` (a message dead-lettered as it was delivered, or one from before
+/// the property existed; a dead letter keeps both from the queue). As in the handler, a carried order newer than the
+/// message itself is not trusted.
+pub fn onboarding_order(message: &ReceivedMessage) -> Option<OnboardingOrder> {
+    let broker = &message.broker_properties;
+    let own = broker
+        .enqueued_time_utc
+        .as_deref()
+        .and_then(parse_broker_date)
+        .zip(broker.sequence_number)
+        .map(|(at, sequence_number)| OnboardingOrder::new(at, sequence_number));
+    OnboardingOrder::of_delivery(find(&message.application_properties, ORDER_PROPERTY), own)
 }
 
 /// One reason's share of the dead letters.
@@ -184,6 +203,7 @@ mod tests {
             handler_description: None,
             attempts: None,
             original_message_id: None,
+            onboarding_order: None,
         }
     }
 
@@ -205,6 +225,29 @@ mod tests {
             sequence: vec![8],
             ..Default::default()
         }));
+    }
+
+    #[test]
+    fn the_order_is_the_carried_one_or_the_dead_letters_own() {
+        use cmk_handler::azure::servicebus::BrokerProperties;
+        let mut message = ReceivedMessage {
+            body: Vec::new(),
+            content_type: None,
+            broker_properties: BrokerProperties {
+                sequence_number: Some(562_949_953_421_400),
+                enqueued_time_utc: Some("Sun, 29 Nov 2026 11:00:00 GMT".into()),
+                ..BrokerProperties::default()
+            },
+            application_properties: BTreeMap::new(),
+            lock_location: None,
+        };
+        let own = onboarding_order(&message).unwrap();
+        assert_eq!(own.to_string(), "2026-11-29T11:00:00Z#562949953421400");
+        message.application_properties.insert("cmk-onboarding-order".into(), "2026-11-29T10:00:00Z#7".into());
+        assert_eq!(onboarding_order(&message).unwrap().to_string(), "2026-11-29T10:00:00Z#7");
+        // Newer than the message itself: not trusted.
+        message.application_properties.insert("cmk-onboarding-order".into(), "2027-01-01T00:00:00Z#7".into());
+        assert_eq!(onboarding_order(&message), Some(own));
     }
 
     #[test]

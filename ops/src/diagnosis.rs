@@ -6,6 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
+use cmk_handler::order::OnboardingOrder;
+use cmk_handler::workflow::account_tags::{AccountRecord, Standing, standing};
+
 use crate::dead_letter::DeadLetter;
 
 /// Where the diagnose function is and the key it takes.
@@ -39,8 +42,11 @@ pub struct Diagnosed {
     pub onboarding_id: Option<String>,
     pub dead_letter_reason: String,
     pub ready: bool,
-    /// The first failing check, `step: reasonCode`.
+    /// The first failing check, `step: reasonCode`, or `superseded by {onboarding id}`.
     pub blocked_by: Option<String>,
+    /// A newer onboarding configured the account since: a replay would change nothing (the handler supersedes it),
+    /// so `dlq replay` skips it unless `--force`.
+    pub superseded_by: Option<String>,
     pub diagnosis: Value,
 }
 
@@ -68,16 +74,36 @@ async fn call(
     if !status.is_success() {
         return Err(format!("the diagnose function answered {status}: {diagnosis}"));
     }
-    let blocked_by = first_failing(&diagnosis)
-        .map(|c| format!("{}: {}", c["step"].as_str().unwrap_or("?"), c["reasonCode"].as_str().unwrap_or("?")));
+    let superseded_by = superseded_by(&diagnosis, letter);
+    let blocked_by = superseded_by.as_ref().map(|newer| format!("superseded by {newer}")).or_else(|| {
+        first_failing(&diagnosis)
+            .map(|c| format!("{}: {}", c["step"].as_str().unwrap_or("?"), c["reasonCode"].as_str().unwrap_or("?")))
+    });
     Ok(Diagnosed {
         sequence_number: letter.sequence_number,
         onboarding_id: letter.onboarding_id.clone(),
         dead_letter_reason: letter.reason().to_owned(),
-        ready: diagnosis["ready"].as_bool().unwrap_or(false),
+        ready: diagnosis["ready"].as_bool().unwrap_or(false) && superseded_by.is_none(),
         blocked_by,
+        superseded_by,
         diagnosis,
     })
+}
+
+/// The newer onboarding the account's tags record (the diagnosis' `recordedOnboarding`), when the dead letter's
+/// onboarding is older: the handler's own rule (`account_tags::standing`), applied to the dead letter's order.
+fn superseded_by(diagnosis: &Value, letter: &DeadLetter) -> Option<String> {
+    let recorded = &diagnosis["recordedOnboarding"];
+    let record = AccountRecord {
+        onboarding_id: recorded["onboardingId"].as_str()?.to_owned(),
+        order: recorded["onboardingOrder"].as_str().and_then(OnboardingOrder::parse),
+        customer_tenant_id: None,
+    };
+    let order = letter.onboarding_order.as_deref().and_then(OnboardingOrder::parse)?;
+    match standing(Some(record), letter.onboarding_id.as_deref()?, order) {
+        Standing::Superseded { by } => Some(by.onboarding_id),
+        Standing::Current { .. } => None,
+    }
 }
 
 pub fn first_failing(diagnosis: &Value) -> Option<&Value> {

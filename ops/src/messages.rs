@@ -5,11 +5,14 @@
 //!   ([`onboarding_message_id`]), so the queue's duplicate detection drops a send repeated after a timeout (same
 //!   content) but never a correction (same onboarding id, different content);
 //! - a replay's MessageId is new (never the dead letter's own) but stable across re-runs ([`replay_message_id`]), and
-//!   the producer's MessageId travels on in `cmk-original-message-id`.
+//!   the producer's MessageId travels on in `cmk-original-message-id`, and its onboarding's order in
+//!   `cmk-onboarding-order` (so a replayed old intent stays old: the handler supersedes it if a newer onboarding
+//!   configured the account since).
 
 use std::collections::BTreeMap;
 
 use cmk_handler::azure::servicebus::{OutgoingMessage, ReceivedMessage};
+use cmk_handler::order::ORDER_PROPERTY;
 use cmk_handler::workflow::settle::ORIGINAL_MESSAGE_ID;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -153,6 +156,10 @@ pub fn replay_message(
     if let Some(original) = producer_message_id(message) {
         properties.insert(ORIGINAL_MESSAGE_ID.to_owned(), Value::from(original));
     }
+    // The onboarding stays as old as it is: a replay of an old intent must not pass for a new one (supersession).
+    if let Some(order) = crate::dead_letter::onboarding_order(message) {
+        properties.insert(ORDER_PROPERTY.to_owned(), Value::from(order.to_string()));
+    }
     properties.insert(REPLAYED_FROM.to_owned(), Value::from(dead_letter_queue));
     properties.insert(REPLAYED_SEQUENCE_NUMBER.to_owned(), Value::from(broker.sequence_number.unwrap_or_default()));
     if let Some(id) = &broker.message_id {
@@ -203,6 +210,7 @@ mod tests {
             ("cmk-dead-letter-reason", Value::from("KeyDisabled")),
             ("CMK-ATTEMPT", Value::from(7)),
             ("cmk-first-attempt-at", Value::from("2026-11-20T00:00:00Z")),
+            ("cmk-onboarding-order", Value::from("2026-11-19T23:59:59Z#41")),
             ("CMK-Original-Message-Id", Value::from("producer-1")),
             ("DeadLetterReason", Value::from("MaxDeliveryCountExceeded")),
             ("replayed-at", Value::from("2026-11-21T00:00:00Z")),
@@ -218,6 +226,7 @@ mod tests {
                 message_id: Some("m-1".into()),
                 correlation_id: Some("c-1".into()),
                 sequence_number: Some(42),
+                enqueued_time_utc: Some("Fri, 20 Nov 2026 00:00:00 GMT".into()),
                 delivery_count: Some(11),
                 ..BrokerProperties::default()
             },
@@ -253,6 +262,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                ORDER_PROPERTY,
                 ORIGINAL_MESSAGE_ID,
                 REPLAYED_AT,
                 REPLAYED_BY,
@@ -264,6 +274,15 @@ mod tests {
         );
         assert_eq!(replay.application_properties[REPLAYED_AT], "2026-11-29T12:00:00Z");
         assert_eq!(replay.application_properties[REPLAYED_SEQUENCE_NUMBER], 42);
+        assert_eq!(
+            replay.application_properties[ORDER_PROPERTY], "2026-11-19T23:59:59Z#41",
+            "the onboarding stays old"
+        );
+        // A dead letter without the property: its own broker order.
+        let mut unmarked = dead_letter();
+        unmarked.application_properties.retain(|k, _| !k.eq_ignore_ascii_case(ORDER_PROPERTY));
+        let replay = replay_message("onboarding/$DeadLetterQueue", &unmarked, "alice", now);
+        assert_eq!(replay.application_properties[ORDER_PROPERTY], "2026-11-20T00:00:00Z#42");
         assert_eq!(replay.correlation_id.as_deref(), Some("c-1"));
         assert_ne!(replay.message_id.as_deref(), Some("m-1"));
         assert_eq!(replay.scheduled_enqueue_time, None);

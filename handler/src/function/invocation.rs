@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use crate::order::OnboardingOrder;
+
 /// What the handler needs from one invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingMessage {
@@ -26,6 +28,9 @@ pub struct IncomingMessage {
     pub content_type: Option<String>,
     pub delivery_count: u32,
     pub sequence_number: Option<i64>,
+    /// The broker's order of this delivery (`EnqueuedTimeUtc`, `SequenceNumber`); `None` when a body member hid
+    /// either (string trigger encodings) or the host passed none.
+    pub broker_order: Option<OnboardingOrder>,
     /// `SessionId` (session-enabled trigger), double-encoded in Metadata like every string.
     pub session_id: Option<String>,
     /// Service Bus application properties, as the host passes them (a real JSON object).
@@ -55,6 +60,7 @@ const CORRELATION_ID: &str = "CorrelationId";
 const CONTENT_TYPE: &str = "ContentType";
 const DELIVERY_COUNT: &str = "DeliveryCount";
 const SEQUENCE_NUMBER: &str = "SequenceNumber";
+const ENQUEUED_TIME_UTC: &str = "EnqueuedTimeUtc";
 const SESSION_ID: &str = "SessionId";
 const APPLICATION_PROPERTIES: &str = "ApplicationProperties";
 /// The host's back-compat duplicate of `ApplicationProperties` (reference §1.4).
@@ -91,19 +97,25 @@ pub fn decode(payload: &[u8], binding: &str) -> Result<IncomingMessage, DecodeEr
     let trusted = |name: &str| (!hidden.contains(&name.to_ascii_lowercase())).then(|| field(&metadata, name)).flatten();
     let properties = trusted(APPLICATION_PROPERTIES).or_else(|| trusted(USER_PROPERTIES));
     let mut shadowed: Vec<&'static str> =
-        [MESSAGE_ID, CORRELATION_ID, CONTENT_TYPE, DELIVERY_COUNT, SEQUENCE_NUMBER, SESSION_ID]
+        [MESSAGE_ID, CORRELATION_ID, CONTENT_TYPE, DELIVERY_COUNT, SEQUENCE_NUMBER, ENQUEUED_TIME_UTC, SESSION_ID]
             .into_iter()
             .filter(|name| hidden.contains(&name.to_ascii_lowercase()))
             .collect();
     if properties.is_none() && hidden.contains(&APPLICATION_PROPERTIES.to_ascii_lowercase()) {
         shadowed.push(APPLICATION_PROPERTIES);
     }
+    let sequence_number = trusted(SEQUENCE_NUMBER).and_then(meta_number);
+    let broker_order = trusted(ENQUEUED_TIME_UTC)
+        .and_then(Value::as_str)
+        .zip(sequence_number)
+        .and_then(|(time, number)| OnboardingOrder::from_host_metadata(time, number));
     Ok(IncomingMessage {
         message_id: trusted(MESSAGE_ID).and_then(meta_string),
         correlation_id: trusted(CORRELATION_ID).and_then(meta_string),
         content_type: trusted(CONTENT_TYPE).and_then(meta_string),
         delivery_count: trusted(DELIVERY_COUNT).and_then(meta_number).and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
-        sequence_number: trusted(SEQUENCE_NUMBER).and_then(meta_number),
+        sequence_number,
+        broker_order,
         session_id: trusted(SESSION_ID).and_then(meta_string),
         application_properties: properties
             .and_then(Value::as_object)
@@ -304,6 +316,24 @@ mod tests {
         let msg = decode(payload.to_string().as_bytes(), "m").unwrap();
         assert_eq!(msg.message_id.as_deref(), Some("real"));
         assert!(msg.shadowed.is_empty());
+    }
+
+    #[test]
+    fn the_broker_order_comes_from_enqueued_time_and_sequence_number_unless_the_body_hides_one() {
+        let binary =
+            br#"{"Data":{"m":"AA=="},"Metadata":{"EnqueuedTimeUtc":"2024-10-24T14:32:17","SequenceNumber":"42"}}"#;
+        let order = decode(binary, "m").unwrap().broker_order.expect("an order");
+        assert_eq!(order.to_string(), "2024-10-24T14:32:17Z#42");
+        let hidden = serde_json::json!({
+            "Data": { "m": serde_json::to_string(r#"{"enqueuedTimeUtc":"2030-01-01T00:00:00"}"#).unwrap() },
+            "Metadata": { "EnqueuedTimeUtc": "\"01/01/2030 00:00:00\"", "SequenceNumber": "42" }
+        });
+        let msg = decode(hidden.to_string().as_bytes(), "m").unwrap();
+        assert_eq!((msg.broker_order, msg.shadowed.as_slice()), (None, ["EnqueuedTimeUtc"].as_slice()));
+        assert_eq!(
+            decode(br#"{"Data":{"m":"AA=="},"Metadata":{"SequenceNumber":"42"}}"#, "m").unwrap().broker_order,
+            None
+        );
     }
 
     #[test]

@@ -93,6 +93,9 @@ async fn handle(app: Arc<App>, message: IncomingMessage) -> Response {
                 Settlement::RetryScheduled { onboarding_id, at, reason } => {
                     format!("onboarding {onboarding_id}: {reason}; retry scheduled at {at}")
                 }
+                Settlement::Superseded { onboarding_id, by } => {
+                    format!("onboarding {onboarding_id} superseded by {by}; nothing changed")
+                }
                 Settlement::DeadLettered { onboarding_id, reason }
                 | Settlement::DeadLetteredNatively { onboarding_id, reason } => {
                     format!("onboarding {onboarding_id} failed permanently: {reason}; dead-lettered")

@@ -6,13 +6,16 @@
 //! 2. optionally register the legacy preview feature and re-register `Microsoft.Storage` [P0a, P0b];
 //! 3. the ISV identity chain: the CMK identity exists and the app trusts it [2, 3];
 //! 4. customer preflight as the app in the customer tenant: key checks and a wrap/unwrap round trip [11];
-//! 5. configure the storage account with one PATCH when it differs [12];
-//! 6. verify by reading it back [13], then publish `completed`.
+//! 5. read the storage account: an attempt older than the onboarding recorded in its tags is superseded and stops
+//!    here (`account_tags`); configure it with one PATCH (encryption and tags) when it differs [12];
+//! 6. verify by reading it back [13], then publish `completed` (and `superseded` for the older onboarding it
+//!    replaced).
 //!
 //! An offboarding message (`kind: offboarding`) runs `offboarding::run` instead: guard, one PATCH, verify, `offboarded`.
 //!
 //! Every step may run again after a crash at any point; two deliveries of one message converge on one result.
 
+pub mod account_tags;
 pub mod identity_chain;
 pub mod key_checks;
 pub mod key_watch;
@@ -37,6 +40,8 @@ use crate::contract::{
 use crate::decide::{AttemptState, InvocationTimes, RetryPolicy, invocation_times};
 use crate::error::Error;
 use crate::function::invocation::IncomingMessage;
+use crate::order::{ORDER_PROPERTY, OnboardingOrder};
+use account_tags::{AccountRecord, OwnTags, Standing};
 use identity_chain::IdentityChain;
 use key_checks::KeyFacts;
 use storage::{AppliedEncryption, DesiredEncryption};
@@ -85,6 +90,20 @@ pub enum Settlement {
         onboarding_id: String,
         reason: String,
     },
+    /// A newer onboarding configured the account: nothing changed, `superseded` published.
+    Superseded {
+        onboarding_id: String,
+        by: String,
+    },
+}
+
+/// What the steps of an attempt ended with.
+#[derive(Debug)]
+enum Outcome {
+    /// The account is configured; `replaced` is the older onboarding that had configured it before.
+    Applied { chain: Box<IdentityChain>, applied: AppliedEncryption, replaced: Option<AccountRecord> },
+    /// A newer onboarding configured the account.
+    Superseded { by: AccountRecord },
 }
 
 impl App {
@@ -141,40 +160,51 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
             Ok(validated) => validated,
             Err(invalid) => {
                 tracing::warn!(code = invalid.code, field = %invalid.field, "rejected onboarding message: {invalid}");
-                return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt).await;
+                return settle::after_failure(app, message, None, Error::Invalid(invalid), &attempt, None).await;
             }
         };
         tracing::Span::current().record("onboarding_id", validated.onboarding_id());
         if let Err(outside) = check_session(delivered_session(message), validated.storage_account()) {
             tracing::warn!(code = outside.code, "message outside its account's session: {outside}");
-            return settle::after_failure(app, message, Some(&validated), Error::Invalid(outside), &attempt).await;
+            let outside = Error::Invalid(outside);
+            return settle::after_failure(app, message, Some(&validated), outside, &attempt, None).await;
         }
-        let outcome = match &validated {
-            ValidatedMessage::Onboarding(onboarding) => {
-                match bounded(work_until, "the onboarding steps", run_steps(app, onboarding, &attempt)).await {
-                    Ok((chain, applied)) => {
-                        return settle::after_success(app, message, onboarding, &chain, &applied, &attempt).await;
-                    }
-                    Err(error) => error,
-                }
-            }
+        let onboarding = match &validated {
+            ValidatedMessage::Onboarding(onboarding) => onboarding,
             ValidatedMessage::Probe(request) => {
                 let steps = watch::probe(app, request).instrument(tracing::info_span!("step", step = "probe"));
-                match bounded(work_until, "the probe", steps).await {
-                    Ok(result) => return settle::after_probe(app, message, request, result.as_ref()).await,
-                    Err(error) => error,
-                }
+                return match bounded(work_until, "the probe", steps).await {
+                    Ok(result) => settle::after_probe(app, message, request, result.as_ref()).await,
+                    Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, None).await,
+                };
             }
             ValidatedMessage::Offboarding(offboarding) => {
                 let steps =
                     offboarding::run(app, offboarding).instrument(tracing::info_span!("step", step = "offboard"));
-                match bounded(work_until, "the offboarding", steps).await {
-                    Ok(plan) => return settle::after_offboarding(app, message, offboarding, &plan).await,
-                    Err(error) => error,
-                }
+                return match bounded(work_until, "the offboarding", steps).await {
+                    Ok(plan) => settle::after_offboarding(app, message, offboarding, &plan).await,
+                    Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, None).await,
+                };
             }
         };
-        settle::after_failure(app, message, Some(&validated), outcome, &attempt).await
+        let Some(order) = onboarding_order(message) else {
+            let unknown = Error::Refused {
+                code: "OnboardingOrderUnverifiable",
+                message: "the delivery's EnqueuedTimeUtc or SequenceNumber is unknown (a body member hid it under the \
+                          host's string trigger encoding; use \"dataType\": \"binary\"), so the onboarding's order \
+                          cannot be told"
+                    .to_owned(),
+            };
+            return settle::after_failure(app, message, Some(&validated), unknown, &attempt, None).await;
+        };
+        match bounded(work_until, "the onboarding steps", run_steps(app, onboarding, &attempt, order)).await {
+            Ok(Outcome::Applied { chain, applied, replaced }) => {
+                let done = settle::Done { chain: &chain, applied: &applied, replaced: replaced.as_ref(), order };
+                settle::after_success(app, message, onboarding, &done, &attempt).await
+            }
+            Ok(Outcome::Superseded { by }) => settle::superseded(app, message, onboarding, order, &by).await,
+            Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, Some(order)).await,
+        }
     })
     .await
 }
@@ -204,6 +234,12 @@ async fn bounded<T>(
     .await
 }
 
+/// The order of the delivered message's onboarding: carried by a copy, or this delivery's own (`crate::order`).
+fn onboarding_order(message: &IncomingMessage) -> Option<OnboardingOrder> {
+    let carried = message.application_properties.iter().find(|(k, _)| k.eq_ignore_ascii_case(ORDER_PROPERTY));
+    OnboardingOrder::of_delivery(carried.map(|(_, v)| v), message.broker_order)
+}
+
 fn delivered_session(message: &IncomingMessage) -> DeliveredSessionId<'_> {
     match (&message.session_id, message.session_id_shadowed()) {
         (_, true) => DeliveredSessionId::ShadowedByBody,
@@ -216,7 +252,8 @@ async fn run_steps(
     app: &App,
     onboarding: &ValidatedOnboarding,
     attempt: &AttemptState,
-) -> Result<(IdentityChain, AppliedEncryption), Error> {
+    order: OnboardingOrder,
+) -> Result<Outcome, Error> {
     if app.settings.register_preview_feature {
         ensure_preview_registration(app, &onboarding.storage_account.subscription_id, attempt.provider_registered_at)
             .instrument(tracing::info_span!("step", step = "preview_registration"))
@@ -225,13 +262,31 @@ async fn run_steps(
     let chain = ensure_identity_chain(app, &onboarding.identity)
         .instrument(tracing::info_span!("step", step = "identity_chain"))
         .await?;
+    // Read before the customer is asked anything: an attempt a newer onboarding superseded stops here, whatever the
+    // state of its own key (a retry waiting on a customer who has moved on must not wait out its deadline).
+    let account = app
+        .clients
+        .arm
+        .get_storage_account(&onboarding.storage_account.arm_id())
+        .instrument(tracing::info_span!("step", step = "observe_account"))
+        .await?;
+    let replaced = match account_tags::standing(account_tags::recorded(&account.raw), &onboarding.onboarding_id, order)
+    {
+        Standing::Superseded { by } => {
+            tracing::info!(by = %by.onboarding_id, "a newer onboarding configured the account; superseded");
+            return Ok(Outcome::Superseded { by });
+        }
+        Standing::Current { replaces } => replaces,
+    };
     customer_preflight(app, onboarding, &chain)
         .instrument(tracing::info_span!("step", step = "customer_preflight"))
         .await?;
-    let applied = configure_storage(app, onboarding, &chain)
+    let own =
+        OwnTags { onboarding_id: &onboarding.onboarding_id, order, customer_tenant_id: &onboarding.customer_tenant_id };
+    let applied = configure_storage(app, onboarding, &chain, &account.raw, &own)
         .instrument(tracing::info_span!("step", step = "configure_storage"))
         .await?;
-    Ok((chain, applied))
+    Ok(Outcome::Applied { chain: Box::new(chain), applied, replaced })
 }
 
 const PREVIEW_FEATURE: &str = "FederatedClientIdentity";
@@ -378,33 +433,52 @@ async fn use_customer_key(
     Ok(key)
 }
 
+/// Configures `current` (the account as read at the start of the attempt) with one PATCH of its encryption and our
+/// tags, or of the tags alone when the encryption is right; then reads it back.
 async fn configure_storage(
     app: &App,
     onboarding: &ValidatedOnboarding,
     chain: &IdentityChain,
+    current: &serde_json::Value,
+    own: &OwnTags<'_>,
 ) -> Result<AppliedEncryption, Error> {
-    let want = DesiredEncryption {
+    let want = desired_encryption(onboarding, chain);
+    let account_id = onboarding.storage_account.arm_id();
+    let arm = &app.clients.arm;
+    if let Some(current_vault) = storage::other_vault_in_use(current, &want)
+        && !onboarding.replace_existing_key
+    {
+        return Err(ownership_conflict(app, onboarding, &current_vault));
+    }
+    let tags = if account_tags::applied(current, own) {
+        None
+    } else {
+        let merged = account_tags::merged(current, own).map_err(|message| Error::IsvConfiguration {
+            code: "StorageAccountTagLimit",
+            message: format!("{account_id}: {message}"),
+        })?;
+        Some(merged)
+    };
+    let Some(patch) = storage::plan_update(current, &want, tags) else {
+        tracing::info!("storage account already configured; nothing to change");
+        return storage::verify(current, &want).map_err(Error::Verification);
+    };
+    arm.update_storage_account(&account_id, &patch).await?;
+    let read_back = arm.get_storage_account(&account_id).await?;
+    if !account_tags::applied(&read_back.raw, own) {
+        return Err(Error::Verification("the storage account does not show the onboarding's tags".to_owned()));
+    }
+    storage::verify(&read_back.raw, &want).map_err(Error::Verification)
+}
+
+fn desired_encryption(onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> DesiredEncryption {
+    DesiredEncryption {
         vault_uri: onboarding.key.vault_uri.trim_end_matches('/').to_owned(),
         key_name: onboarding.key.name.clone(),
         key_version: onboarding.key.version.clone(),
         uami_id: chain.uami_id.clone(),
         app_client_id: chain.app_client_id.clone(),
-    };
-    let account_id = onboarding.storage_account.arm_id();
-    let arm = &app.clients.arm;
-    let current = arm.get_storage_account(&account_id).await?;
-    if let Some(current_vault) = storage::other_vault_in_use(&current.raw, &want)
-        && !onboarding.replace_existing_key
-    {
-        return Err(ownership_conflict(app, onboarding, &current_vault));
     }
-    let Some(patch) = storage::plan_update(&current.raw, &want) else {
-        tracing::info!("storage account already configured; nothing to change");
-        return storage::verify(&current.raw, &want).map_err(Error::Verification);
-    };
-    arm.update_storage_account(&account_id, &patch).await?;
-    let read_back = arm.get_storage_account(&account_id).await?;
-    storage::verify(&read_back.raw, &want).map_err(Error::Verification)
 }
 
 /// The account already uses a key in `current_vault`: permanent, naming both vaults (and the tenants, where known).
@@ -443,7 +517,7 @@ pub struct Check {
 /// What blocks an onboarding message right now, without changing anything anywhere: validation, the identity chain
 /// (read-only even in ensure mode), the customer preflight, and whether the storage account would be patched. Ops
 /// run it before replaying a dead letter (`DiagnoseOnboarding`, admin-only).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnosis {
     /// True when every check passed: a replay should complete.
@@ -454,6 +528,19 @@ pub struct Diagnosis {
     /// Whether the storage account still differs from the requested configuration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_needs_update: Option<bool>,
+    /// The onboarding the account's tags record (the last one that configured it): a dead letter of an older
+    /// onboarding is superseded by it (`cmkctl dlq diagnose` compares the orders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_onboarding: Option<RecordedOnboarding>,
+}
+
+/// [`AccountRecord`] as the diagnosis reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedOnboarding {
+    pub onboarding_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onboarding_order: Option<String>,
 }
 
 pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
@@ -472,6 +559,7 @@ pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
                 message: Some("the checks ran out of the invocation's time".to_owned()),
             }],
             storage_needs_update: None,
+            recorded_onboarding: None,
         },
     }
 }
@@ -490,7 +578,7 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
         Ok(onboarding) => onboarding,
         Err(invalid) => {
             checks.push(failed("validation", &Error::Invalid(invalid)));
-            return Diagnosis { ready: false, onboarding_id: None, checks, storage_needs_update: None };
+            return Diagnosis { ready: false, onboarding_id: None, checks, ..Diagnosis::default() };
         }
     };
     checks.push(passed("validation"));
@@ -499,7 +587,7 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
         Ok(chain) => chain,
         Err(error) => {
             checks.push(failed("identity_chain", &error));
-            return Diagnosis { ready: false, onboarding_id, checks, storage_needs_update: None };
+            return Diagnosis { ready: false, onboarding_id, checks, ..Diagnosis::default() };
         }
     };
     checks.push(passed("identity_chain"));
@@ -508,24 +596,23 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
         Ok(()) => passed("customer_preflight"),
         Err(error) => failed("customer_preflight", error),
     });
-    let want = DesiredEncryption {
-        vault_uri: onboarding.key.vault_uri.trim_end_matches('/').to_owned(),
-        key_name: onboarding.key.name.clone(),
-        key_version: onboarding.key.version.clone(),
-        uami_id: chain.uami_id.clone(),
-        app_client_id: chain.app_client_id.clone(),
-    };
-    let storage_needs_update = match app.clients.arm.get_storage_account(&onboarding.storage_account.arm_id()).await {
-        Ok(account) => {
-            checks.push(passed("storage_account"));
-            Some(storage::plan_update(&account.raw, &want).is_some())
-        }
-        Err(error) => {
-            checks.push(failed("storage_account", &error));
-            None
-        }
-    };
-    Diagnosis { ready: checks.iter().all(|c| c.ok), onboarding_id, checks, storage_needs_update }
+    let want = desired_encryption(&onboarding, &chain);
+    let (storage_needs_update, recorded_onboarding) =
+        match app.clients.arm.get_storage_account(&onboarding.storage_account.arm_id()).await {
+            Ok(account) => {
+                checks.push(passed("storage_account"));
+                let recorded = account_tags::recorded(&account.raw).map(|record| RecordedOnboarding {
+                    onboarding_id: record.onboarding_id,
+                    onboarding_order: record.order.map(|o| o.to_string()),
+                });
+                (Some(storage::plan_update(&account.raw, &want, None).is_some()), recorded)
+            }
+            Err(error) => {
+                checks.push(failed("storage_account", &error));
+                (None, None)
+            }
+        };
+    Diagnosis { ready: checks.iter().all(|c| c.ok), onboarding_id, checks, storage_needs_update, recorded_onboarding }
 }
 
 /// The identity chain without side effects: a missing credential is reported, never created.

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::App;
+use super::account_tags::AccountRecord;
 use super::identity_chain::IdentityChain;
 use super::storage::AppliedEncryption;
 use crate::azure::servicebus::OutgoingMessage;
@@ -21,8 +22,10 @@ use crate::decide::{AttemptState, Decision, decide};
 use crate::error::Error;
 use crate::events::{
     ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, FailedData, OffboardedData, OnboardingEvent,
+    SupersededData, SupersedingOnboarding,
 };
 use crate::function::invocation::IncomingMessage;
+use crate::order::{ORDER_PROPERTY, OnboardingOrder};
 use crate::remediation::{RemediationContext, remediation};
 
 use super::Settlement;
@@ -66,14 +69,41 @@ fn source(app: &App) -> String {
     crate::events::event_source(app.settings.function_app_name.as_deref())
 }
 
+/// What a successful attempt leaves to settle.
+pub(super) struct Done<'a> {
+    pub chain: &'a IdentityChain,
+    pub applied: &'a AppliedEncryption,
+    /// The older onboarding whose configuration this one replaced.
+    pub replaced: Option<&'a AccountRecord>,
+    pub order: OnboardingOrder,
+}
+
+/// Publishes `superseded` for the onboarding this one replaced (first: once the account's tags name this onboarding,
+/// a redelivery no longer knows which one it replaced), then `completed`.
 pub(super) async fn after_success(
     app: &App,
     message: &IncomingMessage,
     onboarding: &ValidatedOnboarding,
-    chain: &IdentityChain,
-    applied: &AppliedEncryption,
+    done: &Done<'_>,
     attempt: &AttemptState,
 ) -> Result<Settlement, Error> {
+    let (chain, applied) = (done.chain, done.applied);
+    if let Some(older) = done.replaced {
+        let data = SupersededData {
+            onboarding_id: older.onboarding_id.clone(),
+            customer_tenant_id: older.customer_tenant_id.clone(),
+            storage_account_id: onboarding.storage_account.arm_id(),
+            onboarding_order: older.order.map(|o| o.to_string()),
+            superseded_by: SupersedingOnboarding {
+                onboarding_id: onboarding.onboarding_id.clone(),
+                onboarding_order: Some(done.order.to_string()),
+            },
+            superseded_at: OffsetDateTime::now_utc(),
+        };
+        let now = data.superseded_at;
+        publish(app, message, OnboardingEvent::superseded(&source(app), data, now)).await?;
+        tracing::info!(older = %older.onboarding_id, "replaced an older onboarding's configuration");
+    }
     let now = OffsetDateTime::now_utc();
     let data = CompletedData {
         onboarding_id: onboarding.onboarding_id.clone(),
@@ -141,12 +171,37 @@ pub(super) async fn after_probe(
     Ok(Settlement::Completed { onboarding_id: request.onboarding_id.clone() })
 }
 
+/// A newer onboarding configured the account: publish `superseded` naming it; the delivery completes, no copy.
+pub(super) async fn superseded(
+    app: &App,
+    message: &IncomingMessage,
+    onboarding: &ValidatedOnboarding,
+    order: OnboardingOrder,
+    by: &AccountRecord,
+) -> Result<Settlement, Error> {
+    let now = OffsetDateTime::now_utc();
+    let data = SupersededData {
+        onboarding_id: onboarding.onboarding_id.clone(),
+        customer_tenant_id: Some(onboarding.customer_tenant_id.clone()),
+        storage_account_id: onboarding.storage_account.arm_id(),
+        onboarding_order: Some(order.to_string()),
+        superseded_by: SupersedingOnboarding {
+            onboarding_id: by.onboarding_id.clone(),
+            onboarding_order: by.order.map(|o| o.to_string()),
+        },
+        superseded_at: now,
+    };
+    publish(app, message, OnboardingEvent::superseded(&source(app), data, now)).await?;
+    Ok(Settlement::Superseded { onboarding_id: onboarding.onboarding_id.clone(), by: by.onboarding_id.clone() })
+}
+
 pub(super) async fn after_failure(
     app: &App,
     message: &IncomingMessage,
     validated: Option<&ValidatedMessage>,
     error: Error,
     attempt: &AttemptState,
+    order: Option<OnboardingOrder>,
 ) -> Result<Settlement, Error> {
     let now = OffsetDateTime::now_utc();
     let onboarding_id = validated.map(|v| v.onboarding_id().to_owned()).unwrap_or_else(|| best_effort_id(message));
@@ -156,7 +211,8 @@ pub(super) async fn after_failure(
             (at, publish_action_required, state_fingerprint)
         }
         Decision::DeadLetter { reason_code, description } => {
-            return dead_letter(app, message, validated, onboarding_id, reason_code, description, attempt).await;
+            let why = Why { reason_code, description };
+            return dead_letter(app, message, validated, onboarding_id, why, attempt, order).await;
         }
     };
     if message.properties_unknown() {
@@ -167,7 +223,8 @@ pub(super) async fn after_failure(
              attempt failed with {}: {error}",
             error.reason_code()
         ));
-        return dead_letter(app, message, validated, onboarding_id, SHADOWED.to_owned(), description, attempt).await;
+        let why = Why { reason_code: SHADOWED.to_owned(), description };
+        return dead_letter(app, message, validated, onboarding_id, why, attempt, order).await;
     }
     tracing::warn!(reason = error.reason_code(), disposition = ?error.disposition(), %at, "attempt failed; retry scheduled: {error}");
     if publish_action_required
@@ -192,6 +249,9 @@ pub(super) async fn after_failure(
     let mut properties = carried_properties(message);
     properties.insert(ATTEMPT.to_owned(), Value::from(attempt.attempt));
     properties.insert(FIRST_ATTEMPT_AT.to_owned(), Value::from(rfc3339(attempt.first_attempt_at)));
+    if let Some(order) = order {
+        properties.insert(ORDER_PROPERTY.to_owned(), Value::from(order.to_string()));
+    }
     if let Some(state) = last_state {
         properties.insert(LAST_ACTION_STATE.to_owned(), Value::from(state));
     }
@@ -206,10 +266,17 @@ pub(super) async fn after_failure(
                 "the delayed-retry copy does not fit the queue ({refused}); this attempt failed with {}: {error}",
                 error.reason_code()
             ));
-            dead_letter(app, message, validated, onboarding_id, COPY_TOO_LARGE.to_owned(), description, attempt).await
+            let why = Why { reason_code: COPY_TOO_LARGE.to_owned(), description };
+            dead_letter(app, message, validated, onboarding_id, why, attempt, order).await
         }
         Err(other) => Err(other),
     }
+}
+
+/// Why a message is dead-lettered: its reason code and a description.
+struct Why {
+    reason_code: String,
+    description: String,
 }
 
 /// Reason code when a message's application properties are hidden by its own body (string trigger encoding).
@@ -226,10 +293,11 @@ async fn dead_letter(
     message: &IncomingMessage,
     validated: Option<&ValidatedMessage>,
     onboarding_id: String,
-    reason_code: String,
-    description: String,
+    why: Why,
     attempt: &AttemptState,
+    order: Option<OnboardingOrder>,
 ) -> Result<Settlement, Error> {
+    let Why { reason_code, description } = why;
     tracing::error!(reason = %reason_code, "onboarding failed permanently; dead-lettering: {description}");
     let now = OffsetDateTime::now_utc();
     let data = FailedData {
@@ -249,6 +317,9 @@ async fn dead_letter(
         properties.insert(DEAD_LETTER_DESCRIPTION.to_owned(), Value::from(description.as_str()));
         properties.insert(ATTEMPT.to_owned(), Value::from(attempt.attempt));
         properties.insert(FIRST_ATTEMPT_AT.to_owned(), Value::from(rfc3339(attempt.first_attempt_at)));
+        if let Some(order) = order {
+            properties.insert(ORDER_PROPERTY.to_owned(), Value::from(order.to_string()));
+        }
         match send_copy_fitting(app, message, "dead-letter", properties, None).await {
             Ok(()) => return Ok(Settlement::DeadLettered { onboarding_id, reason: reason_code }),
             Err(refused) if is_too_large(&refused) => {
@@ -529,6 +600,7 @@ mod tests {
             content_type: None,
             delivery_count: 1,
             sequence_number: None,
+            broker_order: None,
             session_id: None,
             application_properties: BTreeMap::new(),
             shadowed: Vec::new(),

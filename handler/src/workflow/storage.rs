@@ -1,5 +1,5 @@
 //! Storage account encryption: compare the account with the desired customer-managed-key configuration, build the
-//! one PATCH that closes the gap, and check the read-back (pure; the ARM calls live in `workflow::mod`).
+//! one PATCH that closes the gap (with the account's tags, `account_tags`), and check the read-back (pure; the ARM calls live in `workflow::mod`).
 //!
 //! Wire names follow `storage.json` 2023-05-01 (`keyvaultproperties`, `keyvaulturi`, …; reference `cross-tenant-cmk.md`
 //! step 12). Resource ids are compared case-insensitively because ARM itself is inconsistent about
@@ -73,15 +73,26 @@ pub fn other_vault_in_use(account: &Value, want: &DesiredEncryption) -> Option<S
     (customer_managed && normalise_uri(current) != normalise_uri(&want.vault_uri)).then(|| current.trim().to_owned())
 }
 
-/// The PATCH body that brings `account` to `want`, or `None` when it is already there.
+/// The PATCH body that brings `account` to `want` and sets `tags` (the whole tags object, from
+/// [`super::account_tags::merged`]; `None` when the account's tags are already right), or `None` when nothing differs.
+/// When only the tags differ, the body holds only them: the encryption is not sent again.
 ///
 /// The identity is merged, never replaced: a system-assigned identity stays (`SystemAssigned,UserAssigned`), and the
 /// user-assigned identities already attached are sent back unchanged next to ours, so nothing the ISV attached for
 /// other purposes is detached.
-pub fn plan_update(account: &Value, want: &DesiredEncryption) -> Option<Value> {
-    if is_applied(account, want) {
-        return None;
+pub fn plan_update(account: &Value, want: &DesiredEncryption, tags: Option<Map<String, Value>>) -> Option<Value> {
+    let mut patch = Map::new();
+    if let Some(tags) = tags {
+        patch.insert("tags".to_owned(), Value::Object(tags));
     }
+    if !is_applied(account, want) {
+        patch.extend(encryption_patch(account, want));
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
+/// The identity and encryption members of the PATCH.
+fn encryption_patch(account: &Value, want: &DesiredEncryption) -> Map<String, Value> {
     let current_type = str_at(account, &["identity", "type"]).unwrap_or("None");
     let identity_type = if current_type.to_ascii_lowercase().contains("systemassigned") {
         "SystemAssigned,UserAssigned"
@@ -95,7 +106,7 @@ pub fn plan_update(account: &Value, want: &DesiredEncryption) -> Option<Value> {
         }
     }
     user_assigned.insert(want.uami_id.clone(), json!({}));
-    Some(json!({
+    let patch = json!({
         "identity": { "type": identity_type, "userAssignedIdentities": user_assigned },
         "properties": { "encryption": {
             "keySource": "Microsoft.Keyvault",
@@ -113,7 +124,11 @@ pub fn plan_update(account: &Value, want: &DesiredEncryption) -> Option<Value> {
                 "file": { "enabled": true, "keyType": "Account" },
             },
         }},
-    }))
+    });
+    match patch {
+        Value::Object(members) => members,
+        _ => Map::new(),
+    }
 }
 
 /// Checks a read-back: the configuration is in place and Storage reports which key version it uses.

@@ -2,8 +2,10 @@
 //! clock) lists the accounts, sends one probe per onboarded account, and each probe reports what changed since the
 //! state recorded in the account's `cmk-watch-state` tag, once per distinct state.
 
+use std::collections::BTreeMap;
+
 use azure_emulator::scenario::Change;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::testbed::{CONTOSO_ACCOUNT, CONTOSO_TENANT, TestBed, contoso, sample_scenario};
 
@@ -11,13 +13,13 @@ use crate::testbed::{CONTOSO_ACCOUNT, CONTOSO_TENANT, TestBed, contoso, sample_s
 const SCHEDULE: &str = "0 * * * * *";
 const INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The tags the handler writes at onboarding (ARCHITECTURE.md, "Account tags").
-fn onboarded_tags(onboarding_id: &str) -> Value {
-    json!({
-        "cmk-onboarding-id": onboarding_id,
-        "cmk-onboarding-order": "2026-11-29T10:00:00Z#1",
-        "cmk-customer-tenant": CONTOSO_TENANT,
-    })
+/// The tags an onboarding writes (ARCHITECTURE.md, "Account tags"), for accounts the test did not onboard.
+fn onboarded_tags(onboarding_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cmk-onboarding-id".to_owned(), onboarding_id.to_owned()),
+        ("cmk-onboarding-order".to_owned(), "2026-11-29T10:00:00Z#1".to_owned()),
+        ("cmk-customer-tenant".to_owned(), CONTOSO_TENANT.to_owned()),
+    ])
 }
 
 fn watch_runs(bed: &TestBed) -> usize {
@@ -42,7 +44,6 @@ async fn revocation_is_detected_within_one_interval_and_restoration_after_the_fi
     bed.send(&contoso("obd-watch-1"), "msg-watch-1");
     bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
     bed.wait_queue_idle().await;
-    bed.set_account_tags(CONTOSO_ACCOUNT, onboarded_tags("obd-watch-1"));
 
     // First run: a healthy baseline is recorded, nothing is published.
     next_run(&bed).await;
@@ -124,9 +125,15 @@ async fn a_thousand_accounts_are_probed_within_one_interval() {
         scenario.storage_accounts.push(account);
     }
     let bed = crate::testbed::start_with(scenario, &[]).await;
-    for (n, id) in ids.iter().enumerate() {
-        bed.set_account_tags(id, onboarded_tags(&format!("obd-fleet-{n:04}")));
-    }
+    bed.apply(
+        ids.iter()
+            .enumerate()
+            .map(|(n, id)| Change::SetStorageAccountTags {
+                account: id.clone(),
+                tags: onboarded_tags(&format!("obd-fleet-{n:04}")),
+            })
+            .collect(),
+    );
 
     let started = std::time::Instant::now();
     bed.advance_clock(interval).await;

@@ -18,5 +18,6 @@ mod samples;
 mod secrets;
 mod sessions;
 mod string_datatype;
+mod supersession;
 mod testbed;
 mod tracing;

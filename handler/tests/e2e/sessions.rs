@@ -65,12 +65,17 @@ async fn two_onboardings_of_one_account_run_one_after_the_other_and_the_later_on
     let second_key = seq(&|r| uses_key(r, "cmk2"));
     let lines = cmk_testbed::call_lines(&log).join("\n");
     assert_eq!(patches.len(), 2, "the account is patched once per onboarding, no more:\n{lines}");
-    assert_eq!(publishes.len(), 2, "{lines}");
+    // The second publishes `superseded` for the first (whose `completed` is no longer true), then its `completed`.
+    assert_eq!(publishes.len(), 3, "{lines}");
     assert!(!first_key.is_empty() && !second_key.is_empty(), "{lines}");
     // The first onboarding's work, its PATCH and its outcome all come before anything of the second's.
     assert!(first_key.iter().all(|&s| s < patches[0]) && patches[0] < publishes[0], "{lines}");
     assert!(publishes[0] < second_key[0], "the second starts after the first's outcome:\n{lines}");
     assert!(second_key.iter().all(|&s| s < patches[1]) && patches[1] < publishes[1], "{lines}");
+    let superseded = bed.events_of("superseded");
+    assert_eq!(superseded.len(), 1, "{superseded:#?}");
+    assert_eq!(superseded[0]["data"]["onboardingId"], "obd-first");
+    assert_eq!(superseded[0]["data"]["supersededBy"]["onboardingId"], "obd-second");
 
     let completed = bed.events_of("completed");
     let order: Vec<(&str, &str)> = completed

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use crate::actions::{self, Action, Actor};
 use crate::audit::{AuditLog, operator, state_dir};
-use crate::cli::{ActionArgs, ConnectionArgs, OutputFormat};
+use futures::StreamExt;
+
+use crate::cli::{ActionArgs, ConnectionArgs, OutputFormat, ReplayArgs};
 use crate::connect::Connection;
 use crate::dead_letter::{DeadLetter, Filter};
+use crate::diagnosis::{DiagnoseFunction, Diagnosed};
 use crate::exit::Exit;
 use crate::output::{clip, or_dash, print, table};
 use crate::progress::Progress;
@@ -27,6 +30,7 @@ pub async fn run(
     mut action: Action,
     archive_by_default: bool,
     options: &ActionArgs,
+    guard: Option<&SupersessionGuard>,
     format: OutputFormat,
 ) -> Result<Exit, String> {
     let (filter_args, expected) = match &options.selection {
@@ -55,8 +59,14 @@ pub async fn run(
     let locked =
         selection::lock(&connection.client, &args.queue, &filter, &expected, bounds, |_| progress.advance(true)).await;
     progress.finish();
-    let locked = locked?;
+    let mut locked = locked?;
     report_differences(&locked);
+    if let Some(guard) = guard
+        && let Err(error) = guard.skip_superseded(&mut locked).await
+    {
+        release(locked).await?;
+        return Err(error);
+    }
 
     if locked.chosen.is_empty() {
         eprintln!("no dead letter to {}", action.name());
@@ -156,6 +166,71 @@ pub fn open_audit(options: &ActionArgs) -> Result<AuditLog, String> {
 /// The default archive of a purge run.
 pub fn default_archive(audit: &AuditLog) -> std::path::PathBuf {
     state_dir().join("purged").join(format!("{}.jsonl", audit.run))
+}
+
+/// Before a replay: which selected dead letters a newer onboarding of their account superseded (asked of the app's
+/// diagnose function, which reads the account's tags). Those are taken out of the selection (they stay locked until
+/// the run releases its locks) unless `--force`: replayed, the handler would supersede them again and change nothing.
+#[derive(Debug)]
+pub struct SupersessionGuard {
+    function: DiagnoseFunction,
+    force: bool,
+}
+
+/// Supersession checks in flight at once (each one costs the app a read of the account and a customer preflight).
+const GUARD_CONCURRENCY: usize = 4;
+
+impl SupersessionGuard {
+    /// `None` (with a note) when no function key was given: the selection is replayed as it is.
+    pub fn from_args(args: &ConnectionArgs, replay: &ReplayArgs) -> Result<Option<Self>, String> {
+        let Some(key) = &replay.function_key else {
+            eprintln!(
+                "note: without --function-key, dead letters a newer onboarding superseded are not told apart; replayed, \
+                 the handler supersedes them (nothing changes)"
+            );
+            return Ok(None);
+        };
+        let base =
+            replay.function_app.clone().or_else(|| args.emulator.clone()).ok_or(
+                "no Function App: pass --function-app https://APP.azurewebsites.net (or CMK_FUNCTION_APP_URL)",
+            )?;
+        Ok(Some(Self { function: DiagnoseFunction::new(&base, key)?, force: replay.force }))
+    }
+
+    async fn skip_superseded(&self, locked: &mut Locked) -> Result<(), String> {
+        let messages = &locked.messages;
+        let checks: Vec<Result<Diagnosed, String>> = futures::stream::iter(locked.chosen.iter())
+            .map(|letter| async move {
+                let body = messages.get(&letter.sequence_number).map(|m| m.body.as_slice()).unwrap_or_default();
+                self.function.diagnose(body, letter).await
+            })
+            .buffered(GUARD_CONCURRENCY)
+            .collect()
+            .await;
+        let mut superseded = Vec::new();
+        for check in checks {
+            let diagnosed = check?;
+            if let Some(newer) = diagnosed.superseded_by {
+                superseded.push((diagnosed.sequence_number, diagnosed.onboarding_id, newer));
+            }
+        }
+        for (sequence_number, onboarding_id, newer) in &superseded {
+            let onboarding = onboarding_id.as_deref().unwrap_or("-");
+            if self.force {
+                eprintln!("seq {sequence_number} ({onboarding}): superseded by {newer}; replayed anyway (--force)");
+            } else {
+                eprintln!(
+                    "seq {sequence_number} ({onboarding}): superseded by {newer}; not replayed (--force replays it)"
+                );
+            }
+        }
+        if !self.force {
+            let skip: Vec<i64> = superseded.iter().map(|(sequence_number, _, _)| *sequence_number).collect();
+            locked.chosen.retain(|letter| !skip.contains(&letter.sequence_number));
+            locked.messages.retain(|sequence_number, _| !skip.contains(sequence_number));
+        }
+        Ok(())
+    }
 }
 
 async fn release(locked: Locked) -> Result<(), String> {

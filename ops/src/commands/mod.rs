@@ -32,12 +32,13 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
                 DlqCommand::Diagnose(diagnose) => diagnose::diagnose(&connection, args, &diagnose, format).await,
                 DlqCommand::Replay(replay) => {
                     let action = Action::Replay { rate: replay.rate, concurrency: replay.concurrency.into() };
-                    act::run(&connection, args, action, false, &replay.action, format).await
+                    let guard = act::SupersessionGuard::from_args(args, &replay)?;
+                    act::run(&connection, args, action, false, &replay.action, guard.as_ref(), format).await
                 }
                 DlqCommand::Purge(purge) => {
                     let action = Action::Purge { archive: purge.archive.clone() };
                     let by_default = purge.archive.is_none() && !purge.no_archive;
-                    act::run(&connection, args, action, by_default, &purge.action, format).await
+                    act::run(&connection, args, action, by_default, &purge.action, None, format).await
                 }
             }
         }

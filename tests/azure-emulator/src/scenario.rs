@@ -4,6 +4,8 @@
 //! time with [`Change`]s (`POST /_emulator/changes`). Field names are camelCase in JSON. Every GUID-valued field is a
 //! string so that tests can use readable fixed GUIDs.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The whole emulated world as loaded from a file.
@@ -331,6 +333,9 @@ pub struct StorageAccount {
     /// Initial `properties.encryption` JSON, if not Microsoft-managed keys.
     #[serde(default)]
     pub encryption: Option<serde_json::Value>,
+    /// Initial tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 fn default_kind() -> String {
@@ -535,4 +540,7 @@ pub enum Change {
     /// Adds a federated credential (as Graph does); token requests see it after the federated-credential delay.
     #[serde(rename_all = "camelCase")]
     AddFederatedCredential { app_object_id: String, credential: FederatedIdentityCredential },
+    /// Replaces a storage account's tags (what the ISV's own tooling does with ARM's tags API), at once.
+    #[serde(rename_all = "camelCase")]
+    SetStorageAccountTags { account: String, tags: BTreeMap<String, String> },
 }

@@ -134,6 +134,7 @@ impl World {
             Change::SetKeyEnabled { .. } | Change::AddKey { .. } | Change::SetPurgeProtection { .. } => {
                 self.vaults.apply(change)
             }
+            Change::SetStorageAccountTags { account, tags } => self.arm.set_storage_account_tags(account, tags),
         }
     }
 

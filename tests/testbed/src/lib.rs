@@ -249,13 +249,6 @@ impl TestBed {
         find_by_id(&dump["arm"], id).unwrap_or_else(|| panic!("no storage account {id} in {dump}"))
     }
 
-    /// Replaces a storage account's tags, as someone with write access to it would (`PATCH` with `tags`).
-    pub fn set_account_tags(&self, id: &str, tags: Value) {
-        let mut world = self.emulator.shared().world.lock().unwrap();
-        let account = world.arm.storage_account_mut(id).unwrap_or_else(|| panic!("no storage account {id}"));
-        account.tags = tags;
-    }
-
     /// Waits until `condition` holds, polling; panics with `what` after [`WAIT`].
     pub async fn wait_until(&self, what: &str, mut condition: impl FnMut(&Self) -> bool) {
         let started = Instant::now();

@@ -182,10 +182,12 @@ impl ArmState {
         self.identities.get(&id.key())
     }
 
-    /// A storage account by its resource id (any case), for test set-up that stands in for another writer.
-    pub fn storage_account_mut(&mut self, id: &str) -> Option<&mut StorageAccountState> {
-        let id = ResourceId::parse(id)?;
-        self.storage.get_mut(&id.key())
+    /// Replaces the tags of the storage account `id` (a control-surface change).
+    pub fn set_storage_account_tags(&mut self, id: &str, tags: &BTreeMap<String, String>) -> Result<(), String> {
+        let key = ResourceId::parse(id).map(|id| id.key()).ok_or_else(|| format!("{id:?} is not a resource id"))?;
+        let account = self.storage.get_mut(&key).ok_or_else(|| format!("no storage account {id:?}"))?;
+        account.tags = serde_json::to_value(tags).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 

@@ -366,7 +366,7 @@ impl StorageAccountState {
             location: account.location.clone(),
             kind: account.kind.clone(),
             sku: account.sku.clone(),
-            tags: json!({}),
+            tags: serde_json::to_value(&account.tags).unwrap_or_else(|_| json!({})),
             system_identity: None,
             user_identities: BTreeMap::new(),
             identity_declared: false,
