@@ -157,3 +157,31 @@ async fn a_thousand_accounts_are_probed_within_one_interval() {
     assert!(bed.dead_letters().is_empty());
     assert!(bed.events().is_empty(), "healthy accounts: a baseline, no events");
 }
+
+/// The customer's key version gets an expiry within the warning window (30 days): one `key_expiring`, not repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_key_is_reported_once() {
+    let bed = crate::testbed::start_with(sample_scenario(), &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-expiry-1"), "msg-expiry-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    next_run(&bed).await;
+    assert!(watch_state(&bed).is_some_and(|s| s.contains(";x=0;")));
+
+    let expires = bed.emulator.shared().clock.now() + time::Duration::days(10);
+    let expires = expires.replace_nanosecond(0).unwrap();
+    let text = expires.format(&time::format_description::well_known::Rfc3339).unwrap();
+    bed.apply(vec![Change::SetKeyExpiry {
+        vault: "contoso-kv".into(),
+        key: "cmk".into(),
+        expires: Some(text.clone()),
+    }]);
+    next_run(&bed).await;
+    let expiring = bed.events_of("key_expiring");
+    assert_eq!(expiring.len(), 1, "{:#?}", bed.events());
+    assert_eq!(expiring[0]["data"]["keyExpiresAt"], text.as_str());
+    assert!(watch_state(&bed).is_some_and(|s| s.contains(";x=1;")));
+    next_run(&bed).await;
+    assert_eq!(bed.events_of("key_expiring").len(), 1, "once per version: {:#?}", bed.events());
+    assert!(bed.events_of("key_access_lost").is_empty(), "a key that expires in ten days still works");
+}
