@@ -185,3 +185,47 @@ async fn an_expiring_key_is_reported_once() {
     assert_eq!(bed.events_of("key_expiring").len(), 1, "once per version: {:#?}", bed.events());
     assert!(bed.events_of("key_access_lost").is_empty(), "a key that expires in ten days still works");
 }
+
+/// The customer removes the app's role on the vault: once Azure RBAC has propagated the removal, the next run reports
+/// it with the fix (the role assignment commands); the role granted again and propagated, the next run reports the
+/// restoration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_role_is_reported_after_propagation_and_restored_after_the_fix() {
+    const APP_SP_IN_CONTOSO: &str = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb";
+    const ROLE: &str = "Key Vault Crypto Service Encryption User";
+    let propagation = std::time::Duration::from_secs(azure_emulator::propagation::ROLE_ASSIGNMENT_SECONDS);
+    let bed = crate::testbed::start_with(sample_scenario(), &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-role-1"), "msg-role-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    next_run(&bed).await;
+
+    bed.apply(vec![Change::RevokeRole {
+        vault: Some("contoso-kv".into()),
+        principal_id: APP_SP_IN_CONTOSO.into(),
+        role: ROLE.into(),
+        scope: None,
+    }]);
+    // Moving the clock past the propagation delay fires the (past-due) run once.
+    let before = watch_runs(&bed);
+    bed.advance_clock(propagation + INTERVAL).await;
+    bed.wait_until("the watch run", |bed| watch_runs(bed) > before).await;
+    bed.wait_queue_idle().await;
+    let lost = bed.events_of("key_access_lost");
+    assert_eq!(lost.len(), 1, "{:#?}", bed.events());
+    let data = &lost[0]["data"];
+    assert!(data["actions"].to_string().contains("az role assignment create"), "{data:#}");
+
+    bed.apply(vec![Change::GrantRole {
+        vault: Some("contoso-kv".into()),
+        assignment: serde_json::from_value(json!({ "principalId": APP_SP_IN_CONTOSO, "role": ROLE })).unwrap(),
+    }]);
+    let before = watch_runs(&bed);
+    bed.advance_clock(propagation + INTERVAL).await;
+    bed.wait_until("the watch run", |bed| watch_runs(bed) > before).await;
+    bed.wait_queue_idle().await;
+    let restored = bed.events_of("key_access_restored");
+    assert_eq!(restored.len(), 1, "{:#?}", bed.events());
+    assert_eq!(restored[0]["data"]["reasonCode"], data["reasonCode"]);
+    assert_eq!(bed.events_of("key_access_lost").len(), 1);
+}
