@@ -34,8 +34,6 @@ pub enum EventType {
     ActionRequired,
     #[serde(rename = "com.cmkonboard.onboarding.failed.v1")]
     Failed,
-    #[serde(rename = "com.cmkonboard.onboarding.superseded.v1")]
-    Superseded,
     #[serde(rename = "com.cmkonboard.onboarding.offboarded.v1")]
     Offboarded,
     #[serde(rename = "com.cmkonboard.onboarding.key_rotated.v1")]
@@ -48,6 +46,8 @@ pub enum EventType {
     KeyAccessRestored,
     #[serde(rename = "com.cmkonboard.onboarding.configuration_drift.v1")]
     ConfigurationDrift,
+    #[serde(rename = "com.cmkonboard.onboarding.superseded.v1")]
+    Superseded,
 }
 
 impl EventType {
@@ -70,13 +70,13 @@ impl EventType {
             Self::Completed => "com.cmkonboard.onboarding.completed.v1",
             Self::ActionRequired => "com.cmkonboard.onboarding.action_required.v1",
             Self::Failed => "com.cmkonboard.onboarding.failed.v1",
-            Self::Superseded => "com.cmkonboard.onboarding.superseded.v1",
             Self::Offboarded => "com.cmkonboard.onboarding.offboarded.v1",
             Self::KeyRotated => "com.cmkonboard.onboarding.key_rotated.v1",
             Self::KeyExpiring => "com.cmkonboard.onboarding.key_expiring.v1",
             Self::KeyAccessLost => "com.cmkonboard.onboarding.key_access_lost.v1",
             Self::KeyAccessRestored => "com.cmkonboard.onboarding.key_access_restored.v1",
             Self::ConfigurationDrift => "com.cmkonboard.onboarding.configuration_drift.v1",
+            Self::Superseded => "com.cmkonboard.onboarding.superseded.v1",
         }
     }
 }
@@ -146,33 +146,6 @@ pub struct FailedData {
     pub dead_lettered: bool,
 }
 
-/// `data` of `superseded`: a newer onboarding of the same storage account configured it, so this onboarding changed
-/// nothing (its message completed) or, if it had completed before, its `completed` event is no longer true.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SupersededData {
-    pub onboarding_id: String,
-    /// Absent when the account's tags did not name it (a tag edited by hand).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer_tenant_id: Option<String>,
-    pub storage_account_id: String,
-    /// This onboarding's order (`YYYY-MM-DDTHH:MM:SSZ#<sequence number>`), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub onboarding_order: Option<String>,
-    pub superseded_by: SupersedingOnboarding,
-    #[serde(with = "time::serde::rfc3339")]
-    pub superseded_at: OffsetDateTime,
-}
-
-/// The newer onboarding that now configures the account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SupersedingOnboarding {
-    pub onboarding_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub onboarding_order: Option<String>,
-}
-
 /// `data` of `offboarded`: the account uses Microsoft-managed keys and carries none of our tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -228,15 +201,42 @@ pub struct KeyWatchData {
     pub probed_at: OffsetDateTime,
 }
 
+/// `data` of `superseded`: a newer onboarding of the same storage account configured it, so this onboarding changed
+/// nothing (its message completed) or, if it had completed before, its `completed` event is no longer true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersededData {
+    pub onboarding_id: String,
+    /// Absent when the account's tags did not name it (a tag edited by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_tenant_id: Option<String>,
+    pub storage_account_id: String,
+    /// This onboarding's order (`YYYY-MM-DDTHH:MM:SSZ#<sequence number>`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarding_order: Option<String>,
+    pub superseded_by: SupersedingOnboarding,
+    #[serde(with = "time::serde::rfc3339")]
+    pub superseded_at: OffsetDateTime,
+}
+
+/// The newer onboarding that now configures the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersedingOnboarding {
+    pub onboarding_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboarding_order: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EventData {
     Completed(CompletedData),
     ActionRequired(ActionRequiredData),
     Failed(FailedData),
-    Superseded(SupersededData),
     Offboarded(OffboardedData),
     KeyWatch(KeyWatchData),
+    Superseded(SupersededData),
 }
 
 /// One CloudEvent, structured mode.
@@ -312,16 +312,6 @@ impl OnboardingEvent {
         Self::build(source, EventType::Failed, id, tenant, &discriminator, time, EventData::Failed(data))
     }
 
-    /// Id over the newer onboarding and the account: one `superseded` per (older, newer) pair, whether the older
-    /// onboarding's own retry or the newer onboarding's completion publishes it.
-    pub fn superseded(source: &str, data: SupersededData, time: OffsetDateTime) -> Self {
-        let discriminator =
-            format!("{}|{}", data.superseded_by.onboarding_id, data.storage_account_id.to_ascii_lowercase());
-        let tenant = data.customer_tenant_id.clone();
-        let id = data.onboarding_id.clone();
-        Self::build(source, EventType::Superseded, id, tenant, &discriminator, time, EventData::Superseded(data))
-    }
-
     /// Id over the account: one `offboarded` per (onboarding, account), whatever the delivery.
     pub fn offboarded(source: &str, data: OffboardedData, time: OffsetDateTime) -> Self {
         let discriminator = data.storage_account_id.to_ascii_lowercase();
@@ -348,6 +338,16 @@ impl OnboardingEvent {
         let tenant = Some(data.customer_tenant_id.clone());
         let id = data.onboarding_id.clone();
         Self::build(source, event_type, id, tenant, &discriminator, time, EventData::KeyWatch(data))
+    }
+
+    /// Id over the newer onboarding and the account: one `superseded` per (older, newer) pair, whether the older
+    /// onboarding's own retry or the newer onboarding's completion publishes it.
+    pub fn superseded(source: &str, data: SupersededData, time: OffsetDateTime) -> Self {
+        let discriminator =
+            format!("{}|{}", data.superseded_by.onboarding_id, data.storage_account_id.to_ascii_lowercase());
+        let tenant = data.customer_tenant_id.clone();
+        let id = data.onboarding_id.clone();
+        Self::build(source, EventType::Superseded, id, tenant, &discriminator, time, EventData::Superseded(data))
     }
 
     /// Adds the W3C `traceparent` of the invocation, when there is one.

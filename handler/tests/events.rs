@@ -92,21 +92,6 @@ fn failed() -> OnboardingEvent {
     OnboardingEvent::failed(&source(), data, "6c1d2e3f-delivered-message-id", datetime!(2026-11-29 10:10:01 UTC))
 }
 
-fn superseded() -> OnboardingEvent {
-    let data = SupersededData {
-        onboarding_id: "obd-2026-0001".into(),
-        customer_tenant_id: Some(TENANT.into()),
-        storage_account_id: ACCOUNT.into(),
-        onboarding_order: Some("2026-11-29T10:00:01Z#562949953421313".into()),
-        superseded_by: SupersedingOnboarding {
-            onboarding_id: "obd-2026-0009".into(),
-            onboarding_order: Some("2026-11-29T11:30:00Z#562949953421400".into()),
-        },
-        superseded_at: datetime!(2026-11-29 11:30:02 UTC),
-    };
-    OnboardingEvent::superseded(&source(), data, datetime!(2026-11-29 11:30:02 UTC))
-}
-
 fn offboarded() -> OnboardingEvent {
     let data = OffboardedData {
         onboarding_id: ONBOARDING.into(),
@@ -225,6 +210,21 @@ fn key_watch_events() -> Vec<(&'static str, OnboardingEvent)> {
     ]
 }
 
+fn superseded() -> OnboardingEvent {
+    let data = SupersededData {
+        onboarding_id: "obd-2026-0001".into(),
+        customer_tenant_id: Some(TENANT.into()),
+        storage_account_id: ACCOUNT.into(),
+        onboarding_order: Some("2026-11-29T10:00:01Z#562949953421313".into()),
+        superseded_by: SupersedingOnboarding {
+            onboarding_id: "obd-2026-0009".into(),
+            onboarding_order: Some("2026-11-29T11:30:00Z#562949953421400".into()),
+        },
+        superseded_at: datetime!(2026-11-29 11:30:02 UTC),
+    };
+    OnboardingEvent::superseded(&source(), data, datetime!(2026-11-29 11:30:02 UTC))
+}
+
 fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/events").join(format!("{name}.v1.schema.json"));
     let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -269,11 +269,6 @@ fn failed_matches_schema_and_golden() {
 }
 
 #[test]
-fn superseded_matches_schema_and_golden() {
-    check("superseded", &superseded());
-}
-
-#[test]
 fn offboarded_matches_schema_and_golden() {
     check("offboarded", &offboarded());
 }
@@ -301,6 +296,11 @@ fn key_watch_events_match_their_schemas_and_goldens() {
     let mut without_fix = serde_json::to_value(&lost).unwrap();
     without_fix["data"].as_object_mut().unwrap().remove("actions");
     assert!(!schema("key-access-lost").is_valid(&without_fix), "a lost key always comes with the customer's fix");
+}
+
+#[test]
+fn superseded_matches_schema_and_golden() {
+    check("superseded", &superseded());
 }
 
 #[test]
@@ -353,6 +353,12 @@ fn ids_change_only_with_the_fact_they_report() {
     let replay = OnboardingEvent::failed(&source(), data, "replayed-message-id", later.time);
     assert_ne!(replay.id, failed().id);
 
+    // offboarded: one per onboarding and account, whether or not this delivery changed anything.
+    let EventData::Offboarded(data) = offboarded().data else { panic!() };
+    let repeated = OffboardedData { changed: false, removed_tags: vec![], ..data.clone() };
+    assert_eq!(OnboardingEvent::offboarded(&source(), repeated, later.time).id, offboarded().id);
+    let other_account = OffboardedData { storage_account_id: ACCOUNT.replace("contosodata", "other"), ..data };
+    assert_ne!(OnboardingEvent::offboarded(&source(), other_account, later.time).id, offboarded().id);
     // superseded: one per (older, newer) pair, whoever publishes it and whenever.
     let EventData::Superseded(data) = superseded().data else { panic!() };
     let without_orders = SupersededData {
@@ -364,12 +370,6 @@ fn ids_change_only_with_the_fact_they_report() {
     let by_another = SupersedingOnboarding { onboarding_id: "obd-2026-0010".into(), onboarding_order: None };
     let other = SupersededData { superseded_by: by_another, ..data };
     assert_ne!(OnboardingEvent::superseded(&source(), other, later.time).id, superseded().id);
-    // offboarded: one per onboarding and account, whether or not this delivery changed anything.
-    let EventData::Offboarded(data) = offboarded().data else { panic!() };
-    let repeated = OffboardedData { changed: false, removed_tags: vec![], ..data.clone() };
-    assert_eq!(OnboardingEvent::offboarded(&source(), repeated, later.time).id, offboarded().id);
-    let other_account = OffboardedData { storage_account_id: ACCOUNT.replace("contosodata", "other"), ..data };
-    assert_ne!(OnboardingEvent::offboarded(&source(), other_account, later.time).id, offboarded().id);
 
     // Same discriminator, different type or onboarding: different ids.
     let ids = [completed().id, action_required().id, failed().id];

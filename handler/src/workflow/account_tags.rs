@@ -13,6 +13,10 @@ use crate::order::OnboardingOrder;
 pub const ONBOARDING_ID_TAG: &str = "cmk-onboarding-id";
 pub const ORDER_TAG: &str = "cmk-onboarding-order";
 pub const CUSTOMER_TENANT_TAG: &str = "cmk-customer-tenant";
+/// The key watch's last recorded state of the account (`workflow::key_watch`), written only when it changes.
+pub const WATCH_STATE_TAG: &str = "cmk-watch-state";
+/// Every tag the handler writes on an account; offboarding removes them all.
+pub const OUR_TAGS: [&str; 4] = [ONBOARDING_ID_TAG, ORDER_TAG, CUSTOMER_TENANT_TAG, WATCH_STATE_TAG];
 
 /// ARM's limits on a resource's tags (Azure Resource Manager, "Use tags to organize your Azure resources": 50 name-value
 /// pairs per resource; storage accounts: names of at most 128 characters, values of at most 256).
@@ -48,7 +52,7 @@ impl OwnTags<'_> {
 }
 
 /// A tag's value by name; ARM tag names are case-insensitive.
-fn tag<'a>(account: &'a Value, name: &str) -> Option<&'a str> {
+pub fn tag<'a>(account: &'a Value, name: &str) -> Option<&'a str> {
     let tags = account.get("tags")?.as_object()?;
     tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str())
 }

@@ -174,50 +174,42 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
             let outside = Error::Invalid(outside);
             return settle::after_failure(app, message, Some(&validated), outside, &attempt, None).await;
         }
-        let outcome = match &validated {
-            ValidatedMessage::Onboarding(onboarding) => {
-                let Some(order) = onboarding_order(message) else {
-                    let unknown = Error::Refused {
-                        code: "OnboardingOrderUnverifiable",
-                        message: "the delivery's EnqueuedTimeUtc or SequenceNumber is unknown (a body member hid it \
-                                  under the host's string trigger encoding; use \"dataType\": \"binary\"), so the \
-                                  onboarding's order cannot be told"
-                            .to_owned(),
-                    };
-                    return settle::after_failure(app, message, Some(&validated), unknown, &attempt, None).await;
-                };
-                match bounded(work_until, "the onboarding steps", run_steps(app, onboarding, &attempt, order)).await {
-                    Ok(Outcome::Applied { chain, applied, replaced }) => {
-                        let done =
-                            settle::Done { chain: &chain, applied: &applied, replaced: replaced.as_ref(), order };
-                        return settle::after_success(app, message, onboarding, &done, &attempt).await;
-                    }
-                    Ok(Outcome::Superseded { by }) => {
-                        return settle::superseded(app, message, onboarding, order, &by).await;
-                    }
-                    Err(error) => {
-                        let validated = Some(&validated);
-                        return settle::after_failure(app, message, validated, error, &attempt, Some(order)).await;
-                    }
-                }
-            }
+        let onboarding = match &validated {
+            ValidatedMessage::Onboarding(onboarding) => onboarding,
             ValidatedMessage::Probe(request) => {
                 let steps = watch::probe(app, request).instrument(tracing::info_span!("step", step = "probe"));
-                match bounded(work_until, "the probe", steps).await {
-                    Ok(result) => return settle::after_probe(app, message, request, result.as_ref()).await,
-                    Err(error) => error,
-                }
+                return match bounded(work_until, "the probe", steps).await {
+                    Ok(result) => settle::after_probe(app, message, request, result.as_ref()).await,
+                    Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, None).await,
+                };
             }
             ValidatedMessage::Offboarding(offboarding) => {
                 let steps =
                     offboarding::run(app, offboarding).instrument(tracing::info_span!("step", step = "offboard"));
-                match bounded(work_until, "the offboarding", steps).await {
-                    Ok(plan) => return settle::after_offboarding(app, message, offboarding, &plan).await,
-                    Err(error) => error,
-                }
+                return match bounded(work_until, "the offboarding", steps).await {
+                    Ok(plan) => settle::after_offboarding(app, message, offboarding, &plan).await,
+                    Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, None).await,
+                };
             }
         };
-        settle::after_failure(app, message, Some(&validated), outcome, &attempt, None).await
+        let Some(order) = onboarding_order(message) else {
+            let unknown = Error::Refused {
+                code: "OnboardingOrderUnverifiable",
+                message: "the delivery's EnqueuedTimeUtc or SequenceNumber is unknown (a body member hid it under the \
+                          host's string trigger encoding; use \"dataType\": \"binary\"), so the onboarding's order \
+                          cannot be told"
+                    .to_owned(),
+            };
+            return settle::after_failure(app, message, Some(&validated), unknown, &attempt, None).await;
+        };
+        match bounded(work_until, "the onboarding steps", run_steps(app, onboarding, &attempt, order)).await {
+            Ok(Outcome::Applied { chain, applied, replaced }) => {
+                let done = settle::Done { chain: &chain, applied: &applied, replaced: replaced.as_ref(), order };
+                settle::after_success(app, message, onboarding, &done, &attempt).await
+            }
+            Ok(Outcome::Superseded { by }) => settle::superseded(app, message, onboarding, order, &by).await,
+            Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, Some(order)).await,
+        }
     })
     .await
 }

@@ -9,16 +9,9 @@
 use serde_json::{Map, Value, json};
 
 use super::App;
+use super::account_tags::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, OUR_TAGS, tag};
 use crate::contract::AccountRequest;
 use crate::error::Error;
-
-/// Tags the handler writes on an account it onboards (ARCHITECTURE.md, "Account tags"); offboarding removes them.
-pub const ONBOARDING_ID_TAG: &str = "cmk-onboarding-id";
-pub const ONBOARDING_ORDER_TAG: &str = "cmk-onboarding-order";
-pub const CUSTOMER_TENANT_TAG: &str = "cmk-customer-tenant";
-/// The key watch's last recorded state of the account.
-pub const WATCH_STATE_TAG: &str = "cmk-watch-state";
-pub const OUR_TAGS: [&str; 4] = [ONBOARDING_ID_TAG, ONBOARDING_ORDER_TAG, CUSTOMER_TENANT_TAG, WATCH_STATE_TAG];
 
 /// Reason code of the ownership guard.
 pub const NOT_OURS: &str = "StorageAccountNotOurs";
@@ -57,11 +50,6 @@ fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 fn is_ours(tag: &str) -> bool {
     OUR_TAGS.iter().any(|ours| ours.eq_ignore_ascii_case(tag))
-}
-
-/// A tag's value; tag names are case-insensitive in Azure.
-pub fn tag<'a>(account: &'a Value, name: &str) -> Option<&'a str> {
-    account["tags"].as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str())
 }
 
 fn uses_customer_key(account: &Value) -> bool {

@@ -129,30 +129,6 @@ pub(super) async fn after_success(
     Ok(Settlement::Completed { onboarding_id: onboarding.onboarding_id.clone() })
 }
 
-/// A newer onboarding configured the account: publish `superseded` naming it; the delivery completes, no copy.
-pub(super) async fn superseded(
-    app: &App,
-    message: &IncomingMessage,
-    onboarding: &ValidatedOnboarding,
-    order: OnboardingOrder,
-    by: &AccountRecord,
-) -> Result<Settlement, Error> {
-    let now = OffsetDateTime::now_utc();
-    let data = SupersededData {
-        onboarding_id: onboarding.onboarding_id.clone(),
-        customer_tenant_id: Some(onboarding.customer_tenant_id.clone()),
-        storage_account_id: onboarding.storage_account.arm_id(),
-        onboarding_order: Some(order.to_string()),
-        superseded_by: SupersedingOnboarding {
-            onboarding_id: by.onboarding_id.clone(),
-            onboarding_order: by.order.map(|o| o.to_string()),
-        },
-        superseded_at: now,
-    };
-    publish(app, message, OnboardingEvent::superseded(&source(app), data, now)).await?;
-    Ok(Settlement::Superseded { onboarding_id: onboarding.onboarding_id.clone(), by: by.onboarding_id.clone() })
-}
-
 /// The account is offboarded: publish `offboarded` (one per onboarding and account).
 pub(super) async fn after_offboarding(
     app: &App,
@@ -194,6 +170,30 @@ pub(super) async fn after_probe(
         super::watch::record(app, request, result).await?;
     }
     Ok(Settlement::Completed { onboarding_id: request.onboarding_id.clone() })
+}
+
+/// A newer onboarding configured the account: publish `superseded` naming it; the delivery completes, no copy.
+pub(super) async fn superseded(
+    app: &App,
+    message: &IncomingMessage,
+    onboarding: &ValidatedOnboarding,
+    order: OnboardingOrder,
+    by: &AccountRecord,
+) -> Result<Settlement, Error> {
+    let now = OffsetDateTime::now_utc();
+    let data = SupersededData {
+        onboarding_id: onboarding.onboarding_id.clone(),
+        customer_tenant_id: Some(onboarding.customer_tenant_id.clone()),
+        storage_account_id: onboarding.storage_account.arm_id(),
+        onboarding_order: Some(order.to_string()),
+        superseded_by: SupersedingOnboarding {
+            onboarding_id: by.onboarding_id.clone(),
+            onboarding_order: by.order.map(|o| o.to_string()),
+        },
+        superseded_at: now,
+    };
+    publish(app, message, OnboardingEvent::superseded(&source(app), data, now)).await?;
+    Ok(Settlement::Superseded { onboarding_id: onboarding.onboarding_id.clone(), by: by.onboarding_id.clone() })
 }
 
 pub(super) async fn after_failure(

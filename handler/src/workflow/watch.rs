@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Semaphore;
 
+use super::account_tags::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, WATCH_STATE_TAG, tag};
 use super::key_watch::{self, Configuration, Observation, WatchEvent, WatchState};
-use super::offboarding::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, WATCH_STATE_TAG, tag};
 use super::{App, ensure_identity_chain, use_customer_key};
 use crate::azure::servicebus::OutgoingMessage;
 use crate::config::AllowedScope;

@@ -3,26 +3,23 @@
 //! guard refuses an account that another onboarding, another customer or another vault configured, and leaves it as
 //! it was.
 
+use std::collections::BTreeMap;
+
+use azure_emulator::scenario::Change;
 use serde_json::{Value, json};
 
 use crate::testbed::{CONTOSO_ACCOUNT, CONTOSO_TENANT, FABRIKAM_TENANT, TestBed, contoso, offboarding};
 
-/// The tags the handler writes at onboarding (ARCHITECTURE.md, "Account tags"), plus one of the ISV's own.
-fn onboarded_tags(onboarding_id: &str) -> Value {
-    json!({
-        "cmk-onboarding-id": onboarding_id,
-        "cmk-onboarding-order": "2026-11-29T10:00:00Z#1",
-        "cmk-customer-tenant": CONTOSO_TENANT,
-        "costcenter": "4711",
-    })
-}
-
 async fn onboarded_contoso(onboarding_id: &str) -> TestBed {
     let bed = crate::testbed::start().await;
+    // One of the ISV's own tags, which the onboarding and the offboarding keep.
+    let own = BTreeMap::from([("costcenter".to_owned(), "4711".to_owned())]);
+    bed.apply(vec![Change::SetStorageAccountTags { account: CONTOSO_ACCOUNT.into(), tags: own }]);
     bed.send(&contoso(onboarding_id), &format!("msg-{onboarding_id}"));
     bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
     bed.wait_queue_idle().await;
-    bed.set_account_tags(CONTOSO_ACCOUNT, onboarded_tags(onboarding_id));
+    let tags = &bed.storage_account(CONTOSO_ACCOUNT)["tags"];
+    assert_eq!(tags["cmk-onboarding-id"], onboarding_id, "the onboarding wrote its tags: {tags}");
     bed
 }
 

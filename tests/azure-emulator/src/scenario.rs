@@ -532,6 +532,10 @@ pub enum Change {
     },
     #[serde(rename_all = "camelCase")]
     SetKeyEnabled { vault: String, key: String, enabled: bool },
+    /// Sets (or, with `null`, clears) the expiry of the key's newest version, as `az keyvault key set-attributes
+    /// --expires` does; `expires` is RFC 3339.
+    #[serde(rename_all = "camelCase")]
+    SetKeyExpiry { vault: String, key: String, expires: Option<String> },
     /// Adds a key, or a new version of an existing key.
     #[serde(rename_all = "camelCase")]
     AddKey { vault: String, key: Key },

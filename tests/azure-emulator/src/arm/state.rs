@@ -189,12 +189,6 @@ impl ArmState {
         account.tags = serde_json::to_value(tags).map_err(|e| e.to_string())?;
         Ok(())
     }
-
-    /// A storage account by its resource id (any case), for test set-up that stands in for another writer.
-    pub fn storage_account_mut(&mut self, id: &str) -> Option<&mut StorageAccountState> {
-        let id = ResourceId::parse(id)?;
-        self.storage.get_mut(&id.key())
-    }
 }
 
 fn registration(name: &str, state: &str) -> Registration {

@@ -85,6 +85,22 @@ impl Vaults {
                 }
                 Ok(())
             }
+            Change::SetKeyExpiry { vault, key, expires } => {
+                let exp = expires
+                    .as_deref()
+                    .map(|text| {
+                        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                            .map(|t| t.unix_timestamp())
+                            .map_err(|e| format!("expires {text:?} is not RFC 3339: {e}"))
+                    })
+                    .transpose()?;
+                let vault = self.by_name_mut(vault)?;
+                let key = vault.keys.get_mut(&key.to_ascii_lowercase()).ok_or_else(|| format!("no key {key:?}"))?;
+                let newest = key.versions.last_mut().ok_or("the key has no version")?;
+                newest.exp = exp;
+                newest.updated = now;
+                Ok(())
+            }
             Change::AddKey { vault, key } => {
                 let vault = self.by_name_mut(vault)?;
                 vault.add_key(key, now, None);
