@@ -131,9 +131,10 @@ impl World {
                 let realm = self.realm(vault.as_deref())?;
                 self.rbac.revoke(&realm, principal_id, role, scope.as_deref(), now)
             }
-            Change::SetKeyEnabled { .. } | Change::AddKey { .. } | Change::SetPurgeProtection { .. } => {
-                self.vaults.apply(change)
-            }
+            Change::SetKeyEnabled { .. }
+            | Change::AddKey { .. }
+            | Change::SetKeyTags { .. }
+            | Change::SetPurgeProtection { .. } => self.vaults.apply(change),
             Change::SetStorageAccountTags { account, tags } => self.arm.set_storage_account_tags(account, tags),
         }
     }
