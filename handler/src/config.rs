@@ -49,6 +49,7 @@ pub const ALLOWED_SCOPES: &str = "CMK_ALLOWED_SCOPES";
 pub const FIC_MODE: &str = "CMK_FIC_MODE";
 pub const FIC_NAME: &str = "CMK_FIC_NAME";
 pub const REGISTER_PREVIEW_FEATURE: &str = "CMK_REGISTER_PREVIEW_FEATURE";
+pub const REQUIRE_KEY_CONSENT: &str = "CMK_REQUIRE_KEY_CONSENT";
 pub const MAX_MESSAGE_BYTES: &str = "CMK_MAX_MESSAGE_BYTES";
 pub const RETRY_BUDGET_SECONDS: &str = "CMK_RETRY_BUDGET_SECONDS";
 pub const RETRY_BASE_DELAY_MS: &str = "CMK_RETRY_BASE_DELAY_MS";
@@ -116,6 +117,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         false,
         Some("false"),
         "Register `Microsoft.Storage/FederatedClientIdentity` (preview-era step) before the first PATCH.",
+    ),
+    spec(
+        REQUIRE_KEY_CONSENT,
+        false,
+        Some("true"),
+        "Require the key's owner to consent to each storage account: a key tag `cmk-consent` or `cmk-consent-*` whose value is the account's resource id (docs/integrating.md). Turn off only if the customer tenant is bound to the account upstream, from an authenticated sign-in.",
     ),
     spec(MAX_MESSAGE_BYTES, false, Some("262144"), "Largest accepted message body, in bytes."),
     spec(
@@ -234,6 +241,8 @@ pub struct Settings {
     /// `None` means the default `cmk-{uami name}`; see [`Settings::fic_name_for`].
     pub fic_name: Option<String>,
     pub register_preview_feature: bool,
+    /// Refuse a key whose tags do not consent to the storage account (`KeyConsentMissing`).
+    pub require_key_consent: bool,
     pub max_message_bytes: usize,
     pub retry_budget: Duration,
     pub retry_base_delay: Duration,
@@ -330,6 +339,7 @@ impl Settings {
             fic_mode,
             fic_name,
             register_preview_feature: parse_bool(REGISTER_PREVIEW_FEATURE, &with_default(REGISTER_PREVIEW_FEATURE))?,
+            require_key_consent: parse_bool(REQUIRE_KEY_CONSENT, &with_default(REQUIRE_KEY_CONSENT))?,
             max_message_bytes: usize::try_from(number(MAX_MESSAGE_BYTES)?)
                 .map_err(|_| invalid(MAX_MESSAGE_BYTES, "too large"))?,
             retry_budget: seconds(RETRY_BUDGET_SECONDS)?,

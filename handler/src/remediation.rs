@@ -14,6 +14,17 @@ pub const KEY_VAULT_ROLE: &str = "Key Vault Crypto Service Encryption User";
 /// The Managed HSM local role with the same purpose.
 pub const MANAGED_HSM_ROLE: &str = "Managed HSM Crypto Service Encryption User";
 
+/// Tag on the key that proves its owner's consent: named `cmk-consent` or `cmk-consent-{anything}` (one per account a
+/// key protects), its value the storage account's resource id (compared case-insensitively, as ARM ids are).
+pub const CONSENT_TAG: &str = "cmk-consent";
+
+/// The tag name the remediation suggests for `storage_account_id`: `cmk-consent-{account name}`, so one key can
+/// consent to several accounts (Key Vault tag names are at most 512 characters; an account name at most 24).
+pub fn consent_tag_name(storage_account_id: &str) -> String {
+    let name = storage_account_id.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    format!("{CONSENT_TAG}-{}", name.to_ascii_lowercase())
+}
+
 /// One thing to do, in both shells.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,6 +102,9 @@ fn missing(action: &CustomerAction, c: &RemediationContext<'_>) -> String {
         ),
         CustomerAction::VaultNotFound => format!(
             "There is no {store} named {vault} (its name does not resolve): create it, or send the ISV the right vault URI."
+        ),
+        CustomerAction::ConsentToAccount { storage_account_id } => format!(
+            "Key {key} in {store} {vault} has no tag consenting to protect the storage account {storage_account_id}: tag the key if you agree, and tell the ISV if you did not ask for this."
         ),
     }
 }
@@ -180,6 +194,20 @@ fn steps(action: &CustomerAction, c: &RemediationContext<'_>) -> Vec<Remediation
         )],
         CustomerAction::EnablePurgeProtection => enable_purge_protection(c),
         CustomerAction::VaultNotFound => vault_not_found(c),
+        CustomerAction::ConsentToAccount { storage_account_id } => {
+            let tag = consent_tag_name(storage_account_id);
+            vec![step(
+                format!(
+                    "If you agree that key {key} protects {storage_account_id}, tag it so (this replaces the key version's tags: add any it has to the command)"
+                ),
+                &[format!(
+                    "az keyvault key set-attributes {cli_target} --name {key}{cli_version} --tags {tag}={storage_account_id}"
+                )],
+                &[format!(
+                    "Update-AzKeyVaultKey {ps_target} -Name {key}{ps_version} -Tag @{{'{tag}' = '{storage_account_id}'}}"
+                )],
+            )]
+        }
         CustomerAction::AllowNetworkAccess => vec![step(
             format!("Let trusted Microsoft services through the firewall of {}", c.vault_name),
             &[format!("az keyvault update --name {} --bypass AzureServices", c.vault_name)],

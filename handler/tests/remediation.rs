@@ -24,11 +24,13 @@ fn every_action() -> Vec<CustomerAction> {
         CustomerAction::EnablePurgeProtection,
         CustomerAction::AllowNetworkAccess,
         CustomerAction::VaultNotFound,
+        CustomerAction::ConsentToAccount { storage_account_id: ACCOUNT.into() },
     ]
 }
 
 const TENANT: &str = "22222222-2222-2222-2222-222222222222";
 const APP: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+const ACCOUNT: &str = "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/contosodata";
 
 fn vault() -> RemediationContext<'static> {
     RemediationContext {
@@ -99,6 +101,10 @@ fn every_action_names_this_onboarding() {
                         "Key Vault Crypto Service Encryption User"
                     };
                     assert!(mentions(role), "{role}");
+                }
+                CustomerAction::ConsentToAccount { .. } => {
+                    assert!(mentions(&format!("cmk-consent-contosodata={ACCOUNT}")), "CLI tags the key");
+                    assert!(mentions(&format!("-Tag @{{'cmk-consent-contosodata' = '{ACCOUNT}'}}")), "PowerShell too");
                 }
                 _ => assert!(mentions(ctx.vault_name), "{action:?} names the vault"),
             }

@@ -192,6 +192,10 @@ var appSettings = [
     value: string(registerPreviewFeature)
   }
   {
+    name: 'CMK_REQUIRE_KEY_CONSENT'
+    value: 'true'
+  }
+  {
     name: 'CMK_MAX_MESSAGE_BYTES'
     value: '262144'
   }

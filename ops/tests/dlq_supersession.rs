@@ -29,7 +29,9 @@ async fn a_superseded_dead_letter_is_diagnosed_as_such_and_replayed_only_with_fo
     // Onboarding B, sent later, completes; then the customer creates A's key, so only supersession stops A now.
     bed.send(&contoso("obd-new"), "msg-new");
     bed.wait_until("B completed", |bed| bed.events_of("completed").len() == 1).await;
-    let key = serde_json::from_value(serde_json::json!({ "name": "cmk-later" })).unwrap();
+    let key =
+        serde_json::from_value(serde_json::json!({ "name": "cmk-later", "tags": { "cmk-consent": CONTOSO_ACCOUNT } }))
+            .unwrap();
     bed.apply(vec![Change::AddKey { vault: "contoso-kv".into(), key }]);
 
     let (master_key, _) = bed.host().keys();

@@ -7,7 +7,7 @@
 //! tenant, remembered per vault. A token is only fetched, and sent, for a vault whose tenant is the customer tenant
 //! of the message; any other vault is refused before a token exists ([`challenge`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -51,6 +51,8 @@ pub struct KeyBundle {
     /// RSA public exponent, big-endian.
     pub e: Vec<u8>,
     pub attributes: KeyAttributes,
+    /// The key version's tags (`cmk-consent…` proves the owner's consent to an account).
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -101,6 +103,8 @@ impl KeyVaultClient {
             key: WireKey,
             #[serde(default)]
             attributes: KeyAttributes,
+            #[serde(default)]
+            tags: BTreeMap<String, String>,
         }
         #[derive(Deserialize)]
         struct WireKey {
@@ -133,6 +137,7 @@ impl KeyVaultClient {
             kty: wire.key.kty,
             key_ops: wire.key.key_ops,
             attributes: wire.attributes,
+            tags: wire.tags,
         })
     }
 
@@ -291,6 +296,7 @@ mod tests {
             n: vec![0xff; 256],
             e: vec![1, 0, 1],
             attributes: KeyAttributes::default(),
+            tags: BTreeMap::new(),
         };
         assert_eq!(key.modulus_bits(), 2048);
         key.n.insert(0, 0);

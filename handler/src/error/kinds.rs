@@ -115,6 +115,11 @@ pub enum CustomerAction {
     AllowNetworkAccess,
     /// The vault's host name does not resolve: no such vault (wrong name, deleted, or not created yet).
     VaultNotFound,
+    /// The key carries no tag `cmk-consent` / `cmk-consent-*` naming this storage account: its owner has not
+    /// agreed that it protects this account (the confused-deputy defence, ARCHITECTURE.md decision 28).
+    ConsentToAccount {
+        storage_account_id: String,
+    },
 }
 
 impl CustomerAction {
@@ -133,6 +138,7 @@ impl CustomerAction {
             Self::EnablePurgeProtection => "PurgeProtectionDisabled",
             Self::AllowNetworkAccess => "KeyVaultFirewall",
             Self::VaultNotFound => "VaultNotFound",
+            Self::ConsentToAccount { .. } => "KeyConsentMissing",
         }
     }
 }

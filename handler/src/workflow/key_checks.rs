@@ -7,6 +7,7 @@
 use time::OffsetDateTime;
 
 use crate::error::{CustomerAction, Error};
+use crate::remediation::CONSENT_TAG;
 
 /// The facts about one key version that decide whether Storage can use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,35 @@ pub struct KeyFacts {
     pub not_before: Option<OffsetDateTime>,
     pub expires: Option<OffsetDateTime>,
     pub recovery_level: Option<String>,
+}
+
+/// True when a consent tag on the key names `storage_account_id`. Only who may update the key in the customer's vault
+/// can set its tags (the ISV app's encryption role cannot), so a third customer cannot forge another's consent.
+pub fn has_consent(tags: &std::collections::BTreeMap<String, String>, storage_account_id: &str) -> bool {
+    let prefix = format!("{CONSENT_TAG}-");
+    tags.iter().any(|(name, value)| {
+        let name = name.to_ascii_lowercase();
+        (name == CONSENT_TAG || name.starts_with(&prefix))
+            && value.trim().trim_end_matches('/').eq_ignore_ascii_case(storage_account_id.trim_end_matches('/'))
+    })
+}
+
+/// [`has_consent`], as the attempt's error when it fails: waiting on the key's owner (`KeyConsentMissing`).
+pub fn check_consent(
+    kid: &str,
+    tags: &std::collections::BTreeMap<String, String>,
+    storage_account_id: &str,
+) -> Result<(), Error> {
+    if has_consent(tags, storage_account_id) {
+        return Ok(());
+    }
+    let tagged = tags.keys().filter(|name| name.to_ascii_lowercase().starts_with(CONSENT_TAG)).count();
+    Err(Error::Customer {
+        action: CustomerAction::ConsentToAccount { storage_account_id: storage_account_id.to_owned() },
+        detail: format!(
+            "key {kid} has no {CONSENT_TAG} tag naming {storage_account_id} ({tagged} consent tag(s) name other accounts)"
+        ),
+    })
 }
 
 const SUPPORTED_SIZES: [usize; 3] = [2048, 3072, 4096];
@@ -72,6 +102,25 @@ pub fn check_key(key: &KeyFacts, now: OffsetDateTime) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_consent_tag_naming_the_account_counts() {
+        let account = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/contosodata";
+        let tags = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        assert!(has_consent(&tags(&[("cmk-consent", account)]), account));
+        assert!(has_consent(&tags(&[("CMK-Consent-contosodata", &account.to_ascii_uppercase())]), account));
+        assert!(has_consent(&tags(&[("cmk-consent-x", "other"), ("cmk-consent-y", account)]), account));
+        // Another account, another tag name, or nothing: no consent.
+        let other = account.replace("contosodata", "fabrikamdata");
+        assert!(!has_consent(&tags(&[("cmk-consent", &other)]), account));
+        assert!(!has_consent(&tags(&[("consent", account), ("cmk-consentx", account)]), account));
+        assert!(!has_consent(&tags(&[]), account));
+        let refused = check_consent("kid", &tags(&[("cmk-consent", &other)]), account).unwrap_err();
+        assert_eq!(refused.reason_code(), "KeyConsentMissing");
+        assert_eq!(refused.disposition(), crate::error::Disposition::WaitingOnCustomer);
+    }
     use time::macros::datetime;
 
     fn good() -> KeyFacts {

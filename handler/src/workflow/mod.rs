@@ -39,7 +39,7 @@ use crate::contract::{
     parse_message,
 };
 use crate::decide::{AttemptState, InvocationTimes, RetryPolicy, invocation_times};
-use crate::error::Error;
+use crate::error::{CustomerAction, Error};
 use crate::function::invocation::IncomingMessage;
 use crate::order::{ORDER_PROPERTY, OnboardingOrder};
 use account_tags::{AccountRecord, OwnTags, Standing};
@@ -407,10 +407,13 @@ async fn customer_preflight(app: &App, onboarding: &ValidatedOnboarding, chain: 
 async fn check_customer_key(app: &App, onboarding: &ValidatedOnboarding, chain: &IdentityChain) -> Result<(), Error> {
     let key = &onboarding.key;
     let tenant = &onboarding.customer_tenant_id;
-    use_customer_key(app, tenant, &key.vault_uri, &key.name, key.version.as_deref(), chain).await.map(drop)
+    let account_id = onboarding.storage_account.arm_id();
+    use_customer_key(app, tenant, &key.vault_uri, &key.name, key.version.as_deref(), chain, &account_id).await.map(drop)
 }
 
-/// The key checks and a wrap/unwrap round trip as the app in the customer's tenant; the key as read.
+/// The key checks, the owner's consent to `account_id` and a wrap/unwrap round trip as the app in the customer's
+/// tenant; the key as read. Onboardings and the key watch's probes share it, so a consent that disappears is a lost
+/// access like a disabled key.
 async fn use_customer_key(
     app: &App,
     tenant: &str,
@@ -418,6 +421,7 @@ async fn use_customer_key(
     key_name: &str,
     version: Option<&str>,
     chain: &IdentityChain,
+    account_id: &str,
 ) -> Result<crate::azure::keyvault::KeyBundle, Error> {
     let vault = &app.clients.key_vault;
     let caller =
@@ -434,6 +438,11 @@ async fn use_customer_key(
         recovery_level: key.attributes.recovery_level.clone(),
     };
     key_checks::check_key(&facts, OffsetDateTime::now_utc())?;
+    // The confused-deputy defence: the message names the vault and tenant, so only the key's own tags can say that
+    // its owner agreed to protect this account. Checked before any storage write.
+    if app.settings.require_key_consent {
+        key_checks::check_consent(&key.kid, &key.tags, account_id)?;
+    }
     // Proves the role allows wrap and unwrap, exactly what Storage will do with the key.
     let probe: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
     let wrapped = vault.wrap_key(&caller, &key.kid, ROUND_TRIP_ALGORITHM, &probe).await?;
@@ -555,6 +564,10 @@ pub struct Diagnosis {
     /// onboarding is superseded by it (`cmkctl dlq diagnose` compares the orders).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recorded_onboarding: Option<RecordedOnboarding>,
+    /// Whether the key's owner consented to this storage account (`given`, `missing`, or `notRequired` when
+    /// `CMK_REQUIRE_KEY_CONSENT` is off); absent when the preflight stopped before the key's tags could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_consent: Option<&'static str>,
 }
 
 /// [`AccountRecord`] as the diagnosis reports it.
@@ -583,6 +596,7 @@ pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
             }],
             storage_needs_update: None,
             recorded_onboarding: None,
+            key_consent: None,
         },
     }
 }
@@ -615,6 +629,14 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
     };
     checks.push(passed("identity_chain"));
     let preflight = customer_preflight(app, &onboarding, &chain).await;
+    let key_consent = match &preflight {
+        Ok(()) if app.settings.require_key_consent => Some("given"),
+        Ok(()) => Some("notRequired"),
+        Err(error) if matches!(error.customer_action(), Some(CustomerAction::ConsentToAccount { .. })) => {
+            Some("missing")
+        }
+        Err(_) => None,
+    };
     checks.push(match &preflight {
         Ok(()) => passed("customer_preflight"),
         Err(error) => failed("customer_preflight", error),
@@ -635,7 +657,14 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
                 (None, None)
             }
         };
-    Diagnosis { ready: checks.iter().all(|c| c.ok), onboarding_id, checks, storage_needs_update, recorded_onboarding }
+    Diagnosis {
+        ready: checks.iter().all(|c| c.ok),
+        onboarding_id,
+        checks,
+        storage_needs_update,
+        recorded_onboarding,
+        key_consent,
+    }
 }
 
 /// The identity chain without side effects: a missing credential is reported, never created.

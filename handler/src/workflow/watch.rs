@@ -159,7 +159,8 @@ pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeRe
     let mut lost_error = None;
     if let Some(c) = &configuration {
         let version = kv.key_version.as_deref().filter(|v| !v.is_empty());
-        match use_customer_key(app, &request.customer_tenant_id, &c.vault_uri, &c.key_name, version, &chain).await {
+        let tenant = &request.customer_tenant_id;
+        match use_customer_key(app, tenant, &c.vault_uri, &c.key_name, version, &chain, &account_id).await {
             Ok(key) => {
                 observation.expires = key.attributes.exp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
             }

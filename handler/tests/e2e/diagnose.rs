@@ -26,6 +26,17 @@ async fn diagnose_reports_blockers_without_side_effects() {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["ready"], true, "{ready:#}");
     assert_eq!(ready["storageNeedsUpdate"], true);
+    assert_eq!(ready["keyConsent"], "given", "the sample's Contoso key consents to its account");
+    // Contoso's key named for another account of the scope: no consent for that one.
+    let elsewhere = onboarding(
+        "obd-diag-3",
+        "22222222-2222-2222-2222-222222222222",
+        "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/fabrikamdata",
+        "https://contoso-kv.vault.azure.net/",
+        "cmk",
+    );
+    let (_, unconsented) = diagnose(&bed, elsewhere, Some(&master)).await;
+    assert_eq!((unconsented["ready"].as_bool(), unconsented["keyConsent"].as_str()), (Some(false), Some("missing")));
 
     let fabrikam = onboarding(
         "obd-diag-2",
@@ -39,6 +50,7 @@ async fn diagnose_reports_blockers_without_side_effects() {
     let preflight = blocked["checks"].as_array().unwrap().iter().find(|c| c["step"] == "customer_preflight").unwrap();
     assert_eq!(preflight["reasonCode"], "ServicePrincipalMissing", "{blocked:#}");
     assert_eq!(preflight["disposition"], "waiting_on_customer");
+    assert_eq!(blocked.get("keyConsent"), None, "unknown: the key was not read");
 
     let (_, invalid) = diagnose(&bed, b"{}".to_vec(), Some(&master)).await;
     assert_eq!(invalid["checks"][0]["step"], "validation");

@@ -6,7 +6,9 @@ use azure_emulator::scenario::Change;
 use azure_emulator::servicebus::{MessageState, NewMessage};
 use serde_json::Value;
 
-use crate::testbed::{CONTOSO_ACCOUNT, CONTOSO_TENANT, TestBed, contoso, onboarding, sample_scenario};
+use crate::testbed::{
+    CONTOSO_ACCOUNT, CONTOSO_TENANT, FABRIKAM_ACCOUNT, TestBed, contoso, onboarding, sample_scenario,
+};
 
 const ISV_TENANT: &str = "11111111-1111-1111-1111-111111111111";
 const FABRIKAM_TENANT: &str = "44444444-4444-4444-4444-444444444444";
@@ -82,6 +84,12 @@ async fn an_account_using_another_vault_is_only_rekeyed_when_asked() {
     )
     .unwrap();
     bed.apply(fixes);
+    // Fabrikam's key consents to Contoso's account too: what is refused here is re-keying, not the key.
+    let consent = [
+        ("cmk-consent-fabrikamdata".to_owned(), FABRIKAM_ACCOUNT.to_owned()),
+        ("cmk-consent-contosodata".to_owned(), CONTOSO_ACCOUNT.to_owned()),
+    ];
+    bed.apply(vec![Change::SetKeyTags { vault: "fabrikam-kv".into(), key: "cmk".into(), tags: consent.into() }]);
     // The customer's fixes (app installed, role granted) reach Entra and Key Vault after their propagation delays.
     bed.advance_clock(std::time::Duration::from_secs(azure_emulator::propagation::ROLE_ASSIGNMENT_SECONDS)).await;
 

@@ -229,3 +229,30 @@ async fn a_removed_role_is_reported_after_propagation_and_restored_after_the_fix
     assert_eq!(restored[0]["data"]["reasonCode"], data["reasonCode"]);
     assert_eq!(bed.events_of("key_access_lost").len(), 1);
 }
+
+/// Issue 14: a consent that disappears from the key is a lost access like a revocation (the probe runs the
+/// onboarding's own key checks, consent included), and its return restores the access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_removed_from_the_key_is_reported_like_a_revocation() {
+    let bed = crate::testbed::start_with(sample_scenario(), &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-consent-1"), "msg-consent-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    next_run(&bed).await;
+    let baseline = watch_state(&bed).expect("the probe recorded the account's state");
+
+    let consent = BTreeMap::from([("cmk-consent-contosodata".to_owned(), CONTOSO_ACCOUNT.to_owned())]);
+    bed.apply(vec![Change::SetKeyTags { vault: "contoso-kv".into(), key: "cmk".into(), tags: BTreeMap::new() }]);
+    next_run(&bed).await;
+    let lost = bed.events_of("key_access_lost");
+    assert_eq!(lost.len(), 1, "{:#?}", bed.events());
+    assert_eq!(lost[0]["data"]["reasonCode"], "KeyConsentMissing", "{:#}", lost[0]["data"]);
+    assert!(lost[0]["data"]["actions"].to_string().contains("cmk-consent"), "{:#}", lost[0]["data"]);
+
+    bed.apply(vec![Change::SetKeyTags { vault: "contoso-kv".into(), key: "cmk".into(), tags: consent }]);
+    next_run(&bed).await;
+    let restored = bed.events_of("key_access_restored");
+    assert_eq!(restored.len(), 1, "{:#?}", bed.events());
+    assert_eq!(restored[0]["data"]["reasonCode"], "KeyConsentMissing");
+    assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
+}

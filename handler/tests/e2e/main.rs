@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `handler` binary under the emulated Functions host, against the emulated Azure.
 
+mod consent;
 mod customer;
 mod deadline;
 mod diagnose;

@@ -32,7 +32,9 @@ fn uses_key(record: &azure_emulator::reqlog::RequestRecord, name: &str) -> bool 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_onboardings_of_one_account_run_one_after_the_other_and_the_later_one_wins() {
     let bed = crate::testbed::start().await;
-    let second_key = serde_json::from_value(serde_json::json!({ "name": "cmk2" })).unwrap();
+    let second_key =
+        serde_json::from_value(serde_json::json!({ "name": "cmk2", "tags": { "cmk-consent": CONTOSO_ACCOUNT } }))
+            .unwrap();
     bed.apply(vec![Change::AddKey { vault: "contoso-kv".into(), key: second_key }]);
     // Each PATCH takes 300 ms: run side by side, the second onboarding's key checks would land inside the first's
     // PATCH; serialised, nothing of the second starts before the first has published its outcome.

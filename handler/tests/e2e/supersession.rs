@@ -81,7 +81,8 @@ fn contoso_with(id: &str, key: &str, requested_at: OffsetDateTime) -> Vec<u8> {
 }
 
 fn add_key(bed: &TestBed, name: &str) {
-    let key = serde_json::from_value(serde_json::json!({ "name": name })).unwrap();
+    let key = serde_json::from_value(serde_json::json!({ "name": name, "tags": { "cmk-consent": CONTOSO_ACCOUNT } }))
+        .unwrap();
     bed.apply(vec![Change::AddKey { vault: "contoso-kv".into(), key }]);
 }
 

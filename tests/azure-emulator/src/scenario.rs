@@ -280,6 +280,10 @@ pub struct Key {
     /// How many versions exist (the last one is "latest").
     #[serde(default = "one")]
     pub versions: u32,
+    /// Tags of every version (GET key returns a version's tags; `cmk-consent` names the storage account the key may
+    /// protect).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 fn default_kty() -> String {
@@ -544,6 +548,10 @@ pub enum Change {
     /// Adds a federated credential (as Graph does); token requests see it after the federated-credential delay.
     #[serde(rename_all = "camelCase")]
     AddFederatedCredential { app_object_id: String, credential: FederatedIdentityCredential },
+    /// Replaces the tags of a key's latest version, at once (what the customer's `az keyvault key set-attributes
+    /// --tags` does through Key Vault's update-key API, which the emulator also serves).
+    #[serde(rename_all = "camelCase")]
+    SetKeyTags { vault: String, key: String, tags: BTreeMap<String, String> },
     /// Replaces a storage account's tags (what the ISV's own tooling does with ARM's tags API), at once.
     #[serde(rename_all = "camelCase")]
     SetStorageAccountTags { account: String, tags: BTreeMap<String, String> },

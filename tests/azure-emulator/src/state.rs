@@ -137,6 +137,7 @@ impl World {
             Change::SetKeyEnabled { .. }
             | Change::SetKeyExpiry { .. }
             | Change::AddKey { .. }
+            | Change::SetKeyTags { .. }
             | Change::SetPurgeProtection { .. } => self.vaults.apply(change),
             Change::SetStorageAccountTags { account, tags } => self.arm.set_storage_account_tags(account, tags),
         }

@@ -369,10 +369,27 @@ async fn create_update_and_add_key_make_new_versions() {
         exp: None,
         nbf: None,
         versions: 1,
+        tags: [("cmk-consent".to_owned(), "/subscriptions/s/x".to_owned())].into(),
     };
     env.emulator.shared().apply(&[Change::AddKey { vault: "kv1".into(), key }]).unwrap();
     let (_, latest) = env.call(Method::GET, &format!("{KV}/keys/fresh?api-version=7.4"), OFFICER, None).await;
     assert_ne!(latest["key"]["kid"], created["key"]["kid"], "the added version is now the latest");
+    assert_eq!(latest["tags"], json!({ "cmk-consent": "/subscriptions/s/x" }), "GET key returns the version's tags");
+    // The control surface replaces the latest version's tags, as update-key without a version does.
+    let tags = [("cmk-consent-a".to_owned(), "/subscriptions/s/a".to_owned())].into();
+    env.emulator.shared().apply(&[Change::SetKeyTags { vault: "kv1".into(), key: "fresh".into(), tags }]).unwrap();
+    let (_, tagged) = env.call(Method::GET, &format!("{KV}/keys/fresh?api-version=7.4"), OFFICER, None).await;
+    assert_eq!(tagged["tags"], json!({ "cmk-consent-a": "/subscriptions/s/a" }));
+    // And so does Key Vault's own update-key API (validated against the spec, `KeyUpdateParameters.tags`).
+    let (status, updated) = env
+        .call(
+            Method::PATCH,
+            &format!("{KV}/keys/fresh?api-version=7.4"),
+            OFFICER,
+            Some(json!({ "tags": { "cmk-consent": "/subscriptions/s/b" } })),
+        )
+        .await;
+    assert_eq!((status, &updated["tags"]), (200, &json!({ "cmk-consent": "/subscriptions/s/b" })));
     let (_, versions) =
         env.call(Method::GET, &format!("{KV}/keys/fresh/versions?api-version=7.4"), OFFICER, None).await;
     assert_eq!(versions["value"].as_array().unwrap().len(), 2);

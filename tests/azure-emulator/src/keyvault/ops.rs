@@ -235,6 +235,7 @@ pub async fn create_key(call: &Call<'_>, name: &str) -> Response {
             exp: params.attributes.exp,
             nbf: params.attributes.nbf,
             versions: 1,
+            tags: Default::default(),
         };
         let mut version = vault.add_key(&key, now, None);
         if let Some(tags) = &params.tags {

@@ -106,6 +106,14 @@ impl Vaults {
                 vault.add_key(key, now, None);
                 Ok(())
             }
+            Change::SetKeyTags { vault, key, tags } => {
+                let vault = self.by_name_mut(vault)?;
+                let state = vault.keys.get_mut(&key.to_ascii_lowercase()).ok_or_else(|| format!("no key {key:?}"))?;
+                let latest = state.versions.last_mut().ok_or_else(|| format!("key {key:?} has no version"))?;
+                latest.tags = Some(serde_json::to_value(tags).map_err(|e| e.to_string())?);
+                latest.updated = now;
+                Ok(())
+            }
             Change::SetPurgeProtection { vault, enabled } => {
                 self.by_name_mut(vault)?.purge_protection = *enabled;
                 Ok(())
@@ -200,7 +208,7 @@ impl VaultState {
             nbf: key.nbf,
             created: now,
             updated: now,
-            tags: None,
+            tags: (!key.tags.is_empty()).then(|| serde_json::to_value(&key.tags).unwrap_or_default()),
             material: Arc::new(OnceLock::new()),
         };
         let entry = self
