@@ -111,9 +111,7 @@ async fn main() {
         scenario.storage_accounts.push(cmk_testbed::fresh_storage_account(bench_account(i)));
     }
     let handler = Path::new(env!("CARGO_BIN_EXE_handler"));
-    // Fifty accounts on one key: more consent tags than Key Vault allows on a key (15), so the bench runs as an ISV
-    // that binds tenants upstream would (the consent check itself costs nothing: GET key returns the tags).
-    let overrides = [("RUST_LOG", "warn"), ("CMK_REQUIRE_KEY_CONSENT", "false")];
+    let overrides = [("RUST_LOG", "warn"), cmk_testbed::ONE_KEY_MANY_ACCOUNTS];
     let bed = TestBed::start_with(handler, scenario, &overrides).await;
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
 

@@ -51,7 +51,7 @@ fn sessions(max_concurrent: u32, idle: &'static str) -> impl FnOnce(&Path) {
 
 async fn start(prefix: &str, accounts: usize, customize: impl FnOnce(&Path)) -> TestBed {
     let handler = Path::new(env!("CARGO_BIN_EXE_handler"));
-    let overrides = [("RUST_LOG", "warn")];
+    let overrides = [("RUST_LOG", "warn"), cmk_testbed::ONE_KEY_MANY_ACCOUNTS];
     TestBed::start_custom(handler, scenario_with(prefix, accounts), &overrides, customize).await
 }
 

@@ -78,7 +78,8 @@ async fn handle(app: Arc<App>, message: IncomingMessage) -> Response {
         tracing::info!(reason, "dead-letter copy: failing fast");
         return failure(StatusCode::INTERNAL_SERVER_ERROR, &format!("dead-lettering: {reason}"));
     }
-    match workflow::process(&app, &message).await {
+    // Boxed: the whole workflow future is too large to move around on a worker thread's stack (debug builds).
+    match Box::pin(workflow::process(&app, &message)).await {
         Ok(Settlement::DeadLetteredNatively { onboarding_id, reason }) => {
             // Failing the delivery is the point: after MaxDeliveryCount redeliveries the original lands in the DLQ.
             tracing::warn!(onboarding_id, reason, "dead-lettering the message itself: failing the delivery");

@@ -177,15 +177,17 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
         let onboarding = match &validated {
             ValidatedMessage::Onboarding(onboarding) => onboarding,
             ValidatedMessage::Probe(request) => {
-                let steps = watch::probe(app, request).instrument(tracing::info_span!("step", step = "probe"));
+                let steps =
+                    Box::pin(watch::probe(app, request).instrument(tracing::info_span!("step", step = "probe")));
                 return match bounded(work_until, "the probe", steps).await {
                     Ok(result) => settle::after_probe(app, message, request, result.as_ref()).await,
                     Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, None).await,
                 };
             }
             ValidatedMessage::Offboarding(offboarding) => {
-                let steps =
-                    offboarding::run(app, offboarding).instrument(tracing::info_span!("step", step = "offboard"));
+                let steps = Box::pin(
+                    offboarding::run(app, offboarding).instrument(tracing::info_span!("step", step = "offboard")),
+                );
                 return match bounded(work_until, "the offboarding", steps).await {
                     Ok(plan) => settle::after_offboarding(app, message, offboarding, &plan).await,
                     Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, None).await,
@@ -202,7 +204,7 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
             };
             return settle::after_failure(app, message, Some(&validated), unknown, &attempt, None).await;
         };
-        match bounded(work_until, "the onboarding steps", run_steps(app, onboarding, &attempt, order)).await {
+        match bounded(work_until, "the onboarding steps", Box::pin(run_steps(app, onboarding, &attempt, order))).await {
             Ok(Outcome::Applied { chain, applied, replaced }) => {
                 let done = settle::Done { chain: &chain, applied: &applied, replaced: replaced.as_ref(), order };
                 settle::after_success(app, message, onboarding, &done, &attempt).await
@@ -218,10 +220,11 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
 /// work time.
 pub async fn watch_keys(app: &std::sync::Arc<App>, invocation_id: &str) -> Result<watch::RunSummary, Error> {
     let until = tokio::time::Instant::now() + app.times.work;
-    bounded(until, "the key watch", watch::run(app, invocation_id, OffsetDateTime::now_utc())).await
+    bounded(until, "the key watch", Box::pin(watch::run(app, invocation_id, OffsetDateTime::now_utc()))).await
 }
 
-/// Runs `future` under the deadline `until`; if it is still running then, it is dropped and the result is a
+/// Runs `future` under the deadline `until` (callers box the step futures: nested, they are large enough in a debug
+/// build to overflow a worker thread's 2 MiB stack when moved, which a burst of onboardings did); if it is still running then, it is dropped and the result is a
 /// transient `InvocationTimeUp` (every step is a reconciler, so the next attempt picks up wherever this one stopped).
 async fn bounded<T>(
     until: tokio::time::Instant,

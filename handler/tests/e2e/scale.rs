@@ -30,12 +30,17 @@ async fn two_instances_pace_a_bulk_onboarding_under_the_storage_write_limit() {
     }
     // A session slot stays with its account for `sessionIdleTimeout` (1 s, the least host.json allows) after its only
     // message: 64 sessions per instance instead of 16, so the run is bound by Azure's limit, not by slots.
-    let bed = TestBed::start_custom(handler(), scenario, &[("RUST_LOG", "warn")], |app: &Path| {
-        let path = app.join("host.json");
-        let mut host: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        host["extensions"]["serviceBus"]["maxConcurrentSessions"] = 64.into();
-        std::fs::write(&path, serde_json::to_vec_pretty(&host).unwrap()).unwrap();
-    })
+    let bed = TestBed::start_custom(
+        handler(),
+        scenario,
+        &[("RUST_LOG", "warn"), cmk_testbed::ONE_KEY_MANY_ACCOUNTS],
+        |app: &Path| {
+            let path = app.join("host.json");
+            let mut host: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            host["extensions"]["serviceBus"]["maxConcurrentSessions"] = 64.into();
+            std::fs::write(&path, serde_json::to_vec_pretty(&host).unwrap()).unwrap();
+        },
+    )
     .await;
     let shared = bed.emulator.shared();
     shared.limits.configure(LimitsConfig { time_scale: TIME_SCALE, ..LimitsConfig::default() }).unwrap();

@@ -23,7 +23,7 @@ async fn a_hundred_onboardings_complete_through_faults_kills_and_lost_locks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboardings_arriving_together_look_the_identity_chain_up_once() {
     let burst = 16;
-    let bed = crate::testbed::start_with(soak::scenario(burst), &[]).await;
+    let bed = crate::testbed::start_with(soak::scenario(burst), &[cmk_testbed::ONE_KEY_MANY_ACCOUNTS]).await;
     for i in 0..burst {
         bed.send(&soak_onboarding(i), &format!("msg-burst-{i}"));
     }

@@ -213,6 +213,7 @@ pub async fn run(handler_binary: &Path, soak: &Soak) -> Figures {
             ("RUST_LOG", "warn,cmk_handler::azure::retry=debug"),
             // Short enough that an invocation meeting several `Retry-After`s runs out of time and schedules a copy.
             ("CMK_RETRY_BUDGET_SECONDS", "3"),
+            crate::ONE_KEY_MANY_ACCOUNTS,
         ],
         |_| {},
         |options| options.platform_restarts_host = true,
