@@ -140,8 +140,7 @@ async fn diagnose_onboarding(State(app): State<Arc<App>>, body: Bytes) -> Respon
 }
 
 /// `POST /WatchKeys`: the timer's payload (`TimerInfo`) says nothing the run needs, so it is not read; the host's
-/// invocation id names the run. A failed run
-/// answers 500 (the host logs it); the next occurrence runs again.
+/// invocation id names the run. A failed run answers 500 (the host logs it); the next occurrence runs again.
 async fn watch_keys(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let invocation_id = headers.get("x-azure-functions-invocationid").and_then(|v| v.to_str().ok()).unwrap_or("");
     // Without an invocation id (not the host calling) every run is its own.
