@@ -256,3 +256,18 @@ fn an_offboarding_names_the_onboarding_it_ends_and_optionally_the_vault() {
     let body = std::fs::read(data_dir("valid").join("kind-onboarding-explicit.json")).unwrap();
     assert!(parse_and_validate(&body, &policy()).is_ok());
 }
+
+#[test]
+fn create_names_location_sku_and_kind_of_a_new_account() {
+    let body = std::fs::read(data_dir("valid").join("create-new-account.json")).unwrap();
+    let onboarding = parse_and_validate(&body, &policy()).unwrap();
+    let create = onboarding.create.expect("create is parsed");
+    assert_eq!(
+        (create.location.as_str(), create.sku.as_str(), create.kind.as_str()),
+        ("westeurope", "Standard_LRS", "StorageV2")
+    );
+    let without = std::fs::read(data_dir("valid").join("minimal-automatic-key-version.json")).unwrap();
+    assert_eq!(parse_and_validate(&without, &policy()).unwrap().create, None);
+    let null = std::fs::read(data_dir("valid").join("create-null.json")).unwrap();
+    assert_eq!(parse_and_validate(&null, &policy()).unwrap().create, None);
+}
