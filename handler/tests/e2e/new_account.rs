@@ -184,3 +184,52 @@ async fn a_taken_name_or_another_account_by_that_name_is_dead_lettered_with_its_
 fn find_account(bed: &TestBed, name: &str) -> Option<Value> {
     crate::testbed::find_by_id(&bed.state()["arm"], &account_id(name))
 }
+
+/// The calls of a new account's onboarding once the process is warm (tokens, identity chain and the vault's tenant
+/// cached by an earlier onboarding): Key Vault GET key ‖ ARM GET account (404), wrapKey, unwrapKey, the PUT, the
+/// operation's polls (one here: the creation takes 2 s and its `Retry-After` says so), the event. README, calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_a_new_account_in_steady_state() {
+    let bed = crate::testbed::start().await;
+    bed.send(&crate::testbed::contoso("obd-warm"), "msg-warm");
+    bed.wait_until("the warm-up completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    let warm = bed.requests().iter().map(|r| r.seq).max().unwrap_or_default();
+
+    consent_to(&bed, "contosofresh");
+    bed.send(&create_message("obd-fresh", "contosofresh", "westeurope"), "msg-fresh");
+    bed.wait_until("completed", |bed| bed.events_of("completed").len() == 2).await;
+    bed.wait_queue_idle().await;
+    let records: Vec<_> = bed.requests().into_iter().filter(|r| r.seq > warm && r.host != "127.0.0.1").collect();
+    let calls = crate::testbed::call_lines(&records);
+    let shape: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            let c = c.replace("/subscriptions/33333333-3333-3333-3333-333333333333", "/subscriptions/{s}");
+            match c.find("/operations/") {
+                Some(at) => format!("{}/operations/{{id}}", &c[..at]),
+                None => match c.find("/keys/cmk/") {
+                    Some(at) => format!("{}/keys/cmk/{{version}}/{}", &c[..at], c.rsplit('/').next().unwrap()),
+                    None => c,
+                },
+            }
+        })
+        .collect();
+    println!("calls of a new account's onboarding, steady state ({}):\n{}", calls.len(), shape.join("\n"));
+    let mut sorted = shape.clone();
+    sorted.sort();
+    let account =
+        "/subscriptions/{s}/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/contosofresh";
+    let mut expected = vec![
+        "GET contoso-kv.vault.azure.net /keys/cmk".to_owned(),
+        format!("GET management.azure.com {account}"),
+        "POST contoso-kv.vault.azure.net /keys/cmk/{version}/wrapkey".to_owned(),
+        "POST contoso-kv.vault.azure.net /keys/cmk/{version}/unwrapkey".to_owned(),
+        format!("PUT management.azure.com {account}"),
+        "GET management.azure.com /subscriptions/{s}/providers/Microsoft.Storage/operations/{id}".to_owned(),
+        "POST northwind-onboarding.servicebus.windows.net /onboarding-events/messages".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(sorted, expected, "{}", shape.join("\n"));
+    assert!(shape[..2].iter().any(|c| c.contains("/keys/cmk")), "the storage read runs beside the key checks");
+}
