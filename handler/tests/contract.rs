@@ -225,7 +225,7 @@ fn samples_are_valid_messages() {
         AllowedScope::parse("/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers")
             .unwrap(),
     ];
-    for name in ["onboarding-good.json", "onboarding-waiting-on-customer.json"] {
+    for name in ["onboarding-good.json", "onboarding-waiting-on-customer.json", "onboarding-new-account.json"] {
         let body = std::fs::read(samples.join(name)).unwrap();
         assert!(schema_accepts(&schema_validator(), &body), "{name}");
         parse_and_validate(&body, &policy).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -233,3 +233,17 @@ async fn calls_of_a_new_account_in_steady_state() {
     assert_eq!(sorted, expected, "{}", shape.join("\n"));
     assert!(shape[..2].iter().any(|c| c.contains("/keys/cmk")), "the storage read runs beside the key checks");
 }
+
+/// `samples/onboarding-new-account.json` (docs/integrating.md) does what it says once the key consents to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_account_sample_creates_its_account() {
+    let bed = crate::testbed::start().await;
+    consent_to(&bed, "contosoarchive");
+    bed.send(&crate::testbed::sample_message("onboarding-new-account.json"), "sample-new-account");
+    bed.wait_until("completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    let account = bed.storage_account(&account_id("contosoarchive"));
+    assert_eq!(account["sku"]["name"], "Standard_ZRS", "{account:#}");
+    assert_eq!(account["properties"]["encryption"]["keySource"], "Microsoft.Keyvault");
+    assert_eq!(account["tags"]["cmk-onboarding-id"], "obd-2026-0004");
+}
