@@ -632,7 +632,8 @@ pub struct Diagnosis {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onboarding_id: Option<String>,
     pub checks: Vec<Check>,
-    /// Whether the storage account still differs from the requested configuration.
+    /// Whether the storage account still differs from the requested configuration (true for an account the
+    /// onboarding's `create` option would create).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_needs_update: Option<bool>,
     /// The onboarding the account's tags record (the last one that configured it): a dead letter of an older
@@ -720,12 +721,20 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
     let (storage_needs_update, recorded_onboarding) =
         match app.clients.arm.get_storage_account(&onboarding.storage_account.arm_id()).await {
             Ok(account) => {
-                checks.push(passed("storage_account"));
+                checks.push(match check_existing_account(&onboarding, &account.raw) {
+                    Ok(()) => passed("storage_account"),
+                    Err(error) => failed("storage_account", &error),
+                });
                 let recorded = account_tags::recorded(&account.raw).map(|record| RecordedOnboarding {
                     onboarding_id: record.onboarding_id,
                     onboarding_order: record.order.map(|o| o.to_string()),
                 });
                 (Some(storage::plan_update(&account.raw, &want, None).is_some()), recorded)
+            }
+            // The create option: a missing account is what the onboarding creates (decision 29).
+            Err(missing) if onboarding.create.is_some() && missing.reason_code() == STORAGE_ACCOUNT_NOT_FOUND => {
+                checks.push(passed("storage_account"));
+                (Some(true), None)
             }
             Err(error) => {
                 checks.push(failed("storage_account", &error));
