@@ -8,7 +8,9 @@
 //! 4. customer preflight as the app in the customer tenant: key checks and a wrap/unwrap round trip [11], while the
 //!    storage account is read; an attempt older than the onboarding recorded in the account's tags is superseded and
 //!    stops there (`account_tags`);
-//! 5. configure the storage account with one PATCH (encryption and tags) when it differs [12];
+//! 5. configure the storage account with one PATCH (encryption and tags) when it differs [12]; or, when the message
+//!    has `create` and the account does not exist, create it with one PUT that carries the key, the identity and the
+//!    tags, and follow the creation to its end (`new_account`, decision 29);
 //! 6. verify the PATCH's answer (read the account back only when that answer does not prove it) [13], then publish
 //!    `completed` (and `superseded` for the older onboarding it replaced).
 //!
