@@ -247,3 +247,63 @@ async fn the_new_account_sample_creates_its_account() {
     assert_eq!(account["properties"]["encryption"]["keySource"], "Microsoft.Keyvault");
     assert_eq!(account["tags"]["cmk-onboarding-id"], "obd-2026-0004");
 }
+
+fn fault_on(
+    method: &str,
+    path_contains: &str,
+    action: azure_emulator::faults::FaultAction,
+) -> azure_emulator::faults::FaultRule {
+    azure_emulator::faults::FaultRule {
+        matcher: azure_emulator::faults::FaultMatch {
+            host: Some("management.azure.com".into()),
+            method: Some(method.into()),
+            path_contains: Some(path_contains.into()),
+        },
+        action,
+        times: Some(1),
+        probability: None,
+        seed: None,
+    }
+}
+
+/// The PUT's connection reset before Azure saw it, and the operation's poll answered 503 once: both retried in the
+/// invocation, one account created, one `completed`. An Azure Policy refusing the account is permanent, with its
+/// reason, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_rides_out_faults_and_a_policy_refusal_is_dead_lettered() {
+    use azure_emulator::faults::FaultAction;
+    let bed = crate::testbed::start_with(sample_scenario(), &[ONE_KEY_MANY_ACCOUNTS]).await;
+    let faults = &bed.emulator.shared().faults;
+    faults.add(fault_on("PUT", "/storageAccounts/contosofaulty", FaultAction::Reset { reset: true })).unwrap();
+    let unavailable = FaultAction::Respond {
+        status: 503,
+        retry_after: None,
+        error_code: Some("ServiceUnavailable".into()),
+        message: None,
+    };
+    faults.add(fault_on("GET", "/providers/Microsoft.Storage/operations/", unavailable)).unwrap();
+    let policy = FaultAction::Respond {
+        status: 403,
+        retry_after: None,
+        error_code: Some("RequestDisallowedByPolicy".into()),
+        message: Some("Resource 'contosodenied' was disallowed by policy.".into()),
+    };
+    faults.add(fault_on("PUT", "/storageAccounts/contosodenied", policy)).unwrap();
+
+    bed.send(&create_message("obd-faulty", "contosofaulty", "westeurope"), "msg-faulty");
+    bed.send(&create_message("obd-denied", "contosodenied", "westeurope"), "msg-denied");
+    bed.wait_until("one completed, one dead letter", |bed| {
+        bed.events_of("completed").len() == 1 && bed.dead_letters().len() == 1
+    })
+    .await;
+    bed.wait_queue_idle().await;
+    assert!(faults.list().iter().all(|f| f.fired == 1), "every fault fired once: {:#?}", faults.list());
+
+    let account = bed.storage_account(&account_id("contosofaulty"));
+    assert_eq!(account["properties"]["encryption"]["keySource"], "Microsoft.Keyvault", "{account:#}");
+    assert_eq!(bed.events_of("completed")[0]["subject"], "obd-faulty");
+    let failed = bed.events_of("failed");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0]["data"]["reasonCode"], "RequestDisallowedByPolicy");
+    assert!(find_account(&bed, "contosodenied").is_none(), "nothing was created");
+}
