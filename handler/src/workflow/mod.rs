@@ -22,8 +22,10 @@ pub mod key_checks;
 pub mod key_watch;
 pub mod offboarding;
 pub mod settle;
+pub mod status;
 pub mod storage;
 pub mod watch;
+pub mod watch_record;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
