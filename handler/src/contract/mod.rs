@@ -2,8 +2,9 @@
 //!
 //! [`parse_message`] is the only way in: it turns raw bytes into a [`ValidatedMessage`] (an onboarding, or with
 //! `"kind": "offboarding"` an offboarding) or a [`ValidationError`] with a stable code; [`parse_and_validate`] takes
-//! onboardings only; [`parse_status_query`] validates the status function's request with the same grammars. The JSON Schema `schemas/onboarding-message.v1.schema.json` describes the
-//! same rules for producers; a test keeps the two in agreement.
+//! onboardings only; [`parse_status_query`] validates the status function's request with the same grammars. The
+//! JSON Schema `schemas/onboarding-message.v1.schema.json` describes the same rules for producers; a test keeps the
+//! two in agreement.
 
 mod grammar;
 mod isv;

@@ -47,7 +47,8 @@ fn scope_path(scope: &AllowedScope) -> String {
 
 /// The probe message of one account: contract v1, `kind: probe`, in the account's session; its MessageId is derived
 /// from the account and the run (the host's invocation id), so a run's send repeated is one probe per account.
-fn probe_message(
+/// `cmkctl probe` sends the same message for one account, with a run id of its own.
+pub fn probe_message(
     account_id: &str,
     onboarding_id: &str,
     tenant: &str,
@@ -135,7 +136,12 @@ pub struct ProbeResult {
 pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeResult>, Error> {
     let account_id = request.storage_account.arm_id();
     let account = app.clients.arm.get_storage_account(&account_id).await?;
-    if tag(&account.raw, ONBOARDING_ID_TAG) != Some(request.onboarding_id.as_str()) {
+    // A probe acts for the onboarding and tenant the account's tags record, never for others a message names (an
+    // operator's `cmkctl probe`, a stale probe after a newer onboarding).
+    let tenant_tag = tag(&account.raw, CUSTOMER_TENANT_TAG);
+    if tag(&account.raw, ONBOARDING_ID_TAG) != Some(request.onboarding_id.as_str())
+        || tenant_tag.is_some_and(|t| !t.eq_ignore_ascii_case(&request.customer_tenant_id))
+    {
         tracing::info!("the account is no longer this onboarding's; nothing to watch");
         return Ok(None);
     }

@@ -6,6 +6,7 @@ mod diagnose;
 mod enqueue;
 mod events;
 mod list;
+mod probe;
 mod show;
 
 use crate::cli::{Cli, Command, DlqCommand, EventsCommand};
@@ -23,6 +24,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
         Command::Events { command: EventsCommand::Tail(tail) } => {
             events::tail(&connect(args)?, args, &tail, format).await
         }
+        Command::Probe(probe) => probe::probe(args, &probe, format).await,
         Command::Console(console) => console::run(&connect(args)?, args, &console).await,
         Command::Dlq { command } => {
             let connection = connect(args)?;
