@@ -28,7 +28,7 @@ pub async fn next_event(connection: &Connection, entity: &str, wait: Duration) -
 /// `time  type  onboarding id  reason or key`, for tables.
 pub fn summary(event: &Value) -> (String, String, String, String) {
     let kind = event["type"].as_str().unwrap_or("?");
-    let short = kind.rsplit('.').nth(1).unwrap_or(kind).to_owned();
+    let short = short_type(kind).to_owned();
     let data = &event["data"];
     let detail = data["reasonCode"]
         .as_str()
@@ -73,9 +73,8 @@ impl EventFilter {
         let onboarding = text(&event["onboardingid"], &data["onboardingId"]);
         let tenant = text(&event["customertenantid"], &data["customerTenantId"]);
         let account = data["storageAccountId"].as_str();
-        any(&self.types, kind, &|wanted, have| {
-            have == wanted || have.strip_prefix(TYPE_PREFIX).and_then(|t| t.strip_suffix(".v1")) == Some(wanted)
-        }) && any(&self.onboarding_ids, onboarding.as_deref(), &|w, h| w == h)
+        any(&self.types, kind, &|wanted, have| have == wanted || short_type(have) == wanted)
+            && any(&self.onboarding_ids, onboarding.as_deref(), &|w, h| w == h)
             && any(&self.tenants, tenant.as_deref(), &|w, h| w.eq_ignore_ascii_case(h))
             && any(&self.storage_accounts, account, &|wanted, have| {
                 let have = have.trim_end_matches('/');
@@ -90,6 +89,16 @@ impl EventFilter {
 
 /// Every event type starts with it.
 const TYPE_PREFIX: &str = "com.cmkonboard.onboarding.";
+
+/// `key_access_lost` for `com.cmkonboard.onboarding.key_access_lost.v1` (anything else unchanged).
+pub fn short_type(full: &str) -> &str {
+    full.strip_prefix(TYPE_PREFIX).and_then(|t| t.strip_suffix(".v1")).unwrap_or(full)
+}
+
+/// True for an event type the handler publishes, short or full.
+pub fn is_event_type(name: &str) -> bool {
+    cmk_handler::events::EventType::ALL.iter().any(|t| t.as_str() == name || short_type(t.as_str()) == name)
+}
 
 #[cfg(test)]
 mod tests {
@@ -133,6 +142,8 @@ mod tests {
         assert!(!tenant.matches(&lost));
         let tenant = EventFilter { tenants: vec!["22222222-2222-2222-2222-222222222222".into()], ..Default::default() };
         assert!(tenant.matches(&lost));
+        assert!(is_event_type("superseded") && is_event_type("com.cmkonboard.onboarding.failed.v1"));
+        assert!(!is_event_type("key_revoked") && !is_event_type("failed.v1"));
         // An event without the field a criterion needs does not match it.
         assert!(!account.matches(&json!({ "type": "x", "data": {} })));
     }

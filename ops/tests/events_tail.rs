@@ -88,4 +88,14 @@ async fn a_filtered_tail_consumes_only_what_it_prints() {
         String::from_utf8_lossy(&bounded.stderr)
     );
     assert_eq!(bed.peek(all).len(), 2, "released");
+
+    // A misspelt type is refused before anything is received.
+    let typo = bed.run(&[&args[..], &["--type", "key_revoked"]].concat()).await;
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("key_access_lost"),
+        "{}",
+        String::from_utf8_lossy(&typo.stderr)
+    );
+    assert_eq!(bed.peek(all).len(), 2);
 }

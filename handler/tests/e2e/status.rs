@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use azure_emulator::faults::{FaultAction, FaultMatch, FaultRule};
 use azure_emulator::scenario::Change;
 use serde_json::Value;
 
@@ -130,6 +131,31 @@ async fn status_answers_from_the_account_with_a_function_key_only() {
 
     // The function key never reaches the handler's logs (it may arrive in the query).
     assert!(bed.host().handler_output().iter().all(|line| !line.contains(&function_key)), "the key was logged");
+
+    // Azure throttling the read past the invocation's time: 503 with Azure's Retry-After, so the caller asks later.
+    bed.emulator
+        .shared()
+        .faults
+        .add(FaultRule {
+            matcher: FaultMatch {
+                host: Some("management.azure.com".into()),
+                method: Some("GET".into()),
+                path_contains: Some("/storageAccounts/contosodata".into()),
+            },
+            action: FaultAction::Respond {
+                status: 429,
+                retry_after: Some(3600),
+                error_code: Some("TooManyRequests".into()),
+                message: None,
+            },
+            times: None,
+            probability: None,
+            seed: None,
+        })
+        .unwrap();
+    let (code, retry_after, throttled) = status(&bed, &account, Key::Header(&function_key)).await;
+    assert_eq!((code, retry_after.as_deref()), (503, Some("3600")), "{throttled}");
+    assert_eq!(throttled["error"]["disposition"], "transient", "{throttled}");
 }
 
 /// After probes: the last event the key watch published and when the state was seen, from the account's tag.

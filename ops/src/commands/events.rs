@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use cmk_handler::events::EventType;
 use serde_json::Value;
 
 use crate::cli::{ConnectionArgs, OutputFormat, TailArgs};
@@ -34,6 +35,13 @@ pub async fn tail(
         tenants: tail.tenant.clone(),
         storage_accounts: tail.storage_account.clone(),
     };
+    // A misspelt type would match nothing and hold every event until the hold limit: refuse it.
+    if let Some(unknown) = filter.types.iter().find(|t| !crate::events::is_event_type(t)) {
+        return Err(format!(
+            "--type {unknown:?} is no event type; use one of {}",
+            EventType::ALL.iter().map(|t| crate::events::short_type(t.as_str())).collect::<Vec<_>>().join(", ")
+        ));
+    }
     if format == OutputFormat::Table {
         println!("{:<25}  {:<16}  {:<24}  DETAIL", "TIME", "TYPE", "ONBOARDING ID");
     }
