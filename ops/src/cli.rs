@@ -106,6 +106,8 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// An account's state from Azure, through the app's status function (what upstream systems see).
+    Status(StatusArgs),
     /// Ask the key watch to probe one onboarded account now (a `kind: probe` message in the account's session).
     Probe(ProbeArgs),
     /// The ops console: a local web page (loopback only, your own credential) with the counts, the dead letters by
@@ -323,6 +325,22 @@ pub struct EnqueueArgs {
     /// directory.
     #[arg(long, value_name = "FILE", env = "CMKCTL_JOURNAL")]
     pub journal: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The storage account's resource id.
+    #[arg(long)]
+    pub storage_account: String,
+    /// The onboarding to ask about (is it the one the account records?).
+    #[arg(long)]
+    pub onboarding_id: Option<String>,
+    /// The Function App's base URL (default with --emulator: the emulated host).
+    #[arg(long, env = "CMK_FUNCTION_APP_URL")]
+    pub function_app: Option<Url>,
+    /// A function key of `OnboardingStatus` (or a host key).
+    #[arg(long, env = "CMK_STATUS_FUNCTION_KEY", hide_env_values = true)]
+    pub function_key: String,
 }
 
 #[derive(Debug, Args)]

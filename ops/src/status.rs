@@ -1,19 +1,27 @@
 //! The app's `OnboardingStatus` function (`GET /api/status`, function key): what an account records, from Azure
-//! (`cmkctl probe` looks up the onboarding and tenant to probe for).
+//! (`cmkctl status` shows it; `cmkctl probe` looks up the onboarding and tenant to probe for).
 
 use serde_json::Value;
 use url::Url;
 
-/// The status function's answer for `account_id`, or why there is none (its error code and message).
-pub async fn account_status(base: &Url, key: &str, account_id: &str) -> Result<Value, String> {
+/// The status function's answer for `account_id` (and the onboarding asked about), or why there is none (its error
+/// code and message).
+pub async fn account_status(
+    base: &Url,
+    key: &str,
+    account_id: &str,
+    onboarding_id: Option<&str>,
+) -> Result<Value, String> {
     let endpoint = base.join("api/status").map_err(|e| format!("bad Function App URL: {e}"))?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let mut query = vec![("storageAccountId", account_id)];
+    query.extend(onboarding_id.map(|id| ("onboardingId", id)));
     let response = http
         .get(endpoint.clone())
-        .query(&[("storageAccountId", account_id)])
+        .query(&query)
         .header("x-functions-key", key)
         .send()
         .await

@@ -1,6 +1,6 @@
 //! `cmkctl probe` asks the key watch for one account now (the timer's own probe message, for what the account
-//! records, looked up with the status function), and `dlq diagnose` explains offboarding and probe dead letters
-//! instead of refusing them.
+//! records, looked up with the status function), `cmkctl status` shows what the status function answers, and
+//! `dlq diagnose` explains offboarding and probe dead letters instead of refusing them.
 
 mod support;
 
@@ -60,7 +60,24 @@ async fn probe_now_and_diagnose_every_kind() {
     let sent = bed.run(&["probe", "--storage-account", CONTOSO_ACCOUNT, &status_key, &settings]).await;
     assert_eq!(sent.status.code(), Some(0), "{}", String::from_utf8_lossy(&sent.stderr));
     bed.wait_until("key_access_lost", |bed| bed.events_of("key_access_lost").len() == 1).await;
-    assert_eq!(bed.events_of("key_access_lost")[0]["data"]["reasonCode"], "KeyDisabled");
+    bed.wait_queue_idle().await;
+    let lost = bed.events_of("key_access_lost");
+    assert_eq!(lost[0]["data"]["reasonCode"], "KeyDisabled");
+
+    // `status` shows what the status function answers: the lost access and its event.
+    let asked = ["status", "--storage-account", CONTOSO_ACCOUNT, "--onboarding-id", "obd-probe-1", &status_key];
+    let status = bed.run(&[&["--output", "json"][..], &asked[..]].concat()).await;
+    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stderr));
+    let status = stdout_json(&status);
+    assert_eq!(status["requestedOnboarding"]["standing"], "current", "{status:#}");
+    assert_eq!(status["watch"]["keyAccess"], "KeyDisabled", "{status:#}");
+    assert_eq!(status["watch"]["lastEvent"]["id"], lost[0]["id"]);
+    let table = bed.run(&asked).await;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("KeyDisabled since") && table.contains("obd-probe-1: current"), "{table}");
+    let wrong = bed.run(&["status", "--storage-account", CONTOSO_ACCOUNT, "--function-key=not-the-key"]).await;
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("401"), "{}", String::from_utf8_lossy(&wrong.stderr));
 
     // Dead letters of the other kinds are diagnosed, not refused.
     let probe_body = serde_json::json!({

@@ -8,6 +8,7 @@ mod events;
 mod list;
 mod probe;
 mod show;
+mod status;
 
 use crate::cli::{Cli, Command, DlqCommand, EventsCommand};
 use crate::connect::connect;
@@ -25,6 +26,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
             events::tail(&connect(args)?, args, &tail, format).await
         }
         Command::Probe(probe) => probe::probe(args, &probe, format).await,
+        Command::Status(status) => status::status(args, &status, format).await,
         Command::Console(console) => console::run(&connect(args)?, args, &console).await,
         Command::Dlq { command } => {
             let connection = connect(args)?;

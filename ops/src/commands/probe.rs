@@ -24,7 +24,7 @@ pub async fn probe(connection: &ConnectionArgs, args: &ProbeArgs, format: Output
             )?;
             let key =
                 args.function_key.as_deref().ok_or("pass --function-key KEY (or --onboarding-id and --tenant)")?;
-            let status = crate::status::account_status(&base, key, &args.storage_account).await?;
+            let status = crate::status::account_status(&base, key, &args.storage_account, None).await?;
             let recorded = &status["onboarding"];
             let (Some(id), Some(tenant)) = (recorded["onboardingId"].as_str(), recorded["customerTenantId"].as_str())
             else {
