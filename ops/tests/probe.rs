@@ -114,4 +114,20 @@ async fn probe_now_and_diagnose_every_kind() {
     let table = bed.run(&["dlq", "diagnose", &admin_key]).await;
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("KIND") && table.contains("offboarding") && table.contains("probe"), "{table}");
+
+    // `enqueue` takes the other kinds: the account's own offboarding ends `offboarded`, and the status says so.
+    let file = bed.dir.path().join("offboarding.json");
+    std::fs::write(&file, offboarding("obd-probe-1", CONTOSO_TENANT, CONTOSO_ACCOUNT)).unwrap();
+    let sent = bed.run(&["enqueue", &settings, file.to_str().unwrap()]).await;
+    assert_eq!(sent.status.code(), Some(0), "{}", String::from_utf8_lossy(&sent.stderr));
+    bed.wait_until("offboarded", |bed| bed.events_of("offboarded").len() == 1).await;
+    let after = bed.run(&[&["--output", "json"][..], &asked[..]].concat()).await;
+    let after = stdout_json(&after);
+    assert_eq!(
+        (after["status"].as_str(), after["requestedOnboarding"]["standing"].as_str()),
+        (Some("not_onboarded"), Some("no_onboarding_recorded")),
+        "{after:#}"
+    );
+    assert_eq!(after["watch"], Value::Null, "offboarding removes the watch's tag too");
+    assert_eq!(after["encryption"]["keySource"], "Microsoft.Storage");
 }
