@@ -119,8 +119,9 @@ pub const PERMISSIONS: &[Permission] = &[
             actions: STORAGE_ENCRYPTION_ACTIONS,
         },
         condition: Condition::Always,
-        why: "read: GET the account before and after (observe, verify); write: the PATCH that sets \
-              encryption.keySource/keyvaultproperties/identity and attaches the CMK identity.",
+        why: "read: GET the account before and after (observe, verify), list accounts (key watch), GET one for \
+              the status function; write: the PATCH that sets encryption.keySource/keyvaultproperties/identity and \
+              attaches the CMK identity.",
     },
     Permission {
         principal: SYSTEM,
