@@ -119,10 +119,11 @@ pub const PERMISSIONS: &[Permission] = &[
             actions: STORAGE_ENCRYPTION_ACTIONS,
         },
         condition: Condition::Always,
-        why: "read: GET the account before and after (observe, verify), and follow a creation's operation (ARM \
-              wants resource-group permission to track it); write: the PATCH that sets \
-              encryption.keySource/keyvaultproperties/identity and attaches the CMK identity, and the PUT that \
-              creates a new account encrypted from the start (the create option; ARM has one action for both).",
+        why: "read: GET the account before and after (observe, verify), list accounts (key watch), GET one for \
+              the status function, and follow a creation's operation (ARM wants resource-group permission to track \
+              it); write: the PATCH that sets encryption.keySource/keyvaultproperties/identity and attaches the CMK \
+              identity, and the PUT that creates a new account encrypted from the start (the create option; ARM has \
+              one action for both).",
     },
     Permission {
         principal: SYSTEM,

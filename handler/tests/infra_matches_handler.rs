@@ -394,6 +394,38 @@ fn the_onboarding_queue_requires_sessions_and_the_trigger_uses_them() {
     assert!(service_bus.get("maxConcurrentCalls").is_none(), "ignored with sessions; it would only mislead");
 }
 
+/// Each function folder is one the handler serves, and no HTTP function is open to anonymous callers (the checkov
+/// skips of CKV_AZURE_16/17/213 rest on it): `DiagnoseOnboarding` needs the master key, `OnboardingStatus` a
+/// function key.
+#[test]
+fn every_function_is_served_and_no_http_function_is_anonymous() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../function-definitions");
+    let mut folders: Vec<String> =
+        fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    folders.sort();
+    let mut served: Vec<String> = cmk_handler::function::server::FUNCTIONS.iter().map(|f| (*f).to_owned()).collect();
+    served.sort();
+    assert_eq!(folders, served);
+    let mut levels = BTreeMap::new();
+    for folder in &folders {
+        let function: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(root.join(folder).join("function.json")).unwrap()).unwrap();
+        for binding in function["bindings"].as_array().unwrap() {
+            if binding["type"] == "httpTrigger" {
+                // The host's default is `function`.
+                levels.insert(folder.clone(), binding["authLevel"].as_str().unwrap_or("function").to_owned());
+            }
+        }
+    }
+    assert_eq!(
+        levels,
+        BTreeMap::from([
+            ("DiagnoseOnboarding".to_owned(), "admin".to_owned()),
+            ("OnboardingStatus".to_owned(), "function".to_owned()),
+        ])
+    );
+}
+
 /// A role as a Bicep role assignment or a scenario role assignment names it: a built-in role by its GUID, a custom
 /// role by its actions (its name and GUID are per deployment).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -259,9 +259,9 @@ var appSettings = [
 ]
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_16:The only HTTP function (DiagnoseOnboarding, an operator tool) has authLevel admin, so the host already rejects callers without the master key; Easy Auth would add a login flow no operator script can follow.
-  // checkov:skip=CKV_AZURE_17:Same reason as CKV_AZURE_16: the one HTTP function is admin-key protected and has no client able to present a certificate.
-  // checkov:skip=CKV_AZURE_222:Publishing (az functionapp deployment source config-zip) uses the public endpoint; the only HTTP function needs the admin key. Add VNet integration and access restrictions to close it (infra/README.md).
+  // checkov:skip=CKV_AZURE_16:No HTTP function is anonymous: DiagnoseOnboarding (operators) needs the master key, OnboardingStatus (upstream systems, server to server) a function key, so the host rejects callers without one; Easy Auth would add a login flow no operator script or upstream job can follow.
+  // checkov:skip=CKV_AZURE_17:Same reason as CKV_AZURE_16: both HTTP functions are key protected and their callers are scripts and services that present no client certificate.
+  // checkov:skip=CKV_AZURE_222:Publishing (az functionapp deployment source config-zip) uses the public endpoint, and upstream systems call OnboardingStatus; every HTTP function needs a key. Add VNet integration and access restrictions to close it (infra/README.md).
   // checkov:skip=CKV_AZURE_212:Scale to zero is the point of Flex Consumption here; alwaysReadyInstances sets a floor when cold starts matter.
   // checkov:skip=CKV_AZURE_213:A health check needs an anonymous HTTP path and the app deliberately has none; the host itself restarts a handler that stops answering.
   name: functionAppName

@@ -106,6 +106,10 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// An account's state from Azure, through the app's status function (what upstream systems see).
+    Status(StatusArgs),
+    /// Ask the key watch to probe one onboarded account now (a `kind: probe` message in the account's session).
+    Probe(ProbeArgs),
     /// The ops console: a local web page (loopback only, your own credential) with the counts, the dead letters by
     /// reason, one message with its diagnosis, replay and purge with progress, and the recent events.
     Console(ConsoleArgs),
@@ -323,6 +327,45 @@ pub struct EnqueueArgs {
     pub journal: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The storage account's resource id.
+    #[arg(long)]
+    pub storage_account: String,
+    /// The onboarding to ask about (is it the one the account records?).
+    #[arg(long)]
+    pub onboarding_id: Option<String>,
+    /// The Function App's base URL (default with --emulator: the emulated host).
+    #[arg(long, env = "CMK_FUNCTION_APP_URL")]
+    pub function_app: Option<Url>,
+    /// A function key of `OnboardingStatus` (or a host key).
+    #[arg(long, env = "CMK_STATUS_FUNCTION_KEY", hide_env_values = true)]
+    pub function_key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The storage account's resource id.
+    #[arg(long)]
+    pub storage_account: String,
+    /// The onboarding the account records (its `cmk-onboarding-id` tag); with --tenant, no lookup is made.
+    #[arg(long, requires = "tenant")]
+    pub onboarding_id: Option<String>,
+    /// The customer tenant the account records (its `cmk-customer-tenant` tag).
+    #[arg(long, requires = "onboarding_id")]
+    pub tenant: Option<String>,
+    /// The Function App's base URL, to look the onboarding and tenant up with the status function (default with
+    /// --emulator: the emulated host).
+    #[arg(long, env = "CMK_FUNCTION_APP_URL")]
+    pub function_app: Option<Url>,
+    /// A function key of `OnboardingStatus` (or a host key) for that lookup.
+    #[arg(long, env = "CMK_STATUS_FUNCTION_KEY", hide_env_values = true)]
+    pub function_key: Option<String>,
+    /// The Function App's settings, to validate the probe as the handler will (as for `enqueue`).
+    #[arg(long, env = "CMKCTL_SETTINGS")]
+    pub settings: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     /// Follow the events topic through a subscription. Receiving consumes: use a subscription of your own.
@@ -337,9 +380,25 @@ pub struct TailArgs {
     /// Stop after this many events.
     #[arg(long)]
     pub max: Option<usize>,
-    /// Stop after this many seconds without an event (default: follow forever).
+    /// Stop after this many seconds without an event shown (default: follow forever).
     #[arg(long)]
     pub idle_timeout: Option<u64>,
+    /// Show only events of this type: short (`key_access_lost`) or full (`com.cmkonboard.onboarding.….v1`). Repeat
+    /// for several. Events not shown are held locked and released when the tail ends (docs/cmkctl.md).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_types: Vec<String>,
+    /// Show only events of this onboarding (repeatable).
+    #[arg(long)]
+    pub onboarding_id: Vec<String>,
+    /// Show only events of this customer tenant (repeatable).
+    #[arg(long)]
+    pub tenant: Vec<String>,
+    /// Show only events about this storage account: its name or resource id (repeatable).
+    #[arg(long)]
+    pub storage_account: Vec<String>,
+    /// With filters: stop once this many events not shown are held (they are released then).
+    #[arg(long, default_value_t = 1_000)]
+    pub hold_limit: usize,
 }
 
 /// The events subscription infra deploys for `cmkctl` (`infra/modules/servicebus.bicep`; a test checks it exists).

@@ -39,6 +39,8 @@ impl DiagnoseFunction {
 #[serde(rename_all = "camelCase")]
 pub struct Diagnosed {
     pub sequence_number: i64,
+    /// `onboarding`, `offboarding` or `probe`, as the handler read the message (absent when it did not validate).
+    pub kind: Option<String>,
     pub onboarding_id: Option<String>,
     pub dead_letter_reason: String,
     pub ready: bool,
@@ -74,13 +76,17 @@ async fn call(
     if !status.is_success() {
         return Err(format!("the diagnose function answered {status}: {diagnosis}"));
     }
-    let superseded_by = superseded_by(&diagnosis, letter);
+    // Supersession is an onboarding's: an offboarding or a probe of an account that records another onboarding is
+    // refused by its own check (ownership, watched).
+    let onboarding = diagnosis["kind"].as_str().is_none_or(|kind| kind == "onboarding");
+    let superseded_by = onboarding.then(|| superseded_by(&diagnosis, letter)).flatten();
     let blocked_by = superseded_by.as_ref().map(|newer| format!("superseded by {newer}")).or_else(|| {
         first_failing(&diagnosis)
             .map(|c| format!("{}: {}", c["step"].as_str().unwrap_or("?"), c["reasonCode"].as_str().unwrap_or("?")))
     });
     Ok(Diagnosed {
         sequence_number: letter.sequence_number,
+        kind: diagnosis["kind"].as_str().map(str::to_owned),
         onboarding_id: letter.onboarding_id.clone(),
         dead_letter_reason: letter.reason().to_owned(),
         ready: diagnosis["ready"].as_bool().unwrap_or(false) && superseded_by.is_none(),

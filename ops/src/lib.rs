@@ -22,6 +22,7 @@ pub mod output;
 pub mod policy;
 pub mod progress;
 pub mod selection;
+pub mod status;
 pub mod walk;
 
 pub use cli::Cli;

@@ -37,7 +37,7 @@ struct Held {
     lost: bool,
 }
 
-/// The locks one run holds on `{queue}/$DeadLetterQueue`, keyed by sequence number, renewed in the background at half
+/// The locks one run holds on `{queue}/$DeadLetterQueue` (or another entity), keyed by sequence number, renewed in the background at half
 /// their duration until they are taken (to be settled) or released.
 #[derive(Debug)]
 pub struct LockSet {
@@ -49,9 +49,14 @@ pub struct LockSet {
 
 impl LockSet {
     pub fn new(client: &ServiceBusClient, queue: &str) -> Self {
+        Self::on(client, &dead_letter_queue(queue))
+    }
+
+    /// Locks on any entity that receives (a topic subscription: `events tail` holds the events it does not show).
+    pub fn on(client: &ServiceBusClient, entity: &str) -> Self {
         let held: Arc<Mutex<BTreeMap<i64, Held>>> = Arc::default();
         let renewer = tokio::spawn(renew(client.clone(), held.clone()));
-        Self { client: client.clone(), entity: dead_letter_queue(queue), held, renewer }
+        Self { client: client.clone(), entity: entity.to_owned(), held, renewer }
     }
 
     /// The dead-letter queue's path, `queue/$DeadLetterQueue`.
@@ -63,7 +68,7 @@ impl LockSet {
         &self.client
     }
 
-    /// Locks the next dead letter and holds it; `None` once the queue has no unlocked message left.
+    /// Locks the next message and holds it; `None` once the entity has no unlocked message left.
     pub async fn lock_next(&self) -> Result<Option<ReceivedMessage>, Error> {
         let Some(message) = self.client.peek_lock(&self.entity, RECEIVE_WAIT).await? else { return Ok(None) };
         let lock_for = message

@@ -2,13 +2,15 @@
 //!
 //! [`parse_message`] is the only way in: it turns raw bytes into a [`ValidatedMessage`] (an onboarding, or with
 //! `"kind": "offboarding"` an offboarding) or a [`ValidationError`] with a stable code; [`parse_and_validate`] takes
-//! onboardings only. The JSON Schema `schemas/onboarding-message.v1.schema.json` describes the
-//! same rules for producers; a test keeps the two in agreement.
+//! onboardings only; [`parse_status_query`] validates the status function's request with the same grammars. The
+//! JSON Schema `schemas/onboarding-message.v1.schema.json` describes the same rules for producers; a test keeps the
+//! two in agreement.
 
 mod grammar;
 mod isv;
 mod message;
 mod session;
+mod status_query;
 mod strict_json;
 mod validate;
 
@@ -18,6 +20,7 @@ pub use grammar::{
 pub use isv::{AllowedScope, IsvIdentity};
 pub use message::{CustomerRef, KeyMessage, NewAccountMessage, OnboardingMessage, StorageAccountRef};
 pub use session::{DeliveredSessionId, check_session};
+pub use status_query::{ONBOARDING_ID_PARAMETER, STORAGE_ACCOUNT_ID_PARAMETER, StatusQuery, parse_status_query};
 pub use validate::{
     ACCOUNT_KINDS, AccountRequest, KIND_OFFBOARDING, KIND_ONBOARDING, KIND_PROBE, KeyRef, MAX_CLOCK_SKEW, NewAccount,
     SKU_NAMES, ValidatedMessage, ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at,
@@ -67,4 +70,6 @@ pub mod codes {
     pub const SESSION_ID_MISMATCH: &str = "SessionIdMismatch";
     pub const SESSION_ID_MISSING: &str = "SessionIdMissing";
     pub const SESSION_ID_UNVERIFIABLE: &str = "SessionIdUnverifiable";
+    /// The status function was given a query parameter it does not take (`contract::parse_status_query`).
+    pub const UNKNOWN_PARAMETER: &str = "UnknownParameter";
 }

@@ -228,6 +228,35 @@ pub fn http_request_body(payload: &[u8], binding: &str) -> Result<Vec<u8>, Decod
     }
 }
 
+/// The query parameters of an HTTP-triggered invocation (`Data.{binding}.Query`): the host serialises the request's
+/// query as a JSON object of strings, inside a JSON string (reference §5.3; a repeated parameter arrives as one
+/// value, its values joined with commas). An object in place of the string is taken too.
+pub fn http_request_query(payload: &[u8], binding: &str) -> Result<Vec<(String, String)>, DecodeError> {
+    let root: Value = serde_json::from_slice(payload).map_err(|e| DecodeError(format!("body is not JSON: {e}")))?;
+    let request = root
+        .as_object()
+        .and_then(|r| field(r, "Data"))
+        .and_then(Value::as_object)
+        .and_then(|d| field(d, binding))
+        .and_then(Value::as_object)
+        .ok_or_else(|| DecodeError(format!("no Data.{binding} request object")))?;
+    let query = match field(request, "Query") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(text)) => {
+            serde_json::from_str::<Value>(text).map_err(|e| DecodeError(format!("Query is not JSON text: {e}")))?
+        }
+        Some(other) => other.clone(),
+    };
+    let Value::Object(members) = query else { return Err(DecodeError("Query is not a JSON object".into())) };
+    members
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name, text)),
+            other => Err(DecodeError(format!("query parameter {name:?} is a {}, not a string", json_type(&other)))),
+        })
+        .collect()
+}
+
 /// The handler's answer to the host: always a JSON object (an empty 2xx body would hang the host until timeout).
 pub fn response_body(logs: &[String]) -> Value {
     serde_json::json!({ "Outputs": {}, "Logs": logs, "ReturnValue": null })
@@ -334,6 +363,18 @@ mod tests {
             decode(br#"{"Data":{"m":"AA=="},"Metadata":{"SequenceNumber":"42"}}"#, "m").unwrap().broker_order,
             None
         );
+    }
+
+    #[test]
+    fn http_query_is_json_text_of_strings() {
+        let payload = br#"{"Data":{"req":{"Query":"{\"a\":\"1,2\",\"code\":\"k\"}"}},"Metadata":{}}"#;
+        let mut query = http_request_query(payload, "req").unwrap();
+        query.sort();
+        assert_eq!(query, [("a".to_owned(), "1,2".to_owned()), ("code".to_owned(), "k".to_owned())]);
+        assert_eq!(http_request_query(br#"{"Data":{"req":{"Query":"{}"}}}"#, "req").unwrap(), []);
+        assert_eq!(http_request_query(br#"{"Data":{"req":{"Query":{"a":"b"}}}}"#, "req").unwrap().len(), 1);
+        assert!(http_request_query(br#"{"Data":{"req":{"Query":"{\"a\":1}"}}}"#, "req").is_err());
+        assert!(http_request_query(br#"{"Data":{}}"#, "req").is_err());
     }
 
     #[test]

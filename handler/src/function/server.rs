@@ -25,8 +25,14 @@ pub const TRIGGER_BINDING: &str = "onboardingMessage";
 /// HTTP-triggered, admin-only: what blocks a message now (for `cmkctl dlq diagnose`).
 pub const DIAGNOSE_ONBOARDING: &str = "DiagnoseOnboarding";
 
+/// HTTP-triggered, function key: the current state of an account from Azure itself, for upstream systems.
+pub const ONBOARDING_STATUS: &str = "OnboardingStatus";
+
 /// Timer-triggered: the key watch's run (`WatchKeys/function.json`, schedule `%CMK_WATCH_SCHEDULE%`).
 pub const WATCH_KEYS: &str = "WatchKeys";
+
+/// Every function the handler serves: `function-definitions/` has exactly these folders (the infra test checks).
+pub const FUNCTIONS: [&str; 4] = [PROCESS_ONBOARDING, DIAGNOSE_ONBOARDING, WATCH_KEYS, ONBOARDING_STATUS];
 
 pub fn router(app: Arc<App>) -> Router {
     // The invocation carries the body base64-encoded (+33 %) or JSON-escaped twice (up to 6x for quote-heavy text),
@@ -38,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("/{PROCESS_ONBOARDING}"), post(process_onboarding))
         .route(&format!("/{DIAGNOSE_ONBOARDING}"), post(diagnose_onboarding))
         .route(&format!("/{WATCH_KEYS}"), post(watch_keys))
+        .route(&format!("/{ONBOARDING_STATUS}"), post(onboarding_status))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -130,13 +137,43 @@ async fn diagnose_onboarding(State(app): State<Arc<App>>, body: Bytes) -> Respon
         Err(error) => return failure(StatusCode::BAD_REQUEST, &error.to_string()),
     };
     let diagnosis = workflow::diagnose(&app, &message).instrument(tracing::info_span!("diagnose")).await;
-    let body = serde_json::to_string(&diagnosis).unwrap_or_else(|_| "{}".to_owned());
+    http_output(200, &serde_json::to_value(&diagnosis).unwrap_or_default(), None)
+}
+
+/// The answer of an HTTP-triggered function: the response goes out through the `res` binding, a JSON body.
+fn http_output(status: u16, body: &serde_json::Value, retry_after: Option<u64>) -> Response {
+    let mut headers = json!({ "Content-Type": "application/json" });
+    if let Some(seconds) = retry_after {
+        headers["Retry-After"] = json!(seconds.to_string());
+    }
     let answer = json!({
-        "Outputs": { "res": { "statusCode": 200, "headers": { "Content-Type": "application/json" }, "body": body } },
+        "Outputs": { "res": { "statusCode": status, "headers": headers, "body": body.to_string() } },
         "Logs": [],
         "ReturnValue": null,
     });
     (StatusCode::OK, axum::Json(answer)).into_response()
+}
+
+/// `POST /OnboardingStatus` (`GET /api/status?storageAccountId=…[&onboardingId=…]` at the host, function key): the
+/// account's state from Azure, or an error status (`workflow::status::failure`). The query may hold the function
+/// key (`code`), so neither it nor the URL is logged.
+async fn onboarding_status(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let invocation_id = headers.get("x-azure-functions-invocationid").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let parameters = match invocation::http_request_query(&body, "req") {
+        Ok(parameters) => parameters,
+        Err(error) => return failure(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let span = tracing::info_span!("invocation", function = ONBOARDING_STATUS, invocation_id);
+    let result = match crate::contract::parse_status_query(&parameters, &app.policy.allowed_scopes) {
+        Ok(query) => workflow::status::account_status(&app, &query).instrument(span.clone()).await,
+        Err(invalid) => Err(crate::error::Error::Invalid(invalid)),
+    };
+    let (status, body, retry_after) = match result {
+        Ok(report) => (200, serde_json::to_value(&report).unwrap_or_default(), None),
+        Err(error) => workflow::status::failure(&error),
+    };
+    span.in_scope(|| tracing::info!(status, "status answered"));
+    http_output(status, &body, retry_after)
 }
 
 /// `POST /WatchKeys`: the timer's payload (`TimerInfo`) says nothing the run needs, so it is not read; the host's

@@ -25,8 +25,10 @@ pub mod key_watch;
 pub mod new_account;
 pub mod offboarding;
 pub mod settle;
+pub mod status;
 pub mod storage;
 pub mod watch;
+pub mod watch_record;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
@@ -38,8 +40,8 @@ use crate::azure::credentials::CustomerIdentity;
 use crate::azure::{AzureClients, ClientConfig, RetryOptions, deadline};
 use crate::config::{FicMode, IsvIdentity, Settings};
 use crate::contract::{
-    DeliveredSessionId, ValidatedMessage, ValidatedOnboarding, ValidationPolicy, check_session, parse_and_validate,
-    parse_message,
+    AccountRequest, DeliveredSessionId, KIND_OFFBOARDING, KIND_ONBOARDING, KIND_PROBE, ValidatedMessage,
+    ValidatedOnboarding, ValidationPolicy, check_session, parse_message,
 };
 use crate::decide::{AttemptState, InvocationTimes, RetryPolicy, invocation_times};
 use crate::error::{CustomerAction, Error};
@@ -625,10 +627,14 @@ pub struct Check {
 
 /// What blocks an onboarding message right now, without changing anything anywhere: validation, the identity chain
 /// (read-only even in ensure mode), the customer preflight, and whether the storage account would be patched. Ops
-/// run it before replaying a dead letter (`DiagnoseOnboarding`, admin-only).
+/// run it before replaying a dead letter (`DiagnoseOnboarding`, admin-only). An offboarding is diagnosed against the
+/// ownership guard, a probe against the account's record and key (`kind` says which).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnosis {
+    /// The message's kind: `onboarding`, `offboarding` or `probe` (absent when it did not validate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
     /// True when every check passed: a replay should complete.
     pub ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -663,6 +669,7 @@ pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
     match deadline::within(until, deadline::run(diagnose_checks(app, body))).await {
         Some(diagnosis) => diagnosis,
         None => Diagnosis {
+            kind: None,
             ready: false,
             onboarding_id: None,
             checks: vec![Check {
@@ -680,17 +687,11 @@ pub async fn diagnose(app: &App, body: &[u8]) -> Diagnosis {
 }
 
 async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
-    let failed = |step, error: &Error| Check {
-        step,
-        ok: false,
-        reason_code: Some(error.reason_code().to_owned()),
-        disposition: Some(error.disposition()),
-        message: Some(error.to_string()),
-    };
-    let passed = |step| Check { step, ok: true, reason_code: None, disposition: None, message: None };
     let mut checks = Vec::new();
-    let onboarding = match parse_and_validate(body, &app.policy) {
-        Ok(onboarding) => onboarding,
+    let onboarding = match parse_message(body, &app.policy) {
+        Ok(ValidatedMessage::Onboarding(onboarding)) => onboarding,
+        Ok(ValidatedMessage::Offboarding(request)) => return diagnose_offboarding(app, &request).await,
+        Ok(ValidatedMessage::Probe(request)) => return diagnose_probe(app, &request).await,
         Err(invalid) => {
             checks.push(failed("validation", &Error::Invalid(invalid)));
             return Diagnosis { ready: false, onboarding_id: None, checks, ..Diagnosis::default() };
@@ -727,10 +728,7 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
                     Ok(()) => passed("storage_account"),
                     Err(error) => failed("storage_account", &error),
                 });
-                let recorded = account_tags::recorded(&account.raw).map(|record| RecordedOnboarding {
-                    onboarding_id: record.onboarding_id,
-                    onboarding_order: record.order.map(|o| o.to_string()),
-                });
+                let recorded = recorded_onboarding(&account.raw);
                 (Some(storage::plan_update(&account.raw, &want, None).is_some()), recorded)
             }
             // The create option: a missing account is what the onboarding creates (decision 29).
@@ -744,6 +742,7 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
             }
         };
     Diagnosis {
+        kind: Some(KIND_ONBOARDING),
         ready: checks.iter().all(|c| c.ok),
         onboarding_id,
         checks,
@@ -751,6 +750,112 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
         recorded_onboarding,
         key_consent,
     }
+}
+
+fn passed(step: &'static str) -> Check {
+    Check { step, ok: true, reason_code: None, disposition: None, message: None }
+}
+
+fn failed(step: &'static str, error: &Error) -> Check {
+    Check {
+        step,
+        ok: false,
+        reason_code: Some(error.reason_code().to_owned()),
+        disposition: Some(error.disposition()),
+        message: Some(error.to_string()),
+    }
+}
+
+fn recorded_onboarding(account: &serde_json::Value) -> Option<RecordedOnboarding> {
+    account_tags::recorded(account).map(|record| RecordedOnboarding {
+        onboarding_id: record.onboarding_id,
+        onboarding_order: record.order.map(|o| o.to_string()),
+    })
+}
+
+/// An offboarding: the account as it is now against the ownership guard, without the PATCH (`offboarding::guard`).
+async fn diagnose_offboarding(app: &App, request: &AccountRequest) -> Diagnosis {
+    let mut diagnosis = Diagnosis {
+        kind: Some(KIND_OFFBOARDING),
+        onboarding_id: Some(request.onboarding_id.clone()),
+        checks: vec![passed("validation")],
+        ..Diagnosis::default()
+    };
+    match app.clients.arm.get_storage_account(&request.storage_account.arm_id()).await {
+        Ok(account) => {
+            diagnosis.checks.push(passed("storage_account"));
+            diagnosis.recorded_onboarding = recorded_onboarding(&account.raw);
+            match offboarding::guard(&account.raw, request) {
+                Ok(plan) => {
+                    diagnosis.checks.push(passed("ownership"));
+                    diagnosis.storage_needs_update = Some(plan.patch.is_some());
+                }
+                Err(error) => diagnosis.checks.push(failed("ownership", &error)),
+            }
+        }
+        Err(error) => diagnosis.checks.push(failed("storage_account", &error)),
+    }
+    diagnosis.ready = diagnosis.checks.iter().all(|c| c.ok);
+    diagnosis
+}
+
+/// A key-watch probe: whether the account still records its onboarding (otherwise a replay does nothing), and the
+/// probe's own key checks as the app against the key the account uses, read-only. The next timer run probes the
+/// account anyway, so a probe dead letter can simply be purged.
+async fn diagnose_probe(app: &App, request: &AccountRequest) -> Diagnosis {
+    let mut diagnosis = Diagnosis {
+        kind: Some(KIND_PROBE),
+        onboarding_id: Some(request.onboarding_id.clone()),
+        checks: vec![passed("validation")],
+        ..Diagnosis::default()
+    };
+    let account_id = request.storage_account.arm_id();
+    let account = match app.clients.arm.get_storage_account(&account_id).await {
+        Ok(account) => account,
+        Err(error) => {
+            diagnosis.checks.push(failed("storage_account", &error));
+            return diagnosis;
+        }
+    };
+    diagnosis.checks.push(passed("storage_account"));
+    diagnosis.recorded_onboarding = recorded_onboarding(&account.raw);
+    // The probe's own rule (`watch::probe`): the recorded onboarding, and its tenant when recorded.
+    let record = account_tags::recorded(&account.raw);
+    let watched = record.as_ref().is_some_and(|r| {
+        r.onboarding_id == request.onboarding_id
+            && r.customer_tenant_id.as_deref().is_none_or(|t| t.eq_ignore_ascii_case(&request.customer_tenant_id))
+    });
+    if !watched {
+        let gone = Error::Refused {
+            code: "NotThisOnboardingsAccount",
+            message: format!(
+                "{account_id} does not record onboarding {} for tenant {}: a replayed probe would do nothing",
+                request.onboarding_id, request.customer_tenant_id
+            ),
+        };
+        diagnosis.checks.push(failed("watched", &gone));
+        return diagnosis;
+    }
+    diagnosis.checks.push(passed("watched"));
+    let kv = account.encryption().and_then(|e| e.key_vault_properties).unwrap_or_default();
+    let chain = match read_identity_chain(app, &request.identity).await {
+        Ok(chain) => chain,
+        Err(error) => {
+            diagnosis.checks.push(failed("identity_chain", &error));
+            return diagnosis;
+        }
+    };
+    diagnosis.checks.push(passed("identity_chain"));
+    if let (Some(vault), Some(key)) = (kv.key_vault_uri.as_deref(), kv.key_name.as_deref()) {
+        let version = kv.key_version.as_deref().filter(|v| !v.is_empty());
+        let tenant = &request.customer_tenant_id;
+        diagnosis.checks.push(match use_customer_key(app, tenant, vault, key, version, &chain, &account_id).await {
+            Ok(_) => passed("customer_key"),
+            Err(error) => failed("customer_key", &error),
+        });
+    }
+    diagnosis.ready = diagnosis.checks.iter().all(|c| c.ok);
+    diagnosis
 }
 
 /// The identity chain without side effects: a missing credential is reported, never created.

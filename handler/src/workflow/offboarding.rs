@@ -141,11 +141,8 @@ pub fn verify(account: &Value) -> Result<(), String> {
     }
 }
 
-/// Offboards the account: read, guard, one PATCH when something differs, read back and verify.
-pub async fn run(app: &App, offboarding: &AccountRequest) -> Result<Plan, Error> {
-    let account_id = offboarding.storage_account.arm_id();
-    let arm = &app.clients.arm;
-    let current = arm.get_storage_account(&account_id).await?;
+/// The ownership guard and plan for `offboarding` against the account as read (also what the diagnosis reports).
+pub fn guard(account: &Value, offboarding: &AccountRequest) -> Result<Plan, Error> {
     let owner = Owner {
         onboarding_id: &offboarding.onboarding_id,
         customer_tenant_id: &offboarding.customer_tenant_id,
@@ -153,7 +150,15 @@ pub async fn run(app: &App, offboarding: &AccountRequest) -> Result<Plan, Error>
         app_client_id: &offboarding.identity.app_client_id,
         vault_uri: offboarding.key.as_ref().map(|k| k.vault_uri.as_str()),
     };
-    let plan = plan(&current.raw, &owner).map_err(|message| Error::Refused { code: NOT_OURS, message })?;
+    plan(account, &owner).map_err(|message| Error::Refused { code: NOT_OURS, message })
+}
+
+/// Offboards the account: read, guard, one PATCH when something differs, read back and verify.
+pub async fn run(app: &App, offboarding: &AccountRequest) -> Result<Plan, Error> {
+    let account_id = offboarding.storage_account.arm_id();
+    let arm = &app.clients.arm;
+    let current = arm.get_storage_account(&account_id).await?;
+    let plan = guard(&current.raw, offboarding)?;
     let Some(patch) = &plan.patch else {
         tracing::info!("storage account already on Microsoft-managed keys without our tags; nothing to change");
         return Ok(plan);

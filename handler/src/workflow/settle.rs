@@ -16,6 +16,7 @@ use super::App;
 use super::account_tags::AccountRecord;
 use super::identity_chain::IdentityChain;
 use super::storage::AppliedEncryption;
+use super::watch_record::LastEvent;
 use crate::azure::servicebus::OutgoingMessage;
 use crate::contract::{AccountRequest, ValidatedMessage, ValidatedOnboarding};
 use crate::decide::{AttemptState, Decision, decide};
@@ -163,11 +164,14 @@ pub(super) async fn after_probe(
     if let Some(result) = result {
         let now = OffsetDateTime::now_utc();
         let run_at = request.requested_at.format(&Rfc3339).unwrap_or_default();
+        let mut published = None;
         for (event_type, data) in &result.events {
             let event = OnboardingEvent::key_watch(&source(app), *event_type, data.clone(), &run_at, now);
+            let id = uuid::Uuid::parse_str(&event.id).ok();
             publish(app, message, event).await?;
+            published = id.map(|id| LastEvent { event_type: *event_type, id, at: now });
         }
-        super::watch::record(app, request, result).await?;
+        super::watch::record(app, request, result, published, now).await?;
     }
     Ok(Settlement::Completed { onboarding_id: request.onboarding_id.clone() })
 }

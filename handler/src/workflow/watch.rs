@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::account_tags::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, WATCH_STATE_TAG, tag};
 use super::key_watch::{self, Configuration, Observation, WatchEvent, WatchState};
+use super::watch_record::{LastEvent, WatchRecord};
 use super::{App, ensure_identity_chain, use_customer_key};
 use crate::azure::servicebus::OutgoingMessage;
 use crate::config::AllowedScope;
@@ -46,7 +47,8 @@ fn scope_path(scope: &AllowedScope) -> String {
 
 /// The probe message of one account: contract v1, `kind: probe`, in the account's session; its MessageId is derived
 /// from the account and the run (the host's invocation id), so a run's send repeated is one probe per account.
-fn probe_message(
+/// `cmkctl probe` sends the same message for one account, with a run id of its own.
+pub fn probe_message(
     account_id: &str,
     onboarding_id: &str,
     tenant: &str,
@@ -125,6 +127,8 @@ pub struct ProbeResult {
     pub events: Vec<(EventType, KeyWatchData)>,
     /// The account's tags as read (a probe runs in the account's session: nothing else writes them meanwhile).
     pub tags: serde_json::Map<String, Value>,
+    /// The last event recorded with the state, carried over when this probe publishes none.
+    pub last_event: Option<LastEvent>,
 }
 
 /// Probes one account. `Ok(None)`: the account is no longer this onboarding's (offboarded or onboarded again), so
@@ -132,7 +136,12 @@ pub struct ProbeResult {
 pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeResult>, Error> {
     let account_id = request.storage_account.arm_id();
     let account = app.clients.arm.get_storage_account(&account_id).await?;
-    if tag(&account.raw, ONBOARDING_ID_TAG) != Some(request.onboarding_id.as_str()) {
+    // A probe acts for the onboarding and tenant the account's tags record, never for others a message names (an
+    // operator's `cmkctl probe`, a stale probe after a newer onboarding).
+    let tenant_tag = tag(&account.raw, CUSTOMER_TENANT_TAG);
+    if tag(&account.raw, ONBOARDING_ID_TAG) != Some(request.onboarding_id.as_str())
+        || tenant_tag.is_some_and(|t| !t.eq_ignore_ascii_case(&request.customer_tenant_id))
+    {
         tracing::info!("the account is no longer this onboarding's; nothing to watch");
         return Ok(None);
     }
@@ -171,7 +180,9 @@ pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeRe
             Err(other) => return Err(other),
         }
     }
-    let recorded = tag(&account.raw, WATCH_STATE_TAG).and_then(WatchState::decode);
+    let record = tag(&account.raw, WATCH_STATE_TAG).and_then(WatchRecord::decode);
+    let last_event = record.as_ref().and_then(|r| r.last_event);
+    let recorded = record.map(|r| r.state);
     let now = OffsetDateTime::now_utc();
     let (observed, changes) = key_watch::decide(recorded.as_ref(), &observation, now, app.settings.key_expiry_warning);
     let base = KeyWatchData {
@@ -234,12 +245,19 @@ pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeRe
         })
         .collect();
     let tags = account.raw["tags"].as_object().cloned().unwrap_or_default();
-    Ok(Some(ProbeResult { recorded, observed, events, tags }))
+    Ok(Some(ProbeResult { recorded, observed, events, tags, last_event }))
 }
 
 /// Writes the observed state into the account's tag, keeping its other tags (Storage PATCH replaces the whole
-/// object); only when it differs from the recorded one.
-pub async fn record(app: &App, request: &AccountRequest, result: &ProbeResult) -> Result<(), Error> {
+/// object); only when it differs from the recorded one. `published`: the last event this probe published, recorded
+/// with the state (`watch_record`); `now`: when the probe saw the state.
+pub async fn record(
+    app: &App,
+    request: &AccountRequest,
+    result: &ProbeResult,
+    published: Option<LastEvent>,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
     if result.recorded.as_ref() == Some(&result.observed) {
         return Ok(());
     }
@@ -250,7 +268,12 @@ pub async fn record(app: &App, request: &AccountRequest, result: &ProbeResult) -
         .filter(|(k, _)| !k.eq_ignore_ascii_case(WATCH_STATE_TAG))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    tags.insert(WATCH_STATE_TAG.to_owned(), Value::from(result.observed.encode()));
+    let record = WatchRecord {
+        state: result.observed.clone(),
+        recorded_at: Some(now),
+        last_event: published.or(result.last_event),
+    };
+    tags.insert(WATCH_STATE_TAG.to_owned(), Value::from(record.encode()));
     app.clients.arm.update_storage_account(&account_id, &json!({ "tags": tags })).await?;
     Ok(())
 }

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use azure_emulator::scenario::Change;
 use serde_json::json;
 
+use cmk_handler::workflow::watch_record::WatchRecord;
+
 use crate::testbed::{CONTOSO_ACCOUNT, CONTOSO_TENANT, TestBed, contoso, sample_scenario};
 
 /// Every minute: the emulator's clock moves one interval per run, and a few runs stay within the tokens' lifetime.
-const SCHEDULE: &str = "0 * * * * *";
+pub(crate) const SCHEDULE: &str = "0 * * * * *";
 const INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The tags an onboarding writes (ARCHITECTURE.md, "Account tags"), for accounts the test did not onboard.
@@ -30,8 +32,13 @@ fn watch_state(bed: &TestBed) -> Option<String> {
     bed.storage_account(CONTOSO_ACCOUNT)["tags"]["cmk-watch-state"].as_str().map(str::to_owned)
 }
 
+/// The recorded state alone, without when it was recorded and the last event (`watch_record`).
+fn state_part(tag: &str) -> String {
+    WatchRecord::decode(tag).unwrap_or_else(|| panic!("an unreadable watch record: {tag}")).state.encode()
+}
+
 /// Moves the clock one interval on, waits for the run it triggers and for every probe it sent to settle.
-async fn next_run(bed: &TestBed) {
+pub(crate) async fn next_run(bed: &TestBed) {
     let before = watch_runs(bed);
     bed.advance_clock(INTERVAL).await;
     bed.wait_until("the watch run", |bed| watch_runs(bed) > before).await;
@@ -82,7 +89,14 @@ async fn revocation_is_detected_within_one_interval_and_restoration_after_the_fi
     let restored = bed.events_of("key_access_restored");
     assert_eq!(restored.len(), 1, "{:#?}", bed.events());
     assert_eq!(restored[0]["data"]["reasonCode"], "KeyDisabled");
-    assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
+    let restored_state = watch_state(&bed).unwrap();
+    assert_eq!(state_part(&restored_state), state_part(&baseline));
+    // The record names the last event published and when the state was seen (decision 30).
+    let record = WatchRecord::decode(&restored_state).unwrap();
+    let last = record.last_event.expect("the restoration is recorded");
+    assert_eq!(last.id.to_string(), restored[0]["id"].as_str().unwrap(), "{restored_state}");
+    assert!(record.recorded_at.is_some(), "{restored_state}");
+    assert!(WatchRecord::decode(&baseline).unwrap().last_event.is_none(), "a baseline publishes nothing: {baseline}");
     next_run(&bed).await;
     assert_eq!(bed.events().len(), 3, "completed, lost, restored: {:#?}", bed.events());
     assert!(bed.dead_letters().is_empty());
@@ -263,5 +277,5 @@ async fn a_consent_removed_from_the_key_is_reported_like_a_revocation() {
     let restored = bed.events_of("key_access_restored");
     assert_eq!(restored.len(), 1, "{:#?}", bed.events());
     assert_eq!(restored[0]["data"]["reasonCode"], "KeyConsentMissing");
-    assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
+    assert_eq!(state_part(&watch_state(&bed).unwrap()), state_part(&baseline));
 }

@@ -21,6 +21,7 @@ mod scale;
 mod secrets;
 mod sessions;
 mod soak;
+mod status;
 mod string_datatype;
 mod supersession;
 mod testbed;

@@ -41,6 +41,7 @@ pub async fn diagnose(
             let failing = first_failing(&d.diagnosis);
             vec![
                 d.sequence_number.to_string(),
+                or_dash(d.kind.as_deref()),
                 or_dash(d.onboarding_id.as_deref()),
                 d.dead_letter_reason.clone(),
                 if d.ready { "yes" } else { "no" }.to_owned(),
@@ -53,7 +54,7 @@ pub async fn diagnose(
     print(
         format,
         &diagnosed,
-        &["SEQ", "ONBOARDING ID", "FAILED WITH", "READY", "BLOCKED BY", "DISPOSITION", "MESSAGE"],
+        &["SEQ", "KIND", "ONBOARDING ID", "FAILED WITH", "READY", "BLOCKED BY", "DISPOSITION", "MESSAGE"],
         rows,
     );
     Ok(if diagnosed.iter().all(|d| d.ready) { Exit::Ok } else { Exit::Rejected })

@@ -6,7 +6,9 @@ mod diagnose;
 mod enqueue;
 mod events;
 mod list;
+mod probe;
 mod show;
+mod status;
 
 use crate::cli::{Cli, Command, DlqCommand, EventsCommand};
 use crate::connect::connect;
@@ -23,6 +25,8 @@ pub async fn dispatch(cli: Cli) -> Result<Exit, String> {
         Command::Events { command: EventsCommand::Tail(tail) } => {
             events::tail(&connect(args)?, args, &tail, format).await
         }
+        Command::Probe(probe) => probe::probe(args, &probe, format).await,
+        Command::Status(status) => status::status(args, &status, format).await,
         Command::Console(console) => console::run(&connect(args)?, args, &console).await,
         Command::Dlq { command } => {
             let connection = connect(args)?;

@@ -91,6 +91,7 @@ impl OpsBed for TestBed {
             .args(args)
             .env_remove("CMK_SERVICEBUS_NAMESPACE")
             .env_remove("CMK_FUNCTION_APP_URL")
+            .env_remove("CMK_STATUS_FUNCTION_KEY")
             .env_remove("CMKCTL_SETTINGS")
             .env("CMKCTL_OPERATOR", "test-operator")
             .env("CMKCTL_STATE_DIR", self.state_dir())

@@ -744,6 +744,11 @@ async fn http_triggers_check_function_keys_and_translate_the_answer() {
     assert_eq!(req["Query"], r#"{"x":"1"}"#);
     assert_eq!(req["Headers"]["Content-Type"], json!(["application/json"]));
     assert_eq!(req["Url"], format!("{url}/api/order?x=1"));
+    // A repeated parameter (names ignore case, as ASP.NET's query collection does) is one entry, values joined.
+    let answer =
+        post("/api/order?x=1&y=a%2Fb&X=2").header("x-functions-key", "function-key-for-tests").send().await.unwrap();
+    let echoed: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(echoed["Data"]["req"]["Query"], r#"{"x":"1,2","y":"a/b"}"#);
 
     assert_eq!(post("/api/admin?code=function-key-for-tests").send().await.unwrap().status(), 401);
     assert_eq!(post("/api/admin?code=master-key-for-tests").send().await.unwrap().status(), 200);
@@ -752,7 +757,7 @@ async fn http_triggers_check_function_keys_and_translate_the_answer() {
     let status: Value = client.get(format!("{url}/_emulator/host")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["keys"]["master"], "master-key-for-tests");
     assert_eq!(status["keys"]["function"], "function-key-for-tests");
-    assert_eq!(status["invocations"]["ok"], 4);
+    assert_eq!(status["invocations"]["ok"], 5);
     emulator.shutdown().await;
 }
 

@@ -148,7 +148,16 @@ fn request_body(
     invocation_id: Uuid,
     now: time::OffsetDateTime,
 ) -> String {
-    let query: Vec<(String, Json)> = req.url.query_pairs().map(|(k, v)| (k.into_owned(), Json::str(v))).collect();
+    // The host's `GetQueryCollectionAsDictionary`: one entry per name (ASP.NET's query collection ignores case; the
+    // first spelling names it), a repeated name's values joined with commas (`StringValues.ToString()`).
+    let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, value) in req.url.query_pairs() {
+        match grouped.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            Some((_, values)) => values.push(value.into_owned()),
+            None => grouped.push((name.into_owned(), vec![value.into_owned()])),
+        }
+    }
+    let query: Vec<(String, Json)> = grouped.into_iter().map(|(k, v)| (k, Json::str(v.join(",")))).collect();
     let mut headers: Vec<(String, Json)> = Vec::new();
     for name in req.headers.keys() {
         let values =
