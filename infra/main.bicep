@@ -99,7 +99,7 @@ resource storageEncryptionRole 'Microsoft.Authorization/roleDefinitions@2022-04-
   name: guid(subscription().id, baseName, 'cmk-storage-encryption-operator')
   properties: {
     roleName: 'CMK Onboarding Storage Encryption Operator (${baseName})'
-    description: 'Read storage accounts and PATCH their encryption settings; no keys, no delete, no data access.'
+    description: 'Read storage accounts, PATCH their encryption settings and create them encrypted; no keys, no delete, no data access.'
     type: 'customRole'
     permissions: [
       {

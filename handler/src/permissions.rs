@@ -70,7 +70,7 @@ pub struct Permission {
 }
 
 /// Actions of the custom storage role. `Storage Account Contributor` would also grant `listKeys/action` (full data
-/// access through the account keys) and `delete`; the PATCH needs neither.
+/// access through the account keys) and `delete`; neither the PATCH nor a new account's PUT needs them.
 pub const STORAGE_ENCRYPTION_ACTIONS: &[&str] =
     &["Microsoft.Storage/storageAccounts/read", "Microsoft.Storage/storageAccounts/write"];
 
@@ -120,15 +120,18 @@ pub const PERMISSIONS: &[Permission] = &[
         },
         condition: Condition::Always,
         why: "read: GET the account before and after (observe, verify), list accounts (key watch), GET one for \
-              the status function; write: the PATCH that sets encryption.keySource/keyvaultproperties/identity and \
-              attaches the CMK identity.",
+              the status function, and follow a creation's operation (ARM wants resource-group permission to track \
+              it); write: the PATCH that sets encryption.keySource/keyvaultproperties/identity and attaches the CMK \
+              identity, and the PUT that creates a new account encrypted from the start (the create option; ARM has \
+              one action for both).",
     },
     Permission {
         principal: SYSTEM,
         scope: ScopeKind::CmkIdentity,
         grant: Grant::BuiltInRole { name: "Managed Identity Operator", id: "f1a07417-d97a-45cb-824c-7a7467783830" },
         condition: Condition::Always,
-        why: "userAssignedIdentities/*/assign/action: the storage PATCH attaches this identity to the account; \
+        why: "userAssignedIdentities/*/assign/action: the storage PATCH (or a new account's PUT) attaches this \
+              identity to the account; \
               */read: GET the identity for its clientId and principalId.",
     },
     Permission {

@@ -201,3 +201,34 @@ async fn key_vault_wraps_and_unwraps_with_base64url_without_padding() {
     assert_eq!(requests[2].query.get("api-version").map(String::as_str), Some("7.4"));
     assert_eq!(requests[2].header("authorization"), Some("Bearer kv-token"));
 }
+
+/// `StorageAccounts_Create` answered 202: the `Location` is polled (its `Retry-After` honoured) until it answers 200
+/// with the account, which is what the call returns; a monitor off the ARM endpoint is refused (it would get an ARM
+/// token).
+#[tokio::test]
+async fn a_storage_create_follows_its_location_to_the_account() {
+    let location = "https://management.azure.com/subscriptions/s/providers/Microsoft.Storage/operations/op1?monitor=true&api-version=2023-05-01";
+    let stub = Stub::start(move |request, index| match request.method.as_str() {
+        "PUT" => (202, vec![("location", location.to_owned()), ("retry-after", "0".to_owned())], String::new()),
+        _ if index == 1 => (202, vec![("retry-after", "0".to_owned())], String::new()),
+        _ => json(200, serde_json::json!({ "id": ACCOUNT, "properties": { "provisioningState": "Succeeded" } })),
+    })
+    .await;
+    let account = clients(&stub)
+        .arm
+        .create_storage_account(ACCOUNT, &serde_json::json!({ "location": "westeurope" }))
+        .await
+        .unwrap();
+    assert_eq!(account.id(), ACCOUNT);
+    let calls: Vec<String> = stub.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    let poll = "GET /subscriptions/s/providers/Microsoft.Storage/operations/op1".to_owned();
+    assert_eq!(calls, [format!("PUT {ACCOUNT}"), poll.clone(), poll], "the account comes from the last poll");
+
+    let elsewhere = Stub::start(|_, _| {
+        (202, vec![("location", "https://contoso-kv.vault.azure.net/op1".to_owned())], String::new())
+    })
+    .await;
+    let refused = clients(&elsewhere).arm.create_storage_account(ACCOUNT, &serde_json::json!({})).await.unwrap_err();
+    assert!(refused.to_string().contains("not on the ARM endpoint"), "{refused}");
+    assert_eq!(elsewhere.requests().len(), 1, "no poll goes off the ARM endpoint");
+}

@@ -217,7 +217,8 @@ async fn a_long_running_operation_with_a_huge_retry_after_gives_up_at_once() {
     .await;
 
     let error = outcome.expect("returned, not stalled").unwrap_err();
-    assert!(matches!(&error, Error::Transport(e) if e.kind == TransportErrorKind::Timeout), "{error:?}");
+    assert!(matches!(&error, Error::Pending { code: "OperationStillRunning", .. }), "{error:?}");
+    assert_eq!(error.disposition(), cmk_handler::error::Disposition::Transient);
     assert_eq!(stub.requests().len(), 1, "no poll could fit");
 }
 

@@ -225,7 +225,7 @@ fn samples_are_valid_messages() {
         AllowedScope::parse("/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers")
             .unwrap(),
     ];
-    for name in ["onboarding-good.json", "onboarding-waiting-on-customer.json"] {
+    for name in ["onboarding-good.json", "onboarding-waiting-on-customer.json", "onboarding-new-account.json"] {
         let body = std::fs::read(samples.join(name)).unwrap();
         assert!(schema_accepts(&schema_validator(), &body), "{name}");
         parse_and_validate(&body, &policy).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -255,4 +255,19 @@ fn an_offboarding_names_the_onboarding_it_ends_and_optionally_the_vault() {
     assert_eq!((error.code, error.field.as_str()), ("UnexpectedMessageKind", "kind"));
     let body = std::fs::read(data_dir("valid").join("kind-onboarding-explicit.json")).unwrap();
     assert!(parse_and_validate(&body, &policy()).is_ok());
+}
+
+#[test]
+fn create_names_location_sku_and_kind_of_a_new_account() {
+    let body = std::fs::read(data_dir("valid").join("create-new-account.json")).unwrap();
+    let onboarding = parse_and_validate(&body, &policy()).unwrap();
+    let create = onboarding.create.expect("create is parsed");
+    assert_eq!(
+        (create.location.as_str(), create.sku.as_str(), create.kind.as_str()),
+        ("westeurope", "Standard_LRS", "StorageV2")
+    );
+    let without = std::fs::read(data_dir("valid").join("minimal-automatic-key-version.json")).unwrap();
+    assert_eq!(parse_and_validate(&without, &policy()).unwrap().create, None);
+    let null = std::fs::read(data_dir("valid").join("create-null.json")).unwrap();
+    assert_eq!(parse_and_validate(&null, &policy()).unwrap().create, None);
 }

@@ -49,7 +49,11 @@ fn examples_validate_against_their_schemas_and_the_rust_types() {
         .filter(|v| v.starts_with('{'))
         .map(|v| serde_json::from_str(v).unwrap())
         .collect();
-    assert_eq!(examples.len(), 2 + EventType::ALL.len(), "an onboarding, an offboarding and one per event type");
+    assert_eq!(
+        examples.len(),
+        3 + EventType::ALL.len(),
+        "an onboarding, one creating its account, an offboarding and one per event type"
+    );
     let policy =
         cmkctl::policy::policy_from(|name| support::app_settings("http://127.0.0.1:1").get(name).cloned()).unwrap();
     let mut event_types = Vec::new();

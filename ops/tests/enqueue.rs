@@ -14,7 +14,12 @@ fn invalid_cases() -> Vec<(&'static str, Vec<u8>)> {
     let with_vault = |vault: &str| onboarding("obd-bad", CONTOSO_TENANT, CONTOSO_ACCOUNT, vault, "cmk");
     let mut unknown_version: serde_json::Value = serde_json::from_slice(&contoso("obd-v2")).unwrap();
     unknown_version["schemaVersion"] = "2.0".into();
+    // The create option (decision 29) with a region's display name: refused, never guessed.
+    let mut create_display_name: serde_json::Value = serde_json::from_slice(&contoso("obd-create")).unwrap();
+    create_display_name["create"] =
+        serde_json::json!({ "location": "West Europe", "sku": "Standard_LRS", "kind": "StorageV2" });
     vec![
+        ("create-display-name", serde_json::to_vec(&create_display_name).unwrap()),
         ("invalid-json", b"{ this is not json".to_vec()),
         ("missing-field", br#"{"schemaVersion":"1.0","onboardingId":"obd-x"}"#.to_vec()),
         ("unknown-schema", serde_json::to_vec(&unknown_version).unwrap()),

@@ -11,7 +11,7 @@ use super::credentials::{AppScope, TokenSource};
 use super::pacing::Pacer;
 use super::retry::{self, RetryOptions};
 use super::transport::{HttpResponse, OutgoingRequest, Transport};
-use crate::error::{AzureService, Error, TransportError, TransportErrorKind};
+use crate::error::{AzureService, Error};
 
 const FEATURES_API: &str = "2021-07-01";
 const PROVIDERS_API: &str = "2021-04-01";
@@ -19,8 +19,10 @@ const IDENTITY_API: &str = "2023-01-31";
 const STORAGE_API: &str = "2023-05-01";
 /// Most pages one listing follows: a bound on a loop over external state (the deadline bounds the time as well).
 pub const MAX_LIST_PAGES: usize = 1_000;
-/// Polls of an unexpected asynchronous PATCH before giving up; the deadline bounds the whole wait as well.
+/// Polls of an asynchronous operation before giving up; the deadline bounds the whole wait as well.
 const MAX_LRO_POLLS: u32 = 60;
+/// The reason code of an asynchronous operation still running when an attempt's time is up (transient).
+pub const OPERATION_STILL_RUNNING: &str = "OperationStillRunning";
 
 /// ARM client. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -270,13 +272,41 @@ impl ArmClient {
         Ok(StorageAccount { raw: response.json(AzureService::Arm, OP)? })
     }
 
+    /// `StorageAccounts_Create`: a PUT the spec marks long-running. 200 is the account (it existed with these
+    /// properties); 202 is followed to its end (`Location` answers 202 until the account is created, then 200 with
+    /// it) within the invocation's deadline, and a wait the deadline cuts is transient
+    /// ([`OPERATION_STILL_RUNNING`]): the account exists by then, so the next attempt reads it instead of creating it.
+    pub async fn create_storage_account(&self, id: &str, body: &serde_json::Value) -> Result<StorageAccount, Error> {
+        const OP: &str = "create storage account";
+        let response = self.call(Method::PUT, id, STORAGE_API, Some(body), OP).await?;
+        if !matches!(response.status, 201 | 202) {
+            return Ok(StorageAccount { raw: response.json(AzureService::Arm, OP)? });
+        }
+        // `Location`'s last answer is the account itself; a status document (`Azure-AsyncOperation`) is not.
+        match self.wait_for_operation(&response, OP).await? {
+            Some(done) if done.status == 200 && !done.body.is_empty() => {
+                Ok(StorageAccount { raw: done.json(AzureService::Arm, OP)? })
+            }
+            _ => self.get_storage_account(id).await,
+        }
+    }
+
     /// Follows `Azure-AsyncOperation` (status document) or else `Location` (202 until done), within the invocation's
     /// deadline (or, outside an invocation, one retry budget): a `Retry-After` that would end past it stops the wait.
-    async fn wait_for_operation(&self, accepted: &HttpResponse, operation: &'static str) -> Result<(), Error> {
+    /// The monitor must be on the ARM endpoint (it gets an ARM token). Returns the final answer of a `Location`
+    /// monitor (`None` for a status document, or without a monitor).
+    async fn wait_for_operation(
+        &self,
+        accepted: &HttpResponse,
+        operation: &'static str,
+    ) -> Result<Option<HttpResponse>, Error> {
         let async_operation = accepted.header("azure-asyncoperation").map(str::to_owned);
         let location = accepted.header("location").map(str::to_owned);
-        let Some(monitor) = async_operation.clone().or(location) else { return Ok(()) };
+        let Some(monitor) = async_operation.clone().or(location) else { return Ok(None) };
         let monitor = Url::parse(&monitor).map_err(|e| bad_response(operation, format!("bad operation URL: {e}")))?;
+        if monitor.origin() != self.inner.endpoint.origin() {
+            return Err(bad_response(operation, format!("operation URL {monitor} is not on the ARM endpoint")));
+        }
         let polls = async {
             let mut wait = super::retry_after::retry_after(&accepted.headers).unwrap_or(Duration::from_secs(1));
             for _ in 0..MAX_LRO_POLLS {
@@ -291,7 +321,7 @@ impl ArmClient {
                         .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned))
                         .unwrap_or_default();
                     match status.to_ascii_lowercase().as_str() {
-                        "succeeded" => return Ok(()),
+                        "succeeded" => return Ok(None),
                         "failed" | "canceled" | "cancelled" => {
                             let body = serde_json::from_slice::<serde_json::Value>(&response.body).unwrap_or_default();
                             let error = body.get("error").cloned().unwrap_or_default();
@@ -307,16 +337,14 @@ impl ArmClient {
                         _ => {}
                     }
                 } else if response.status != 202 {
-                    return Ok(());
+                    return Ok(Some(response));
                 }
                 wait = super::retry_after::retry_after(&response.headers).unwrap_or(Duration::from_secs(1));
             }
-            Err(Error::Transport(TransportError {
-                service: AzureService::Arm,
-                operation,
-                kind: TransportErrorKind::Timeout,
-                message: "the asynchronous operation did not finish in time".to_owned(),
-            }))
+            Err(Error::Pending {
+                code: OPERATION_STILL_RUNNING,
+                message: format!("{operation}: the asynchronous operation had not finished within this attempt's time"),
+            })
         };
         match tokio::time::Instant::now().checked_add(self.inner.retry.budget) {
             Some(budget_end) => super::deadline::within(budget_end, polls).await,

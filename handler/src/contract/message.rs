@@ -20,6 +20,18 @@ pub struct OnboardingMessage {
     /// True to re-key an account whose encryption already uses a key in another vault (absent or false: refuse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace_existing_key: Option<bool>,
+    /// Create the account, encrypted with the key from the start, when it does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<NewAccountMessage>,
+}
+
+/// `create`: where and what a new account is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAccountMessage {
+    pub location: String,
+    pub sku: String,
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,12 +18,13 @@ pub use grammar::{
     StorageAccountId, VaultUri, is_resource_group_name, normalize_guid, parse_storage_account_id, parse_vault_uri,
 };
 pub use isv::{AllowedScope, IsvIdentity};
-pub use message::{CustomerRef, KeyMessage, OnboardingMessage, StorageAccountRef};
+pub use message::{CustomerRef, KeyMessage, NewAccountMessage, OnboardingMessage, StorageAccountRef};
 pub use session::{DeliveredSessionId, check_session};
 pub use status_query::{ONBOARDING_ID_PARAMETER, STORAGE_ACCOUNT_ID_PARAMETER, StatusQuery, parse_status_query};
 pub use validate::{
-    AccountRequest, KIND_OFFBOARDING, KIND_ONBOARDING, KIND_PROBE, KeyRef, MAX_CLOCK_SKEW, ValidatedMessage,
-    ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at, parse_message, parse_message_at,
+    ACCOUNT_KINDS, AccountRequest, KIND_OFFBOARDING, KIND_ONBOARDING, KIND_PROBE, KeyRef, MAX_CLOCK_SKEW, NewAccount,
+    SKU_NAMES, ValidatedMessage, ValidatedOnboarding, ValidationPolicy, parse_and_validate, parse_and_validate_at,
+    parse_message, parse_message_at,
 };
 
 /// Why a message was rejected. `code` is a stable PascalCase reason code.
@@ -61,6 +62,8 @@ pub mod codes {
     pub const INVALID_KEY_NAME: &str = "InvalidKeyName";
     pub const INVALID_KEY_VERSION: &str = "InvalidKeyVersion";
     pub const INVALID_ISV_IDENTITY: &str = "InvalidIsvIdentity";
+    /// `create` is not exactly `location`, `sku` and `kind` with valid values, or is on another kind than onboarding.
+    pub const INVALID_CREATE_OPTIONS: &str = "InvalidCreateOptions";
     pub const STORAGE_ACCOUNT_NOT_ALLOWED: &str = "StorageAccountNotAllowed";
     pub const UNKNOWN_ISV_IDENTITY: &str = "UnknownIsvIdentity";
     /// The delivery's SessionId is not its storage account's (`contract::check_session`).

@@ -60,7 +60,41 @@ pub struct ValidatedOnboarding {
     pub identity_set: Option<String>,
     /// The message allows re-keying an account that already uses a key in another vault.
     pub replace_existing_key: bool,
+    /// `create`: make the account, encrypted with the key from its first PUT, when it does not exist (decision 29).
+    pub create: Option<NewAccount>,
 }
+
+/// What a new storage account is created with (`create` in the message); names as `StorageAccountCreateParameters`
+/// spells them (storage.json 2023-05-01).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAccount {
+    /// Programmatic region name (`westeurope`), as `az account list-locations --query [].name` prints it.
+    pub location: String,
+    /// `sku.name`, one of [`SKU_NAMES`].
+    pub sku: String,
+    /// One of [`ACCOUNT_KINDS`].
+    pub kind: String,
+}
+
+/// `SkuName` of storage.json 2023-05-01 (common.json), exactly as spelled there.
+pub const SKU_NAMES: &[&str] = &[
+    "Standard_LRS",
+    "Standard_GRS",
+    "Standard_RAGRS",
+    "Standard_ZRS",
+    "Premium_LRS",
+    "Premium_ZRS",
+    "Standard_GZRS",
+    "Standard_RAGZRS",
+];
+
+/// `Kind` of `StorageAccountCreateParameters`, storage.json 2023-05-01.
+pub const ACCOUNT_KINDS: &[&str] = &["Storage", "StorageV2", "BlobStorage", "FileStorage", "BlockBlobStorage"];
+
+/// The members `create` may have: an unknown one is refused, since ignoring it would create another account than
+/// the one asked for.
+const CREATE_MEMBERS: &[&str] = &["location", "sku", "kind"];
 
 /// A request about an onboarded account: an offboarding (the account goes back to Microsoft-managed keys and loses
 /// our tags, `workflow::offboarding`) or a key-watch probe (`workflow::watch`). It names the onboarding it is about;
@@ -235,6 +269,11 @@ pub fn parse_message_at(
         Some(_) => return Err(ValidationError::new(INVALID_MESSAGE, "replaceExistingKey", "must be a boolean")),
     };
 
+    let create = parse_create(&root)?;
+    if create.is_some() && about_an_account {
+        return Err(ValidationError::new(INVALID_CREATE_OPTIONS, "create", "only an onboarding can create an account"));
+    }
+
     let identity_set = optional_str(&root, "isvIdentity")?;
     if let Some(name) = identity_set {
         check(is_identity_set_name(name), INVALID_ISV_IDENTITY, "isvIdentity", || {
@@ -290,7 +329,49 @@ pub fn parse_message_at(
         identity,
         identity_set,
         replace_existing_key,
+        create,
     }))
+}
+
+/// `create`: absent or null for an existing account; otherwise exactly `location`, `sku` and `kind`.
+fn parse_create(root: &Value) -> Result<Option<NewAccount>, ValidationError> {
+    let Some(create) = lookup(root, "create")? else { return Ok(None) };
+    let Some(members) = create.as_object() else {
+        return Err(ValidationError::new(INVALID_CREATE_OPTIONS, "create", "must be a JSON object"));
+    };
+    if let Some(unknown) = members.keys().find(|name| !CREATE_MEMBERS.contains(&name.as_str())) {
+        return Err(ValidationError::new(
+            INVALID_CREATE_OPTIONS,
+            format!("create.{unknown}"),
+            format!("is not an option of create (only {})", CREATE_MEMBERS.join(", ")),
+        ));
+    }
+    let text = |name: &str| match members.get(name) {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(_) => Err(ValidationError::new(INVALID_CREATE_OPTIONS, format!("create.{name}"), "must be a string")),
+        None => Err(ValidationError::new(INVALID_CREATE_OPTIONS, format!("create.{name}"), "is required")),
+    };
+    let location = text("location")?;
+    check(is_location_name(location), INVALID_CREATE_OPTIONS, "create.location", || {
+        format!("{location:?} is not a region's programmatic name (3-40 lowercase letters and digits, e.g. westeurope)")
+    })?;
+    let sku = text("sku")?;
+    check(SKU_NAMES.contains(&sku), INVALID_CREATE_OPTIONS, "create.sku", || {
+        format!("{sku:?} is not one of {}", SKU_NAMES.join(", "))
+    })?;
+    let kind = text("kind")?;
+    check(ACCOUNT_KINDS.contains(&kind), INVALID_CREATE_OPTIONS, "create.kind", || {
+        format!("{kind:?} is not one of {}", ACCOUNT_KINDS.join(", "))
+    })?;
+    Ok(Some(NewAccount { location: location.to_owned(), sku: sku.to_owned(), kind: kind.to_owned() }))
+}
+
+/// Azure regions' programmatic names: lowercase letters and digits, starting with a letter (`westeurope`,
+/// `eastus2`, `usgovvirginia`); display names (`West Europe`) are not taken, so two spellings never meet.
+fn is_location_name(name: &str) -> bool {
+    (3..=40).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// `key`: vault URI (of the configured cloud), name and optional version.

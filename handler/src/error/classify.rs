@@ -109,6 +109,15 @@ const RULES: &[(When, Then)] = &[
     // Storage PATCH: Storage checks the key itself, cross-tenant, during the update.
     (from(Arm).code("KeyVaultPolicyError"), Customer(&Act::EnablePurgeProtection)),
     (from(Arm).code("KeyVaultAuthenticationFailure"), Customer(&Act::GrantKeyAccess)),
+    // Creating an account (decision 29). Names are global: taken elsewhere (hashicorp/terraform#11485) or in another
+    // group of the subscription. Quota (azure-sdk-for-cpp#3959), policy and region refusals need the ISV, not a retry.
+    (from(Arm).code("StorageAccountAlreadyTaken"), Permanent("StorageAccountNameTaken")),
+    (from(Arm).code("StorageAccountAlreadyExists"), Permanent("StorageAccountNameTaken")),
+    (from(Arm).code("AccountNameInvalid"), Permanent("StorageAccountNameInvalid")),
+    (from(Arm).code("InvalidResourceLocation"), Permanent("StorageAccountDiffers")),
+    (from(Arm).code("LocationNotAvailableForResourceType"), Permanent("LocationNotAvailable")),
+    (from(Arm).code("MaxStorageAccountsCountPerSubscriptionExceeded"), Permanent("StorageAccountQuotaExceeded")),
+    (from(Arm).status(403).code("RequestDisallowedByPolicy"), Permanent("RequestDisallowedByPolicy")),
     (from(Arm).status(409).code("StorageAccountOperationInProgress"), Transient("OperationInProgress")),
     (from(Arm).status(409).code("AnotherOperationInProgress"), Transient("OperationInProgress")),
     (from(Arm).status(409).code("Conflict"), Transient("OperationInProgress")),

@@ -8,7 +8,9 @@
 //! 4. customer preflight as the app in the customer tenant: key checks and a wrap/unwrap round trip [11], while the
 //!    storage account is read; an attempt older than the onboarding recorded in the account's tags is superseded and
 //!    stops there (`account_tags`);
-//! 5. configure the storage account with one PATCH (encryption and tags) when it differs [12];
+//! 5. configure the storage account with one PATCH (encryption and tags) when it differs [12]; or, when the message
+//!    has `create` and the account does not exist, create it with one PUT that carries the key, the identity and the
+//!    tags, and follow the creation to its end (`new_account`, decision 29);
 //! 6. verify the PATCH's answer (read the account back only when that answer does not prove it) [13], then publish
 //!    `completed` (and `superseded` for the older onboarding it replaced).
 //!
@@ -20,6 +22,7 @@ pub mod account_tags;
 pub mod identity_chain;
 pub mod key_checks;
 pub mod key_watch;
+pub mod new_account;
 pub mod offboarding;
 pub mod settle;
 pub mod status;
@@ -301,10 +304,81 @@ async fn run_steps(
     preflight?;
     let own =
         OwnTags { onboarding_id: &onboarding.onboarding_id, order, customer_tenant_id: &onboarding.customer_tenant_id };
-    let applied = configure_storage(app, onboarding, &chain, current?, &own)
+    let current = match (current, &onboarding.create) {
+        // The `create` option (decision 29): a missing account is created with the key from its first PUT.
+        (Err(missing), Some(create)) if missing.reason_code() == STORAGE_ACCOUNT_NOT_FOUND => {
+            let applied = create_storage(app, onboarding, &chain, create, &own)
+                .instrument(tracing::info_span!("step", step = "create_storage"))
+                .await?;
+            return Ok(Outcome::Applied { chain: Box::new(chain), applied, replaced });
+        }
+        (current, _) => current?,
+    };
+    check_existing_account(onboarding, &current.raw)?;
+    let applied = configure_storage(app, onboarding, &chain, current, &own)
         .instrument(tracing::info_span!("step", step = "configure_storage"))
         .await?;
     Ok(Outcome::Applied { chain: Box::new(chain), applied, replaced })
+}
+
+/// The reason code a missing storage account is classified with (`error::classify`).
+const STORAGE_ACCOUNT_NOT_FOUND: &str = "StorageAccountNotFound";
+
+/// An account that exists is onboarded as it is, but not while it is still being created (its creation, ours from an
+/// earlier attempt or someone else's, ends first: transient), and, when the message asks to create it, only if it is
+/// the account asked for: another location, SKU or kind means someone else's account by this name, never silently
+/// taken for the one requested (permanent, nothing written).
+fn check_existing_account(onboarding: &ValidatedOnboarding, account: &serde_json::Value) -> Result<(), Error> {
+    let account_id = onboarding.storage_account.arm_id();
+    if let Some(state) = new_account::still_provisioning(account) {
+        return Err(Error::Pending {
+            code: "StorageAccountProvisioning",
+            message: format!("{account_id} is {state}; it is configured once its creation has finished"),
+        });
+    }
+    let Some(create) = &onboarding.create else { return Ok(()) };
+    let differ = new_account::differences(account, create);
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        code: "StorageAccountDiffers",
+        message: format!(
+            "{account_id} exists but is not the account this onboarding asks to create: {}",
+            differ.join("; ")
+        ),
+    })
+}
+
+/// Creates the account with the customer's key from the first PUT and the onboarding's tags, waits for the
+/// long-running operation within the invocation's deadline, and verifies the account it ends with. A wait the
+/// deadline cuts is transient (`OperationStillRunning`): the next attempt finds the account and continues from there.
+async fn create_storage(
+    app: &App,
+    onboarding: &ValidatedOnboarding,
+    chain: &IdentityChain,
+    create: &crate::contract::NewAccount,
+    own: &OwnTags<'_>,
+) -> Result<AppliedEncryption, Error> {
+    let want = desired_encryption(onboarding, chain);
+    let account_id = onboarding.storage_account.arm_id();
+    let tags = account_tags::merged(&serde_json::Value::Null, own).map_err(|message| Error::IsvConfiguration {
+        code: "StorageAccountTagLimit",
+        message: format!("{account_id}: {message}"),
+    })?;
+    let body = new_account::create_body(create, &want, tags);
+    let created = app.clients.arm.create_storage_account(&account_id, &body).await?;
+    tracing::info!(location = %create.location, sku = %create.sku, kind = %create.kind, "created the storage account");
+    if let Some(state) = new_account::still_provisioning(&created.raw) {
+        return Err(Error::Pending {
+            code: "StorageAccountProvisioning",
+            message: format!("{account_id} is still {state} after its creation was reported done"),
+        });
+    }
+    if !account_tags::applied(&created.raw, own) {
+        return Err(Error::Verification(format!("{account_id} was created without the onboarding's tags")));
+    }
+    storage::verify(&created.raw, &want).map_err(Error::Verification)
 }
 
 const PREVIEW_FEATURE: &str = "FederatedClientIdentity";
@@ -566,7 +640,8 @@ pub struct Diagnosis {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onboarding_id: Option<String>,
     pub checks: Vec<Check>,
-    /// Whether the storage account still differs from the requested configuration.
+    /// Whether the storage account still differs from the requested configuration (true for an account the
+    /// onboarding's `create` option would create).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_needs_update: Option<bool>,
     /// The onboarding the account's tags record (the last one that configured it): a dead letter of an older
@@ -649,9 +724,17 @@ async fn diagnose_checks(app: &App, body: &[u8]) -> Diagnosis {
     let (storage_needs_update, recorded_onboarding) =
         match app.clients.arm.get_storage_account(&onboarding.storage_account.arm_id()).await {
             Ok(account) => {
-                checks.push(passed("storage_account"));
+                checks.push(match check_existing_account(&onboarding, &account.raw) {
+                    Ok(()) => passed("storage_account"),
+                    Err(error) => failed("storage_account", &error),
+                });
                 let recorded = recorded_onboarding(&account.raw);
                 (Some(storage::plan_update(&account.raw, &want, None).is_some()), recorded)
+            }
+            // The create option: a missing account is what the onboarding creates (decision 29).
+            Err(missing) if onboarding.create.is_some() && missing.reason_code() == STORAGE_ACCOUNT_NOT_FOUND => {
+                checks.push(passed("storage_account"));
+                (Some(true), None)
             }
             Err(error) => {
                 checks.push(failed("storage_account", &error));

@@ -86,13 +86,14 @@ pub fn plan_update(account: &Value, want: &DesiredEncryption, tags: Option<Map<S
         patch.insert("tags".to_owned(), Value::Object(tags));
     }
     if !is_applied(account, want) {
-        patch.extend(encryption_patch(account, want));
+        patch.extend(encryption_members(account, want));
     }
     (!patch.is_empty()).then_some(Value::Object(patch))
 }
 
-/// The identity and encryption members of the PATCH.
-fn encryption_patch(account: &Value, want: &DesiredEncryption) -> Map<String, Value> {
+/// The identity and encryption members of the PATCH (and of a new account's PUT, `new_account`: with `account`
+/// `null`, the identity is ours alone).
+pub fn encryption_members(account: &Value, want: &DesiredEncryption) -> Map<String, Value> {
     let current_type = str_at(account, &["identity", "type"]).unwrap_or("None");
     let identity_type = if current_type.to_ascii_lowercase().contains("systemassigned") {
         "SystemAssigned,UserAssigned"

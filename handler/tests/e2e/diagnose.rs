@@ -59,3 +59,38 @@ async fn diagnose_reports_blockers_without_side_effects() {
     assert!(bed.requests().iter().all(|r| r.method != "PATCH" && r.method != "PUT"), "diagnose writes nothing");
     assert!(bed.events().is_empty(), "diagnose publishes nothing");
 }
+
+/// A message with `create` (decision 29): a missing account is what it would create (ready, and the account needs
+/// the change), an existing account of another region is what it would refuse; nothing is created by asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_knows_the_create_option() {
+    let bed =
+        crate::testbed::start_with(crate::testbed::sample_scenario(), &[crate::testbed::ONE_KEY_MANY_ACCOUNTS]).await;
+    let (master, _) = bed.host().keys();
+    let with_create = |account: &str, location: &str| {
+        let mut body: serde_json::Value = serde_json::from_slice(&onboarding(
+            "obd-diag-create",
+            "22222222-2222-2222-2222-222222222222",
+            &format!("/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/{account}"),
+            "https://contoso-kv.vault.azure.net/",
+            "cmk",
+        ))
+        .unwrap();
+        body["create"] = serde_json::json!({ "location": location, "sku": "Standard_LRS", "kind": "StorageV2" });
+        serde_json::to_vec(&body).unwrap()
+    };
+    let (status, missing) = diagnose(&bed, with_create("contosodiag", "westeurope"), Some(&master)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (missing["ready"].as_bool(), missing["storageNeedsUpdate"].as_bool()),
+        (Some(true), Some(true)),
+        "{missing:#}"
+    );
+    let (_, differs) = diagnose(&bed, with_create("contosodata", "eastus"), Some(&master)).await;
+    let storage = differs["checks"].as_array().unwrap().iter().find(|c| c["step"] == "storage_account").unwrap();
+    assert_eq!(
+        (differs["ready"].as_bool(), storage["reasonCode"].as_str()),
+        (Some(false), Some("StorageAccountDiffers"))
+    );
+    assert!(bed.requests().iter().all(|r| r.method != "PATCH" && r.method != "PUT"), "diagnose writes nothing");
+}

@@ -10,6 +10,7 @@ mod happy_path;
 mod idempotency;
 mod identity_sets;
 mod key_watch;
+mod new_account;
 mod offboarding;
 mod poison;
 mod preview_feature;

@@ -47,7 +47,19 @@ pub struct Scenario {
     /// How long changes made during a run take to reach token issuance and authorization.
     #[serde(default)]
     pub propagation: Propagation,
+    /// How long the Storage RP takes to create an account (`StorageAccounts_Create`, a long-running operation), in
+    /// seconds of the emulator's clock; absent: [`DEFAULT_STORAGE_ACCOUNT_CREATION_SECONDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_account_creation_seconds: Option<u64>,
+    /// Storage account names held elsewhere in Azure (another tenant's subscription): storage account names are
+    /// globally unique, so creating one of these is `StorageAccountAlreadyTaken`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken_storage_account_names: Vec<String>,
 }
+
+/// A storage account's creation, when the scenario does not say: short, so tests that create accounts stay quick
+/// (Azure takes from seconds to a minute or so; nothing documents a figure).
+pub const DEFAULT_STORAGE_ACCOUNT_CREATION_SECONDS: u64 = 2;
 
 /// Propagation delays in seconds (emulator clock) for changes made during a run; 0 makes a change effective at once.
 /// The defaults and their sources are in `propagation.rs`.

@@ -579,3 +579,159 @@ async fn storage_accounts_are_listed_in_pages_by_subscription_and_resource_group
     let (status, body) = env.call(Method::GET, &path, Some(&env.token), None).await;
     assert_eq!((status, code(&body)), (404, "ResourceGroupNotFound"), "{body}");
 }
+
+/// `StorageAccounts_Create` with the customer's key from the first PUT (the spec's example
+/// `StorageAccountCreateUserAssignedIdentityWithFederatedIdentityClientId`, pointed at the scenario).
+fn create_body(location: &str, vault: &str) -> Value {
+    let mut body = cmk_body(vault, "cmk", UAMI, APP_ID);
+    body["sku"] = json!({ "name": "Standard_LRS" });
+    body["kind"] = json!("StorageV2");
+    body["location"] = json!(location);
+    body["tags"] = json!({ "cmk-onboarding-id": "obd-new" });
+    body
+}
+
+const NEW_ACCOUNT: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-isv/providers/Microsoft.Storage/storageAccounts/isvnew1";
+
+impl Env {
+    /// Status, `Location`, `Retry-After` and body of one call.
+    async fn call_with_headers(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> (u16, Option<String>, Option<String>, Value) {
+        let mut request = self.client.request(method, url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let (status, location, retry_after) = (response.status().as_u16(), header("location"), header("retry-after"));
+        let text = response.text().await.expect("body");
+        (status, location, retry_after, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+#[tokio::test]
+async fn create_is_a_long_running_put_checked_like_a_patch() {
+    let env = start().await;
+    let url = format!("{ARM}{NEW_ACCOUNT}?api-version=2023-05-01");
+    let (status, location, retry_after, body) = env
+        .call_with_headers(Method::PUT, &url, Some(create_body("westeurope", "https://custvault.vault.azure.net")))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let location = location.expect("202 names its Location");
+    assert!(
+        location.starts_with(&format!("{ARM}/subscriptions/{SUB}/providers/Microsoft.Storage/operations/")),
+        "{location}"
+    );
+    assert!(location.ends_with("?monitor=true&api-version=2023-05-01"), "{location}");
+    let retry_after: u64 = retry_after.expect("and a Retry-After").parse().unwrap();
+    assert!((1..=17).contains(&retry_after), "{retry_after}");
+
+    // Until the creation time has passed: the account shows Creating, the operation answers 202 again, and a
+    // write to the account waits for it.
+    let (status, _, _, creating) = env.call_with_headers(Method::GET, &url, None).await;
+    assert_eq!((status, creating["properties"]["provisioningState"].as_str()), (200, Some("Creating")), "{creating}");
+    let (status, again, _, _) = env.call_with_headers(Method::GET, &location, None).await;
+    assert_eq!((status, again.as_deref()), (202, Some(location.as_str())));
+    let (status, _, _, busy) = env.call_with_headers(Method::PATCH, &url, Some(json!({ "tags": {} }))).await;
+    assert_eq!((status, code(&busy)), (409, "StorageAccountOperationInProgress"));
+
+    advance(&env, std::time::Duration::from_secs(3));
+    let (status, _, _, done) = env.call_with_headers(Method::GET, &location, None).await;
+    assert_eq!(status, 200, "{done}");
+    let violations = azure_emulator::openapi::STORAGE.response("StorageAccounts_Create", "200").check_response(&done);
+    assert!(violations.is_empty(), "{violations:?}");
+    let encryption = &done["properties"]["encryption"];
+    assert_eq!(done["properties"]["provisioningState"], "Succeeded");
+    assert_eq!(done["location"], "westeurope");
+    assert_eq!(done["tags"]["cmk-onboarding-id"], "obd-new");
+    assert_eq!(encryption["keySource"], "Microsoft.Keyvault");
+    let latest = deterministic_version("custvault.vault.azure.net", "cmk", 1);
+    assert_eq!(
+        encryption["keyvaultproperties"]["currentVersionedKeyIdentifier"],
+        format!("https://custvault.vault.azure.net/keys/cmk/{latest}")
+    );
+    assert_eq!(env.call_with_headers(Method::GET, &url, None).await.3, done, "GET shows what the operation answered");
+
+    // The same PUT again is an update with the same properties: 200 at once, nothing changes. Another location is
+    // refused.
+    let (status, _, _, same) = env
+        .call_with_headers(Method::PUT, &url, Some(create_body("westeurope", "https://custvault.vault.azure.net")))
+        .await;
+    assert_eq!((status, &same), (200, &done));
+    let (status, _, _, moved) = env
+        .call_with_headers(Method::PUT, &url, Some(create_body("eastus", "https://custvault.vault.azure.net")))
+        .await;
+    assert_eq!((status, code(&moved)), (409, "InvalidResourceLocation"), "{moved}");
+}
+
+#[tokio::test]
+async fn create_refuses_what_azure_refuses_and_creates_nothing() {
+    let mut scenario: Scenario = serde_json::from_str(include_str!("data/arm/cross_tenant.json")).unwrap();
+    scenario.taken_storage_account_names = vec!["takenelsewhere".into()];
+    let mut elsewhere = scenario.storage_accounts[0].clone();
+    elsewhere.id = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.Storage/storageAccounts/isvelsewhere"
+    );
+    scenario.storage_accounts.push(elsewhere);
+    let options = EmulatorOptions { listen: "127.0.0.1:0".parse().unwrap(), scenario: Some(scenario), host: None };
+    let emulator = Emulator::start(options).await.unwrap();
+    let env = Env {
+        client: AzureClient::new(emulator.url()),
+        token: mint(&emulator, ISV, CALLER, "https://management.azure.com/"),
+        emulator,
+    };
+    let put = |name: &str, body: Value| {
+        let url = format!(
+            "{ARM}/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.Storage/storageAccounts/{name}?api-version=2023-05-01"
+        );
+        let env = &env;
+        async move { env.call_with_headers(Method::PUT, &url, Some(body)).await }
+    };
+    let good = || create_body("westeurope", "https://custvault.vault.azure.net");
+    let mut unknown_member = good();
+    unknown_member["properties"]["color"] = json!("blue");
+    let mut no_sku = good();
+    no_sku.as_object_mut().unwrap().remove("sku");
+    let cases = [
+        ("takenelsewhere", good(), 409, "StorageAccountAlreadyTaken"),
+        (
+            "isvnew2",
+            create_body("atlantis", "https://custvault.vault.azure.net"),
+            400,
+            "LocationNotAvailableForResourceType",
+        ),
+        (
+            "isvnew3",
+            create_body("westeurope", "https://norolevault.vault.azure.net"),
+            400,
+            "KeyVaultAuthenticationFailure",
+        ),
+        ("isvnew4", create_body("westeurope", "https://nopurgevault.vault.azure.net"), 400, "KeyVaultPolicyError"),
+        ("isvnew5", unknown_member, 400, "InvalidRequestContent"),
+        ("isvnew6", no_sku, 400, "InvalidRequestContent"),
+    ];
+    for (name, body, status, error) in cases {
+        let (got, _, _, answer) = put(name, body).await;
+        assert_eq!((got, code(&answer)), (status, error), "{name}: {answer}");
+        let url = format!(
+            "{ARM}/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.Storage/storageAccounts/{name}?api-version=2023-05-01"
+        );
+        assert_eq!(env.call_with_headers(Method::GET, &url, None).await.0, 404, "{name} was not created");
+    }
+
+    // Names are global: one that exists in another group of the same subscription is StorageAccountAlreadyExists.
+    let (status, _, _, answer) = put("isvelsewhere", good()).await;
+    assert_eq!((status, code(&answer)), (409, "StorageAccountAlreadyExists"), "{answer}");
+
+    // Creating is a write: a caller without it is refused before anything else.
+    let denied = mint(&env.emulator, ISV, DENIED, "https://management.azure.com/");
+    let url = format!(
+        "{ARM}/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.Storage/storageAccounts/isvnew8?api-version=2023-05-01"
+    );
+    let response = env.client.request(Method::PUT, &url).bearer_auth(denied).json(&good()).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+}

@@ -535,3 +535,38 @@ async fn invalid_key_vault_requests_are_refused() {
         "The specified version (7.5) is not recognized. Consider using the latest supported version (7.4)."
     );
 }
+
+/// `StorageAccounts_Create` replayed from the spec's example with a federated identity: the request is the example's
+/// (pointed at the scenario), the operation's final answer has the example's 200 shape and the spec's schema.
+#[tokio::test]
+async fn storage_account_create_matches_the_spec_example() {
+    let env = start().await;
+    let example = spec_example(STORAGE, "StorageAccountCreateUserAssignedIdentityWithFederatedIdentityClientId.json");
+    let mut request = example["parameters"]["parameters"].clone();
+    request["identity"]["userAssignedIdentities"] = json!({ UAMI: {} });
+    let encryption = &mut request["properties"]["encryption"];
+    encryption["identity"] = json!({ "userAssignedIdentity": UAMI, "federatedIdentityClientId": APP_ID });
+    encryption["keyvaultproperties"]["keyvaulturi"] = json!(KV);
+    encryption["keyvaultproperties"]["keyname"] = json!("cmk");
+    assert_request(STORAGE.request_body("StorageAccounts_Create"), &request, "create request");
+    let path = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-isv/providers/Microsoft.Storage/storageAccounts/sto4445?api-version=2023-05-01"
+    );
+    let token = env.token(ISV, CALLER, "https://management.azure.com/");
+    let response = env
+        .client
+        .request(Method::PUT, &format!("{ARM}{path}"))
+        .bearer_auth(&token)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202, "the example's other answer");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    env.emulator.shared().clock.advance(std::time::Duration::from_secs(60));
+    let (status, created) = env.send(Method::GET, &location, Some(token), None).await;
+    assert_eq!(status, 200, "{created}");
+    assert_response(STORAGE.response("StorageAccounts_Create", "200"), &created, "create's final answer");
+    let name = "StorageAccountCreateUserAssignedIdentityWithFederatedIdentityClientId";
+    assert_same_shape(&example["responses"]["200"]["body"], &created, &[], name);
+}

@@ -23,6 +23,13 @@ pub enum Route {
         subscription: String,
         group: Option<String>,
     },
+    /// The `Location` of a `StorageAccounts_Create` that answered 202: `/subscriptions/{s}/providers/
+    /// Microsoft.Storage/operations/{id}` (the shape of the example in Microsoft's "Track asynchronous Azure
+    /// operations", section "Create storage account (202 with location and Retry-After)").
+    StorageOperation {
+        subscription: String,
+        id: String,
+    },
 }
 
 /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}`.
@@ -139,6 +146,14 @@ pub fn route(path: &str) -> Result<Route, ArmError> {
         {
             Ok(Route::StorageList { subscription: (*subscription).to_owned(), group: Some((*group).to_owned()) })
         }
+        ["", subs, subscription, providers, namespace, operations, id]
+            if eq(subs, "subscriptions")
+                && eq(providers, "providers")
+                && eq(namespace, "Microsoft.Storage")
+                && eq(operations, "operations") =>
+        {
+            Ok(Route::StorageOperation { subscription: (*subscription).to_owned(), id: (*id).to_owned() })
+        }
         ["", subs, subscription, providers, namespace, rest @ ..]
             if eq(subs, "subscriptions")
                 && eq(providers, "providers")
@@ -165,7 +180,8 @@ impl Route {
         match self {
             Self::Feature { subscription, .. }
             | Self::Provider { subscription, .. }
-            | Self::StorageList { subscription, .. } => subscription,
+            | Self::StorageList { subscription, .. }
+            | Self::StorageOperation { subscription, .. } => subscription,
             Self::Resource(id) => &id.subscription,
         }
     }

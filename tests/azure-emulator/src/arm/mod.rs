@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 pub use authz::Caller;
 pub use errors::ArmError;
-pub use state::{ArmState, IdentityResource, Registration, StorageAccountState, SubscriptionState};
+pub use state::{ArmState, Creation, IdentityResource, Registration, StorageAccountState, SubscriptionState};
 
 use crate::cloud::Cloud;
 use crate::entra::{Claims, TokenError, audience_matches};
@@ -78,7 +78,11 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
             storage::serve(&mut world, req, &id, &api_version, &caller)
         }
         Route::Resource(id) => Err(ArmError::invalid_resource_type(&id.full_type())),
+        Route::StorageOperation { subscription, id } => {
+            storage::operation(&mut world, &subscription, &id, &api_version, &caller)
+        }
         Route::StorageList { subscription, group } => {
+            world.arm.finish_creations(caller.now);
             storage::list(&world, req, &subscription, group.as_deref(), &api_version, &caller)
         }
     }

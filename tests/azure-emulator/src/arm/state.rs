@@ -21,6 +21,21 @@ pub struct ArmState {
     pub(crate) identities: BTreeMap<String, IdentityResource>,
     /// By [`ResourceId::key`].
     pub(crate) storage: BTreeMap<String, StorageAccountState>,
+    /// Account creations in progress or done, by operation id (the last segment of the `Location` URL).
+    pub(crate) creations: BTreeMap<String, Creation>,
+    /// How long a creation takes (emulator clock).
+    pub(crate) creation_time: time::Duration,
+    /// Lower-cased storage account names taken outside this world.
+    pub(crate) taken_names: BTreeSet<String>,
+}
+
+/// One `StorageAccounts_Create` operation: which account, and when it is done.
+#[derive(Debug, Clone)]
+pub struct Creation {
+    pub subscription: String,
+    /// [`ResourceId::key`] of the account.
+    pub account: String,
+    pub done_at: time::OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +87,8 @@ pub struct StorageAccountState {
     /// Other `properties` members a PATCH set (access tier, TLS version, …), shown back as sent.
     pub extra: Map<String, Value>,
     pub creation_time: String,
+    /// Until this instant the account is being created (`provisioningState: Creating`); `None` once it is done.
+    pub creating_until: Option<time::OffsetDateTime>,
 }
 
 /// Namespaces every subscription knows, registered unless the scenario says otherwise.
@@ -92,7 +109,15 @@ pub const FEDERATED_CLIENT_IDENTITY: &str = "Microsoft.Storage/FederatedClientId
 impl ArmState {
     pub fn from_scenario(scenario: &Scenario) -> Result<Self, String> {
         let cloud = Cloud::from_name(scenario.cloud.as_deref().unwrap_or("AzureCloud"))?;
-        let mut state = Self { cloud, ..Self::default() };
+        let creation_seconds = scenario
+            .storage_account_creation_seconds
+            .unwrap_or(crate::scenario::DEFAULT_STORAGE_ACCOUNT_CREATION_SECONDS);
+        let mut state = Self {
+            cloud,
+            creation_time: time::Duration::seconds(i64::try_from(creation_seconds).unwrap_or(i64::MAX / 4)),
+            taken_names: scenario.taken_storage_account_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            ..Self::default()
+        };
         for sub in &scenario.subscriptions {
             let mut features = BTreeMap::new();
             features.insert(
@@ -180,6 +205,15 @@ impl ArmState {
     pub fn identity(&self, id: &str) -> Option<&IdentityResource> {
         let id = ResourceId::parse(id)?;
         self.identities.get(&id.key())
+    }
+
+    /// Ends the creations due by `now`: their accounts show `Succeeded` from then on.
+    pub fn finish_creations(&mut self, now: time::OffsetDateTime) {
+        for account in self.storage.values_mut() {
+            if account.creating_until.is_some_and(|until| until <= now) {
+                account.creating_until = None;
+            }
+        }
     }
 
     /// Replaces the tags of the storage account `id` (a control-surface change).

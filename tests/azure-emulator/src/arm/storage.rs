@@ -13,7 +13,7 @@ use super::authz::Caller;
 use super::cmk;
 use super::errors::ArmError;
 use super::ids::{IDENTITY_TYPE, ResourceId, STORAGE_TYPE};
-use super::state::{ArmState, StorageAccountState};
+use super::state::{ArmState, Creation, StorageAccountState};
 use crate::cloud::Cloud;
 use crate::http::Req;
 use crate::openapi;
@@ -55,18 +55,23 @@ pub fn serve(
     let path = req.url.path();
     let action = match req.method {
         Method::GET => "Microsoft.Storage/storageAccounts/read",
-        Method::PATCH => "Microsoft.Storage/storageAccounts/write",
+        // Creating an account and updating one are the same action (`StorageAccounts_Create` is a PUT).
+        Method::PATCH | Method::PUT => "Microsoft.Storage/storageAccounts/write",
         _ => {
             return Err(ArmError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                format!("The emulator serves GET and PATCH on storage accounts, not {}.", req.method),
+                format!("The emulator serves GET, PUT and PATCH on storage accounts, not {}.", req.method),
             ));
         }
     };
     caller.authorize(&world.rbac, action, path)?;
     if !world.arm.group_exists(id) {
         return Err(ArmError::resource_group_not_found(&id.group));
+    }
+    world.arm.finish_creations(caller.now);
+    if req.method == Method::PUT {
+        return create(world, req, id, caller);
     }
     let account = world
         .arm
@@ -76,6 +81,9 @@ pub fn serve(
         .clone();
     if req.method == Method::GET {
         return Ok(Json(account.to_arm(&world.arm)).into_response());
+    }
+    if account.creating_until.is_some() {
+        return Err(operation_in_progress(&id.name));
     }
     let body: Value =
         serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
@@ -88,6 +96,252 @@ pub fn serve(
     let response = updated.to_arm(&world.arm);
     world.arm.storage.insert(id.key(), updated);
     Ok(Json(response).into_response())
+}
+
+/// 409 for a write while the account is still being created (the code is the one Storage gives concurrent writes,
+/// reference `cross-tenant-cmk.md` step 12).
+fn operation_in_progress(name: &str) -> ArmError {
+    ArmError::new(
+        StatusCode::CONFLICT,
+        "StorageAccountOperationInProgress",
+        format!(
+            "An operation is currently performing on this storage account '{name}' that requires exclusive access."
+        ),
+    )
+}
+
+/// The longest `Retry-After` the emulator sends while an account is created: the value in the example of
+/// Microsoft's "Track asynchronous Azure operations" ("Create storage account (202 with location and Retry-After)").
+pub const CREATE_RETRY_AFTER_SECONDS: i64 = 17;
+
+/// `StorageAccounts_Create`: a PUT of `StorageAccountCreateParameters`. A new account is checked like a PATCH (the
+/// same identity rules, and the same key check through the federated identity) before it is accepted, then answers
+/// 202 with `Location` and `Retry-After`, shows `provisioningState: Creating` until the creation time (emulator clock)
+/// has passed, and `Succeeded` after. A PUT on an existing account updates it (the spec: "If an account is already
+/// created and a subsequent create request is issued with different properties, the account properties will be
+/// updated"), synchronously, 200; its location cannot change.
+fn create(world: &mut World, req: &Req, id: &ResourceId, caller: &Caller) -> Result<Response, ArmError> {
+    let body: Value =
+        serde_json::from_slice(&req.body).map_err(|e| ArmError::invalid_request_content(&e.to_string()))?;
+    let body = openapi::STORAGE
+        .request_body("StorageAccounts_Create")
+        .check_request(&body)
+        .map_err(|violations| ArmError::request_violation(&violations[0], cannot_be_updated))?;
+    let path = req.url.path();
+    let location = normalise_location(body.get("location").and_then(Value::as_str).unwrap_or_default());
+    if let Some(existing) = world.arm.storage.get(&id.key()).cloned() {
+        if existing.creating_until.is_some() {
+            return Err(operation_in_progress(&id.name));
+        }
+        if normalise_location(&existing.location) != location {
+            return Err(ArmError::new(
+                StatusCode::CONFLICT,
+                "InvalidResourceLocation",
+                format!(
+                    "The resource '{}' already exists in location '{}' in resource group '{}'. A resource with the same name cannot be created in location '{location}'. Please select a new resource name.",
+                    id.name, existing.location, id.group
+                ),
+            ));
+        }
+        let updated = patch(world, existing, &body, caller, path)?;
+        let response = updated.to_arm(&world.arm);
+        world.arm.storage.insert(id.key(), updated);
+        return Ok(Json(response).into_response());
+    }
+    name_available(world, id)?;
+    location_available(world.cloud, &location)?;
+    let text = |name: &str| body.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let fresh = StorageAccount {
+        id: id.canonical(STORAGE_TYPE),
+        location,
+        kind: text("kind"),
+        sku: body.pointer("/sku/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        identity: None,
+        encryption: None,
+        tags: BTreeMap::new(),
+    };
+    let mut account =
+        StorageAccountState::from_scenario(&fresh, &world.arm).map_err(|e| ArmError::invalid_request_content(&e))?;
+    account.creation_time = dotnet_time(caller.now);
+    // Infrastructure encryption is chosen at creation only (what `merge_encryption` refuses to change later).
+    if let Some(infrastructure) =
+        body.pointer("/properties/encryption/requireInfrastructureEncryption").and_then(Value::as_bool)
+    {
+        account.encryption["requireInfrastructureEncryption"] = json!(infrastructure);
+    }
+    let mut account = patch(world, account, &body, caller, path)?;
+    let done_at = caller.now + world.arm.creation_time;
+    account.creating_until = Some(done_at);
+    let operation = uuid::Uuid::new_v4().simple().to_string();
+    world
+        .arm
+        .creations
+        .insert(operation.clone(), Creation { subscription: id.subscription.clone(), account: id.key(), done_at });
+    world.arm.storage.insert(id.key(), account);
+    Ok(accepted(world.cloud, &id.subscription, &operation, done_at - caller.now))
+}
+
+/// 202 with the operation's `Location` and a `Retry-After` of the time left (1 to 17 seconds).
+fn accepted(cloud: Cloud, subscription: &str, operation: &str, left: time::Duration) -> Response {
+    let location = format!(
+        "https://{}/subscriptions/{subscription}/providers/Microsoft.Storage/operations/{operation}?monitor=true&api-version={}",
+        cloud.arm_host(),
+        openapi::STORAGE.api_version()
+    );
+    let seconds = (left.whole_milliseconds() + 999).div_euclid(1000);
+    let retry_after = i64::try_from(seconds).unwrap_or(i64::MAX).clamp(1, CREATE_RETRY_AFTER_SECONDS);
+    (StatusCode::ACCEPTED, [("Location", location), ("Retry-After", retry_after.to_string())]).into_response()
+}
+
+/// The `Location` of a creation: 202 (same headers) until it is done, then 200 with the account. Tracking an
+/// operation needs permission at the resource group (Microsoft's "Track asynchronous Azure operations": "the URL to
+/// track the status isn't scoped to the resource"); which action ARM checks is not documented, so the emulator asks
+/// for `storageAccounts/read` there (README, known differences).
+pub fn operation(
+    world: &mut World,
+    subscription: &str,
+    operation_id: &str,
+    api_version: &str,
+    caller: &Caller,
+) -> Result<Response, ArmError> {
+    let served = openapi::STORAGE.api_version();
+    if api_version != served {
+        return Err(ArmError::invalid_api_version(api_version, "operations", &[served]));
+    }
+    let not_found = || {
+        ArmError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("The operation '{operation_id}' under subscription '{subscription}' was not found."),
+        )
+    };
+    let creation = world
+        .arm
+        .creations
+        .get(operation_id)
+        .filter(|c| c.subscription.eq_ignore_ascii_case(subscription))
+        .cloned()
+        .ok_or_else(not_found)?;
+    let group_scope = {
+        let account = world.arm.storage.get(&creation.account).ok_or_else(not_found)?;
+        format!("/subscriptions/{}/resourceGroups/{}", account.id.subscription, account.id.group)
+    };
+    caller.authorize(&world.rbac, "Microsoft.Storage/storageAccounts/read", &group_scope)?;
+    world.arm.finish_creations(caller.now);
+    if caller.now < creation.done_at {
+        return Ok(accepted(world.cloud, subscription, operation_id, creation.done_at - caller.now));
+    }
+    let account = world.arm.storage.get(&creation.account).ok_or_else(not_found)?;
+    Ok(Json(account.to_arm(&world.arm)).into_response())
+}
+
+/// Storage account names are global: 3–24 lowercase letters and digits, and not held by any other account.
+fn name_available(world: &World, id: &ResourceId) -> Result<(), ArmError> {
+    let name = &id.name;
+    if !(3..=24).contains(&name.len()) || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        return Err(ArmError::bad_request(
+            "AccountNameInvalid",
+            format!(
+                "{name} is not a valid storage account name. Storage account name must be between 3 and 24 characters in length and use numbers and lower-case letters only."
+            ),
+        ));
+    }
+    let taken = || {
+        ArmError::new(
+            StatusCode::CONFLICT,
+            "StorageAccountAlreadyTaken",
+            format!("The storage account named {name} is already taken."),
+        )
+    };
+    if world.arm.taken_names.contains(name) {
+        return Err(taken());
+    }
+    match world.arm.storage.values().find(|a| a.id.name.eq_ignore_ascii_case(name)) {
+        Some(other) if other.id.subscription.eq_ignore_ascii_case(&id.subscription) => Err(ArmError::new(
+            StatusCode::CONFLICT,
+            "StorageAccountAlreadyExists",
+            format!("The storage account named {name} already exists under the subscription."),
+        )),
+        Some(_) => Err(taken()),
+        None => Ok(()),
+    }
+}
+
+/// ARM takes a region's programmatic name or its display name (`West Europe`): compared without case and spaces.
+fn normalise_location(location: &str) -> String {
+    location.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase()
+}
+
+/// Regions where storage accounts can be created, per cloud (programmatic names, `az account list-locations`).
+fn location_available(cloud: Cloud, location: &str) -> Result<(), ArmError> {
+    const PUBLIC: &[&str] = &[
+        "eastus",
+        "eastus2",
+        "westus",
+        "westus2",
+        "westus3",
+        "centralus",
+        "northcentralus",
+        "southcentralus",
+        "westcentralus",
+        "canadacentral",
+        "canadaeast",
+        "brazilsouth",
+        "mexicocentral",
+        "northeurope",
+        "westeurope",
+        "uksouth",
+        "ukwest",
+        "francecentral",
+        "francesouth",
+        "germanywestcentral",
+        "germanynorth",
+        "switzerlandnorth",
+        "switzerlandwest",
+        "norwayeast",
+        "norwaywest",
+        "swedencentral",
+        "polandcentral",
+        "italynorth",
+        "spaincentral",
+        "eastasia",
+        "southeastasia",
+        "japaneast",
+        "japanwest",
+        "koreacentral",
+        "koreasouth",
+        "australiaeast",
+        "australiasoutheast",
+        "australiacentral",
+        "australiacentral2",
+        "centralindia",
+        "southindia",
+        "westindia",
+        "uaenorth",
+        "uaecentral",
+        "southafricanorth",
+        "southafricawest",
+        "qatarcentral",
+        "israelcentral",
+        "newzealandnorth",
+    ];
+    const US_GOVERNMENT: &[&str] = &["usgovvirginia", "usgovarizona", "usgovtexas", "usdodeast", "usdodcentral"];
+    const CHINA: &[&str] = &["chinaeast", "chinaeast2", "chinaeast3", "chinanorth", "chinanorth2", "chinanorth3"];
+    let regions = match cloud {
+        Cloud::Public => PUBLIC,
+        Cloud::UsGovernment => US_GOVERNMENT,
+        Cloud::China => CHINA,
+    };
+    if regions.contains(&location) {
+        return Ok(());
+    }
+    Err(ArmError::bad_request(
+        "LocationNotAvailableForResourceType",
+        format!(
+            "The provided location '{location}' is not available for resource type 'Microsoft.Storage/storageAccounts'. List of available regions for the resource type is '{}'.",
+            regions.join(",")
+        ),
+    ))
 }
 
 /// Accounts per page of a list. The Storage RP's page size is not documented; ours is small enough that a
@@ -380,6 +634,7 @@ impl StorageAccountState {
             }),
             extra: Map::new(),
             creation_time: created,
+            creating_until: None,
         };
         if let Some(identity) = &account.identity {
             state.identity_declared = true;
@@ -465,7 +720,7 @@ impl StorageAccountState {
             "supportsHttpsTrafficOnly": true,
             "encryption": encryption,
             "accessTier": "Hot",
-            "provisioningState": "Succeeded",
+            "provisioningState": if self.creating_until.is_some() { "Creating" } else { "Succeeded" },
             "creationTime": self.creation_time,
             "primaryEndpoints": {
                 "web": endpoint("web"), "dfs": endpoint("dfs"), "blob": endpoint("blob"),
