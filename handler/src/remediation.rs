@@ -67,6 +67,24 @@ pub fn remediation(action: &CustomerAction, ctx: &RemediationContext<'_>) -> Rem
     }
 }
 
+/// The fix for access the key watch found lost. Access worked before, so a missing service principal was deleted:
+/// the one created again has a new object id, and role assignments name object ids, so the role on the key must be
+/// assigned again too (the old assignment names a principal that no longer exists).
+pub fn lost_access_remediation(action: &CustomerAction, ctx: &RemediationContext<'_>) -> Remediation {
+    let mut fix = remediation(action, ctx);
+    if matches!(action, CustomerAction::InstallApplication) {
+        fix.missing = format!(
+            "The ISV application {} has no service principal in tenant {} any more: create it again, then assign the new one (a new object id) the {} role on key {} again.",
+            ctx.app_client_id,
+            ctx.customer_tenant_id,
+            role(ctx),
+            ctx.key_name
+        );
+        fix.actions.extend(steps(&CustomerAction::GrantKeyAccess, ctx));
+    }
+    fix
+}
+
 fn missing(action: &CustomerAction, c: &RemediationContext<'_>) -> String {
     let store = if c.managed_hsm { "managed HSM" } else { "key vault" };
     let (vault, key, app, tenant) = (c.vault_name, c.key_name, c.app_client_id, c.customer_tenant_id);

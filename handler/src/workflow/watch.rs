@@ -16,12 +16,13 @@ use tokio::sync::Semaphore;
 use super::account_tags::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, WATCH_STATE_TAG, tag};
 use super::key_watch::{self, Configuration, Observation, WatchEvent, WatchState};
 use super::{App, ensure_identity_chain, use_customer_key};
+use crate::azure::credentials::CustomerIdentity;
 use crate::azure::servicebus::OutgoingMessage;
 use crate::config::AllowedScope;
 use crate::contract::{AccountRequest, KIND_PROBE, parse_storage_account_id};
 use crate::error::{Disposition, Error};
 use crate::events::{EventType, KeyWatchData};
-use crate::remediation::{RemediationContext, remediation};
+use crate::remediation::{RemediationContext, lost_access_remediation};
 
 /// Probe messages sent at once by one run.
 const SEND_CONCURRENCY: usize = 16;
@@ -160,6 +161,13 @@ pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeRe
     if let Some(c) = &configuration {
         let version = kv.key_version.as_deref().filter(|v| !v.is_empty());
         let tenant = &request.customer_tenant_id;
+        // Every token this probe uses is exchanged after it started: a revoked service principal shows now, not
+        // when a cached token runs out (decision 31).
+        app.clients.tokens.renew_customer_token(&CustomerIdentity {
+            tenant,
+            app_client_id: &chain.app_client_id,
+            uami_client_id: Some(&chain.uami_client_id),
+        });
         match use_customer_key(app, tenant, &c.vault_uri, &c.key_name, version, &chain, &account_id).await {
             Ok(key) => {
                 observation.expires = key.attributes.exp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
@@ -215,7 +223,7 @@ pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeRe
                             key_version: kv.key_version.as_deref().filter(|v| !v.is_empty()),
                             vault_resource_id: None,
                         };
-                        remediation(&action, &context)
+                        lost_access_remediation(&action, &context)
                     },
                 );
                 let data = KeyWatchData {

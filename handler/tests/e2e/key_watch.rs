@@ -265,3 +265,67 @@ async fn a_consent_removed_from_the_key_is_reported_like_a_revocation() {
     assert_eq!(restored[0]["data"]["reasonCode"], "KeyConsentMissing");
     assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
 }
+
+/// The customer deletes the app's service principal. Entra then refuses the token exchange (AADSTS700016) once the
+/// deletion has propagated, but a token issued before stays valid for an hour: the probe exchanges a fresh one
+/// (decision 31), so the next run after the propagation delay reports the loss, well within the token's lifetime,
+/// with the fix (create the service principal, assign the new one the role again). Re-consent creates a new service
+/// principal with a new object id; once it holds the role again, the next run reports the restoration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_service_principal_is_reported_within_one_interval_and_restored_after_re_consent() {
+    const NEW_APP_SP_IN_CONTOSO: &str = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbc";
+    let sp_propagation = std::time::Duration::from_secs(azure_emulator::propagation::SERVICE_PRINCIPAL_SECONDS);
+    let role_propagation = std::time::Duration::from_secs(azure_emulator::propagation::ROLE_ASSIGNMENT_SECONDS);
+    let bed = crate::testbed::start_with(sample_scenario(), &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-sp-1"), "msg-sp-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    next_run(&bed).await;
+    let baseline = watch_state(&bed).expect("the probe recorded the account's state");
+
+    bed.apply(vec![Change::RemoveServicePrincipal {
+        tenant_id: CONTOSO_TENANT.into(),
+        app_id: crate::testbed::APP_CLIENT_ID.into(),
+    }]);
+    // The deletion reaches token issuance after its propagation delay; the first run after that reports it. The
+    // tokens the handler holds were issued minutes ago and live for an hour.
+    let before = watch_runs(&bed);
+    bed.advance_clock(sp_propagation + INTERVAL).await;
+    bed.wait_until("the watch run", |bed| watch_runs(bed) > before).await;
+    bed.wait_queue_idle().await;
+    let lost = bed.events_of("key_access_lost");
+    assert_eq!(lost.len(), 1, "{:#?}", bed.events());
+    let data = &lost[0]["data"];
+    assert_eq!(data["reasonCode"], "ServicePrincipalMissing", "{data:#}");
+    assert!(data["missing"].as_str().is_some_and(|m| m.contains("service principal")), "{data:#}");
+    let actions = data["actions"].to_string();
+    assert!(actions.contains("az ad sp create --id 88888888-8888-8888-8888-888888888888"), "{data:#}");
+    assert!(actions.contains("az role assignment create"), "a new SP needs the role again: {data:#}");
+    assert!(watch_state(&bed).unwrap().contains(";a=ServicePrincipalMissing;"));
+
+    // Re-consent: a new service principal (new object id), granted the role again.
+    let service_principal = serde_json::from_value(json!({
+        "id": NEW_APP_SP_IN_CONTOSO, "appId": crate::testbed::APP_CLIENT_ID, "tenantId": CONTOSO_TENANT,
+    }))
+    .unwrap();
+    bed.apply(vec![
+        Change::AddServicePrincipal { service_principal },
+        Change::GrantRole {
+            vault: Some("contoso-kv".into()),
+            assignment: serde_json::from_value(
+                json!({ "principalId": NEW_APP_SP_IN_CONTOSO, "role": "Key Vault Crypto Service Encryption User" }),
+            )
+            .unwrap(),
+        },
+    ]);
+    let before = watch_runs(&bed);
+    bed.advance_clock(role_propagation.max(sp_propagation) + INTERVAL).await;
+    bed.wait_until("the watch run", |bed| watch_runs(bed) > before).await;
+    bed.wait_queue_idle().await;
+    let restored = bed.events_of("key_access_restored");
+    assert_eq!(restored.len(), 1, "{:#?}", bed.events());
+    assert_eq!(restored[0]["data"]["reasonCode"], "ServicePrincipalMissing");
+    assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
+    assert_eq!(bed.events_of("key_access_lost").len(), 1);
+    assert!(bed.dead_letters().is_empty());
+}
