@@ -329,3 +329,50 @@ async fn a_deleted_service_principal_is_reported_within_one_interval_and_restore
     assert_eq!(bed.events_of("key_access_lost").len(), 1);
     assert!(bed.dead_letters().is_empty());
 }
+
+/// The customer rotates the key (a new version, tagged with their consent as decision 28 asks). Storage uses the new
+/// version only after its daily check (the account names no version), so a run before that reports nothing; the
+/// first run after it reports `key_rotated` once, with the previous version, and the next run does not repeat it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_is_reported_once_after_storage_picks_up_the_new_version() {
+    let bed = crate::testbed::start_with(sample_scenario(), &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-rotate-1"), "msg-rotate-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    next_run(&bed).await;
+    let first = azure_emulator::keyvault::deterministic_version("contoso-kv.vault.azure.net", "cmk", 0);
+    let second = azure_emulator::keyvault::deterministic_version("contoso-kv.vault.azure.net", "cmk", 1);
+    assert!(watch_state(&bed).is_some_and(|s| s.contains(&format!(";k={first};"))), "{:?}", watch_state(&bed));
+
+    let consent = BTreeMap::from([("cmk-consent-contosodata".to_owned(), CONTOSO_ACCOUNT.to_owned())]);
+    bed.apply(vec![
+        Change::RotateKey { vault: "contoso-kv".into(), key: "cmk".into() },
+        Change::SetKeyTags { vault: "contoso-kv".into(), key: "cmk".into(), tags: consent },
+    ]);
+    // Storage has not looked yet: it still uses the first version, and the app can use the new one.
+    next_run(&bed).await;
+    let current = |bed: &TestBed| {
+        bed.storage_account(CONTOSO_ACCOUNT)["properties"]["encryption"]["keyvaultproperties"]
+            ["currentVersionedKeyIdentifier"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert!(current(&bed).is_some_and(|k| k.ends_with(&first)), "{:?}", current(&bed));
+    assert_eq!(bed.events().len(), 1, "only the onboarding's completed: {:#?}", bed.events());
+
+    // Storage's daily check comes due: it moves the account to the new version; the next run reports it.
+    bed.apply(vec![Change::RunStorageKeyCheck { account: CONTOSO_ACCOUNT.into() }]);
+    assert!(current(&bed).is_some_and(|k| k.ends_with(&second)), "{:?}", current(&bed));
+    next_run(&bed).await;
+    let rotated = bed.events_of("key_rotated");
+    assert_eq!(rotated.len(), 1, "{:#?}", bed.events());
+    let data = &rotated[0]["data"];
+    assert_eq!(data["previousKeyVersion"], first.as_str(), "{data:#}");
+    assert!(data["currentVersionedKeyIdentifier"].as_str().is_some_and(|k| k.ends_with(&second)), "{data:#}");
+    assert!(watch_state(&bed).is_some_and(|s| s.contains(&format!(";k={second};"))));
+
+    next_run(&bed).await;
+    assert_eq!(bed.events_of("key_rotated").len(), 1, "once: {:#?}", bed.events());
+    assert_eq!(bed.events().len(), 2, "completed, rotated: {:#?}", bed.events());
+    assert!(bed.dead_letters().is_empty());
+}

@@ -69,7 +69,8 @@ async fn post_changes(State(shared): State<Arc<Shared>>, Json(changes): Json<Vec
 async fn state(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let now = shared.clock.now();
     let (arm, key_vault, entra, rbac) = {
-        let world = shared.world.lock().expect("world lock poisoned");
+        let mut world = shared.world.lock().expect("world lock poisoned");
+        crate::arm::daily_key_check(&mut world, now);
         (world.arm.dump(), world.vaults.dump(), world.directory.dump(), world.rbac.dump(now))
     };
     Json(json!({

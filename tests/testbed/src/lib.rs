@@ -283,7 +283,10 @@ impl TestBed {
 
     /// ARM's and Key Vault's state dumps.
     pub fn state(&self) -> Value {
-        let world = self.emulator.shared().world.lock().unwrap();
+        let shared = self.emulator.shared();
+        let mut world = shared.world.lock().unwrap();
+        // What ARM would show now: the Storage RP's daily key checks due by the emulator's clock have run.
+        azure_emulator::arm::daily_key_check(&mut world, shared.clock.now());
         serde_json::json!({ "arm": world.arm.dump(), "keyVault": world.vaults.dump() })
     }
 

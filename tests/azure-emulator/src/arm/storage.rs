@@ -85,6 +85,14 @@ pub fn serve(
         .check_request(&body)
         .map_err(|violations| ArmError::request_violation(&violations[0], cannot_be_updated))?;
     let updated = patch(world, account, &body, caller, path)?;
+    let encryption_sent = body.pointer("/properties/encryption").is_some_and(|e| !e.is_null());
+    if encryption_sent {
+        // The RP has just read the key: its daily check for a new version counts from now.
+        match cmk::uses_vault(&updated) {
+            true => world.arm.key_checked_at.insert(id.key(), caller.now),
+            false => world.arm.key_checked_at.remove(&id.key()),
+        };
+    }
     let response = updated.to_arm(&world.arm);
     world.arm.storage.insert(id.key(), updated);
     Ok(Json(response).into_response())

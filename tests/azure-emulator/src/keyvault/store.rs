@@ -73,8 +73,9 @@ impl Vaults {
         Ok(Self { cloud, by_host })
     }
 
-    pub fn apply(&mut self, change: &Change) -> Result<(), String> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    /// Applies a change made at `now` (the emulator's clock: versions created by a change are dated by it).
+    pub fn apply(&mut self, change: &Change, now: time::OffsetDateTime) -> Result<(), String> {
+        let now = now.unix_timestamp();
         match change {
             Change::SetKeyEnabled { vault, key, enabled } => {
                 let vault = self.by_name_mut(vault)?;
@@ -104,6 +105,26 @@ impl Vaults {
             Change::AddKey { vault, key } => {
                 let vault = self.by_name_mut(vault)?;
                 vault.add_key(key, now, None);
+                Ok(())
+            }
+            Change::RotateKey { vault, key } => {
+                let vault = self.by_name_mut(vault)?;
+                let host = vault.host.clone();
+                let state = vault.key_mut(key).ok_or_else(|| format!("no key {key:?}"))?;
+                let current = state.current().ok_or_else(|| format!("key {key:?} has no version"))?;
+                let rotated = Key {
+                    name: state.name.clone(),
+                    kty: current.kty.clone(),
+                    size: current.size,
+                    enabled: true,
+                    key_ops: Some(current.key_ops.clone()),
+                    exp: None,
+                    nbf: None,
+                    versions: 1,
+                    tags: BTreeMap::new(),
+                };
+                let version = deterministic_version(&host, key, state.versions.len() as u32);
+                vault.add_key(&rotated, now, Some(version));
                 Ok(())
             }
             Change::SetKeyTags { vault, key, tags } => {
