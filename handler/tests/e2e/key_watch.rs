@@ -376,3 +376,70 @@ async fn a_rotation_is_reported_once_after_storage_picks_up_the_new_version() {
     assert_eq!(bed.events().len(), 2, "completed, rotated: {:#?}", bed.events());
     assert!(bed.dead_letters().is_empty());
 }
+
+/// Someone else changes the account's encryption: an ISV operator's tool, under its own identity, PATCHes the account
+/// back to Microsoft-managed keys directly through ARM. The next run reports `configuration_drift` once (the recorded
+/// configuration is no longer the account's), and later runs do not repeat it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_changed_by_someone_else_is_reported_once() {
+    const OPERATOR: &str = "0e000000-0000-0000-0000-0000000000f1";
+    const ISV_TENANT: &str = "11111111-1111-1111-1111-111111111111";
+    let bed = crate::testbed::start_with(sample_scenario(), &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-drift-1"), "msg-drift-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    next_run(&bed).await;
+    let baseline = watch_state(&bed).expect("the probe recorded the account's state");
+
+    // The operator may write storage accounts in the customers' resource group (once the assignment propagated).
+    let role = json!({
+        "principalId": OPERATOR,
+        "role": "Contributor",
+        "scope": "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers",
+    });
+    bed.apply(vec![Change::GrantRole { vault: None, assignment: serde_json::from_value(role).unwrap() }]);
+    let before = watch_runs(&bed);
+    bed.advance_clock(std::time::Duration::from_secs(azure_emulator::propagation::ROLE_ASSIGNMENT_SECONDS)).await;
+    bed.wait_until("the watch run", |bed| watch_runs(bed) > before).await;
+    bed.wait_queue_idle().await;
+    assert_eq!(bed.events().len(), 1, "nothing changed yet: {:#?}", bed.events());
+
+    let shared = bed.emulator.shared();
+    let subject = azure_emulator::entra::Subject {
+        tenant_id: ISV_TENANT,
+        object_id: OPERATOR,
+        client_id: OPERATOR,
+        mi_resource_id: None,
+    };
+    let claims = azure_emulator::entra::Claims::issue(
+        azure_emulator::cloud::Cloud::Public,
+        &subject,
+        "https://management.azure.com/",
+        shared.tokens.now(),
+        3600,
+    );
+    let token = shared.tokens.mint(claims);
+    let answer = azure_emulator::control::AzureClient::new(bed.emulator.url())
+        .request(
+            reqwest::Method::PATCH,
+            &format!("https://management.azure.com{CONTOSO_ACCOUNT}?api-version=2023-05-01"),
+        )
+        .bearer_auth(token)
+        .json(&json!({ "properties": { "encryption": { "keySource": "Microsoft.Storage" } } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+
+    next_run(&bed).await;
+    let drift = bed.events_of("configuration_drift");
+    assert_eq!(drift.len(), 1, "{:#?}", bed.events());
+    let data = &drift[0]["data"];
+    assert_eq!(data["recordedState"], baseline.as_str(), "{data:#}");
+    assert!(data["observedState"].as_str().is_some_and(|s| s.ends_with(";c=-")), "{data:#}");
+    assert!(bed.events_of("key_access_lost").is_empty() && bed.events_of("key_rotated").is_empty());
+
+    next_run(&bed).await;
+    assert_eq!(bed.events_of("configuration_drift").len(), 1, "once: {:#?}", bed.events());
+    assert!(bed.dead_letters().is_empty());
+}
