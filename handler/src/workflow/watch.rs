@@ -15,17 +15,21 @@ use tokio::sync::Semaphore;
 
 use super::account_tags::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, WATCH_STATE_TAG, tag};
 use super::key_watch::{self, Configuration, Observation, WatchEvent, WatchState};
-use super::{App, ensure_identity_chain, use_customer_key};
+use super::{App, ensure_identity_chain, fan_out, use_customer_key};
 use crate::azure::credentials::CustomerIdentity;
 use crate::azure::servicebus::OutgoingMessage;
 use crate::config::AllowedScope;
 use crate::contract::{AccountRequest, KIND_PROBE, parse_storage_account_id};
 use crate::error::{Disposition, Error};
 use crate::events::{EventType, KeyWatchData};
+use crate::function::invocation::TimerRun;
 use crate::remediation::{RemediationContext, lost_access_remediation};
 
-/// Probe messages sent at once by one run.
-const SEND_CONCURRENCY: usize = 16;
+/// Probe messages per batch send: a probe is well under 1 KB with its properties, a batch at most 256 KB (one
+/// message's limit on the Standard tier).
+const SEND_BATCH: usize = 100;
+/// Batches in flight at once.
+const SEND_CONCURRENCY: usize = 4;
 
 /// What one timer run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +38,10 @@ pub struct RunSummary {
     pub probes_sent: usize,
     /// Onboarded accounts without a usable customer tenant tag.
     pub skipped: usize,
+    /// The latest probe's offset from the run's time (`fan_out`).
+    pub spread: std::time::Duration,
+    /// Subscriptions whose probes did not fit the read budget within the spread.
+    pub over_budget: usize,
 }
 
 fn scope_path(scope: &AllowedScope) -> String {
@@ -77,9 +85,17 @@ fn probe_message(
     })
 }
 
-/// One timer run: list, keep the onboarded accounts, send their probes (bounded concurrency).
-pub async fn run(app: &Arc<App>, run_id: &str, now: OffsetDateTime) -> Result<RunSummary, Error> {
-    let run_at = now.format(&Rfc3339).unwrap_or_default();
+/// One timer run: list, keep the onboarded accounts, schedule their probes over part of the interval (`fan_out`)
+/// and send them in batches, earliest first (bounded concurrency, within the invocation's deadline). A run cut by
+/// its deadline has sent a prefix of the schedule (a batch in flight then may or may not have reached the queue):
+/// those probes run at their times, the others wait for the next run, and a probe sent twice runs twice, harmlessly
+/// (a probe publishes only changes). The schedule counts from the host's time (`Metadata.sys.UtcNow`).
+pub async fn run(app: &Arc<App>, run_id: &str, timer: TimerRun) -> Result<RunSummary, Error> {
+    // The schedule counts from the host's time (the broker's clock); `requestedAt` is the handler's own (the contract
+    // refuses a time in its future).
+    let run_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+    let now = timer.fired_at.unwrap_or_else(OffsetDateTime::now_utc);
+    let interval = timer.next.and_then(|next| std::time::Duration::try_from(next - now).ok());
     let mut summary = RunSummary::default();
     let mut probes = Vec::new();
     for scope in &app.settings.allowed_scopes {
@@ -88,7 +104,7 @@ pub async fn run(app: &Arc<App>, run_id: &str, now: OffsetDateTime) -> Result<Ru
             let Some(onboarding_id) = tag(&account.raw, ONBOARDING_ID_TAG) else { continue };
             let tenant = tag(&account.raw, CUSTOMER_TENANT_TAG).and_then(crate::contract::normalize_guid);
             match tenant.and_then(|t| probe_message(account.id(), onboarding_id, &t, &run_at, run_id)) {
-                Some(message) => probes.push(message),
+                Some(message) => probes.push((account.id().to_owned(), message)),
                 None => {
                     tracing::warn!(account = account.id(), "onboarded account without a usable customer tenant tag");
                     summary.skipped += 1;
@@ -96,24 +112,41 @@ pub async fn run(app: &Arc<App>, run_id: &str, now: OffsetDateTime) -> Result<Ru
             }
         }
     }
+    let ids: Vec<&str> = probes.iter().map(|(id, _)| id.as_str()).collect();
+    let plan = fan_out::plan(&ids, interval);
+    if !plan.over_budget.is_empty() {
+        tracing::warn!(subscriptions = ?plan.over_budget, "more onboarded accounts than the read budget allows per run");
+    }
+    summary.over_budget = plan.over_budget.len();
+    summary.spread = plan.offsets.iter().copied().max().unwrap_or_default();
+    let mut scheduled: Vec<(std::time::Duration, OutgoingMessage)> = plan
+        .offsets
+        .into_iter()
+        .zip(probes)
+        .map(|(offset, (_, mut message))| {
+            message.scheduled_enqueue_time = (!offset.is_zero()).then(|| now + offset);
+            (offset, message)
+        })
+        .collect();
+    scheduled.sort_by_key(|(offset, _)| *offset);
+    let messages: Vec<OutgoingMessage> = scheduled.into_iter().map(|(_, message)| message).collect();
     let slots = Arc::new(Semaphore::new(SEND_CONCURRENCY));
     let mut sends = tokio::task::JoinSet::new();
-    for message in probes {
-        let (app, slots) = (app.clone(), slots.clone());
+    for batch in messages.chunks(SEND_BATCH) {
+        let (app, slots, batch) = (app.clone(), slots.clone(), batch.to_vec());
         // A spawned task leaves the invocation's task-local deadline behind: carry it over.
         let deadline = crate::azure::deadline::current();
         sends.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            let send = app.clients.service_bus.send(&app.settings.onboarding_queue, &message);
+            let send = app.clients.service_bus.send_batch(&app.settings.onboarding_queue, &batch);
             match deadline {
-                Some(until) => crate::azure::deadline::within(until, send).await,
-                None => send.await,
+                Some(until) => crate::azure::deadline::within(until, send).await.map(|()| batch.len()),
+                None => send.await.map(|()| batch.len()),
             }
         });
     }
     while let Some(sent) = sends.join_next().await {
-        sent.map_err(|e| Error::Verification(format!("a probe send did not finish: {e}")))??;
-        summary.probes_sent += 1;
+        summary.probes_sent += sent.map_err(|e| Error::Verification(format!("a probe send did not finish: {e}")))??;
     }
     Ok(summary)
 }
