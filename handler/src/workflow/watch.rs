@@ -1,7 +1,9 @@
 //! The key watch (I/O). A timer run lists the storage accounts of the allowed scopes and sends one probe message per
-//! onboarded account (tag `cmk-onboarding-id`) to the onboarding queue, in the account's session, so probes scale out
-//! like onboardings, one slow customer delays no other, and a probe never overlaps an onboarding of its account. A
-//! probe reads the account, uses its key as the app in the customer's tenant (get + wrap/unwrap), compares with the
+//! onboarded account (tag `cmk-onboarding-id`) to the onboarding queue, in the account's session, scheduled over the
+//! interval (`fan_out`) and in batches, so probes scale out like onboardings, one slow customer delays no other, a
+//! run stays under the Storage RP's read limit, and a probe never overlaps an onboarding of its account. A probe
+//! reads the account, uses its key as the app in the customer's tenant (get + wrap/unwrap, with a freshly exchanged
+//! token), compares with the
 //! state recorded in the account's `cmk-watch-state` tag (`key_watch`, pure), publishes what changed and writes the
 //! tag only when the state changed.
 
