@@ -82,6 +82,25 @@ pub fn lost_access_remediation(action: &CustomerAction, ctx: &RemediationContext
         );
         fix.actions.extend(steps(&CustomerAction::GrantKeyAccess, ctx));
     }
+    // The key worked before, so it was deleted: recovering it (within the vault's retention) brings back the versions
+    // the account's data is wrapped with, which a new key cannot.
+    if matches!(action, CustomerAction::CreateKey) {
+        let store = if ctx.managed_hsm { "managed HSM" } else { "key vault" };
+        let (cli_target, ps_target) = target(ctx);
+        let key = ctx.key_name;
+        fix.missing = format!(
+            "Key {key} is gone from {store} {}: if it was deleted, recover it within the vault's retention period (a new key cannot read the account's data).",
+            ctx.vault_name
+        );
+        fix.actions.splice(
+            1..,
+            [step(
+                format!("Recover the deleted key {key}"),
+                &[format!("az keyvault key recover {cli_target} --name {key}")],
+                &[format!("Undo-AzKeyVaultKeyRemoval {ps_target} -Name {key}")],
+            )],
+        );
+    }
     fix
 }
 

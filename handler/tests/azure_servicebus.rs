@@ -91,7 +91,7 @@ async fn a_batch_is_one_request_with_each_message_s_properties() {
         body: format!(r#"{{"n":{n}}}"#).into_bytes(),
         message_id: Some(format!("probe-{n}")),
         session_id: Some(format!("acct{n}")),
-        scheduled_enqueue_time: (n > 0).then(|| time::macros::datetime!(2026-11-30 08:49:37 UTC)),
+        scheduled_enqueue_time: (n > 0).then_some(time::macros::datetime!(2026-11-30 08:49:37 UTC)),
         application_properties: BTreeMap::from([("cmk-kind".to_owned(), serde_json::json!("probe"))]),
         ..OutgoingMessage::default()
     };

@@ -134,7 +134,24 @@ fn a_deleted_service_principal_is_created_and_granted_again() {
     let grant = cli.iter().position(|c| c.contains("az role assignment create")).expect("assign the role again");
     assert!(create < grant, "the service principal first: {cli:#?}");
     assert!(cli.iter().any(|c| c.contains("Key Vault Crypto Service Encryption User")));
-    for other in every_action().into_iter().filter(|a| !matches!(a, CustomerAction::InstallApplication)) {
+    let changed = |a: &CustomerAction| matches!(a, CustomerAction::InstallApplication | CustomerAction::CreateKey);
+    for other in every_action().into_iter().filter(|a| !changed(a)) {
         assert_eq!(lost_access_remediation(&other, &vault()), remediation(&other, &vault()));
+    }
+}
+
+/// The key watch found the key gone: it existed before, so it was deleted, and only recovering it (not a new key)
+/// brings back what the account's data is wrapped with.
+#[test]
+fn a_deleted_key_is_recovered_not_created() {
+    for ctx in [vault(), hsm()] {
+        let fix = lost_access_remediation(&CustomerAction::CreateKey, &ctx);
+        assert!(fix.missing.ends_with('.') && fix.missing.matches(". ").count() == 0, "one sentence: {}", fix.missing);
+        assert!(fix.missing.contains("recover"), "{}", fix.missing);
+        assert_eq!(fix.actions.len(), 2, "sign-in, recover: {:#?}", fix.actions);
+        let target = if ctx.managed_hsm { "--hsm-name contoso-hsm" } else { "--vault-name contoso-kv" };
+        assert_eq!(fix.actions[1].azure_cli, vec![format!("az keyvault key recover {target} --name cmk")]);
+        let target = if ctx.managed_hsm { "-HsmName contoso-hsm" } else { "-VaultName contoso-kv" };
+        assert_eq!(fix.actions[1].powershell, vec![format!("Undo-AzKeyVaultKeyRemoval {target} -Name cmk")]);
     }
 }

@@ -482,3 +482,37 @@ async fn a_configuration_changed_by_someone_else_is_reported_once() {
     assert_eq!(bed.events_of("configuration_drift").len(), 1, "once: {:#?}", bed.events());
     assert!(bed.dead_letters().is_empty());
 }
+
+/// The customer deletes the key (the vault keeps it, soft-deleted): the next run reports the loss with the fix, to
+/// recover it (a new key could not read the account's data); once recovered, the next run reports the restoration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_is_reported_and_restored_after_its_recovery() {
+    let mut scenario = sample_scenario();
+    let contoso_kv = scenario.vaults.iter_mut().find(|v| v.name == "contoso-kv").unwrap();
+    assert!(contoso_kv.soft_delete && contoso_kv.purge_protection, "the sample's vault keeps deleted keys");
+    let bed = crate::testbed::start_with(scenario, &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-delete-1"), "msg-delete-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    next_run(&bed).await;
+    let baseline = watch_state(&bed).expect("the probe recorded the account's state");
+
+    bed.apply(vec![Change::DeleteKey { vault: "contoso-kv".into(), key: "cmk".into() }]);
+    next_run(&bed).await;
+    let lost = bed.events_of("key_access_lost");
+    assert_eq!(lost.len(), 1, "{:#?}", bed.events());
+    let data = &lost[0]["data"];
+    assert_eq!(data["reasonCode"], "KeyNotFound", "{data:#}");
+    assert!(
+        data["actions"].to_string().contains("az keyvault key recover --vault-name contoso-kv --name cmk"),
+        "{data:#}"
+    );
+
+    bed.apply(vec![Change::RecoverKey { vault: "contoso-kv".into(), key: "cmk".into() }]);
+    next_run(&bed).await;
+    let restored = bed.events_of("key_access_restored");
+    assert_eq!(restored.len(), 1, "{:#?}", bed.events());
+    assert_eq!(restored[0]["data"]["reasonCode"], "KeyNotFound");
+    assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
+    assert!(bed.dead_letters().is_empty());
+}

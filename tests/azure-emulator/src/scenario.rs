@@ -558,6 +558,14 @@ pub enum Change {
     /// --tags` does through Key Vault's update-key API, which the emulator also serves).
     #[serde(rename_all = "camelCase")]
     SetKeyTags { vault: String, key: String, tags: BTreeMap<String, String> },
+    /// Deletes a key, as `az keyvault key delete` does: with soft delete on, it is kept (deleted) for the vault's
+    /// retention period and can be recovered; without, it is gone. Either way every operation on it is 404
+    /// `KeyNotFound`.
+    #[serde(rename_all = "camelCase")]
+    DeleteKey { vault: String, key: String },
+    /// Recovers a soft-deleted key with all its versions, as `az keyvault key recover` does.
+    #[serde(rename_all = "camelCase")]
+    RecoverKey { vault: String, key: String },
     /// Brings the Storage RP's daily check for a new key version of this account (on a key with no version pinned)
     /// due now, instead of a day after the last one: tests cannot move the clock a day, since the handler's token
     /// caches follow the wall clock and the emulator would judge their tokens expired.

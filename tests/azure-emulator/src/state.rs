@@ -139,6 +139,8 @@ impl World {
             | Change::SetKeyExpiry { .. }
             | Change::AddKey { .. }
             | Change::RotateKey { .. }
+            | Change::DeleteKey { .. }
+            | Change::RecoverKey { .. }
             | Change::SetKeyTags { .. }
             | Change::SetPurgeProtection { .. } => self.vaults.apply(change, now),
             Change::SetStorageAccountTags { account, tags } => self.arm.set_storage_account_tags(account, tags),

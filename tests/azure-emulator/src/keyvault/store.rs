@@ -31,6 +31,8 @@ pub struct VaultState {
     pub keys: BTreeMap<String, KeyState>,
     /// The vault's ARM id, when the scenario gives one: Azure role assignments at or above it apply.
     pub resource_id: Option<String>,
+    /// Soft-deleted keys, recoverable, by lower-cased name (no purge date: the emulator keeps them).
+    pub deleted_keys: BTreeMap<String, KeyState>,
 }
 
 /// A key and its versions, oldest first (the last one is the current version).
@@ -127,6 +129,22 @@ impl Vaults {
                 vault.add_key(&rotated, now, Some(version));
                 Ok(())
             }
+            Change::DeleteKey { vault, key } => {
+                let vault = self.by_name_mut(vault)?;
+                let name = key.to_ascii_lowercase();
+                let state = vault.keys.remove(&name).ok_or_else(|| format!("no key {key:?}"))?;
+                if vault.soft_delete {
+                    vault.deleted_keys.insert(name, state);
+                }
+                Ok(())
+            }
+            Change::RecoverKey { vault, key } => {
+                let vault = self.by_name_mut(vault)?;
+                let name = key.to_ascii_lowercase();
+                let state = vault.deleted_keys.remove(&name).ok_or_else(|| format!("no deleted key {key:?}"))?;
+                vault.keys.insert(name, state);
+                Ok(())
+            }
             Change::SetKeyTags { vault, key, tags } => {
                 let vault = self.by_name_mut(vault)?;
                 let state = vault.keys.get_mut(&key.to_ascii_lowercase()).ok_or_else(|| format!("no key {key:?}"))?;
@@ -207,6 +225,7 @@ impl VaultState {
             retention_days: vault.retention_days,
             keys: BTreeMap::new(),
             resource_id: vault.resource_id.clone(),
+            deleted_keys: BTreeMap::new(),
         };
         for key in &vault.keys {
             for index in 0..key.versions.max(1) {
@@ -298,6 +317,7 @@ impl VaultState {
             "name": self.name, "kind": if self.managed_hsm { "managedhsm" } else { "vault" }, "uri": self.uri(),
             "tenantId": self.tenant_id, "softDelete": self.soft_delete, "purgeProtection": self.purge_protection,
             "retentionDays": self.retention_days, "recoveryLevel": self.recovery_level(), "keys": keys,
+            "deletedKeys": self.deleted_keys.values().map(|k| k.name.clone()).collect::<Vec<_>>(),
             "resourceId": self.resource_id,
         })
     }
