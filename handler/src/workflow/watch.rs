@@ -3,9 +3,8 @@
 //! interval (`fan_out`) and in batches, so probes scale out like onboardings, one slow customer delays no other, a
 //! run stays under the Storage RP's read limit, and a probe never overlaps an onboarding of its account. A probe
 //! reads the account, uses its key as the app in the customer's tenant (get + wrap/unwrap, with a freshly exchanged
-//! token), compares with the
-//! state recorded in the account's `cmk-watch-state` tag (`key_watch`, pure), publishes what changed and writes the
-//! tag only when the state changed.
+//! token), compares with the state recorded in the account's `cmk-watch-state` tag (`key_watch`, pure), publishes
+//! what changed and writes the tag only when the state changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,7 +90,7 @@ fn probe_message(
 /// and send them in batches, earliest first (bounded concurrency, within the invocation's deadline). A run cut by
 /// its deadline has sent a prefix of the schedule (a batch in flight then may or may not have reached the queue):
 /// those probes run at their times, the others wait for the next run, and a probe sent twice runs twice, harmlessly
-/// (a probe publishes only changes). The schedule counts from the host's time (`Metadata.sys.UtcNow`).
+/// (a probe publishes only changes).
 pub async fn run(app: &Arc<App>, run_id: &str, timer: TimerRun) -> Result<RunSummary, Error> {
     // The schedule counts from the host's time (the broker's clock); `requestedAt` is the handler's own (the contract
     // refuses a time in its future).

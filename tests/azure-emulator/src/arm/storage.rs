@@ -197,7 +197,7 @@ fn patch(
     if let Some(encryption) = &encryption {
         merge_encryption(&mut account, encryption, now)?;
     }
-    let uses_vault = account.encryption.get("keySource").and_then(Value::as_str) == Some("Microsoft.Keyvault");
+    let uses_vault = cmk::uses_vault(&account);
     if uses_vault && (encryption.is_some() || body.get("identity").is_some()) {
         cmk::require_prerequisites(&account)?;
     }
