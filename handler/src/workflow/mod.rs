@@ -181,7 +181,9 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
                 let steps =
                     Box::pin(watch::probe(app, request).instrument(tracing::info_span!("step", step = "probe")));
                 return match bounded(work_until, "the probe", steps).await {
-                    Ok(result) => settle::after_probe(app, message, request, result.as_ref()).await,
+                    Ok(result) => {
+                        settle::after_probe(app, message, &validated, request, result.as_ref(), &attempt).await
+                    }
                     Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, None).await,
                 };
             }

@@ -153,12 +153,17 @@ pub(super) async fn after_offboarding(
 }
 
 /// A probe ran: publish what changed (ids over the states compared and the run), then record the new state in the
-/// account's tag, so a crash in between repeats the same events and duplicate detection drops them.
+/// account's tag, so a crash in between repeats the same events and duplicate detection drops them. A tag write
+/// that fails (paced past the deadline, throttled, an outage) is settled like any failed attempt (a retry copy,
+/// which probes again and publishes the same ids), never left to the host's redelivery, which would spend the
+/// message's delivery count.
 pub(super) async fn after_probe(
     app: &App,
     message: &IncomingMessage,
+    validated: &ValidatedMessage,
     request: &AccountRequest,
     result: Option<&super::watch::ProbeResult>,
+    attempt: &AttemptState,
 ) -> Result<Settlement, Error> {
     if let Some(result) = result {
         let now = OffsetDateTime::now_utc();
@@ -167,7 +172,9 @@ pub(super) async fn after_probe(
             let event = OnboardingEvent::key_watch(&source(app), *event_type, data.clone(), &run_at, now);
             publish(app, message, event).await?;
         }
-        super::watch::record(app, request, result).await?;
+        if let Err(error) = super::watch::record(app, request, result).await {
+            return after_failure(app, message, Some(validated), error, attempt, None).await;
+        }
     }
     Ok(Settlement::Completed { onboarding_id: request.onboarding_id.clone() })
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::Semaphore;
 
 use super::account_tags::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, WATCH_STATE_TAG, tag};
 use super::key_watch::{self, Configuration, Observation, WatchEvent, WatchState};
@@ -27,10 +26,8 @@ use crate::function::invocation::TimerRun;
 use crate::remediation::{RemediationContext, lost_access_remediation};
 
 /// Probe messages per batch send: a probe is well under 1 KB with its properties, a batch at most 256 KB (one
-/// message's limit on the Standard tier).
+/// message's limit on the Standard tier). 1,000 probes are 10 requests.
 const SEND_BATCH: usize = 100;
-/// Batches in flight at once.
-const SEND_CONCURRENCY: usize = 4;
 
 /// What one timer run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,8 +84,8 @@ fn probe_message(
 }
 
 /// One timer run: list, keep the onboarded accounts, schedule their probes over part of the interval (`fan_out`)
-/// and send them in batches, earliest first (bounded concurrency, within the invocation's deadline). A run cut by
-/// its deadline has sent a prefix of the schedule (a batch in flight then may or may not have reached the queue):
+/// and send them in batches, one after the other, earliest first, within the invocation's deadline. A run cut by its
+/// deadline has sent a prefix of the schedule (a batch in flight then may or may not have reached the queue):
 /// those probes run at their times, the others wait for the next run, and a probe sent twice runs twice, harmlessly
 /// (a probe publishes only changes).
 pub async fn run(app: &Arc<App>, run_id: &str, timer: TimerRun) -> Result<RunSummary, Error> {
@@ -131,23 +128,10 @@ pub async fn run(app: &Arc<App>, run_id: &str, timer: TimerRun) -> Result<RunSum
         .collect();
     scheduled.sort_by_key(|(offset, _)| *offset);
     let messages: Vec<OutgoingMessage> = scheduled.into_iter().map(|(_, message)| message).collect();
-    let slots = Arc::new(Semaphore::new(SEND_CONCURRENCY));
-    let mut sends = tokio::task::JoinSet::new();
+    // One batch after the other, earliest first: a run cut by its deadline has sent a prefix of its schedule.
     for batch in messages.chunks(SEND_BATCH) {
-        let (app, slots, batch) = (app.clone(), slots.clone(), batch.to_vec());
-        // A spawned task leaves the invocation's task-local deadline behind: carry it over.
-        let deadline = crate::azure::deadline::current();
-        sends.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let send = app.clients.service_bus.send_batch(&app.settings.onboarding_queue, &batch);
-            match deadline {
-                Some(until) => crate::azure::deadline::within(until, send).await.map(|()| batch.len()),
-                None => send.await.map(|()| batch.len()),
-            }
-        });
-    }
-    while let Some(sent) = sends.join_next().await {
-        summary.probes_sent += sent.map_err(|e| Error::Verification(format!("a probe send did not finish: {e}")))??;
+        app.clients.service_bus.send_batch(&app.settings.onboarding_queue, batch).await?;
+        summary.probes_sent += batch.len();
     }
     Ok(summary)
 }

@@ -88,25 +88,13 @@ async fn revocation_is_detected_within_one_interval_and_restoration_after_the_fi
     assert!(bed.dead_letters().is_empty());
 }
 
-/// A thousand onboarded accounts in one subscription, with the emulator enforcing Azure's limits (time-scaled): one
-/// run schedules a probe for each, spread over the interval at two a second so that the probes' account reads stay
-/// within the Storage RP's 800 per 5 minutes (`workflow::fan_out`); the test moves the emulator's clock in steps,
-/// letting each step's probes finish, and every probe has recorded its account's state before the next run is due
-/// (the shipped schedule, every 15 minutes, as `infra/` sets it). Measured on the emulator's clock (the broker's and
-/// the request log's), and printed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_accounts_are_probed_within_one_interval_under_the_storage_read_limit() {
-    const ACCOUNTS: usize = 1_000;
-    /// Azure seconds per real second: the windows the limits and the handler's pacing see are 60 times shorter in
-    /// real time, so the pacing waits (real time) stay short; the broker's schedule and the steps below are on the
-    /// emulator's clock, which the limits count too.
-    const TIME_SCALE: f64 = 60.0;
-    const STEP: std::time::Duration = std::time::Duration::from_secs(10);
-    let interval = std::time::Duration::from_secs(15 * 60);
+/// The sample scenario plus `accounts` storage accounts in one subscription already on Contoso's key through our
+/// identity and app (no version pinned), as onboardings leave them; and their ids.
+fn fleet(accounts: usize) -> (azure_emulator::Scenario, Vec<String>) {
     let version = azure_emulator::keyvault::deterministic_version("contoso-kv.vault.azure.net", "cmk", 0);
     let mut scenario = sample_scenario();
     let template = scenario.storage_accounts[0].clone();
-    let ids: Vec<String> = (0..ACCOUNTS)
+    let ids: Vec<String> = (0..accounts)
         .map(|n| {
             format!(
                 "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/fleet{n:04}"
@@ -133,14 +121,11 @@ async fn a_thousand_accounts_are_probed_within_one_interval_under_the_storage_re
         }));
         scenario.storage_accounts.push(account);
     }
-    let bed = crate::testbed::start_with(
-        scenario,
-        &[("CMK_WATCH_SCHEDULE", "0 */15 * * * *"), ("RUST_LOG", "warn"), cmk_testbed::ONE_KEY_MANY_ACCOUNTS],
-    )
-    .await;
-    let shared = bed.emulator.shared();
-    let limits = azure_emulator::limits::LimitsConfig { time_scale: TIME_SCALE, ..Default::default() };
-    shared.limits.configure(limits).unwrap();
+    (scenario, ids)
+}
+
+/// Gives the fleet's accounts the tags an onboarding writes.
+fn tag_fleet(bed: &TestBed, ids: &[String]) {
     bed.apply(
         ids.iter()
             .enumerate()
@@ -150,34 +135,74 @@ async fn a_thousand_accounts_are_probed_within_one_interval_under_the_storage_re
             })
             .collect(),
     );
+}
 
-    // To the next occurrence (a quarter hour) and no further: a run that fires late has less time before the next
-    // one, and spreads its probes over less.
-    let now = shared.clock.now();
+/// Moves the clock to the next quarter hour (the shipped schedule's occurrence) and no further: a run that fires late
+/// has less time before the next one, and spreads its probes over less. Returns the occurrence.
+async fn to_next_quarter_hour(bed: &TestBed) -> time::OffsetDateTime {
+    let now = bed.emulator.shared().clock.now();
     let into_quarter = time::Duration::seconds(i64::from(now.minute() % 15) * 60 + i64::from(now.second()))
         + time::Duration::nanoseconds(i64::from(now.nanosecond()));
     let to_occurrence = std::time::Duration::try_from(time::Duration::minutes(15) - into_quarter).unwrap();
-    let started = std::time::Instant::now();
     bed.advance_clock(to_occurrence + std::time::Duration::from_millis(200)).await;
-    bed.wait_until("the watch run", |bed| watch_runs(bed) == 1).await;
-    let due = now + to_occurrence;
+    now + to_occurrence
+}
+
+/// Steps the emulator's clock until no probe is left scheduled, letting each step's probes finish first; fails once
+/// `limit` of emulator time has passed since `from`.
+async fn run_scheduled_probes(bed: &TestBed, from: time::OffsetDateTime, limit: std::time::Duration) {
+    const STEP: std::time::Duration = std::time::Duration::from_secs(10);
+    let shared = bed.emulator.shared();
     let counts = || shared.bus.counts(crate::testbed::NAMESPACE, crate::testbed::QUEUE).unwrap();
     let settled =
         |_: &TestBed| counts().0 == 0 && shared.locked_messages(crate::testbed::NAMESPACE, crate::testbed::QUEUE) == 0;
-    // Step the clock until no probe is left scheduled; each step's probes finish before the next step.
     loop {
         bed.wait_until("the due probes to finish", settled).await;
         if counts().1 == 0 {
-            break;
+            return;
         }
-        let elapsed = shared.clock.now() - due;
-        assert!(elapsed < interval, "probes still scheduled {elapsed} after the run (emulator time): {:?}", counts());
+        let elapsed = shared.clock.now() - from;
+        assert!(elapsed < limit, "probes still scheduled {elapsed} after the run (emulator time): {:?}", counts());
         shared.clock.advance(STEP);
     }
+}
+
+fn recorded_states(bed: &TestBed) -> usize {
+    bed.state().to_string().matches("\"cmk-watch-state\":\"v1;").count()
+}
+
+/// A thousand onboarded accounts in one subscription, with the emulator enforcing Azure's limits (time-scaled): one
+/// run schedules a probe for each, spread over the interval at two a second so that the probes' account reads stay
+/// within the Storage RP's 800 per 5 minutes (`workflow::fan_out`); the test moves the emulator's clock in steps,
+/// letting each step's probes finish, and every probe has recorded its account's state before the next run is due
+/// (the shipped schedule, every 15 minutes, as `infra/` sets it). Measured on the emulator's clock (the broker's and
+/// the request log's), and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_accounts_are_probed_within_one_interval_under_the_storage_read_limit() {
+    const ACCOUNTS: usize = 1_000;
+    /// Azure seconds per real second: the windows the limits and the handler's pacing see are 60 times shorter in
+    /// real time, so the pacing waits (real time) stay short; the broker's schedule and the steps below are on the
+    /// emulator's clock, which the limits count too.
+    const TIME_SCALE: f64 = 60.0;
+    let interval = std::time::Duration::from_secs(15 * 60);
+    let (scenario, ids) = fleet(ACCOUNTS);
+    let bed = crate::testbed::start_with(
+        scenario,
+        &[("CMK_WATCH_SCHEDULE", "0 */15 * * * *"), ("RUST_LOG", "warn"), cmk_testbed::ONE_KEY_MANY_ACCOUNTS],
+    )
+    .await;
+    let shared = bed.emulator.shared();
+    let limits = azure_emulator::limits::LimitsConfig { time_scale: TIME_SCALE, ..Default::default() };
+    shared.limits.configure(limits).unwrap();
+    tag_fleet(&bed, &ids);
+
+    let started = std::time::Instant::now();
+    let due = to_next_quarter_hour(&bed).await;
+    bed.wait_until("the watch run", |bed| watch_runs(bed) == 1).await;
+    run_scheduled_probes(&bed, due, interval).await;
     let took = shared.clock.now() - due;
     let wall = started.elapsed();
-    let recorded = bed.state().to_string().matches("\"cmk-watch-state\":\"v1;").count();
-    assert_eq!(recorded, ACCOUNTS, "every account's state recorded");
+    assert_eq!(recorded_states(&bed), ACCOUNTS, "every account's state recorded");
     assert!(took < interval, "{took} of emulator time: more than one interval");
 
     // The strictest reading of the read limit: account reads per five minutes of the emulator's clock (which runs
@@ -515,4 +540,114 @@ async fn a_deleted_key_is_reported_and_restored_after_its_recovery() {
     assert_eq!(restored[0]["data"]["reasonCode"], "KeyNotFound");
     assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
     assert!(bed.dead_letters().is_empty());
+}
+
+/// A run cut by its deadline: Service Bus is slow (2 s per send) and the host's `functionTimeout` is 10 s, so the run's
+/// work time (5.3 s) ends before its third batch is sent. The batches sent are the start of the schedule (the
+/// earliest accounts), and their probes run; the run fails (the host logs it) and nothing else is lost: the next run
+/// probes every account. The limits run at a time scale of 60, as in the fan-out test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_by_its_deadline_has_sent_the_start_of_its_schedule_and_the_next_run_probes_all() {
+    use azure_emulator::faults::{FaultAction, FaultMatch, FaultRule};
+    const ACCOUNTS: usize = 300;
+    let interval = std::time::Duration::from_secs(15 * 60);
+    let (scenario, ids) = fleet(ACCOUNTS);
+    let bed = cmk_testbed::TestBed::start_custom(
+        crate::testbed::handler(),
+        scenario,
+        &[("CMK_WATCH_SCHEDULE", "0 */15 * * * *"), ("RUST_LOG", "warn"), cmk_testbed::ONE_KEY_MANY_ACCOUNTS],
+        |app| {
+            let path = app.join("host.json");
+            let mut host: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            host["functionTimeout"] = "00:00:10".into();
+            std::fs::write(&path, serde_json::to_vec_pretty(&host).unwrap()).unwrap();
+        },
+    )
+    .await;
+    let shared = bed.emulator.shared();
+    shared.limits.configure(azure_emulator::limits::LimitsConfig { time_scale: 60.0, ..Default::default() }).unwrap();
+    tag_fleet(&bed, &ids);
+    let slow_sends = FaultRule {
+        matcher: FaultMatch {
+            host: Some(format!("{}.servicebus.windows.net", crate::testbed::NAMESPACE)),
+            method: Some("POST".into()),
+            path_contains: Some("/onboarding/messages".into()),
+        },
+        action: FaultAction::Delay { delay_ms: 2000 },
+        times: Some(3),
+        probability: None,
+        seed: None,
+    };
+    shared.faults.add(slow_sends).unwrap();
+
+    let due = to_next_quarter_hour(&bed).await;
+    bed.wait_until("the watch run to fail", |bed| bed.host().status()["invocations"]["failed"] == 1).await;
+    assert_eq!(watch_runs(&bed), 0, "the cut run logged no summary");
+    run_scheduled_probes(&bed, due, interval).await;
+    let dump = bed.state();
+    let recorded: Vec<bool> = ids
+        .iter()
+        .map(|id| {
+            let account = cmk_testbed::find_by_id(&dump["arm"], id).unwrap();
+            account["tags"]["cmk-watch-state"].as_str().is_some()
+        })
+        .collect();
+    let sent = recorded.iter().filter(|r| **r).count();
+    assert!((100..ACCOUNTS).contains(&sent) && sent % 100 == 0, "whole batches, not all: {sent}");
+    assert!(recorded[..sent].iter().all(|r| *r), "the {sent} earliest accounts of the schedule were probed");
+
+    let due = to_next_quarter_hour(&bed).await;
+    bed.wait_until("the next watch run", |bed| watch_runs(bed) == 1).await;
+    run_scheduled_probes(&bed, due, interval).await;
+    assert_eq!(recorded_states(&bed), ACCOUNTS, "the next run probed every account");
+    assert_eq!(bed.host().status()["invocations"]["redelivered"], 0, "{}", bed.host().status());
+    assert!(bed.dead_letters().is_empty());
+    assert!(bed.events().is_empty(), "healthy accounts: a baseline, no events");
+    println!("a run cut by its deadline sent {sent} of {ACCOUNTS} probes; the next run probed all");
+}
+
+/// Regression: a probe whose tag write fails (here ARM throttles it for ten minutes, longer than any invocation can
+/// wait) used to fail its settlement, so the host redelivered the probe at once, spending its delivery count (a
+/// fleet's first run under the Storage RP's write limit dead-lettered probes this way). Now the attempt schedules a
+/// retry copy, as any failed attempt does, and the copy records the state once it is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_whose_tag_write_is_throttled_retries_by_a_copy_not_a_redelivery() {
+    use azure_emulator::faults::{FaultAction, FaultMatch, FaultRule};
+    let bed = crate::testbed::start_with(sample_scenario(), &[("CMK_WATCH_SCHEDULE", SCHEDULE)]).await;
+    bed.send(&contoso("obd-throttled-1"), "msg-throttled-1");
+    bed.wait_until("contoso completed", |bed| bed.events_of("completed").len() == 1).await;
+    bed.wait_queue_idle().await;
+    let throttle = FaultRule {
+        matcher: FaultMatch {
+            host: Some("management.azure.com".into()),
+            method: Some("PATCH".into()),
+            path_contains: Some("/storageAccounts/contosodata".into()),
+        },
+        action: FaultAction::Respond { status: 429, retry_after: Some(600), error_code: None, message: None },
+        times: Some(1),
+        probability: None,
+        seed: None,
+    };
+    bed.emulator.shared().faults.add(throttle).unwrap();
+
+    let before = watch_runs(&bed);
+    bed.advance_clock(INTERVAL).await;
+    bed.wait_until("the watch run", |bed| watch_runs(bed) > before).await;
+    bed.wait_until("a retry copy of the probe, scheduled", |bed| {
+        bed.queue().iter().any(|m| {
+            m.state == azure_emulator::servicebus::MessageState::Scheduled
+                && m.application_properties.contains_key("cmk-attempt")
+        })
+    })
+    .await;
+    assert_eq!(watch_state(&bed), None, "not recorded yet");
+    assert_eq!(bed.host().status()["invocations"]["redelivered"], 0, "{}", bed.host().status());
+
+    // The copy comes due after the throttling: it probes again and records the baseline.
+    bed.advance_clock(std::time::Duration::from_secs(11 * 60)).await;
+    bed.wait_until("the state recorded", |bed| watch_state(bed).is_some()).await;
+    bed.wait_queue_idle().await;
+    assert_eq!(bed.host().status()["invocations"]["redelivered"], 0, "{}", bed.host().status());
+    assert!(bed.dead_letters().is_empty());
+    assert_eq!(bed.events().len(), 1, "only the onboarding's completed: {:#?}", bed.events());
 }
