@@ -67,6 +67,43 @@ pub fn remediation(action: &CustomerAction, ctx: &RemediationContext<'_>) -> Rem
     }
 }
 
+/// The fix for access the key watch found lost. Access worked before, so a missing service principal was deleted:
+/// the one created again has a new object id, and role assignments name object ids, so the role on the key must be
+/// assigned again too (the old assignment names a principal that no longer exists).
+pub fn lost_access_remediation(action: &CustomerAction, ctx: &RemediationContext<'_>) -> Remediation {
+    let mut fix = remediation(action, ctx);
+    if matches!(action, CustomerAction::InstallApplication) {
+        fix.missing = format!(
+            "The ISV application {} has no service principal in tenant {} any more: create it again, then assign the new one (a new object id) the {} role on key {} again.",
+            ctx.app_client_id,
+            ctx.customer_tenant_id,
+            role(ctx),
+            ctx.key_name
+        );
+        fix.actions.extend(steps(&CustomerAction::GrantKeyAccess, ctx));
+    }
+    // The key worked before, so it was deleted: recovering it (within the vault's retention) brings back the versions
+    // the account's data is wrapped with, which a new key cannot.
+    if matches!(action, CustomerAction::CreateKey) {
+        let store = if ctx.managed_hsm { "managed HSM" } else { "key vault" };
+        let (cli_target, ps_target) = target(ctx);
+        let key = ctx.key_name;
+        fix.missing = format!(
+            "Key {key} is gone from {store} {}: if it was deleted, recover it within the vault's retention period (a new key cannot read the account's data).",
+            ctx.vault_name
+        );
+        fix.actions.splice(
+            1..,
+            [step(
+                format!("Recover the deleted key {key}"),
+                &[format!("az keyvault key recover {cli_target} --name {key}")],
+                &[format!("Undo-AzKeyVaultKeyRemoval {ps_target} -Name {key}")],
+            )],
+        );
+    }
+    fix
+}
+
 fn missing(action: &CustomerAction, c: &RemediationContext<'_>) -> String {
     let store = if c.managed_hsm { "managed HSM" } else { "key vault" };
     let (vault, key, app, tenant) = (c.vault_name, c.key_name, c.app_client_id, c.customer_tenant_id);

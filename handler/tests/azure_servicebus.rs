@@ -81,6 +81,46 @@ async fn send_carries_broker_and_application_properties_with_a_valid_sas() {
     assert_valid_sas(request, "https://myns.servicebus.windows.net/onboarding/messages");
 }
 
+/// A batch send: one request, the REST API's JSON array with each message's body as text, its broker properties
+/// (session, schedule) and its application properties; a body that is not UTF-8 is refused before anything is sent.
+#[tokio::test]
+async fn a_batch_is_one_request_with_each_message_s_properties() {
+    let stub = Stub::start(|_, _| (201, vec![], String::new())).await;
+    let client = sas_client(&stub);
+    let message = |n: u32| OutgoingMessage {
+        body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+        message_id: Some(format!("probe-{n}")),
+        session_id: Some(format!("acct{n}")),
+        scheduled_enqueue_time: (n > 0).then_some(time::macros::datetime!(2026-11-30 08:49:37 UTC)),
+        application_properties: BTreeMap::from([("cmk-kind".to_owned(), serde_json::json!("probe"))]),
+        ..OutgoingMessage::default()
+    };
+    client.send_batch("onboarding", &[message(0), message(1)]).await.unwrap();
+
+    let requests = stub.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/onboarding/messages"));
+    assert_eq!(request.header("content-type"), Some("application/vnd.microsoft.servicebus.json"));
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!([
+            { "Body": "{\"n\":0}", "BrokerProperties": { "MessageId": "probe-0", "SessionId": "acct0" },
+              "UserProperties": { "cmk-kind": "probe" } },
+            { "Body": "{\"n\":1}",
+              "BrokerProperties": { "MessageId": "probe-1", "SessionId": "acct1",
+                                    "ScheduledEnqueueTimeUtc": "Mon, 30 Nov 2026 08:49:37 GMT" },
+              "UserProperties": { "cmk-kind": "probe" } },
+        ])
+    );
+    assert_valid_sas(request, "https://myns.servicebus.windows.net/onboarding/messages");
+
+    let binary = OutgoingMessage { body: vec![0xff, 0xfe], ..OutgoingMessage::default() };
+    assert!(client.send_batch("onboarding", &[binary]).await.is_err());
+    assert_eq!(stub.requests().len(), 1, "nothing sent");
+}
+
 #[tokio::test]
 async fn peek_lock_parses_64_bit_sequence_numbers_and_settles_through_the_lock_url() {
     let lock_path = format!("/onboarding/$DeadLetterQueue/messages/{BIG_SEQUENCE}/7da9cfd5-lock");

@@ -26,3 +26,19 @@ fn binary_and_default_forms_give_the_same_body_and_metadata() {
         assert_eq!(message.application_properties["source"], "portal");
     }
 }
+
+/// A timer invocation (`TimerInfo` under the binding's name, `sys` metadata; reference
+/// `functions-custom-handler.md`): the host's time and the next occurrence, which the key watch spreads its probes by;
+/// times without an offset are UTC; anything else is unknown, not an error.
+#[test]
+fn a_timer_invocation_gives_the_run_time_and_the_next_occurrence() {
+    use cmk_handler::function::invocation::timer_run;
+    use time::macros::datetime;
+    let body = br#"{"Data":{"watchTimer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-12-03T10:00:00.0000000Z","Next":"2026-12-03T10:30:00","LastUpdated":"2026-12-03T10:15:00.0012345Z"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"WatchKeys","UtcNow":"2026-12-03T10:15:00.0012345Z","RandGuid":"0f8fad5b-d9cb-469f-a165-70867728950e"}}}"#;
+    let run = timer_run(body);
+    assert_eq!(run.fired_at, Some(datetime!(2026-12-03 10:15:00.0012345 UTC)));
+    assert_eq!(run.next, Some(datetime!(2026-12-03 10:30:00 UTC)));
+    let unknown = timer_run(br#"{"Data":{"watchTimer":{"ScheduleStatus":null}},"Metadata":{}}"#);
+    assert_eq!((unknown.fired_at, unknown.next), (None, None));
+    assert_eq!(timer_run(b"not json"), Default::default());
+}

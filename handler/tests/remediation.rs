@@ -8,7 +8,7 @@ use std::path::Path;
 
 use cmk_handler::cloud::Cloud;
 use cmk_handler::error::CustomerAction;
-use cmk_handler::remediation::{RemediationContext, remediation};
+use cmk_handler::remediation::{RemediationContext, lost_access_remediation, remediation};
 
 fn every_action() -> Vec<CustomerAction> {
     vec![
@@ -121,4 +121,37 @@ fn a_known_vault_resource_id_replaces_the_lookup() {
     assert!(!r.actions[1].azure_cli.iter().any(|c| c.contains("az keyvault show")));
     let unknown = remediation(&CustomerAction::GrantKeyAccess, &vault());
     assert!(unknown.actions[1].azure_cli.iter().any(|c| c.contains("--scope $kvResourceId")));
+}
+
+/// The key watch found the app's service principal gone: it was deleted (access worked before), and the one created
+/// again has a new object id, so the fix assigns the role again too; other lost accesses get the onboarding's fix.
+#[test]
+fn a_deleted_service_principal_is_created_and_granted_again() {
+    let fix = lost_access_remediation(&CustomerAction::InstallApplication, &vault());
+    assert!(fix.missing.ends_with('.') && fix.missing.matches(". ").count() == 0, "one sentence: {}", fix.missing);
+    let cli: Vec<&String> = fix.actions.iter().flat_map(|s| &s.azure_cli).collect();
+    let create = cli.iter().position(|c| c.contains(&format!("az ad sp create --id {APP}"))).expect("create the SP");
+    let grant = cli.iter().position(|c| c.contains("az role assignment create")).expect("assign the role again");
+    assert!(create < grant, "the service principal first: {cli:#?}");
+    assert!(cli.iter().any(|c| c.contains("Key Vault Crypto Service Encryption User")));
+    let changed = |a: &CustomerAction| matches!(a, CustomerAction::InstallApplication | CustomerAction::CreateKey);
+    for other in every_action().into_iter().filter(|a| !changed(a)) {
+        assert_eq!(lost_access_remediation(&other, &vault()), remediation(&other, &vault()));
+    }
+}
+
+/// The key watch found the key gone: it existed before, so it was deleted, and only recovering it (not a new key)
+/// brings back what the account's data is wrapped with.
+#[test]
+fn a_deleted_key_is_recovered_not_created() {
+    for ctx in [vault(), hsm()] {
+        let fix = lost_access_remediation(&CustomerAction::CreateKey, &ctx);
+        assert!(fix.missing.ends_with('.') && fix.missing.matches(". ").count() == 0, "one sentence: {}", fix.missing);
+        assert!(fix.missing.contains("recover"), "{}", fix.missing);
+        assert_eq!(fix.actions.len(), 2, "sign-in, recover: {:#?}", fix.actions);
+        let target = if ctx.managed_hsm { "--hsm-name contoso-hsm" } else { "--vault-name contoso-kv" };
+        assert_eq!(fix.actions[1].azure_cli, vec![format!("az keyvault key recover {target} --name cmk")]);
+        let target = if ctx.managed_hsm { "-HsmName contoso-hsm" } else { "-VaultName contoso-kv" };
+        assert_eq!(fix.actions[1].powershell, vec![format!("Undo-AzKeyVaultKeyRemoval {target} -Name cmk")]);
+    }
 }

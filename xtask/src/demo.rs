@@ -2,7 +2,8 @@
 //!
 //! Starts the emulator with `samples/scenario.json`, runs the real `handler` under the emulated Functions host (laid
 //! out exactly like the deployment package), enqueues the three samples, lets the "customer" fix their side
-//! (`samples/customer-fixes.json`) once asked to, moves the emulator's clock past the propagation of those fixes, and
+//! (`samples/customer-fixes.json`) once asked to, moves the emulator's clock past the propagation of those fixes; then
+//! lets the key watch run, has Contoso disable its key and enable it again (a revocation detected and restored), and
 //! prints what happened: events, dead letters, storage encryption.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,10 @@ const SAMPLES: [(&str, &str); 3] = [
     ("onboarding-poison.json", "a hostile message (vault URI pointing at the metadata endpoint)"),
 ];
 const WAIT: Duration = Duration::from_secs(90);
+/// The key watch's schedule in `samples/demo.settings.json` and its interval: the demo moves the emulator's clock one
+/// interval per run.
+const WATCH_SCHEDULE: &str = "0 */15 * * * *";
+const WATCH_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -118,10 +123,58 @@ pub async fn run(root: &Path, handler_binary: &Path, work_dir: &Path) -> Result<
     shared.advance_clock(Duration::from_secs(longest));
     wait("the second onboarding to complete", || count(".completed.") >= 2).await?;
 
+    // The key watch: a revocation detected within one interval, and its end.
+    let good: Value = read_json(&samples.join("onboarding-good.json"))?;
+    let account = good["storageAccount"]["resourceId"].as_str().ok_or("the good sample names no account")?;
+    let key = good["key"]["name"].as_str().ok_or("the good sample names no key")?.to_owned();
+    // `https://{vault}.vault.azure.net/`: the vault's name is the host's first label.
+    let vault = good["key"]["vaultUri"].as_str().and_then(|u| u.strip_prefix("https://")?.split('.').next());
+    let vault = vault.filter(|v| !v.is_empty()).ok_or("the good sample names no vault")?.to_owned();
+    if settings["Values"]["CMK_WATCH_SCHEDULE"].as_str() != Some(WATCH_SCHEDULE) {
+        return Err(format!("demo.settings.json: CMK_WATCH_SCHEDULE is not {WATCH_SCHEDULE:?}"));
+    }
+    let watch_state = || {
+        let arm = shared.world.lock().map(|w| w.arm.dump()).unwrap_or_default();
+        let accounts = arm["storageAccounts"].as_array().cloned().unwrap_or_default();
+        accounts
+            .iter()
+            .find(|a| a["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(account)))
+            .and_then(|a| a["tags"]["cmk-watch-state"].as_str().map(str::to_owned))
+    };
+    let next_watch_run = || async {
+        wait("no delivery in flight", || shared.locked_messages(NAMESPACE, QUEUE) == 0).await?;
+        shared.advance_clock(WATCH_INTERVAL);
+        Ok::<(), String>(())
+    };
+    println!("\nthe key watch (timer WatchKeys, {WATCH_SCHEDULE}): the emulator's clock moves 15 minutes ahead...");
+    next_watch_run().await?;
+    wait("the probe of Contoso's account to record its state", || watch_state().is_some()).await?;
+    println!("  recorded: {}", watch_state().unwrap_or_default());
+    println!("\nContoso disables its key ({vault}/{key}); the clock moves to the next run...");
+    shared.apply(&[Change::SetKeyEnabled { vault: vault.clone(), key: key.clone(), enabled: false }])?;
+    next_watch_run().await?;
+    wait("the watch to report key_access_lost", || count(".key_access_lost.") >= 1).await?;
+    if let Some(lost) =
+        events().into_iter().find(|e| e["type"].as_str().is_some_and(|t| t.contains(".key_access_lost.")))
+    {
+        println!("  missing: {}", lost["data"]["missing"].as_str().unwrap_or("?"));
+        for step in lost["data"]["actions"].as_array().into_iter().flatten().skip(1) {
+            for command in step["azureCli"].as_array().into_iter().flatten() {
+                println!("  fix:     {}", command.as_str().unwrap_or("?"));
+            }
+        }
+    }
+    println!("\nContoso enables its key again; the clock moves to the next run...");
+    shared.apply(&[Change::SetKeyEnabled { vault, key, enabled: true }])?;
+    next_watch_run().await?;
+    wait("the watch to report key_access_restored", || count(".key_access_restored.") >= 1).await?;
+
     println!("\nEvents on topic onboarding-events:");
     for event in events() {
         let data = &event["data"];
-        let detail = data["reasonCode"].as_str().map(str::to_owned).unwrap_or_else(|| {
+        let restored = event["type"].as_str().is_some_and(|t| t.contains(".key_access_restored."));
+        let reason = data["reasonCode"].as_str().map(|r| if restored { format!("after {r}") } else { r.to_owned() });
+        let detail = reason.unwrap_or_else(|| {
             data["currentVersionedKeyIdentifier"].as_str().map(|k| format!("key {k}")).unwrap_or_default()
         });
         println!(
@@ -160,12 +213,16 @@ pub async fn run(root: &Path, handler_binary: &Path, work_dir: &Path) -> Result<
         "\nhost: {} invocations ok, {} failed (the failed ones are the dead-letter copy being failed fast)",
         status["invocations"]["ok"], status["invocations"]["failed"]
     );
-    let as_expected = count(".completed.") == 2 && dead_letters().len() == 1;
+    let as_expected = count(".completed.") == 2
+        && dead_letters().len() == 1
+        && count(".key_access_lost.") == 1
+        && count(".key_access_restored.") == 1;
     host.stop().await;
     emulator.shutdown().await;
     if as_expected {
         println!(
-            "\ndemo finished as expected: 2 onboardings completed, 1 hostile message dead-lettered with its reason"
+            "\ndemo finished as expected: 2 onboardings completed, 1 hostile message dead-lettered with its reason, \
+             a disabled key reported by the next watch run and its return by the one after"
         );
         Ok(())
     } else {

@@ -154,6 +154,15 @@ impl TokenSource {
         get_token(credential.as_ref(), scope, AzureService::Entra, "get customer-tenant token").await
     }
 
+    /// Forgets the credential of this customer identity, and with it the token it caches: the next customer token
+    /// for it is exchanged anew, so Entra judges the app's service principal in the customer tenant now (a deleted
+    /// one refuses the exchange, AADSTS700016) instead of when a cached token runs out (decision 31). Callers
+    /// sharing the identity at that moment get a fresh token too, which costs them nothing but that exchange.
+    pub fn renew_customer_token(&self, caller: &CustomerIdentity<'_>) {
+        let key = customer_key(caller);
+        self.inner.customer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
+    }
+
     /// The credential whose tokens are the assertion: the fixed one, or the managed identity with that client id.
     fn exchange_credential(&self, uami_client_id: Option<&str>) -> Result<Arc<dyn TokenCredential>, Error> {
         let missing = || Error::IsvConfiguration {
@@ -183,11 +192,7 @@ impl TokenSource {
 
     fn customer_credential(&self, caller: &CustomerIdentity<'_>) -> Result<Arc<dyn TokenCredential>, Error> {
         let (tenant, app_client_id) = (caller.tenant, caller.app_client_id);
-        let key = (
-            tenant.to_ascii_lowercase(),
-            app_client_id.to_ascii_lowercase(),
-            caller.uami_client_id.unwrap_or_default().to_ascii_lowercase(),
-        );
+        let key = customer_key(caller);
         let mut cache = self.inner.customer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(credential) = cache.get(&key) {
             return Ok(credential.clone());
@@ -204,6 +209,15 @@ impl TokenSource {
         cache.insert(key, credential.clone());
         Ok(credential)
     }
+}
+
+/// The customer credential cache's key: (tenant, app, CMK identity), lowercase.
+fn customer_key(caller: &CustomerIdentity<'_>) -> (String, String, String) {
+    (
+        caller.tenant.to_ascii_lowercase(),
+        caller.app_client_id.to_ascii_lowercase(),
+        caller.uami_client_id.unwrap_or_default().to_ascii_lowercase(),
+    )
 }
 
 /// Our transport, the cloud's authority, and no retries of azure_core's own: our send loop owns retry timing.

@@ -176,20 +176,25 @@ async fn onboarding_status(State(app): State<Arc<App>>, headers: HeaderMap, body
     http_output(status, &body, retry_after)
 }
 
-/// `POST /WatchKeys`: the timer's payload (`TimerInfo`) says nothing the run needs, so it is not read; the host's
-/// invocation id names the run. A failed run answers 500 (the host logs it); the next occurrence runs again.
-async fn watch_keys(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+/// `POST /WatchKeys`: the host's invocation id names the run; the payload gives the run's time and the next
+/// occurrence (`invocation::timer_run`), which the probes are spread by. A failed run answers 500 (the host logs
+/// it); the next occurrence runs again.
+async fn watch_keys(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let invocation_id = headers.get("x-azure-functions-invocationid").and_then(|v| v.to_str().ok()).unwrap_or("");
     // Without an invocation id (not the host calling) every run is its own.
     let run_id = if invocation_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { invocation_id.to_owned() };
     let span = tracing::info_span!("invocation", function = WATCH_KEYS, invocation_id);
-    let run = workflow::watch_keys(&app, &run_id).instrument(span).await;
+    let timer = invocation::timer_run(&body);
+    let run = workflow::watch_keys(&app, &run_id, timer).instrument(span).await;
     match run {
         Ok(summary) => {
             tracing::info!(?summary, "key watch run done");
             let log = format!(
-                "key watch: {} accounts listed, {} probes sent, {} skipped",
-                summary.listed, summary.probes_sent, summary.skipped
+                "key watch: {} accounts listed, {} probes sent, {} skipped, spread over {} s",
+                summary.listed,
+                summary.probes_sent,
+                summary.skipped,
+                summary.spread.as_secs()
             );
             (StatusCode::OK, axum::Json(invocation::response_body(&[log]))).into_response()
         }

@@ -19,6 +19,7 @@
 //! Every step may run again after a crash at any point; two deliveries of one message converge on one result.
 
 pub mod account_tags;
+pub mod fan_out;
 pub mod identity_chain;
 pub mod key_checks;
 pub mod key_watch;
@@ -185,7 +186,9 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
                 let steps =
                     Box::pin(watch::probe(app, request).instrument(tracing::info_span!("step", step = "probe")));
                 return match bounded(work_until, "the probe", steps).await {
-                    Ok(result) => settle::after_probe(app, message, request, result.as_ref()).await,
+                    Ok(result) => {
+                        settle::after_probe(app, message, &validated, request, result.as_ref(), &attempt).await
+                    }
                     Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, None).await,
                 };
             }
@@ -223,9 +226,13 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
 
 /// One key-watch run (the timer trigger): list, and send one probe per onboarded account, within the invocation's
 /// work time.
-pub async fn watch_keys(app: &std::sync::Arc<App>, invocation_id: &str) -> Result<watch::RunSummary, Error> {
+pub async fn watch_keys(
+    app: &std::sync::Arc<App>,
+    invocation_id: &str,
+    timer: crate::function::invocation::TimerRun,
+) -> Result<watch::RunSummary, Error> {
     let until = tokio::time::Instant::now() + app.times.work;
-    bounded(until, "the key watch", Box::pin(watch::run(app, invocation_id, OffsetDateTime::now_utc()))).await
+    bounded(until, "the key watch", Box::pin(watch::run(app, invocation_id, timer))).await
 }
 
 /// Runs `future` under the deadline `until` (callers box the step futures: nested, they are large enough in a debug

@@ -154,12 +154,17 @@ pub(super) async fn after_offboarding(
 }
 
 /// A probe ran: publish what changed (ids over the states compared and the run), then record the new state in the
-/// account's tag, so a crash in between repeats the same events and duplicate detection drops them.
+/// account's tag, so a crash in between repeats the same events and duplicate detection drops them. A tag write
+/// that fails (paced past the deadline, throttled, an outage) is settled like any failed attempt (a retry copy,
+/// which probes again and publishes the same ids), never left to the host's redelivery, which would spend the
+/// message's delivery count.
 pub(super) async fn after_probe(
     app: &App,
     message: &IncomingMessage,
+    validated: &ValidatedMessage,
     request: &AccountRequest,
     result: Option<&super::watch::ProbeResult>,
+    attempt: &AttemptState,
 ) -> Result<Settlement, Error> {
     if let Some(result) = result {
         let now = OffsetDateTime::now_utc();
@@ -171,7 +176,9 @@ pub(super) async fn after_probe(
             publish(app, message, event).await?;
             published = id.map(|id| LastEvent { event_type: *event_type, id, at: now });
         }
-        super::watch::record(app, request, result, published, now).await?;
+        if let Err(error) = super::watch::record(app, request, result, published, now).await {
+            return after_failure(app, message, Some(validated), error, attempt, None).await;
+        }
     }
     Ok(Settlement::Completed { onboarding_id: request.onboarding_id.clone() })
 }

@@ -1,9 +1,10 @@
 //! The key watch (I/O). A timer run lists the storage accounts of the allowed scopes and sends one probe message per
-//! onboarded account (tag `cmk-onboarding-id`) to the onboarding queue, in the account's session, so probes scale out
-//! like onboardings, one slow customer delays no other, and a probe never overlaps an onboarding of its account. A
-//! probe reads the account, uses its key as the app in the customer's tenant (get + wrap/unwrap), compares with the
-//! state recorded in the account's `cmk-watch-state` tag (`key_watch`, pure), publishes what changed and writes the
-//! tag only when the state changed.
+//! onboarded account (tag `cmk-onboarding-id`) to the onboarding queue, in the account's session, scheduled over the
+//! interval (`fan_out`) and in batches, so probes scale out like onboardings, one slow customer delays no other, a
+//! run stays under the Storage RP's read limit, and a probe never overlaps an onboarding of its account. A probe
+//! reads the account, uses its key as the app in the customer's tenant (get + wrap/unwrap, with a freshly exchanged
+//! token), compares with the state recorded in the account's `cmk-watch-state` tag (`key_watch`, pure), publishes
+//! what changed and writes the tag only when the state changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,21 +12,23 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::Semaphore;
 
 use super::account_tags::{CUSTOMER_TENANT_TAG, ONBOARDING_ID_TAG, WATCH_STATE_TAG, tag};
 use super::key_watch::{self, Configuration, Observation, WatchEvent, WatchState};
 use super::watch_record::{LastEvent, WatchRecord};
-use super::{App, ensure_identity_chain, use_customer_key};
+use super::{App, ensure_identity_chain, fan_out, use_customer_key};
+use crate::azure::credentials::CustomerIdentity;
 use crate::azure::servicebus::OutgoingMessage;
 use crate::config::AllowedScope;
 use crate::contract::{AccountRequest, KIND_PROBE, parse_storage_account_id};
 use crate::error::{Disposition, Error};
 use crate::events::{EventType, KeyWatchData};
-use crate::remediation::{RemediationContext, remediation};
+use crate::function::invocation::TimerRun;
+use crate::remediation::{RemediationContext, lost_access_remediation};
 
-/// Probe messages sent at once by one run.
-const SEND_CONCURRENCY: usize = 16;
+/// Probe messages per batch send: a probe is well under 1 KB with its properties, a batch at most 256 KB (one
+/// message's limit on the Standard tier). 1,000 probes are 10 requests.
+const SEND_BATCH: usize = 100;
 
 /// What one timer run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +37,10 @@ pub struct RunSummary {
     pub probes_sent: usize,
     /// Onboarded accounts without a usable customer tenant tag.
     pub skipped: usize,
+    /// The latest probe's offset from the run's time (`fan_out`).
+    pub spread: std::time::Duration,
+    /// Subscriptions whose probes did not fit the read budget within the spread.
+    pub over_budget: usize,
 }
 
 fn scope_path(scope: &AllowedScope) -> String {
@@ -78,9 +85,17 @@ pub fn probe_message(
     })
 }
 
-/// One timer run: list, keep the onboarded accounts, send their probes (bounded concurrency).
-pub async fn run(app: &Arc<App>, run_id: &str, now: OffsetDateTime) -> Result<RunSummary, Error> {
-    let run_at = now.format(&Rfc3339).unwrap_or_default();
+/// One timer run: list, keep the onboarded accounts, schedule their probes over part of the interval (`fan_out`)
+/// and send them in batches, one after the other, earliest first, within the invocation's deadline. A run cut by its
+/// deadline has sent a prefix of the schedule (a batch in flight then may or may not have reached the queue):
+/// those probes run at their times, the others wait for the next run, and a probe sent twice runs twice, harmlessly
+/// (a probe publishes only changes).
+pub async fn run(app: &Arc<App>, run_id: &str, timer: TimerRun) -> Result<RunSummary, Error> {
+    // The schedule counts from the host's time (the broker's clock); `requestedAt` is the handler's own (the contract
+    // refuses a time in its future).
+    let run_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+    let now = timer.fired_at.unwrap_or_else(OffsetDateTime::now_utc);
+    let interval = timer.next.and_then(|next| std::time::Duration::try_from(next - now).ok());
     let mut summary = RunSummary::default();
     let mut probes = Vec::new();
     for scope in &app.settings.allowed_scopes {
@@ -89,7 +104,7 @@ pub async fn run(app: &Arc<App>, run_id: &str, now: OffsetDateTime) -> Result<Ru
             let Some(onboarding_id) = tag(&account.raw, ONBOARDING_ID_TAG) else { continue };
             let tenant = tag(&account.raw, CUSTOMER_TENANT_TAG).and_then(crate::contract::normalize_guid);
             match tenant.and_then(|t| probe_message(account.id(), onboarding_id, &t, &run_at, run_id)) {
-                Some(message) => probes.push(message),
+                Some(message) => probes.push((account.id().to_owned(), message)),
                 None => {
                     tracing::warn!(account = account.id(), "onboarded account without a usable customer tenant tag");
                     summary.skipped += 1;
@@ -97,24 +112,28 @@ pub async fn run(app: &Arc<App>, run_id: &str, now: OffsetDateTime) -> Result<Ru
             }
         }
     }
-    let slots = Arc::new(Semaphore::new(SEND_CONCURRENCY));
-    let mut sends = tokio::task::JoinSet::new();
-    for message in probes {
-        let (app, slots) = (app.clone(), slots.clone());
-        // A spawned task leaves the invocation's task-local deadline behind: carry it over.
-        let deadline = crate::azure::deadline::current();
-        sends.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let send = app.clients.service_bus.send(&app.settings.onboarding_queue, &message);
-            match deadline {
-                Some(until) => crate::azure::deadline::within(until, send).await,
-                None => send.await,
-            }
-        });
+    let ids: Vec<&str> = probes.iter().map(|(id, _)| id.as_str()).collect();
+    let plan = fan_out::plan(&ids, interval);
+    if !plan.over_budget.is_empty() {
+        tracing::warn!(subscriptions = ?plan.over_budget, "more onboarded accounts than the read budget allows per run");
     }
-    while let Some(sent) = sends.join_next().await {
-        sent.map_err(|e| Error::Verification(format!("a probe send did not finish: {e}")))??;
-        summary.probes_sent += 1;
+    summary.over_budget = plan.over_budget.len();
+    summary.spread = plan.offsets.iter().copied().max().unwrap_or_default();
+    let mut scheduled: Vec<(std::time::Duration, OutgoingMessage)> = plan
+        .offsets
+        .into_iter()
+        .zip(probes)
+        .map(|(offset, (_, mut message))| {
+            message.scheduled_enqueue_time = (!offset.is_zero()).then(|| now + offset);
+            (offset, message)
+        })
+        .collect();
+    scheduled.sort_by_key(|(offset, _)| *offset);
+    let messages: Vec<OutgoingMessage> = scheduled.into_iter().map(|(_, message)| message).collect();
+    // One batch after the other, earliest first: a run cut by its deadline has sent a prefix of its schedule.
+    for batch in messages.chunks(SEND_BATCH) {
+        app.clients.service_bus.send_batch(&app.settings.onboarding_queue, batch).await?;
+        summary.probes_sent += batch.len();
     }
     Ok(summary)
 }
@@ -169,6 +188,13 @@ pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeRe
     if let Some(c) = &configuration {
         let version = kv.key_version.as_deref().filter(|v| !v.is_empty());
         let tenant = &request.customer_tenant_id;
+        // Every token this probe uses is exchanged after it started: a revoked service principal shows now, not
+        // when a cached token runs out (decision 31).
+        app.clients.tokens.renew_customer_token(&CustomerIdentity {
+            tenant,
+            app_client_id: &chain.app_client_id,
+            uami_client_id: Some(&chain.uami_client_id),
+        });
         match use_customer_key(app, tenant, &c.vault_uri, &c.key_name, version, &chain, &account_id).await {
             Ok(key) => {
                 observation.expires = key.attributes.exp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
@@ -226,7 +252,7 @@ pub async fn probe(app: &App, request: &AccountRequest) -> Result<Option<ProbeRe
                             key_version: kv.key_version.as_deref().filter(|v| !v.is_empty()),
                             vault_resource_id: None,
                         };
-                        remediation(&action, &context)
+                        lost_access_remediation(&action, &context)
                     },
                 );
                 let data = KeyWatchData {

@@ -72,6 +72,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Json<Value> {
         let mut world = shared.world.lock().expect("world lock poisoned");
         // The state as of the emulator's clock: creations that are due are done.
         world.arm.finish_creations(now);
+        crate::arm::daily_key_check(&mut world, now);
         (world.arm.dump(), world.vaults.dump(), world.directory.dump(), world.rbac.dump(now))
     };
     Json(json!({

@@ -555,6 +555,12 @@ pub enum Change {
     /// Adds a key, or a new version of an existing key.
     #[serde(rename_all = "camelCase")]
     AddKey { vault: String, key: Key },
+    /// Rotates a key, as Key Vault's `RotateKey` (`az keyvault key rotate`) does: a new current version with new
+    /// material, the current version's type, size and operations, enabled, no expiry and no tags (tags belong to a
+    /// version). Its id is `deterministic_version(host, key, n)` for the key's n-th version (0-based), so tests can
+    /// name it.
+    #[serde(rename_all = "camelCase")]
+    RotateKey { vault: String, key: String },
     #[serde(rename_all = "camelCase")]
     SetPurgeProtection { vault: String, enabled: bool },
     /// Adds a federated credential (as Graph does); token requests see it after the federated-credential delay.
@@ -564,6 +570,19 @@ pub enum Change {
     /// --tags` does through Key Vault's update-key API, which the emulator also serves).
     #[serde(rename_all = "camelCase")]
     SetKeyTags { vault: String, key: String, tags: BTreeMap<String, String> },
+    /// Deletes a key, as `az keyvault key delete` does: with soft delete on, it is kept (deleted) for the vault's
+    /// retention period and can be recovered; without, it is gone. Either way every operation on it is 404
+    /// `KeyNotFound`.
+    #[serde(rename_all = "camelCase")]
+    DeleteKey { vault: String, key: String },
+    /// Recovers a soft-deleted key with all its versions, as `az keyvault key recover` does.
+    #[serde(rename_all = "camelCase")]
+    RecoverKey { vault: String, key: String },
+    /// Brings the Storage RP's daily check for a new key version of this account (on a key with no version pinned)
+    /// due now, instead of a day after the last one: tests cannot move the clock a day, since the handler's token
+    /// caches follow the wall clock and the emulator would judge their tokens expired.
+    #[serde(rename_all = "camelCase")]
+    RunStorageKeyCheck { account: String },
     /// Replaces a storage account's tags (what the ISV's own tooling does with ARM's tags API), at once.
     #[serde(rename_all = "camelCase")]
     SetStorageAccountTags { account: String, tags: BTreeMap<String, String> },

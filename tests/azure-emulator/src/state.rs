@@ -92,6 +92,7 @@ impl Shared {
         for change in changes {
             world.apply(change, now)?;
         }
+        crate::arm::daily_key_check(&mut world, now);
         Ok(())
     }
 }
@@ -137,9 +138,13 @@ impl World {
             Change::SetKeyEnabled { .. }
             | Change::SetKeyExpiry { .. }
             | Change::AddKey { .. }
+            | Change::RotateKey { .. }
+            | Change::DeleteKey { .. }
+            | Change::RecoverKey { .. }
             | Change::SetKeyTags { .. }
-            | Change::SetPurgeProtection { .. } => self.vaults.apply(change),
+            | Change::SetPurgeProtection { .. } => self.vaults.apply(change, now),
             Change::SetStorageAccountTags { account, tags } => self.arm.set_storage_account_tags(account, tags),
+            Change::RunStorageKeyCheck { account } => self.arm.bring_key_check_due(account, now),
         }
     }
 

@@ -735,3 +735,59 @@ async fn create_refuses_what_azure_refuses_and_creates_nothing() {
     let response = env.client.request(Method::PUT, &url).bearer_auth(denied).json(&good()).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 403);
 }
+
+/// Auto-rotation: with no version pinned, the Storage RP checks the vault for a new version once a day (on the
+/// emulator's clock, counted from the PATCH) and moves the account to the newest version that existed at that check;
+/// a pinned version stays; `RunStorageKeyCheck` brings the check due now.
+#[tokio::test]
+async fn the_daily_key_check_picks_up_a_rotated_version() {
+    let mut env = start().await;
+    // Tokens live an hour; the clock moves days.
+    let renew = |env: &mut Env| env.token = mint(&env.emulator, ISV, CALLER, "https://management.azure.com/");
+    let (status, body) = env.patch_account(cmk_body("https://custvault.vault.azure.net", "cmk", UAMI, APP_ID)).await;
+    assert_eq!(status, 200, "{body}");
+    let current = |body: &Value| {
+        body["properties"]["encryption"]["keyvaultproperties"]["currentVersionedKeyIdentifier"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let stamp =
+        |body: &Value| body["properties"]["encryption"]["keyvaultproperties"]["lastKeyRotationTimestamp"].clone();
+    let version = |n| deterministic_version("custvault.vault.azure.net", "cmk", n);
+    let (v1, v2, v3) = (version(1), version(2), version(3));
+    assert_eq!(current(&body), v1);
+    let first_stamp = stamp(&body);
+
+    advance(&env, std::time::Duration::from_secs(3600));
+    renew(&mut env);
+    env.emulator.shared().apply(&[Change::RotateKey { vault: "custvault".into(), key: "cmk".into() }]).unwrap();
+    advance(&env, std::time::Duration::from_secs(22 * 3600));
+    renew(&mut env);
+    assert_eq!(current(&env.get_account().await), v1, "23 hours after the PATCH: not checked yet");
+    advance(&env, std::time::Duration::from_secs(3600));
+    renew(&mut env);
+    let picked = env.get_account().await;
+    assert_eq!(current(&picked), v2, "the daily check picked up the new version");
+    assert_ne!(stamp(&picked), first_stamp, "lastKeyRotationTimestamp moves with it");
+
+    // A rotation after a check waits for the next one; the control change runs it now.
+    advance(&env, std::time::Duration::from_secs(60));
+    renew(&mut env);
+    env.emulator.shared().apply(&[Change::RotateKey { vault: "custvault".into(), key: "cmk".into() }]).unwrap();
+    assert_eq!(current(&env.get_account().await), v2);
+    env.emulator.shared().apply(&[Change::RunStorageKeyCheck { account: ACCOUNT.into() }]).unwrap();
+    assert_eq!(current(&env.get_account().await), v3);
+
+    // A pinned version is never moved.
+    let mut pinned = cmk_body("https://custvault.vault.azure.net", "cmk", UAMI, APP_ID);
+    pinned["properties"]["encryption"]["keyvaultproperties"]["keyversion"] = json!(v1);
+    assert_eq!(env.patch_account(pinned).await.0, 200);
+    env.emulator.shared().apply(&[Change::RotateKey { vault: "custvault".into(), key: "cmk".into() }]).unwrap();
+    advance(&env, std::time::Duration::from_secs(2 * 24 * 3600));
+    renew(&mut env);
+    assert_eq!(current(&env.get_account().await), v1);
+}

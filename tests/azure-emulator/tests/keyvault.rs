@@ -435,3 +435,38 @@ async fn managed_hsm_keys_and_dump_without_private_material() {
         assert!(!text.contains(private), "dump leaks {private}");
     }
 }
+
+/// Deleting and recovering a key (control changes): a deleted key is 404 `KeyNotFound` for every operation, a
+/// soft-deleted one comes back with its versions; in a vault without soft delete it is gone for good. A rotation makes
+/// a new current version with the deterministic id of its index.
+#[tokio::test]
+async fn deleted_keys_are_not_found_until_recovered_and_rotation_adds_a_version() {
+    let env = start().await;
+    let shared = env.emulator.shared();
+    let get = |key: &'static str| {
+        let env = &env;
+        async move { env.call(Method::GET, &format!("{KV}/keys/{key}?api-version=7.4"), READER, None).await }
+    };
+    let (status, before) = get("cmk").await;
+    assert_eq!(status, 200, "{before}");
+
+    shared.apply(&[Change::DeleteKey { vault: "kv1".into(), key: "cmk".into() }]).unwrap();
+    let (status, body) = get("cmk").await;
+    assert_eq!((status, inner(&body).0), (404, "KeyNotFound"), "{body}");
+    assert!(shared.apply(&[Change::DeleteKey { vault: "kv1".into(), key: "cmk".into() }]).is_err(), "already deleted");
+
+    shared.apply(&[Change::RecoverKey { vault: "kv1".into(), key: "cmk".into() }]).unwrap();
+    let (status, after) = get("cmk").await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["key"]["kid"], before["key"]["kid"], "the same versions are back");
+
+    shared.apply(&[Change::RotateKey { vault: "kv1".into(), key: "cmk".into() }]).unwrap();
+    let (_, rotated) = get("cmk").await;
+    let fourth = deterministic_version("kv1.vault.azure.net", "cmk", 3);
+    assert_eq!(rotated["key"]["kid"], format!("{KV}/keys/cmk/{fourth}"));
+    assert!(rotated.get("tags").is_none(), "tags belong to a version: {rotated}");
+
+    shared.apply(&[Change::DeleteKey { vault: "nosoftdelete".into(), key: "k".into() }]).unwrap();
+    let recover = shared.apply(&[Change::RecoverKey { vault: "nosoftdelete".into(), key: "k".into() }]);
+    assert!(recover.is_err(), "without soft delete a deleted key is gone");
+}

@@ -283,10 +283,13 @@ impl TestBed {
 
     /// ARM's and Key Vault's state dumps.
     pub fn state(&self) -> Value {
-        let now = self.emulator.shared().clock.now();
-        let mut world = self.emulator.shared().world.lock().unwrap();
-        // As of the emulator's clock, as `/_emulator/state` shows it: account creations that are due are done.
+        let shared = self.emulator.shared();
+        let now = shared.clock.now();
+        let mut world = shared.world.lock().unwrap();
+        // What ARM would show now, as `/_emulator/state` does: account creations that are due are done, and the
+        // Storage RP's daily key checks due by the emulator's clock have run.
         world.arm.finish_creations(now);
+        azure_emulator::arm::daily_key_check(&mut world, now);
         serde_json::json!({ "arm": world.arm.dump(), "keyVault": world.vaults.dump() })
     }
 

@@ -1,6 +1,7 @@
 //! What the Storage RP does when an account is pointed at a Key Vault key: the encryption identity must be one
 //! of the account's identities, then the RP reaches the key *as the app in the vault's tenant* (managed-identity
-//! assertion → federated exchange → the vault's RBAC and key checks) and records the version it will use.
+//! assertion → federated exchange → the vault's RBAC and key checks) and records the version it will use; with no
+//! version pinned it checks the vault daily for a newer one (auto-rotation).
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -178,4 +179,58 @@ pub fn record_key(account: &mut StorageAccountState, key: &KeyVersionInfo, now: 
             entry["lastEnabledTime"] = json!(stamp);
         }
     }
+}
+
+/// The interval of the Storage RP's check for a new key version: "Azure Storage checks the key vault for a new key
+/// version only once daily" (customer-managed-keys-overview; reference `cross-tenant-cmk.md` §5).
+pub const KEY_CHECK_INTERVAL: time::Duration = time::Duration::days(1);
+
+/// `keySource` is `Microsoft.Keyvault`.
+pub fn uses_vault(account: &StorageAccountState) -> bool {
+    account
+        .encryption
+        .get("keySource")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("Microsoft.Keyvault"))
+}
+
+/// Runs the daily checks that came due by `now` for every account on a key with no version pinned (auto-rotation):
+/// at the last due check, the RP reaches the key as it does on a PATCH and moves the account to the newest version
+/// that existed then (`currentVersionedKeyIdentifier`, `lastKeyRotationTimestamp`). A check that cannot reach the key
+/// changes nothing (Storage keeps the version it has). Evaluated lazily, whenever ARM or the state dump reads
+/// accounts (and after control changes), so it follows the emulator's clock exactly.
+pub fn daily_key_check(world: &mut World, now: OffsetDateTime) {
+    let due: Vec<(String, OffsetDateTime)> = world
+        .arm
+        .key_checked_at
+        .iter()
+        .filter(|(_, checked)| now - **checked >= KEY_CHECK_INTERVAL)
+        .map(|(key, checked)| {
+            let periods = ((now - *checked).whole_seconds() / KEY_CHECK_INTERVAL.whole_seconds()) as i32;
+            (key.clone(), *checked + KEY_CHECK_INTERVAL * periods)
+        })
+        .collect();
+    for (key, at) in due {
+        world.arm.key_checked_at.insert(key.clone(), at);
+        let Some(account) = world.arm.storage.get(&key) else { continue };
+        if !uses_vault(account) || text(&account.encryption, "/keyvaultproperties/keyversion").is_some() {
+            continue;
+        }
+        let Some(newest) = newest_version_at(world, account, at) else { continue };
+        let mut pinned = account.clone();
+        pinned.encryption["keyvaultproperties"]["keyversion"] = json!(newest);
+        let Ok(found) = check_key_access(world, &pinned, at) else { continue };
+        if let Some(account) = world.arm.storage.get_mut(&key) {
+            record_key(account, &found, at);
+        }
+    }
+}
+
+/// The newest version of the account's key created at or before `at`.
+fn newest_version_at(world: &World, account: &StorageAccountState, at: OffsetDateTime) -> Option<String> {
+    let uri = text(&account.encryption, "/keyvaultproperties/keyvaulturi")?;
+    let host = url::Url::parse(uri).ok()?.host_str()?.to_ascii_lowercase();
+    let key = world.vaults.by_host(&host)?.key(text(&account.encryption, "/keyvaultproperties/keyname")?)?;
+    let at = at.unix_timestamp();
+    key.versions.iter().rev().find(|v| v.created <= at).map(|v| v.version.clone())
 }

@@ -13,6 +13,7 @@ mod storage;
 use axum::response::{IntoResponse, Response};
 
 pub use authz::Caller;
+pub use cmk::{KEY_CHECK_INTERVAL, daily_key_check};
 pub use errors::ArmError;
 pub use state::{ArmState, Creation, IdentityResource, Registration, StorageAccountState, SubscriptionState};
 
@@ -38,6 +39,7 @@ fn serve(shared: &Shared, req: &Req) -> Result<Response, ArmError> {
         return Err(ArmError::invalid_subscription_id(&subscription));
     }
     let mut world = shared.world.lock().expect("world lock poisoned");
+    cmk::daily_key_check(&mut world, shared.clock.now());
     let sub_tenant = world
         .arm
         .subscription(&subscription)

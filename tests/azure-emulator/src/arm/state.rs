@@ -21,6 +21,9 @@ pub struct ArmState {
     pub(crate) identities: BTreeMap<String, IdentityResource>,
     /// By [`ResourceId::key`].
     pub(crate) storage: BTreeMap<String, StorageAccountState>,
+    /// When the Storage RP last checked the vault for a new key version, by the account's [`ResourceId::key`]: set
+    /// when a PATCH points the account at a key; the daily check runs on from there (`cmk::daily_key_check`).
+    pub(crate) key_checked_at: BTreeMap<String, time::OffsetDateTime>,
     /// Account creations in progress or done, by operation id (the last segment of the `Location` URL).
     pub(crate) creations: BTreeMap<String, Creation>,
     /// How long a creation takes (emulator clock).
@@ -221,6 +224,17 @@ impl ArmState {
         let key = ResourceId::parse(id).map(|id| id.key()).ok_or_else(|| format!("{id:?} is not a resource id"))?;
         let account = self.storage.get_mut(&key).ok_or_else(|| format!("no storage account {id:?}"))?;
         account.tags = serde_json::to_value(tags).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Makes the account's next daily key check due at `now` (a control-surface change).
+    pub fn bring_key_check_due(&mut self, id: &str, now: time::OffsetDateTime) -> Result<(), String> {
+        let key = ResourceId::parse(id).map(|id| id.key()).ok_or_else(|| format!("{id:?} is not a resource id"))?;
+        let checked = self
+            .key_checked_at
+            .get_mut(&key)
+            .ok_or_else(|| format!("storage account {id:?} was not pointed at a Key Vault key by a PATCH"))?;
+        *checked = now - super::KEY_CHECK_INTERVAL;
         Ok(())
     }
 }

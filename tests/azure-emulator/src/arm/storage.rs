@@ -93,9 +93,27 @@ pub fn serve(
         .check_request(&body)
         .map_err(|violations| ArmError::request_violation(&violations[0], cannot_be_updated))?;
     let updated = patch(world, account, &body, caller, path)?;
+    note_key_check(world, id, &body, &updated, caller.now);
     let response = updated.to_arm(&world.arm);
     world.arm.storage.insert(id.key(), updated);
     Ok(Json(response).into_response())
+}
+
+/// A write that sent `encryption` (PATCH, or the PUT of a creation or update) has just made the RP read the key: its
+/// daily check for a new version counts from `now`, or stops when the account no longer uses a vault.
+fn note_key_check(
+    world: &mut World,
+    id: &ResourceId,
+    body: &Value,
+    account: &StorageAccountState,
+    now: time::OffsetDateTime,
+) {
+    if body.pointer("/properties/encryption").is_some_and(|e| !e.is_null()) {
+        match cmk::uses_vault(account) {
+            true => world.arm.key_checked_at.insert(id.key(), now),
+            false => world.arm.key_checked_at.remove(&id.key()),
+        };
+    }
 }
 
 /// 409 for a write while the account is still being created (the code is the one Storage gives concurrent writes,
@@ -144,6 +162,7 @@ fn create(world: &mut World, req: &Req, id: &ResourceId, caller: &Caller) -> Res
             ));
         }
         let updated = patch(world, existing, &body, caller, path)?;
+        note_key_check(world, id, &body, &updated, caller.now);
         let response = updated.to_arm(&world.arm);
         world.arm.storage.insert(id.key(), updated);
         return Ok(Json(response).into_response());
@@ -170,6 +189,7 @@ fn create(world: &mut World, req: &Req, id: &ResourceId, caller: &Caller) -> Res
         account.encryption["requireInfrastructureEncryption"] = json!(infrastructure);
     }
     let mut account = patch(world, account, &body, caller, path)?;
+    note_key_check(world, id, &body, &account, caller.now);
     let done_at = caller.now + world.arm.creation_time;
     account.creating_until = Some(done_at);
     let operation = uuid::Uuid::new_v4().simple().to_string();
@@ -443,7 +463,7 @@ fn patch(
     if let Some(encryption) = &encryption {
         merge_encryption(&mut account, encryption, now)?;
     }
-    let uses_vault = account.encryption.get("keySource").and_then(Value::as_str) == Some("Microsoft.Keyvault");
+    let uses_vault = cmk::uses_vault(&account);
     if uses_vault && (encryption.is_some() || body.get("identity").is_some()) {
         cmk::require_prerequisites(&account)?;
     }

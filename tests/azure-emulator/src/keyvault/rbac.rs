@@ -69,6 +69,7 @@ mod tests {
             retention_days: 90,
             keys: Default::default(),
             resource_id: resource_id.map(str::to_owned),
+            deleted_keys: Default::default(),
         }
     }
 

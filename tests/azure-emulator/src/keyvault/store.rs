@@ -31,6 +31,8 @@ pub struct VaultState {
     pub keys: BTreeMap<String, KeyState>,
     /// The vault's ARM id, when the scenario gives one: Azure role assignments at or above it apply.
     pub resource_id: Option<String>,
+    /// Soft-deleted keys, recoverable, by lower-cased name (no purge date: the emulator keeps them).
+    pub deleted_keys: BTreeMap<String, KeyState>,
 }
 
 /// A key and its versions, oldest first (the last one is the current version).
@@ -73,8 +75,9 @@ impl Vaults {
         Ok(Self { cloud, by_host })
     }
 
-    pub fn apply(&mut self, change: &Change) -> Result<(), String> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    /// Applies a change made at `now` (the emulator's clock: versions created by a change are dated by it).
+    pub fn apply(&mut self, change: &Change, now: time::OffsetDateTime) -> Result<(), String> {
+        let now = now.unix_timestamp();
         match change {
             Change::SetKeyEnabled { vault, key, enabled } => {
                 let vault = self.by_name_mut(vault)?;
@@ -104,6 +107,42 @@ impl Vaults {
             Change::AddKey { vault, key } => {
                 let vault = self.by_name_mut(vault)?;
                 vault.add_key(key, now, None);
+                Ok(())
+            }
+            Change::RotateKey { vault, key } => {
+                let vault = self.by_name_mut(vault)?;
+                let host = vault.host.clone();
+                let state = vault.key_mut(key).ok_or_else(|| format!("no key {key:?}"))?;
+                let current = state.current().ok_or_else(|| format!("key {key:?} has no version"))?;
+                let rotated = Key {
+                    name: state.name.clone(),
+                    kty: current.kty.clone(),
+                    size: current.size,
+                    enabled: true,
+                    key_ops: Some(current.key_ops.clone()),
+                    exp: None,
+                    nbf: None,
+                    versions: 1,
+                    tags: BTreeMap::new(),
+                };
+                let version = deterministic_version(&host, key, state.versions.len() as u32);
+                vault.add_key(&rotated, now, Some(version));
+                Ok(())
+            }
+            Change::DeleteKey { vault, key } => {
+                let vault = self.by_name_mut(vault)?;
+                let name = key.to_ascii_lowercase();
+                let state = vault.keys.remove(&name).ok_or_else(|| format!("no key {key:?}"))?;
+                if vault.soft_delete {
+                    vault.deleted_keys.insert(name, state);
+                }
+                Ok(())
+            }
+            Change::RecoverKey { vault, key } => {
+                let vault = self.by_name_mut(vault)?;
+                let name = key.to_ascii_lowercase();
+                let state = vault.deleted_keys.remove(&name).ok_or_else(|| format!("no deleted key {key:?}"))?;
+                vault.keys.insert(name, state);
                 Ok(())
             }
             Change::SetKeyTags { vault, key, tags } => {
@@ -186,6 +225,7 @@ impl VaultState {
             retention_days: vault.retention_days,
             keys: BTreeMap::new(),
             resource_id: vault.resource_id.clone(),
+            deleted_keys: BTreeMap::new(),
         };
         for key in &vault.keys {
             for index in 0..key.versions.max(1) {
@@ -277,6 +317,7 @@ impl VaultState {
             "name": self.name, "kind": if self.managed_hsm { "managedhsm" } else { "vault" }, "uri": self.uri(),
             "tenantId": self.tenant_id, "softDelete": self.soft_delete, "purgeProtection": self.purge_protection,
             "retentionDays": self.retention_days, "recoveryLevel": self.recovery_level(), "keys": keys,
+            "deletedKeys": self.deleted_keys.values().map(|k| k.name.clone()).collect::<Vec<_>>(),
             "resourceId": self.resource_id,
         })
     }
