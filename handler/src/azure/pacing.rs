@@ -108,6 +108,11 @@ impl State {
             .collect();
     }
 
+    /// How long a request joining the queue now would wait: the head's turn, then one spacing per request ahead.
+    fn expected_wait(&self, now: Instant) -> Duration {
+        (self.turn(now) - now) + self.spacing() * self.waiting
+    }
+
     /// The earliest instant the next request may go.
     fn turn(&self, now: Instant) -> Instant {
         let mut turn = now;
@@ -170,8 +175,7 @@ impl Pacer {
         let paced = |wait| Error::Paced { subscription: lane.subscription.clone(), kind: lane.kind, wait };
         let estimate = {
             let mut state = gate.state.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let estimate = (state.turn(now) - now) + state.spacing() * state.waiting;
+            let estimate = state.expected_wait(Instant::now());
             state.waiting += 1;
             estimate
         };
@@ -205,6 +209,16 @@ impl Pacer {
                 _ = changed => {}
             }
         }
+    }
+
+    /// [`Error::Paced`] when a request joining `lane` now would wait `left` or longer for its turn.
+    pub fn expect_turn(&self, lane: &Lane, left: Duration) -> Result<(), Error> {
+        let gate = self.gate(lane);
+        let wait = gate.state.lock().unwrap_or_else(|p| p.into_inner()).expected_wait(Instant::now());
+        if wait >= left {
+            return Err(Error::Paced { subscription: lane.subscription.clone(), kind: lane.kind, wait });
+        }
+        Ok(())
     }
 
     /// Learns from the answer to a request that took `turn`: the remaining counts, and a hold until `Retry-After` on a
@@ -299,7 +313,10 @@ mod tests {
         // max(1 s / (4 × 9), 3600 s / (4 × 900)) = 1 s.
         assert_eq!(state.spacing(), Duration::from_secs(1));
         // Nothing left and no larger count ever seen: the limit is unknown, so the floor is one request.
-        assert_eq!(state_after("Microsoft.Storage/Write_ObservationWindow_01:00:00;0").spacing(), Duration::from_secs(900));
+        assert_eq!(
+            state_after("Microsoft.Storage/Write_ObservationWindow_01:00:00;0").spacing(),
+            Duration::from_secs(900)
+        );
         assert_eq!(state_after("Microsoft.Compute/GetVMScaleSet3Min;197").spacing(), Duration::ZERO);
         assert_eq!(State::default().spacing(), Duration::ZERO);
     }
@@ -406,6 +423,9 @@ mod tests {
             other => panic!("expected Paced, got {other:?}"),
         }
         assert_eq!(started.elapsed(), Duration::ZERO);
+        // The same estimate, asked before any work: a write that would wait past what a call may is not started.
+        assert!(matches!(pacer.expect_turn(&lane, Duration::from_secs(3)), Err(Error::Paced { .. })));
+        assert!(pacer.expect_turn(&lane, Duration::from_secs(60)).is_ok());
         for waiting in queued {
             waiting.await.unwrap().unwrap();
         }
