@@ -264,6 +264,22 @@ async fn bulk(count: usize, scale: f64, instances: usize) {
         100.0 * throttled as f64 / arm.len() as f64
     );
     println!("    emulator throttles: {}", bed.emulator.shared().limits.status()["throttled"]);
+    if let Ok(path) = std::env::var("SCALE_BENCH_LOG") {
+        let lines: Vec<String> = arm
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    r.time.unix_timestamp_nanos() / 1_000_000,
+                    r.method,
+                    r.status,
+                    r.duration_ms,
+                    r.path
+                )
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+    }
     drop(extra);
 }
 

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::credentials::{AppScope, TokenSource};
-use super::pacing::Pacer;
+use super::deadline;
+use super::pacing::{Lane, Pacer};
 use super::retry::{self, RetryOptions};
 use super::transport::{HttpResponse, OutgoingRequest, Transport};
 use crate::error::{AzureService, Error};
@@ -259,6 +260,19 @@ impl ArmClient {
             page = self.send(&OutgoingRequest::new(Method::GET, next), OP).await?.json(AzureService::Arm, OP)?;
         }
         Err(bad_response(OP, format!("more than {MAX_LIST_PAGES} pages of storage accounts under {scope}")))
+    }
+
+    /// Fails at once with [`Error::Paced`] when a write to `id`'s subscription would wait for its turn longer than a
+    /// call may (the invocation's deadline, or one retry budget): an onboarding asks before it reads anything, so that
+    /// while the Storage RP's write window is spent its retry copies wait without reading the account and the
+    /// customer's key again on every delivery (decision 24).
+    pub fn expect_write_turn(&self, id: &str) -> Result<(), Error> {
+        let mut url = self.inner.endpoint.clone();
+        url.set_path(id);
+        match Lane::of(&Method::PATCH, &url) {
+            Some(lane) => self.inner.pacer.expect_turn(&lane, deadline::bounded(self.inner.retry.budget)),
+            None => Ok(()),
+        }
     }
 
     /// PATCH is synchronous per the spec; should ARM ever answer 202, follow the operation and read the account back.

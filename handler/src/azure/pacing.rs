@@ -12,11 +12,12 @@
 //! [`Error::Paced`], a transient error whose retry copy is scheduled for that turn (ARCHITECTURE.md, decision 24).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Method;
 use reqwest::header::HeaderMap;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use url::Url;
 
@@ -26,10 +27,13 @@ use crate::error::Error;
 /// How many times faster than "remaining over the window" one instance may go (the module's equilibrium).
 const SHARE: f64 = 4.0;
 
+/// How long the other requests of a fresh lane wait for its first answer at most.
+const PROBE_HOLD: Duration = Duration::from_secs(1);
+
 /// The turn-taking of one process, by subscription and kind of request.
 #[derive(Debug, Default)]
 pub struct Pacer {
-    lanes: Mutex<HashMap<Lane, State>>,
+    lanes: Mutex<HashMap<Lane, Arc<LaneGate>>>,
 }
 
 /// Requests that share a limit: one subscription's reads, or its writes.
@@ -39,23 +43,107 @@ pub struct Lane {
     pub kind: &'static str,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct State {
-    /// The earliest instant the next request of the lane may go.
-    next: Instant,
-    /// The spacing after each request, from the last remaining count seen.
-    spacing: Duration,
-    /// No answer seen yet: the first request goes alone and its answer sets the pace (otherwise every invocation of
-    /// a fresh process would rush the subscription at once).
-    probing: bool,
+/// One lane's queue and what its answers taught.
+#[derive(Debug, Default)]
+struct LaneGate {
+    /// Requests wait here in arrival order (tokio's mutex is fair); only the head of the queue watches the clock, so
+    /// the spacing it waits for is the one in force when its turn comes, not the one known when it queued.
+    queue: tokio::sync::Mutex<()>,
+    /// Wakes the head of the queue when an answer changes the spacing or a hold.
+    changed: Notify,
+    state: Mutex<State>,
 }
 
-/// How long the other requests of a fresh lane wait for its first answer at most.
-const PROBE_HOLD: Duration = Duration::from_secs(1);
+/// One of Azure's windows, as its answers describe it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Window {
+    length: Duration,
+    remaining: f64,
+    /// The window's limit as far as seen: the most ever reported remaining, plus the request that reported it.
+    limit: f64,
+}
+
+/// The least share of a window's limit the spacing assumes is left (decision 24): 2.5%, so that one instance waits
+/// at most `window / (SHARE × 2.5% × limit)`, a tenth of the fleet's steady spacing with four instances.
+const FLOOR: f64 = 0.025;
+
+#[derive(Debug, Default)]
+struct State {
+    /// What Azure last reported of each of the lane's windows.
+    windows: Vec<Window>,
+    /// Requests sent and not answered yet: the remaining counts above do not know them.
+    in_flight: u32,
+    /// Requests queued or waiting for their turn.
+    waiting: u32,
+    last_sent: Option<Instant>,
+    /// Nothing goes before this (a 429's `Retry-After`).
+    hold_until: Option<Instant>,
+    /// An answer has been seen: until then the first request goes alone and its answer sets the pace (otherwise
+    /// every invocation of a fresh process would rush the subscription at once).
+    answered: bool,
+}
 
 impl State {
-    fn new(now: Instant) -> Self {
-        State { next: now, spacing: Duration::ZERO, probing: true }
+    /// `window / (SHARE × remaining)` of the tightest window, counting what is in flight as spent. The remaining count
+    /// is taken as at least [`FLOOR`] of the window's limit: a count near zero is soon stale (a sliding window frees
+    /// what it admitted a window ago, possibly in bulk), and below the floor the spacing would outlast that.
+    fn spacing(&self) -> Duration {
+        let in_flight = f64::from(self.in_flight);
+        self.windows
+            .iter()
+            .map(|w| w.length.as_secs_f64() / (SHARE * (w.remaining - in_flight).max(w.limit * FLOOR).max(1.0)))
+            .max_by(f64::total_cmp)
+            .map_or(Duration::ZERO, Duration::from_secs_f64)
+    }
+
+    /// Takes in what an answer reported; a window's limit is remembered across answers.
+    fn learn(&mut self, reported: Vec<(Duration, f64)>) {
+        let known = std::mem::take(&mut self.windows);
+        self.windows = reported
+            .into_iter()
+            .map(|(length, remaining)| {
+                let seen = known.iter().find(|w| w.length == length).map_or(0.0, |w| w.limit);
+                Window { length, remaining, limit: seen.max(remaining + 1.0) }
+            })
+            .collect();
+    }
+
+    /// How long a request joining the queue now would wait: the head's turn, then one spacing per request ahead.
+    fn expected_wait(&self, now: Instant) -> Duration {
+        (self.turn(now) - now) + self.spacing() * self.waiting
+    }
+
+    /// The earliest instant the next request may go.
+    fn turn(&self, now: Instant) -> Instant {
+        let mut turn = now;
+        if let Some(last) = self.last_sent {
+            let after = if self.answered { self.spacing() } else { PROBE_HOLD };
+            turn = turn.max(last.checked_add(after).unwrap_or(last));
+        }
+        self.hold_until.map_or(turn, |hold| turn.max(hold))
+    }
+}
+
+/// A request that took its turn; dropping it without an answer (the request failed to send) frees its place.
+#[derive(Debug)]
+pub struct Turn {
+    gate: Arc<LaneGate>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut state = self.gate.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.in_flight = state.in_flight.saturating_sub(1);
+    }
+}
+
+/// Counts a request as waiting for as long as it does.
+struct Waiting<'a>(&'a LaneGate);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.waiting = state.waiting.saturating_sub(1);
     }
 }
 
@@ -74,57 +162,94 @@ impl Lane {
 }
 
 impl Pacer {
-    /// Waits for this request's turn in its lane and takes it. When the turn comes after the deadline in scope, the
-    /// request is not sent: [`Error::Paced`] says when it could go.
-    pub async fn take_turn(&self, lane: &Lane) -> Result<(), Error> {
-        let wait = {
-            let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let state = lanes.entry(lane.clone()).or_insert_with(|| State::new(now));
-            let turn = state.next.max(now);
-            let wait = turn - now;
-            if deadline::remaining().is_some_and(|left| wait >= left) {
-                return Err(Error::Paced { subscription: lane.subscription.clone(), kind: lane.kind, wait });
-            }
-            state.next = turn + if state.probing { PROBE_HOLD } else { state.spacing };
-            wait
+    fn gate(&self, lane: &Lane) -> Arc<LaneGate> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes.entry(lane.clone()).or_default().clone()
+    }
+
+    /// Waits for this request's turn in its lane and takes it. When the turn would come after the deadline in scope
+    /// (judged on joining the queue, and again at its head), the request is not sent: [`Error::Paced`] says when it
+    /// could go.
+    pub async fn take_turn(&self, lane: &Lane) -> Result<Turn, Error> {
+        let gate = self.gate(lane);
+        let paced = |wait| Error::Paced { subscription: lane.subscription.clone(), kind: lane.kind, wait };
+        let estimate = {
+            let mut state = gate.state.lock().unwrap_or_else(|p| p.into_inner());
+            let estimate = state.expected_wait(Instant::now());
+            state.waiting += 1;
+            estimate
         };
-        if !wait.is_zero() {
+        let _waiting = Waiting(&gate);
+        if deadline::remaining().is_some_and(|left| estimate >= left) {
+            return Err(paced(estimate));
+        }
+        let Some(_head) = deadline::run(gate.queue.lock()).await else {
+            return Err(paced(estimate));
+        };
+        loop {
+            // Registered before the state is read, so an answer arriving in between still wakes this request.
+            let changed = gate.changed.notified();
+            let wait = {
+                let mut state = gate.state.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                let turn = state.turn(now);
+                if turn <= now {
+                    state.last_sent = Some(now);
+                    state.in_flight += 1;
+                    return Ok(Turn { gate: gate.clone() });
+                }
+                turn - now
+            };
+            if deadline::remaining().is_some_and(|left| wait >= left) {
+                return Err(paced(wait));
+            }
             tracing::debug!(subscription = %lane.subscription, kind = lane.kind, ?wait, "waiting for the subscription's turn");
-            deadline::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = changed => {}
+            }
+        }
+    }
+
+    /// [`Error::Paced`] when a request joining `lane` now would wait `left` or longer for its turn.
+    pub fn expect_turn(&self, lane: &Lane, left: Duration) -> Result<(), Error> {
+        let gate = self.gate(lane);
+        let wait = gate.state.lock().unwrap_or_else(|p| p.into_inner()).expected_wait(Instant::now());
+        if wait >= left {
+            return Err(Error::Paced { subscription: lane.subscription.clone(), kind: lane.kind, wait });
         }
         Ok(())
     }
 
-    /// Learns from a response: the spacing from the remaining counts, and a hold until `Retry-After` on a 429.
-    pub fn observe(&self, lane: &Lane, status: u16, headers: &HeaderMap, retry_after: Option<Duration>) {
-        let spacing = spacing(headers);
-        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let state = lanes.entry(lane.clone()).or_insert_with(|| State::new(now));
-        if let Some(spacing) = spacing {
-            state.spacing = spacing;
-        }
-        if state.probing {
-            // The probe's answer is in: the next turn is one spacing from now, not the probe's hold.
-            state.probing = false;
-            state.next = now + state.spacing;
-        }
-        // A hold that ends after this invocation's deadline is not kept: the invocations that would wait for it end
-        // first, and their retry copies carry the wait (scheduled by `Retry-After`) instead of this process's memory.
-        let hold = retry_after.unwrap_or(Duration::from_secs(1));
-        if status == 429 && deadline::remaining().is_none_or(|left| hold < left) {
-            if let Some(until) = now.checked_add(hold) {
-                state.next = state.next.max(until);
+    /// Learns from the answer to a request that took `turn`: the remaining counts, and a hold until `Retry-After` on a
+    /// 429. The hold is kept even when it ends after this invocation's deadline: the requests of later invocations
+    /// then learn at once that they would wait too long, instead of each spending a 429 to find out.
+    pub fn observe(&self, lane: &Lane, turn: Turn, status: u16, headers: &HeaderMap, retry_after: Option<Duration>) {
+        let windows = remaining_counts(headers);
+        let gate = turn.gate.clone();
+        drop(turn);
+        {
+            let mut state = gate.state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if !windows.is_empty() {
+                state.learn(windows);
             }
-            tracing::info!(subscription = %lane.subscription, kind = lane.kind, ?hold, "throttled: holding the subscription's requests");
+            state.answered = true;
+            if status == 429 {
+                let hold = retry_after.unwrap_or(Duration::from_secs(1));
+                if let Some(until) = now.checked_add(hold) {
+                    state.hold_until = Some(state.hold_until.map_or(until, |held| held.max(until)));
+                }
+                tracing::info!(subscription = %lane.subscription, kind = lane.kind, ?hold, "throttled: holding the subscription's requests");
+            }
         }
+        gate.changed.notify_waiters();
     }
 }
 
-/// The spacing the remaining counts call for: the largest `window / (SHARE × remaining)` over the entries of
-/// `x-ms-ratelimit-remaining-resource` that name an observation window; `None` when none does.
-pub fn spacing(headers: &HeaderMap) -> Option<Duration> {
+/// The windows named in `x-ms-ratelimit-remaining-resource` (`Microsoft.Storage/Write_ObservationWindow_01:00:00;
+/// 1187`) with what is left of each.
+fn remaining_counts(headers: &HeaderMap) -> Vec<(Duration, f64)> {
     headers
         .get_all("x-ms-ratelimit-remaining-resource")
         .iter()
@@ -134,10 +259,9 @@ pub fn spacing(headers: &HeaderMap) -> Option<Duration> {
             let (name, remaining) = entry.trim().rsplit_once(';')?;
             let remaining: f64 = remaining.trim().parse().ok()?;
             let window = timespan(name.rsplit_once("ObservationWindow_")?.1)?;
-            Some(window.as_secs_f64() / (SHARE * remaining.max(1.0)))
+            Some((window, remaining))
         })
-        .max_by(f64::total_cmp)
-        .map(Duration::from_secs_f64)
+        .collect()
 }
 
 /// A .NET `TimeSpan` in its "c" format, `[d.]hh:mm:ss[.fffffff]`, as the Storage RP names its windows.
@@ -169,25 +293,50 @@ mod tests {
         assert_eq!(timespan("3Min"), None);
     }
 
+    fn remaining(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ms-ratelimit-remaining-resource", value.parse().unwrap());
+        headers
+    }
+
+    fn state_after(value: &str) -> State {
+        let mut state = State { answered: true, ..State::default() };
+        state.learn(remaining_counts(&remaining(value)));
+        state
+    }
+
     #[test]
     fn the_fewer_remain_the_wider_the_spacing() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-ms-ratelimit-remaining-resource",
-            "Microsoft.Storage/Write_ObservationWindow_00:00:01;9,Microsoft.Storage/Write_ObservationWindow_01:00:00;900"
-                .parse()
-                .unwrap(),
+        let state = state_after(
+            "Microsoft.Storage/Write_ObservationWindow_00:00:01;9,Microsoft.Storage/Write_ObservationWindow_01:00:00;900",
         );
         // max(1 s / (4 × 9), 3600 s / (4 × 900)) = 1 s.
-        assert_eq!(spacing(&headers), Some(Duration::from_secs(1)));
-        headers.insert(
-            "x-ms-ratelimit-remaining-resource",
-            "Microsoft.Storage/Write_ObservationWindow_01:00:00;0".parse().unwrap(),
+        assert_eq!(state.spacing(), Duration::from_secs(1));
+        // Nothing left and no larger count ever seen: the limit is unknown, so the floor is one request.
+        assert_eq!(
+            state_after("Microsoft.Storage/Write_ObservationWindow_01:00:00;0").spacing(),
+            Duration::from_secs(900)
         );
-        assert_eq!(spacing(&headers), Some(Duration::from_secs(900)));
-        headers.insert("x-ms-ratelimit-remaining-resource", "Microsoft.Compute/GetVMScaleSet3Min;197".parse().unwrap());
-        assert_eq!(spacing(&HeaderMap::new()), None);
-        assert_eq!(spacing(&headers), None);
+        assert_eq!(state_after("Microsoft.Compute/GetVMScaleSet3Min;197").spacing(), Duration::ZERO);
+        assert_eq!(State::default().spacing(), Duration::ZERO);
+    }
+
+    #[test]
+    fn requests_in_flight_count_as_spent() {
+        let mut state = state_after("Microsoft.Storage/Write_ObservationWindow_01:00:00;100");
+        assert_eq!(state.spacing(), Duration::from_secs(9));
+        state.in_flight = 10;
+        assert_eq!(state.spacing(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_spacing_assumes_a_floor_of_the_limit_is_left() {
+        let mut state = state_after("Microsoft.Storage/Write_ObservationWindow_01:00:00;1199");
+        state.learn(remaining_counts(&remaining("Microsoft.Storage/Write_ObservationWindow_01:00:00;0")));
+        // The limit seen is 1,200: at most 3600 s / (4 × 30) = 30 s, not 3600 s / 4.
+        assert_eq!(state.spacing(), Duration::from_secs(30));
+        state.learn(remaining_counts(&remaining("Microsoft.Storage/Write_ObservationWindow_01:00:00;600")));
+        assert_eq!(state.spacing(), Duration::from_millis(1500));
     }
 
     #[test]
@@ -198,37 +347,105 @@ mod tests {
         assert_eq!(Lane::of(&Method::GET, &Url::parse("https://management.azure.com/tenants").unwrap()), None);
     }
 
-    #[tokio::test]
-    async fn turns_are_spaced_and_a_429_holds_the_lane() {
+    /// Takes a turn and answers it at once with `value` as the remaining count.
+    async fn answered(pacer: &Pacer, lane: &Lane, status: u16, value: &str, retry_after: Option<Duration>) {
+        let turn = pacer.take_turn(lane).await.unwrap();
+        pacer.observe(lane, turn, status, &remaining(value), retry_after);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn turns_are_spaced_by_what_is_left_when_they_come() {
         let pacer = Pacer::default();
         let lane = Lane { subscription: "s".into(), kind: "write" };
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-ms-ratelimit-remaining-resource",
-            "Microsoft.Storage/Write_ObservationWindow_00:00:02;10".parse().unwrap(),
-        );
-        pacer.observe(&lane, 200, &headers, None);
+        let window = "Microsoft.Storage/Write_ObservationWindow_00:00:02";
+        answered(&pacer, &lane, 200, &format!("{window};10"), None).await;
         let started = Instant::now();
         for _ in 0..3 {
-            pacer.take_turn(&lane).await.unwrap();
+            answered(&pacer, &lane, 200, &format!("{window};10"), None).await;
         }
-        // Turns at 0, 50 ms and 100 ms (2 s / (4 × 10)).
-        assert!(started.elapsed() >= Duration::from_millis(100), "{:?}", started.elapsed());
-        // A hold longer than the invocation's time is left to the retry copy.
-        let invocation = Instant::now() + Duration::from_secs(10);
-        deadline::within(invocation, async {
-            pacer.observe(&lane, 429, &HeaderMap::new(), Some(Duration::from_secs(600)))
-        })
-        .await;
-        deadline::within(invocation, pacer.take_turn(&lane)).await.unwrap();
-        pacer.observe(&lane, 429, &HeaderMap::new(), Some(Duration::from_secs(30)));
-        let refused = deadline::within(Instant::now() + Duration::from_secs(5), pacer.take_turn(&lane)).await;
+        // Turns 50 ms apart (2 s / (4 × 10)), the first one 50 ms after the first answer's request.
+        assert_eq!(started.elapsed(), Duration::from_millis(150));
+        // A request waits; an answer that says far fewer are left stretches its wait.
+        let pacer = std::sync::Arc::new(pacer);
+        let slow = pacer.take_turn(&lane).await.unwrap();
+        let waiting = tokio::spawn({
+            let (pacer, lane) = (pacer.clone(), lane.clone());
+            async move {
+                let started = Instant::now();
+                pacer.take_turn(&lane).await.map(|_| started.elapsed())
+            }
+        });
+        tokio::task::yield_now().await;
+        pacer.observe(&lane, slow, 200, &remaining(&format!("{window};1")), None);
+        // 2 s / (4 × 1) = 500 ms after the last request went, not the 50 ms known when this one queued.
+        assert_eq!(waiting.await.unwrap().unwrap(), Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_holds_the_lane_and_a_turn_after_the_deadline_is_paced() {
+        let pacer = Pacer::default();
+        let lane = Lane { subscription: "s".into(), kind: "write" };
+        answered(&pacer, &lane, 200, "Microsoft.Storage/Write_ObservationWindow_00:00:02;10", None).await;
+        // A hold beyond this invocation's deadline is kept: the next request learns at once, without a 429.
+        let turn = pacer.take_turn(&lane).await.unwrap();
+        pacer.observe(&lane, turn, 429, &HeaderMap::new(), Some(Duration::from_secs(600)));
+        let refused = deadline::within(Instant::now() + Duration::from_secs(10), pacer.take_turn(&lane)).await;
         match refused {
-            Err(Error::Paced { wait, .. }) => assert!(wait > Duration::from_secs(29), "{wait:?}"),
+            Err(Error::Paced { wait, .. }) => assert!(wait > Duration::from_secs(599), "{wait:?}"),
             other => panic!("expected Paced, got {other:?}"),
         }
+        // Within the deadline, the request waits for the hold to end.
+        let started = Instant::now();
+        deadline::within(Instant::now() + Duration::from_secs(700), pacer.take_turn(&lane)).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(599), "{:?}", started.elapsed());
         // Another subscription is not held.
         let other = Lane { subscription: "t".into(), kind: "write" };
         deadline::within(Instant::now() + Duration::from_secs(5), pacer.take_turn(&other)).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_longer_than_the_deadline_is_paced_on_joining() {
+        let pacer = Pacer::default();
+        let lane = Lane { subscription: "s".into(), kind: "write" };
+        // 1 s between turns.
+        answered(&pacer, &lane, 200, "Microsoft.Storage/Write_ObservationWindow_00:00:04;1", None).await;
+        let pacer = std::sync::Arc::new(pacer);
+        let mut queued = Vec::new();
+        for _ in 0..5 {
+            let (pacer, lane) = (pacer.clone(), lane.clone());
+            queued.push(tokio::spawn(async move { pacer.take_turn(&lane).await.map(drop) }));
+            tokio::task::yield_now().await;
+        }
+        // Five wait ahead at 1 s each: a request with 3 s left is told at once, with the estimate.
+        let started = Instant::now();
+        match deadline::within(Instant::now() + Duration::from_secs(3), pacer.take_turn(&lane)).await {
+            Err(Error::Paced { wait, .. }) => assert!(wait >= Duration::from_secs(5), "{wait:?}"),
+            other => panic!("expected Paced, got {other:?}"),
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // The same estimate, asked before any work: a write that would wait past what a call may is not started.
+        assert!(matches!(pacer.expect_turn(&lane, Duration::from_secs(3)), Err(Error::Paced { .. })));
+        assert!(pacer.expect_turn(&lane, Duration::from_secs(60)).is_ok());
+        for waiting in queued {
+            waiting.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_lane_sends_one_request_first() {
+        let pacer = std::sync::Arc::new(Pacer::default());
+        let lane = Lane { subscription: "s".into(), kind: "read" };
+        let first = pacer.take_turn(&lane).await.unwrap();
+        let second = tokio::spawn({
+            let (pacer, lane) = (pacer.clone(), lane.clone());
+            async move {
+                let started = Instant::now();
+                pacer.take_turn(&lane).await.map(|_| started.elapsed())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        pacer.observe(&lane, first, 200, &HeaderMap::new(), None);
+        // The second went when the first answer came, not a whole probe hold later.
+        assert_eq!(second.await.unwrap().unwrap(), Duration::from_millis(100));
     }
 }

@@ -152,14 +152,16 @@ async fn attempt_once(
     expected: fn(u16) -> bool,
     paced: Option<&(&Pacer, Lane)>,
 ) -> Result<HttpResponse, Error> {
-    if let Some((pacer, lane)) = paced {
-        pacer.take_turn(lane).await?;
-    }
+    // The turn is taken after the token: a token fetch is no ARM request, and waiting for one must not hold the lane.
     let authorization = authorizer.authorization(&request.url).await?;
+    let turn = match paced {
+        Some((pacer, lane)) => Some(pacer.take_turn(lane).await?),
+        None => None,
+    };
     let response = transport.execute(service, operation, request, authorization.as_ref()).await?;
     let wait = retry_after(&response.headers);
-    if let Some((pacer, lane)) = paced {
-        pacer.observe(lane, response.status, &response.headers, wait);
+    if let (Some((pacer, lane)), Some(turn)) = (paced, turn) {
+        pacer.observe(lane, turn, response.status, &response.headers, wait);
     }
     if expected(response.status) {
         return Ok(response);

@@ -288,6 +288,9 @@ async fn run_steps(
     // not wait out its deadline); otherwise a customer-side failure wins (it is what the producer must hear about),
     // and no write happens before the preflight passed.
     let account_id = onboarding.storage_account.arm_id();
+    // While the subscription's write window is spent, the retry copy waits instead of reading the account and the
+    // customer's key again only to find the same (decision 24).
+    app.clients.arm.expect_write_turn(&account_id)?;
     let (preflight, current) = tokio::join!(
         customer_preflight(app, onboarding, &chain)
             .instrument(tracing::info_span!("step", step = "customer_preflight")),
