@@ -403,7 +403,7 @@ async fn a_deleted_service_principal_is_reported_within_one_interval_and_restore
     let restored = bed.events_of("key_access_restored");
     assert_eq!(restored.len(), 1, "{:#?}", bed.events());
     assert_eq!(restored[0]["data"]["reasonCode"], "ServicePrincipalMissing");
-    assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
+    assert_eq!(state_part(&watch_state(&bed).unwrap()), state_part(&baseline));
     assert_eq!(bed.events_of("key_access_lost").len(), 1);
     assert!(bed.dead_letters().is_empty());
 }
@@ -513,7 +513,7 @@ async fn a_configuration_changed_by_someone_else_is_reported_once() {
     let drift = bed.events_of("configuration_drift");
     assert_eq!(drift.len(), 1, "{:#?}", bed.events());
     let data = &drift[0]["data"];
-    assert_eq!(data["recordedState"], baseline.as_str(), "{data:#}");
+    assert_eq!(data["recordedState"], state_part(&baseline), "{data:#}");
     assert!(data["observedState"].as_str().is_some_and(|s| s.ends_with(";c=-")), "{data:#}");
     assert!(bed.events_of("key_access_lost").is_empty() && bed.events_of("key_rotated").is_empty());
 
@@ -552,7 +552,7 @@ async fn a_deleted_key_is_reported_and_restored_after_its_recovery() {
     let restored = bed.events_of("key_access_restored");
     assert_eq!(restored.len(), 1, "{:#?}", bed.events());
     assert_eq!(restored[0]["data"]["reasonCode"], "KeyNotFound");
-    assert_eq!(watch_state(&bed).as_deref(), Some(baseline.as_str()));
+    assert_eq!(state_part(&watch_state(&bed).unwrap()), state_part(&baseline));
     assert!(bed.dead_letters().is_empty());
 }
 
