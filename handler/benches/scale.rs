@@ -209,7 +209,11 @@ async fn throughput(c: usize, l_ms: u64, count: usize) {
     );
     let log = bed.requests();
     let slow = log.iter().filter(|r| r.duration_ms >= l_ms).count();
-    println!("    Azure requests {} ({slow} took L or more), {:.2} per onboarding", log.len(), log.len() as f64 / count as f64);
+    println!(
+        "    Azure requests {} ({slow} took L or more), {:.2} per onboarding",
+        log.len(),
+        log.len() as f64 / count as f64
+    );
     let mut kinds = std::collections::BTreeMap::new();
     for r in &log {
         *kinds.entry(format!("{} {} {}", r.method, r.host, r.status)).or_insert(0) += 1;
