@@ -120,7 +120,10 @@ impl State {
             let after = if self.answered { self.spacing() } else { PROBE_HOLD };
             turn = turn.max(last.checked_add(after).unwrap_or(last));
         }
-        self.hold_until.map_or(turn, |hold| turn.max(hold))
+        match self.hold_until {
+            Some(hold) if hold_applies(hold, now) => turn.max(hold),
+            _ => turn,
+        }
     }
 }
 
@@ -145,6 +148,26 @@ impl Drop for Waiting<'_> {
         let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         state.waiting = state.waiting.saturating_sub(1);
     }
+}
+
+tokio::task_local! {
+    static SCHEDULED_COPY: bool;
+}
+
+/// Runs `future` as the attempt of a retry copy, which the broker delivered when the wait it was scheduled for was
+/// over by the broker's clock: a remembered hold that would outlast the deadline in scope does not pace it.
+pub async fn as_scheduled_copy<F: std::future::Future>(future: F) -> F::Output {
+    SCHEDULED_COPY.scope(true, Box::pin(future)).await
+}
+
+/// Whether a hold until `hold` still holds a request now: always within the deadline in scope; past it, only for a
+/// first attempt (see [`Pacer::observe`]).
+fn hold_applies(hold: Instant, now: Instant) -> bool {
+    if hold <= now {
+        return false;
+    }
+    let within_deadline = deadline::remaining().is_none_or(|left| hold - now < left);
+    within_deadline || !SCHEDULED_COPY.try_with(|copy| *copy).unwrap_or(false)
 }
 
 impl Lane {
@@ -222,9 +245,11 @@ impl Pacer {
     }
 
     /// Learns from the answer to a request that took `turn`: the remaining counts, and a hold until `Retry-After` on a
-    /// 429. A hold that ends after this invocation's deadline is not kept: the retry copies carry that wait (scheduled
-    /// by `Retry-After` on the broker's clock) instead of this process's memory, which would outlive a restart of the
-    /// throttling on Azure's side and, kept on this machine's clock, disagree with the broker's.
+    /// 429. A hold is remembered even when it ends after this invocation's deadline: a first attempt that would wait
+    /// past its deadline for it is paced at once, without spending a 429 to learn what Azure already said. A retry copy
+    /// ignores such a hold ([`as_scheduled_copy`]): it was scheduled on the broker's clock, which decides when a wait is
+    /// over, so a disagreement between the clocks costs a message one deferral, never a loop of copies. A success ends
+    /// the hold.
     pub fn observe(&self, lane: &Lane, turn: Turn, status: u16, headers: &HeaderMap, retry_after: Option<Duration>) {
         let windows = remaining_counts(headers);
         let gate = turn.gate.clone();
@@ -236,8 +261,12 @@ impl Pacer {
                 state.learn(windows);
             }
             state.answered = true;
-            let hold = retry_after.unwrap_or(Duration::from_secs(1));
-            if status == 429 && deadline::remaining().is_none_or(|left| hold < left) {
+            if (200..300).contains(&status) {
+                // Azure took a request of this lane: whatever hold was remembered is over.
+                state.hold_until = None;
+            }
+            if status == 429 {
+                let hold = retry_after.unwrap_or(Duration::from_secs(1));
                 if let Some(until) = now.checked_add(hold) {
                     state.hold_until = Some(state.hold_until.map_or(until, |held| held.max(until)));
                 }
@@ -387,13 +416,22 @@ mod tests {
         let pacer = Pacer::default();
         let lane = Lane { subscription: "s".into(), kind: "write" };
         answered(&pacer, &lane, 200, "Microsoft.Storage/Write_ObservationWindow_00:00:02;10", None).await;
-        // A hold beyond this invocation's deadline is left to the retry copy.
+        // A hold beyond the deadline is remembered: a first attempt learns at once, without a 429; a retry copy, due
+        // by the broker's clock, is not deferred again by this process's.
         let invocation = Instant::now() + Duration::from_secs(10);
         let turn = pacer.take_turn(&lane).await.unwrap();
-        deadline::within(invocation, async {
-            pacer.observe(&lane, turn, 429, &HeaderMap::new(), Some(Duration::from_secs(600)))
-        })
-        .await;
+        pacer.observe(&lane, turn, 429, &HeaderMap::new(), Some(Duration::from_secs(600)));
+        match deadline::within(invocation, pacer.take_turn(&lane)).await {
+            Err(Error::Paced { wait, .. }) => assert!(wait > Duration::from_secs(599), "{wait:?}"),
+            other => panic!("expected Paced, got {other:?}"),
+        }
+        assert!(matches!(
+            deadline::within(invocation, async { pacer.expect_turn(&lane, Duration::from_secs(10)) }).await,
+            Err(Error::Paced { .. })
+        ));
+        let copy = deadline::within(invocation, as_scheduled_copy(pacer.take_turn(&lane))).await.unwrap();
+        pacer.observe(&lane, copy, 200, &HeaderMap::new(), None);
+        // Its success shows Azure takes requests again: the hold is over for first attempts too.
         deadline::within(invocation, pacer.take_turn(&lane)).await.unwrap();
         // One within it holds the lane: a request with less time left is told at once, one with more waits it out.
         let turn = pacer.take_turn(&lane).await.unwrap();

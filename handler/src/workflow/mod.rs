@@ -38,7 +38,7 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::azure::credentials::CustomerIdentity;
-use crate::azure::{AzureClients, ClientConfig, RetryOptions, deadline};
+use crate::azure::{AzureClients, ClientConfig, RetryOptions, deadline, pacing};
 use crate::config::{FicMode, IsvIdentity, Settings};
 use crate::contract::{
     AccountRequest, DeliveredSessionId, KIND_OFFBOARDING, KIND_ONBOARDING, KIND_PROBE, ValidatedMessage,
@@ -165,8 +165,8 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
     let started = tokio::time::Instant::now();
     let at = |offset| started.checked_add(offset).unwrap_or(started + std::time::Duration::from_secs(86_400 * 365));
     let (work_until, answer_by) = (at(app.times.work), at(app.times.answer));
-    bounded(answer_by, "settle the message", async {
-        let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
+    let attempt = settle::attempt_state(&message.application_properties, OffsetDateTime::now_utc());
+    let work = bounded(answer_by, "settle the message", async {
         let validated = match parse_message(&message.body, &app.policy) {
             Ok(validated) => validated,
             Err(invalid) => {
@@ -220,8 +220,13 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
             Ok(Outcome::Superseded { by }) => settle::superseded(app, message, onboarding, order, &by).await,
             Err(error) => settle::after_failure(app, message, Some(&validated), error, &attempt, Some(order)).await,
         }
-    })
-    .await
+    });
+    // A retry copy came when the broker's clock said its wait was over: a hold this process remembers past the
+    // deadline does not defer it again (decision 24).
+    match attempt.attempt > 1 {
+        true => pacing::as_scheduled_copy(work).await,
+        false => work.await,
+    }
 }
 
 /// One key-watch run (the timer trigger): list, and send one probe per onboarded account, within the invocation's
