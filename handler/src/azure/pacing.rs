@@ -248,8 +248,7 @@ impl Pacer {
     /// 429. A hold is remembered even when it ends after this invocation's deadline: a first attempt that would wait
     /// past its deadline for it is paced at once, without spending a 429 to learn what Azure already said. A retry copy
     /// ignores such a hold ([`as_scheduled_copy`]): it was scheduled on the broker's clock, which decides when a wait is
-    /// over, so a disagreement between the clocks costs a message one deferral, never a loop of copies. A success ends
-    /// the hold.
+    /// over, so a disagreement between the clocks costs a message one deferral, never a loop of copies.
     pub fn observe(&self, lane: &Lane, turn: Turn, status: u16, headers: &HeaderMap, retry_after: Option<Duration>) {
         let windows = remaining_counts(headers);
         let gate = turn.gate.clone();
@@ -261,10 +260,6 @@ impl Pacer {
                 state.learn(windows);
             }
             state.answered = true;
-            if (200..300).contains(&status) {
-                // Azure took a request of this lane: whatever hold was remembered is over.
-                state.hold_until = None;
-            }
             if status == 429 {
                 let hold = retry_after.unwrap_or(Duration::from_secs(1));
                 if let Some(until) = now.checked_add(hold) {
@@ -431,8 +426,8 @@ mod tests {
         ));
         let copy = deadline::within(invocation, as_scheduled_copy(pacer.take_turn(&lane))).await.unwrap();
         pacer.observe(&lane, copy, 200, &HeaderMap::new(), None);
-        // Its success shows Azure takes requests again: the hold is over for first attempts too.
-        deadline::within(invocation, pacer.take_turn(&lane)).await.unwrap();
+        // One request taken does not make room for all: first attempts keep to what Azure said.
+        assert!(matches!(deadline::within(invocation, pacer.take_turn(&lane)).await, Err(Error::Paced { .. })));
         // One within it holds the lane: a request with less time left is told at once, one with more waits it out.
         let turn = pacer.take_turn(&lane).await.unwrap();
         pacer.observe(&lane, turn, 429, &HeaderMap::new(), Some(Duration::from_secs(30)));
