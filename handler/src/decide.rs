@@ -21,6 +21,8 @@ pub struct AttemptState {
     /// When an earlier attempt re-registered the storage provider for the preview feature (then later attempts only
     /// poll its state).
     pub provider_registered_at: Option<OffsetDateTime>,
+    /// When the retry copy being attempted was sent (`None` on a first delivery, or on a copy that does not say).
+    pub copied_at: Option<OffsetDateTime>,
 }
 
 /// Delays between scheduled retries, and when to give up.

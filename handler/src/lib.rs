@@ -1,7 +1,7 @@
 //! Cross-tenant customer-managed-key onboarding, as an Azure Functions custom handler.
 //!
 //! Reading order: [`contract`] (what a message is) → [`workflow`] (what we do with it) → [`azure`] (how we talk to
-//! Azure) → [`function`] (how the Functions host talks to us). Pure logic lives in [`contract`], [`events`],
+//! Azure) → [`function`] (how the Functions host talks to us). Pure logic lives in [`contract`], [`delivery`], [`events`],
 //! [`error`] (with its classifier), [`decide`], [`order`] and [`remediation`]; only [`azure`] does network I/O.
 
 pub mod azure;
@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod config;
 pub mod contract;
 pub mod decide;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod function;

@@ -128,3 +128,64 @@ async fn a_vault_name_that_does_not_resolve_waits_on_the_customer() {
     assert_eq!(stub.requests().len(), 1, "a name that does not resolve is not retried in the invocation");
     assert_eq!(exchange.calls(), 0);
 }
+
+/// A vault that stops taking a cached token before it runs out (a revocation, or a clock ahead of ours) answers 401
+/// with its challenge: one more try goes with a freshly exchanged token, as the Azure SDKs' challenge policy does.
+#[tokio::test]
+async fn a_refused_token_is_exchanged_again_once() {
+    let tokens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let issued = tokens.clone();
+    let stub = Stub::start(move |request, _| {
+        if request.path.ends_with("/oauth2/v2.0/token") {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            return json(200, serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": format!("t{n}")}));
+        }
+        match request.header("authorization") {
+            Some("Bearer t1") => {
+                let mut reply = key_vault_challenge(CUSTOMER);
+                reply.2 = r#"{"error":{"code":"Unauthorized","message":"AKV10000: Request is unauthorized: the token expired."}}"#.to_owned();
+                reply
+            }
+            Some(_) => key(),
+            None => key_vault_challenge(CUSTOMER),
+        }
+    })
+    .await;
+    let (key_vault, exchange) = key_vault(&stub);
+
+    key_vault.get_key(&caller(CUSTOMER), VAULT, "cmk", None).await.unwrap();
+
+    let keys: Vec<_> = stub.requests().into_iter().filter(|r| r.path == "/keys/cmk").collect();
+    let sent: Vec<_> = keys.iter().map(|r| r.header("authorization").unwrap_or("none").to_owned()).collect();
+    assert_eq!(
+        sent,
+        ["none", "Bearer t1", "none", "Bearer t2"],
+        "challenge, refused token, challenge again, fresh token"
+    );
+    assert_eq!(tokens.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(exchange.calls(), 2, "the assertion is made again for the fresh token");
+}
+
+/// A vault that refuses every token is asked twice, not until the budget runs out; the refusal is the outcome.
+#[tokio::test]
+async fn a_vault_that_refuses_every_token_is_tried_twice() {
+    let stub = Stub::start(|request, _| {
+        if request.path.ends_with("/oauth2/v2.0/token") {
+            return json(200, serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "t"}));
+        }
+        let mut reply = key_vault_challenge(CUSTOMER);
+        if request.header("authorization").is_some() {
+            reply.2 = r#"{"error":{"code":"Unauthorized","message":"AKV10022: Invalid audience."}}"#.to_owned();
+        }
+        reply
+    })
+    .await;
+    let (key_vault, _) = key_vault(&stub);
+
+    let error = key_vault.get_key(&caller(CUSTOMER), VAULT, "cmk", None).await.unwrap_err();
+
+    assert_eq!(error.disposition(), Disposition::Permanent, "{error}");
+    let authorized =
+        stub.requests().iter().filter(|r| r.header("authorization").is_some() && r.path == "/keys/cmk").count();
+    assert_eq!(authorized, 2);
+}

@@ -251,6 +251,9 @@ async fn the_invocation_deadline_bounds_a_call_that_gets_no_answer() {
     let error = outcome.expect("ended with the deadline").unwrap_err();
     assert!(matches!(&error, Error::Transport(e) if e.kind == TransportErrorKind::OutOfTime), "{error:?}");
     assert_eq!(error.reason_code(), "InvocationTimeUp");
+    // The log says what cut the request short, not reqwest's words for a timeout.
+    let text = error.to_string();
+    assert!(text.contains("the invocation ran out of time") && !text.contains("timed out"), "{text}");
 }
 
 /// A credential that never answers.

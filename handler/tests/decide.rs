@@ -29,6 +29,7 @@ fn attempt(n: u32, last_action_state: Option<String>) -> AttemptState {
         first_attempt_at: NOW - time::Duration::hours(1),
         last_action_state,
         provider_registered_at: None,
+        copied_at: None,
     }
 }
 

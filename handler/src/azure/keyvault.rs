@@ -197,16 +197,36 @@ impl KeyVaultClient {
         self.inner.tenants.lock().unwrap_or_else(|p| p.into_inner()).get(&vault_host.to_ascii_lowercase()).cloned()
     }
 
+    /// Sends `request` with a token for the vault's scope. A 401 to a token is answered, as the Azure SDKs' challenge
+    /// policy does, by one more try with the challenge read again and a freshly exchanged token: the vault may have
+    /// stopped taking the cached one before it ran out (a revocation under continuous access evaluation, a clock that
+    /// disagrees with ours). A second 401 is the answer.
     async fn send(
         &self,
         caller: CustomerIdentity<'_>,
         request: OutgoingRequest,
         operation: &'static str,
     ) -> Result<HttpResponse, Error> {
+        let refused = |result: &Result<HttpResponse, Error>| matches!(result, Err(Error::Azure(e)) if e.status == 401);
+        let result = self.send_once(caller, &request, operation).await;
+        if !refused(&result) {
+            return result;
+        }
+        tracing::debug!(operation, "the vault refused the token; retrying once with a fresh one");
+        self.inner.tokens.renew_customer_token(&caller);
+        self.send_once(caller, &request, operation).await
+    }
+
+    async fn send_once(
+        &self,
+        caller: CustomerIdentity<'_>,
+        request: &OutgoingRequest,
+        operation: &'static str,
+    ) -> Result<HttpResponse, Error> {
         let inner = &self.inner;
         inner.transport.ensure_allowed(&request.url)?;
         let host = request.url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let vault_tenant = self.tenant_of(&request, operation).await?;
+        let vault_tenant = self.tenant_of(request, operation).await?;
         if !vault_tenant.eq_ignore_ascii_case(caller.tenant) {
             return Err(Error::Refused {
                 code: "VaultTenantMismatch",
@@ -220,7 +240,7 @@ impl KeyVaultClient {
         let scope = vault_scope(inner.transport.cloud(), &request.url);
         let authorizer = CustomerScope { tokens: &inner.tokens, caller, scope };
         let result =
-            retry::send(&inner.transport, &inner.retry, AzureService::KeyVault, operation, &request, &authorizer).await;
+            retry::send(&inner.transport, &inner.retry, AzureService::KeyVault, operation, request, &authorizer).await;
         if matches!(&result, Err(Error::Azure(e)) if e.status == 401) {
             // The vault refused a token for the tenant it named: read its challenge again next time.
             inner.tenants.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);

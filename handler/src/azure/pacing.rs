@@ -78,6 +78,8 @@ struct State {
     last_sent: Option<Instant>,
     /// Nothing goes before this (a 429's `Retry-After`).
     hold_until: Option<Instant>,
+    /// When the last 429 set or renewed the hold: a retry copy made before it has not seen it.
+    held_since: Option<Instant>,
     /// An answer has been seen: until then the first request goes alone and its answer sets the pace (otherwise
     /// every invocation of a fresh process would rush the subscription at once).
     answered: bool,
@@ -120,8 +122,8 @@ impl State {
             let after = if self.answered { self.spacing() } else { PROBE_HOLD };
             turn = turn.max(last.checked_add(after).unwrap_or(last));
         }
-        match self.hold_until {
-            Some(hold) if hold_applies(hold, now) => turn.max(hold),
+        match (self.hold_until, self.held_since) {
+            (Some(hold), Some(since)) if hold_applies(hold, since, now) => turn.max(hold),
             _ => turn,
         }
     }
@@ -151,23 +153,26 @@ impl Drop for Waiting<'_> {
 }
 
 tokio::task_local! {
-    static SCHEDULED_COPY: bool;
+    /// When the retry copy being attempted was made, on this process's clock.
+    static SCHEDULED_COPY: Instant;
 }
 
-/// Runs `future` as the attempt of a retry copy, which the broker delivered when the wait it was scheduled for was
-/// over by the broker's clock: a remembered hold that would outlast the deadline in scope does not pace it.
-pub async fn as_scheduled_copy<F: std::future::Future>(future: F) -> F::Output {
-    SCHEDULED_COPY.scope(true, Box::pin(future)).await
+/// Runs `future` as the attempt of a retry copy made at `copied_at` (on this process's clock; the copy's
+/// `cmk-copied-at` says when by the wall clock), which the broker delivered when the wait it was scheduled for was over
+/// by the broker's clock. A remembered hold that would outlast the deadline in scope paces it only if a 429 set or
+/// renewed the hold after the copy was made: the copy was scheduled without knowing of that one.
+pub async fn as_scheduled_copy<F: std::future::Future>(copied_at: Instant, future: F) -> F::Output {
+    SCHEDULED_COPY.scope(copied_at, Box::pin(future)).await
 }
 
-/// Whether a hold until `hold` still holds a request now: always within the deadline in scope; past it, only for a
-/// first attempt (see [`Pacer::observe`]).
-fn hold_applies(hold: Instant, now: Instant) -> bool {
+/// Whether a hold until `hold`, last set or renewed at `since`, still holds a request now: always within the deadline
+/// in scope; past it, for a first attempt, and for a retry copy made before `since` (see [`Pacer::observe`]).
+fn hold_applies(hold: Instant, since: Instant, now: Instant) -> bool {
     if hold <= now {
         return false;
     }
     let within_deadline = deadline::remaining().is_none_or(|left| hold - now < left);
-    within_deadline || !SCHEDULED_COPY.try_with(|copy| *copy).unwrap_or(false)
+    within_deadline || SCHEDULED_COPY.try_with(|copied_at| *copied_at < since).unwrap_or(true)
 }
 
 impl Lane {
@@ -247,8 +252,9 @@ impl Pacer {
     /// Learns from the answer to a request that took `turn`: the remaining counts, and a hold until `Retry-After` on a
     /// 429. A hold is remembered even when it ends after this invocation's deadline: a first attempt that would wait
     /// past its deadline for it is paced at once, without spending a 429 to learn what Azure already said. A retry copy
-    /// ignores such a hold ([`as_scheduled_copy`]): it was scheduled on the broker's clock, which decides when a wait is
-    /// over, so a disagreement between the clocks costs a message one deferral, never a loop of copies.
+    /// made after the hold's last 429 ignores it ([`as_scheduled_copy`]): it was scheduled for the end of that wait on
+    /// the broker's clock, which decides when a wait is over, so a disagreement between the clocks costs a message
+    /// one deferral, never a loop of copies; a copy made before it is deferred, since it could not know.
     pub fn observe(&self, lane: &Lane, turn: Turn, status: u16, headers: &HeaderMap, retry_after: Option<Duration>) {
         let windows = remaining_counts(headers);
         let gate = turn.gate.clone();
@@ -264,6 +270,7 @@ impl Pacer {
                 let hold = retry_after.unwrap_or(Duration::from_secs(1));
                 if let Some(until) = now.checked_add(hold) {
                     state.hold_until = Some(state.hold_until.map_or(until, |held| held.max(until)));
+                    state.held_since = Some(now);
                 }
                 tracing::info!(subscription = %lane.subscription, kind = lane.kind, ?hold, "throttled: holding the subscription's requests");
             }
@@ -411,11 +418,17 @@ mod tests {
         let pacer = Pacer::default();
         let lane = Lane { subscription: "s".into(), kind: "write" };
         answered(&pacer, &lane, 200, "Microsoft.Storage/Write_ObservationWindow_00:00:02;10", None).await;
-        // A hold beyond the deadline is remembered: a first attempt learns at once, without a 429; a retry copy, due
-        // by the broker's clock, is not deferred again by this process's.
+        // A hold beyond the deadline is remembered: a first attempt learns at once, without a 429; a retry copy made
+        // before the 429 is deferred too (it could not know); one made after it, due by the broker's clock, is not
+        // deferred again by this process's.
         let invocation = Instant::now() + Duration::from_secs(10);
+        let made_before = Instant::now();
+        tokio::time::advance(Duration::from_millis(1)).await;
         let turn = pacer.take_turn(&lane).await.unwrap();
         pacer.observe(&lane, turn, 429, &HeaderMap::new(), Some(Duration::from_secs(600)));
+        let early = deadline::within(invocation, as_scheduled_copy(made_before, pacer.take_turn(&lane))).await;
+        assert!(matches!(early, Err(Error::Paced { .. })), "{early:?}");
+        tokio::time::advance(Duration::from_millis(1)).await;
         match deadline::within(invocation, pacer.take_turn(&lane)).await {
             Err(Error::Paced { wait, .. }) => assert!(wait > Duration::from_secs(599), "{wait:?}"),
             other => panic!("expected Paced, got {other:?}"),
@@ -424,7 +437,8 @@ mod tests {
             deadline::within(invocation, async { pacer.expect_turn(&lane, Duration::from_secs(10)) }).await,
             Err(Error::Paced { .. })
         ));
-        let copy = deadline::within(invocation, as_scheduled_copy(pacer.take_turn(&lane))).await.unwrap();
+        let copy =
+            deadline::within(invocation, as_scheduled_copy(Instant::now(), pacer.take_turn(&lane))).await.unwrap();
         pacer.observe(&lane, copy, 200, &HeaderMap::new(), None);
         // One request taken does not make room for all: first attempts keep to what Azure said.
         assert!(matches!(deadline::within(invocation, pacer.take_turn(&lane)).await, Err(Error::Paced { .. })));

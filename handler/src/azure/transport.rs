@@ -337,12 +337,12 @@ fn is_dns_error(e: &reqwest::Error) -> bool {
 }
 
 fn map_reqwest_error(service: AzureService, operation: &'static str, e: &reqwest::Error) -> Error {
+    if e.is_timeout() && super::deadline::remaining().is_some_and(|left| left.is_zero()) {
+        // The invocation's deadline cut the request short: say so, not reqwest's "operation timed out".
+        return out_of_time(service, operation);
+    }
     let kind = if e.is_timeout() {
-        if super::deadline::remaining().is_some_and(|left| left.is_zero()) {
-            TransportErrorKind::OutOfTime
-        } else {
-            TransportErrorKind::Timeout
-        }
+        TransportErrorKind::Timeout
     } else if e.is_connect() && is_dns_error(e) {
         TransportErrorKind::NameNotResolved
     } else if e.is_connect() {

@@ -15,7 +15,8 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::invocation::{self, IncomingMessage};
+use super::invocation;
+use crate::delivery::IncomingMessage;
 use crate::workflow::{self, App, Settlement, settle};
 
 /// Function names: the folder names under `function-definitions/`, which the host uses as the request path.

@@ -45,8 +45,8 @@ use crate::contract::{
     ValidatedOnboarding, ValidationPolicy, check_session, parse_message,
 };
 use crate::decide::{AttemptState, InvocationTimes, RetryPolicy, invocation_times};
+use crate::delivery::IncomingMessage;
 use crate::error::{CustomerAction, Error};
-use crate::function::invocation::IncomingMessage;
 use crate::order::{ORDER_PROPERTY, OnboardingOrder};
 use account_tags::{AccountRecord, OwnTags, Standing};
 use identity_chain::IdentityChain;
@@ -222,9 +222,16 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
         }
     });
     // A retry copy came when the broker's clock said its wait was over: a hold this process remembers past the
-    // deadline does not defer it again (decision 24).
+    // deadline defers it again only if a 429 renewed the hold after the copy was sent (decision 24). A copy that does
+    // not say when it was sent counts as sent now.
     match attempt.attempt > 1 {
-        true => pacing::as_scheduled_copy(work).await,
+        true => {
+            let age = attempt.copied_at.map_or(std::time::Duration::ZERO, |at| {
+                std::time::Duration::try_from(OffsetDateTime::now_utc() - at).unwrap_or(std::time::Duration::ZERO)
+            });
+            let copied_at = tokio::time::Instant::now().checked_sub(age).unwrap_or(started);
+            pacing::as_scheduled_copy(copied_at, work).await
+        }
         false => work.await,
     }
 }
@@ -234,7 +241,7 @@ pub async fn process(app: &App, message: &IncomingMessage) -> Result<Settlement,
 pub async fn watch_keys(
     app: &std::sync::Arc<App>,
     invocation_id: &str,
-    timer: crate::function::invocation::TimerRun,
+    timer: crate::delivery::TimerRun,
 ) -> Result<watch::RunSummary, Error> {
     let until = tokio::time::Instant::now() + app.times.work;
     bounded(until, "the key watch", Box::pin(watch::run(app, invocation_id, timer))).await

@@ -20,12 +20,12 @@ use super::watch_record::LastEvent;
 use crate::azure::servicebus::OutgoingMessage;
 use crate::contract::{AccountRequest, ValidatedMessage, ValidatedOnboarding};
 use crate::decide::{AttemptState, Decision, decide};
+use crate::delivery::IncomingMessage;
 use crate::error::Error;
 use crate::events::{
     ActionRequiredData, CLOUDEVENTS_CONTENT_TYPE, CompletedData, FailedData, OffboardedData, OnboardingEvent,
     SupersededData, SupersedingOnboarding,
 };
-use crate::function::invocation::IncomingMessage;
 use crate::order::{ORDER_PROPERTY, OnboardingOrder};
 use crate::remediation::{RemediationContext, remediation};
 
@@ -37,6 +37,8 @@ pub const FIRST_ATTEMPT_AT: &str = "cmk-first-attempt-at";
 pub const LAST_ACTION_STATE: &str = "cmk-last-action-state";
 /// When an attempt of this onboarding re-registered `Microsoft.Storage` for the preview feature (RFC 3339).
 pub const PROVIDER_REGISTERED_AT: &str = "cmk-provider-registered-at";
+/// When a retry copy was sent (RFC 3339): the pacer tells what the copy knew of a 429 hold from what it did not.
+pub const COPIED_AT: &str = "cmk-copied-at";
 /// Marks a copy the handler dead-letters by failing it fast (the function layer checks it before any work).
 pub const DEAD_LETTER_REASON: &str = "cmk-dead-letter-reason";
 pub const DEAD_LETTER_DESCRIPTION: &str = "cmk-dead-letter-description";
@@ -64,6 +66,7 @@ pub fn attempt_state(properties: &BTreeMap<String, Value>, now: OffsetDateTime) 
         first_attempt_at: time(FIRST_ATTEMPT_AT).unwrap_or(now),
         last_action_state: get(LAST_ACTION_STATE).and_then(Value::as_str).map(str::to_owned),
         provider_registered_at: time(PROVIDER_REGISTERED_AT),
+        copied_at: time(COPIED_AT),
     }
 }
 
@@ -271,6 +274,7 @@ pub(super) async fn after_failure(
     if let Some(at) = registered.or(attempt.provider_registered_at) {
         properties.insert(PROVIDER_REGISTERED_AT.to_owned(), Value::from(rfc3339(at)));
     }
+    properties.insert(COPIED_AT.to_owned(), Value::from(rfc3339(OffsetDateTime::now_utc())));
     match send_copy_fitting(app, message, "retry", properties, Some(at)).await {
         Ok(()) => Ok(Settlement::RetryScheduled { onboarding_id, at, reason: error.reason_code().to_owned() }),
         Err(refused) if is_too_large(&refused) => {

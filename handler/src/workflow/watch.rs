@@ -21,9 +21,9 @@ use crate::azure::credentials::CustomerIdentity;
 use crate::azure::servicebus::OutgoingMessage;
 use crate::config::AllowedScope;
 use crate::contract::{AccountRequest, KIND_PROBE, parse_storage_account_id};
+use crate::delivery::TimerRun;
 use crate::error::{Disposition, Error};
 use crate::events::{EventType, KeyWatchData};
-use crate::function::invocation::TimerRun;
 use crate::remediation::{RemediationContext, lost_access_remediation};
 
 /// Probe messages per batch send: a probe is well under 1 KB with its properties, a batch at most 256 KB (one

@@ -102,3 +102,32 @@ async fn a_disabled_key_is_asked_for_then_it_completes() {
     assert_eq!(reasons(&bed), ["KeyDisabled"]);
     assert!(bed.dead_letters().is_empty());
 }
+
+/// The customer-tenant token the handler caches lasts an hour by Entra's clock. A vault that judges it ended before
+/// the handler's cache does (here the emulator's clock moves two hours; on Azure, a revocation or a clock ahead of
+/// ours) answers 401 `AKV10000`: the handler exchanges a fresh token and goes on, where it used to dead-letter the
+/// onboarding as refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_vault_no_longer_takes_is_exchanged_again() {
+    const SECOND: &str = "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/isv-customers/providers/Microsoft.Storage/storageAccounts/contosoextra";
+    let mut scenario = crate::testbed::sample_scenario();
+    scenario.storage_accounts.push(crate::testbed::fresh_storage_account(SECOND.into()));
+    let bed = crate::testbed::start_with(scenario, &[crate::testbed::ONE_KEY_MANY_ACCOUNTS]).await;
+    bed.send(&crate::testbed::contoso("obd-first"), "msg-first");
+    bed.wait_until("the first onboarding completed", |bed| bed.events_of("completed").len() == 1).await;
+    let refusals = |bed: &TestBed| {
+        bed.requests().iter().filter(|r| r.host == "contoso-kv.vault.azure.net" && r.status == 401).count()
+    };
+    let challenges = refusals(&bed);
+
+    bed.advance_clock(std::time::Duration::from_secs(2 * 3600)).await;
+    let second =
+        onboarding("obd-second", crate::testbed::CONTOSO_TENANT, SECOND, "https://contoso-kv.vault.azure.net/", "cmk");
+    bed.send(&second, "msg-second");
+
+    bed.wait_until("the second onboarding ended", |bed| bed.events().len() >= 2 && bed.queue().is_empty()).await;
+    bed.wait_queue_idle().await;
+    assert!(bed.dead_letters().is_empty(), "{:#?}", bed.events());
+    assert_eq!(bed.events_of("completed").len(), 2, "{:#?}", bed.events());
+    assert_eq!(refusals(&bed) - challenges, 2, "the refused token, then the challenge read again");
+}

@@ -180,7 +180,8 @@ impl Limits {
 
     /// Counts `req` against the limits of the service it is for. `region_of` names the region of a storage account
     /// (by its resource id);
-    /// `actor` is the caller's object id (for ARM's message).
+    /// `actor` is the caller's object id, from a token whose signature holds; `None` for an ARM request ARM would refuse
+    /// unauthenticated, which is not counted.
     pub fn admit(
         &self,
         req: &Req,
@@ -256,6 +257,12 @@ impl Inner {
             return Ok(HeaderMap::new());
         };
         let subscription = subscription.to_owned();
+        // ARM authenticates a request before it counts it against the caller's buckets (throttling is per principal,
+        // https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling): a request
+        // without a token it can read gets its 401 and spends nothing.
+        let Some(actor) = actor() else {
+            return Ok(HeaderMap::new());
+        };
         let kind = match req.method {
             Method::GET | Method::HEAD => ArmKind::Reads,
             Method::DELETE => ArmKind::Deletes,
@@ -274,7 +281,6 @@ impl Inner {
             self.arm.entry((subscription.clone(), kind)).or_insert_with(|| TokenBucket::new(capacity, refill, now));
         if let Some(wait) = bucket.wait(now) {
             let singular = word.trim_end_matches('s');
-            let actor = actor().unwrap_or_else(|| "unknown".to_owned());
             let message = format!(
                 "Number of '{singular}' requests for subscription '{subscription}' actor '{actor}' exceeded. Please \
                  try again after '{}' seconds after additional tokens are available. Refer to \
@@ -470,6 +476,20 @@ mod tests {
         assert_eq!(body(response).await["error"]["code"], "Throttled");
         let other = req(Method::GET, "https://kv2.vault.azure.net/keys/k?api-version=7.4");
         assert!(matches!(admit(&limits, &other), Admission::Admitted(_)));
+    }
+
+    /// ARM refuses a request without a readable token before counting it: a flood of them spends no caller's quota.
+    #[test]
+    fn unauthenticated_arm_requests_are_not_counted() {
+        let limits = Limits::new(LimitsConfig { time_scale: 1e-6, ..LimitsConfig::default() });
+        let anonymous = |req: &Req| limits.admit(req, Duration::ZERO, |_| Some("westeurope".into()), || None);
+        for _ in 0..50 {
+            assert!(matches!(anonymous(&req(Method::PATCH, ACCOUNT)), Admission::Admitted(h) if h.is_empty()));
+        }
+        for _ in 0..10 {
+            assert!(matches!(admit(&limits, &req(Method::PATCH, ACCOUNT)), Admission::Admitted(_)));
+        }
+        assert!(matches!(admit(&limits, &req(Method::PATCH, ACCOUNT)), Admission::Throttled(_)), "the 11th write");
     }
 
     #[test]
