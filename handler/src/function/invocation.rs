@@ -225,6 +225,23 @@ pub fn response_body(logs: &[String]) -> Value {
     serde_json::json!({ "Outputs": {}, "Logs": logs, "ReturnValue": null })
 }
 
+/// Reads [`TimerRun`] from a timer invocation's body (pure; any shape it does not know is `None`).
+pub fn timer_run(body: &[u8]) -> TimerRun {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return TimerRun::default() };
+    // `2024-10-24T14:32:18.2205399Z`; a time without an offset is UTC (the host writes UTC).
+    let parse = |v: &serde_json::Value| {
+        let text = v.as_str()?;
+        let rfc3339 = time::format_description::well_known::Rfc3339;
+        time::OffsetDateTime::parse(text, &rfc3339)
+            .or_else(|_| time::OffsetDateTime::parse(&format!("{text}Z"), &rfc3339))
+            .ok()
+    };
+    let next = value["Data"]
+        .as_object()
+        .and_then(|data| data.values().find_map(|timer| parse(&timer["ScheduleStatus"]["Next"])));
+    TimerRun { fired_at: parse(&value["Metadata"]["sys"]["UtcNow"]), next }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,21 +362,4 @@ mod tests {
         assert!(decode(br#"{"Data":{},"Metadata":{}}"#, "m").is_err());
         assert!(decode(b"not json", "m").is_err());
     }
-}
-
-/// Reads [`TimerRun`] from a timer invocation's body (pure; any shape it does not know is `None`).
-pub fn timer_run(body: &[u8]) -> TimerRun {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return TimerRun::default() };
-    // `2024-10-24T14:32:18.2205399Z`; a time without an offset is UTC (the host writes UTC).
-    let parse = |v: &serde_json::Value| {
-        let text = v.as_str()?;
-        let rfc3339 = time::format_description::well_known::Rfc3339;
-        time::OffsetDateTime::parse(text, &rfc3339)
-            .or_else(|_| time::OffsetDateTime::parse(&format!("{text}Z"), &rfc3339))
-            .ok()
-    };
-    let next = value["Data"]
-        .as_object()
-        .and_then(|data| data.values().find_map(|timer| parse(&timer["ScheduleStatus"]["Next"])));
-    TimerRun { fired_at: parse(&value["Metadata"]["sys"]["UtcNow"]), next }
 }
