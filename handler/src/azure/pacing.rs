@@ -67,6 +67,13 @@ struct Window {
 /// at most `window / (SHARE × 2.5% × limit)`, a tenth of the fleet's steady spacing with four instances.
 const FLOOR: f64 = 0.025;
 
+/// A 429's hold on a lane.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    until: Instant,
+    since: Instant,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// What Azure last reported of each of the lane's windows.
@@ -76,10 +83,9 @@ struct State {
     /// Requests queued or waiting for their turn.
     waiting: u32,
     last_sent: Option<Instant>,
-    /// Nothing goes before this (a 429's `Retry-After`).
-    hold_until: Option<Instant>,
-    /// When the last 429 set or renewed the hold: a retry copy made before it has not seen it.
-    held_since: Option<Instant>,
+    /// Nothing goes before `until` (a 429's `Retry-After`); `since`: when the last 429 set or renewed it, so a retry
+    /// copy made before then has not seen it.
+    hold: Option<Hold>,
     /// An answer has been seen: until then the first request goes alone and its answer sets the pace (otherwise
     /// every invocation of a fresh process would rush the subscription at once).
     answered: bool,
@@ -122,8 +128,8 @@ impl State {
             let after = if self.answered { self.spacing() } else { PROBE_HOLD };
             turn = turn.max(last.checked_add(after).unwrap_or(last));
         }
-        match (self.hold_until, self.held_since) {
-            (Some(hold), Some(since)) if hold_applies(hold, since, now) => turn.max(hold),
+        match self.hold {
+            Some(hold) if hold_applies(hold, now) => turn.max(hold.until),
             _ => turn,
         }
     }
@@ -165,14 +171,14 @@ pub async fn as_scheduled_copy<F: std::future::Future>(copied_at: Instant, futur
     SCHEDULED_COPY.scope(copied_at, Box::pin(future)).await
 }
 
-/// Whether a hold until `hold`, last set or renewed at `since`, still holds a request now: always within the deadline
-/// in scope; past it, for a first attempt, and for a retry copy made before `since` (see [`Pacer::observe`]).
-fn hold_applies(hold: Instant, since: Instant, now: Instant) -> bool {
-    if hold <= now {
+/// Whether `hold` still holds a request now: always within the deadline in scope; past it, for a first attempt, and
+/// for a retry copy made before the hold was last set or renewed (see [`Pacer::observe`]).
+fn hold_applies(hold: Hold, now: Instant) -> bool {
+    if hold.until <= now {
         return false;
     }
-    let within_deadline = deadline::remaining().is_none_or(|left| hold - now < left);
-    within_deadline || SCHEDULED_COPY.try_with(|copied_at| *copied_at < since).unwrap_or(true)
+    let within_deadline = deadline::remaining().is_none_or(|left| hold.until - now < left);
+    within_deadline || SCHEDULED_COPY.try_with(|copied_at| *copied_at < hold.since).unwrap_or(true)
 }
 
 impl Lane {
@@ -269,8 +275,8 @@ impl Pacer {
             if status == 429 {
                 let hold = retry_after.unwrap_or(Duration::from_secs(1));
                 if let Some(until) = now.checked_add(hold) {
-                    state.hold_until = Some(state.hold_until.map_or(until, |held| held.max(until)));
-                    state.held_since = Some(now);
+                    let until = state.hold.map_or(until, |held| held.until.max(until));
+                    state.hold = Some(Hold { until, since: now });
                 }
                 tracing::info!(subscription = %lane.subscription, kind = lane.kind, ?hold, "throttled: holding the subscription's requests");
             }
